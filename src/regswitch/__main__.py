@@ -1,0 +1,3 @@
+from regswitch.console.cli import main
+
+main()

@@ -1,0 +1,292 @@
+"""SIP requests and responses: raw header lines, typed views parsed on first use.
+
+Header values are `str` decoded as latin-1, so any byte sequence (UTF-8 display
+names included) round-trips unchanged. Content-Length is never stored as a
+header: the serialiser writes it from the body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from regswitch.sip.errors import ParseError
+from regswitch.sip.headers import (
+    LIST_HEADERS,
+    Contact,
+    CSeq,
+    NameAddr,
+    Via,
+    parse_contact,
+    parse_cseq,
+    parse_int,
+    parse_name_addr,
+    parse_via,
+    split_list,
+)
+from regswitch.sip.uri import URI, parse_uri
+
+COMPACT_FORMS = {
+    "v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
+    "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
+    "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
+    "x": "session-expires", "y": "identity", "a": "accept-contact", "j": "reject-contact",
+    "d": "request-disposition", "n": "identity-info",
+}
+
+CANONICAL_NAMES = {
+    name.lower(): name
+    for name in (
+        "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Expires",
+        "Min-Expires", "Content-Type", "Content-Length", "Content-Encoding", "User-Agent",
+        "Server", "Allow", "Accept", "Accept-Encoding", "Accept-Language", "Supported",
+        "Require", "Proxy-Require", "Unsupported", "Route", "Record-Route", "Authorization",
+        "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+        "Authentication-Info", "Date", "Retry-After", "Warning", "Subject", "Event",
+        "Allow-Events", "Refer-To", "Referred-By", "Session-Expires", "Min-SE", "Path",
+        "Service-Route", "Timestamp", "Organization", "Priority", "Reason", "Call-Info",
+        "Alert-Info", "Error-Info", "In-Reply-To", "MIME-Version", "Reply-To",
+        "P-Asserted-Identity", "Privacy", "RSeq", "RAck", "Identity", "Accept-Contact",
+        "Reject-Contact", "Request-Disposition", "Identity-Info", "Content-Disposition",
+        "Content-Language", "Flow-Timer",
+    )
+}
+
+
+def header_key(name: str) -> str:
+    """Lookup key of a header name: lower-case, compact form expanded."""
+    key = name.lower()
+    if len(key) == 1:
+        return COMPACT_FORMS.get(key, key)
+    return key
+
+
+class Headers:
+    """Header values by lookup key, each key's values in wire order.
+
+    The relative order of different header names carries no meaning (RFC 3261
+    §7.3.1), so one dict holds it all; `_names` remembers how unknown names
+    were spelled, as they go out the way they came in.
+    """
+
+    __slots__ = ("_index", "_names")
+
+    def __init__(self) -> None:
+        self._index: dict[str, list[str]] = {}
+        self._names: dict[str, str] = {}
+
+    def _remember(self, key: str, name: str) -> None:
+        if key not in CANONICAL_NAMES:
+            self._names.setdefault(key, name)
+
+    def add(self, name: str, value: str) -> None:
+        key = header_key(name)
+        values = self._index.get(key)
+        if values is None:
+            self._index[key] = [value]
+            self._remember(key, name)
+        else:
+            values.append(value)
+
+    def insert_first(self, name: str, value: str) -> None:
+        """Put `value` before the other values of `name`; a new name goes first."""
+        key = header_key(name)
+        values = self._index.get(key)
+        if values is not None:
+            values.insert(0, value)
+            return
+        self._index = {key: [value], **self._index}
+        self._remember(key, name)
+
+    def set(self, name: str, value: str) -> None:
+        key = header_key(name)
+        if key not in self._index:
+            self._remember(key, name)
+        self._index[key] = [value]
+
+    def remove(self, name: str) -> None:
+        self._index.pop(header_key(name), None)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self._index.get(header_key(name))
+        return values[0] if values else default
+
+    def get_all(self, name: str) -> list[str]:
+        """Every line of `name`, unsplit."""
+        return list(self._index.get(header_key(name), ()))
+
+    def values(self, name: str) -> list[str]:
+        """Every value of `name`, comma-separated lists split (list headers only)."""
+        key = header_key(name)
+        lines = self._index.get(key, ())
+        if key not in LIST_HEADERS:
+            return list(lines)
+        out: list[str] = []
+        for line in lines:
+            out.extend(split_list(line))
+        return out
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and header_key(name) in self._index
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        names = self._names
+        for key, values in self._index.items():
+            name = CANONICAL_NAMES.get(key) or names.get(key, key)
+            for value in values:
+                yield name, value
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._index.values())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._index == other._index
+
+    def copy(self) -> Headers:
+        other = Headers()
+        other._index = {k: list(v) for k, v in self._index.items()}
+        other._names = dict(self._names)
+        return other
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+
+class Message:
+    """What requests and responses share: headers, body and typed views."""
+
+    __slots__ = ("_contacts", "_cseq", "_from", "_to", "_top_via", "body", "headers")
+
+    def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._top_via: Via | None = None
+        self._cseq: CSeq | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._contacts: list[Contact] | None = None
+
+    def _invalidate(self) -> None:
+        self._top_via = None
+        self._cseq = None
+        self._from = None
+        self._to = None
+        self._contacts = None
+
+    def _required(self, key: str) -> str:
+        values = self.headers._index.get(key)
+        if not values:
+            raise ParseError(f"missing {CANONICAL_NAMES.get(key, key)} header")
+        return values[0]
+
+    @property
+    def call_id(self) -> str:
+        return self._required("call-id")
+
+    @property
+    def cseq(self) -> CSeq:
+        if self._cseq is None:
+            self._cseq = parse_cseq(self._required("cseq"))
+        return self._cseq
+
+    @property
+    def top_via(self) -> Via:
+        if self._top_via is None:
+            line = self._required("via")
+            first = line if "," not in line else split_list(line)[0]
+            self._top_via = parse_via(first)
+        return self._top_via
+
+    @property
+    def vias(self) -> list[Via]:
+        return [parse_via(v) for v in self.headers.values("via")]
+
+    @property
+    def from_(self) -> NameAddr:
+        if self._from is None:
+            self._from = parse_name_addr(self._required("from"))
+        return self._from
+
+    @property
+    def to(self) -> NameAddr:
+        if self._to is None:
+            self._to = parse_name_addr(self._required("to"))
+        return self._to
+
+    @property
+    def contact_is_star(self) -> bool:
+        values = self.headers._index.get("contact")
+        return bool(values) and values[0].strip() == "*"
+
+    @property
+    def contacts(self) -> list[Contact]:
+        """Parsed Contact values; `Contact: *` is not a contact (see contact_is_star)."""
+        if self._contacts is None:
+            values = self.headers.values("contact")
+            if any(v.strip() == "*" for v in values):
+                if len(values) != 1:
+                    raise ParseError("Contact: * must be the only contact")
+                self._contacts = []
+            else:
+                self._contacts = [parse_contact(v) for v in values]
+        return self._contacts
+
+    @property
+    def expires(self) -> int | None:
+        value = self.headers.get("expires")
+        return None if value is None else parse_int(value, "Expires")
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("max-forwards")
+        return None if value is None else parse_int(value, "Max-Forwards", 255)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+class Request(Message):
+    __slots__ = ("_ruri", "method", "uri", "version")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers, body)
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self._ruri: URI | None = None
+
+    @property
+    def ruri(self) -> URI:
+        if self._ruri is None:
+            self._ruri = parse_uri(self.uri)
+        return self._ruri
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.uri}>"
+
+
+class Response(Message):
+    __slots__ = ("reason", "status", "version")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: Headers | None = None,
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        super().__init__(headers, body)
+        self.status = status
+        self.reason = reason
+        self.version = version
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.reason}>"
