@@ -1,0 +1,422 @@
+"""Storage interface: records, filters and the protocols every backend implements.
+
+The app imports this module only, never a backend (sqlite, memory, later
+postgres/redis); `storage.factory.open_storage(url)` picks the backend.
+
+Write semantics differ by kind of data, on purpose (DESIGN "Hot-path
+performance"):
+
+- accounts, params, bindings are *write-through*: the awaited call returns
+  once the change is durably committed (a REGISTER is answered only after its
+  binding is stored, so no acknowledged registration is lost by a crash);
+- events and CDRs are *write-behind*: `add()` is synchronous, never blocks
+  and never raises because storage is slow; a bounded queue absorbs bursts
+  and what does not fit is dropped and counted in `Storage.stats`.
+
+All times here are wall-clock epoch seconds (the app's injected clock), not
+the loop's monotonic time: they must survive a restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "END_DIRECTIONS",
+    "END_REASONS",
+    "POLICY_VALUES",
+    "Account",
+    "AccountStore",
+    "BindingOp",
+    "BindingRecord",
+    "BindingStore",
+    "CdrFilter",
+    "CdrRecord",
+    "CdrStore",
+    "EventFilter",
+    "EventRecord",
+    "EventStore",
+    "NewEvent",
+    "ParamStore",
+    "Storage",
+    "StorageClosedError",
+    "StorageError",
+    "normalise_aor",
+]
+
+#: Values of the per-account overrides `register_replace` / `replace_keep_calls`.
+POLICY_VALUES: frozenset[str] = frozenset({"inherit", "on", "off"})
+
+#: CDR end reasons (SPEC §4).
+END_REASONS: frozenset[str] = frozenset(
+    {
+        "normal",
+        "busy",
+        "no-answer",
+        "cancelled",
+        "rejected",
+        "not-registered",
+        "registration-replaced",
+        "registration-deleted",
+        "admin-hangup",
+        "timeout",
+        "error",
+    }
+)
+
+#: Who ended the call (SPEC §4).
+END_DIRECTIONS: frozenset[str] = frozenset({"caller", "callee", "system"})
+
+
+class StorageError(Exception):
+    """A backend failed to read or write; the operation did not take effect."""
+
+
+class StorageClosedError(StorageError):
+    """The storage is not open (never opened, or already closed)."""
+
+
+def normalise_aor(aor: str) -> str:
+    """Return the `user@domain` key with the domain lower-cased.
+
+    The user part stays as given: it is case-sensitive (RFC 3261 §19.1.4),
+    the host part is not.
+    """
+    user, at, domain = aor.rpartition("@")
+    if not at:
+        return aor
+    return f"{user}@{domain.lower()}"
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """A SIP subscriber. Only HA1 digests are stored, never the password."""
+
+    user: str
+    domain: str
+    ha1_md5: str
+    ha1_sha256: str
+    allowed_networks: tuple[str, ...] = ()
+    max_contacts: int = 1
+    register_replace: str = "inherit"
+    replace_keep_calls: str = "inherit"
+    enabled: bool = True
+    created_at: float
+    updated_at: float
+
+    def __post_init__(self) -> None:
+        if not self.user or not self.domain:
+            raise ValueError("account user and domain must not be empty")
+        if self.domain != self.domain.lower():
+            # The domain is part of the key: one spelling only.
+            object.__setattr__(self, "domain", self.domain.lower())
+        if self.register_replace not in POLICY_VALUES:
+            raise ValueError(
+                f"register_replace must be one of inherit/on/off, not {self.register_replace!r}"
+            )
+        if self.replace_keep_calls not in POLICY_VALUES:
+            raise ValueError(
+                f"replace_keep_calls must be one of inherit/on/off, not {self.replace_keep_calls!r}"
+            )
+        if self.max_contacts < 1:
+            raise ValueError(f"max_contacts must be >= 1, not {self.max_contacts}")
+
+    @property
+    def aor(self) -> str:
+        """The key: `user@domain`."""
+        return f"{self.user}@{self.domain}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BindingRecord:
+    """The stored form of one registered contact (SPEC §1 "Binding").
+
+    `expires_at`, `registered_at`, `refreshed_at` are wall-clock epochs so a
+    restarted node can tell which bindings are still valid. `node` names the
+    regswitch node holding the binding's connection and calls.
+    """
+
+    id: str
+    aor: str
+    contact: str
+    transport: str
+    source_ip: str
+    source_port: int
+    local_ip: str
+    local_port: int
+    conn_id: int
+    call_id: str
+    cseq: int
+    expires_at: float
+    instance: str | None
+    reg_id: str | None
+    user_agent: str | None
+    path: tuple[str, ...]
+    registered_at: float
+    refreshed_at: float
+    reachable: bool = True
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BindingOp:
+    """One change to the binding table; build with `upsert()` / `delete()`."""
+
+    kind: Literal["upsert", "delete"]
+    record: BindingRecord | None
+    binding_id: str
+
+    def __post_init__(self) -> None:
+        if self.kind == "upsert":
+            if self.record is None or self.record.id != self.binding_id:
+                raise ValueError("an upsert BindingOp needs the record with binding_id == id")
+        elif self.kind == "delete":
+            if self.record is not None:
+                raise ValueError("a delete BindingOp carries no record")
+        else:
+            raise ValueError(f"unknown BindingOp kind {self.kind!r}")
+
+    @classmethod
+    def upsert(cls, record: BindingRecord) -> BindingOp:
+        return cls("upsert", record, record.id)
+
+    @classmethod
+    def delete(cls, binding_id: str) -> BindingOp:
+        return cls("delete", None, binding_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewEvent:
+    """An event before the store has given it an id (the argument of `add`).
+
+    `details` must be JSON-serialisable (non-JSON values are stored as
+    strings) and must not be mutated after `add()`: it is written later.
+    """
+
+    time: float
+    type: str
+    account: str | None = None
+    source: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRecord:
+    """A stored event; `id` is assigned by the store and increases."""
+
+    id: int
+    time: float
+    type: str
+    account: str | None = None
+    source: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_new(cls, event_id: int, event: NewEvent) -> EventRecord:
+        return cls(
+            id=event_id,
+            time=event.time,
+            type=event.type,
+            account=event.account,
+            source=event.source,
+            details=event.details,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CdrRecord:
+    """One call attempt (SPEC §4). Times are wall epochs; `answer` is None
+    for a call never answered. Contacts/sources/B-leg Call-ID are None when
+    there was no such leg (e.g. `not-registered`)."""
+
+    id: str
+    caller: str
+    callee: str
+    caller_contact: str | None = None
+    callee_contact: str | None = None
+    caller_source: str | None = None
+    callee_source: str | None = None
+    a_call_id: str
+    b_call_id: str | None = None
+    start: float
+    answer: float | None = None
+    end: float
+    billable_seconds: int = 0
+    final_code: int
+    end_reason: str
+    end_direction: str
+
+    def __post_init__(self) -> None:
+        if self.end_reason not in END_REASONS:
+            raise ValueError(f"unknown CDR end_reason {self.end_reason!r}")
+        if self.end_direction not in END_DIRECTIONS:
+            raise ValueError(f"unknown CDR end_direction {self.end_direction!r}")
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventFilter:
+    """Events matching all given fields; ids strictly between the bounds."""
+
+    type: str | None = None
+    account: str | None = None
+    limit: int = 100
+    after_id: int | None = None
+    before_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise ValueError("limit must be >= 0")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CdrFilter:
+    """CDRs matching all given fields.
+
+    `account` matches caller or callee; `reason` matches `end_reason`;
+    `since <= start < until`.
+    """
+
+    account: str | None = None
+    reason: str | None = None
+    since: float | None = None
+    until: float | None = None
+    limit: int = 100
+
+    def __post_init__(self) -> None:
+        if self.limit < 0:
+            raise ValueError("limit must be >= 0")
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+@runtime_checkable
+class AccountStore(Protocol):
+    async def list_all(self) -> list[Account]: ...
+
+    async def get(self, aor: str) -> Account | None:
+        """The account for `user@domain` (domain compared case-insensitively)."""
+        ...
+
+    async def put(self, account: Account) -> None:
+        """Insert or replace (keyed by `account.aor`); write-through."""
+        ...
+
+    async def put_many(self, accounts: Sequence[Account]) -> None:
+        """`put` of all, in one transaction (bulk import): all or nothing."""
+        ...
+
+    async def delete(self, aor: str) -> bool:
+        """Remove; True if it existed. Write-through."""
+        ...
+
+
+@runtime_checkable
+class ParamStore(Protocol):
+    async def load(self) -> dict[str, str]:
+        """Every stored parameter (those never set are absent: defaults apply)."""
+        ...
+
+    async def set(self, name: str, value: str) -> None:
+        """Store one value (already validated by the caller); write-through."""
+        ...
+
+
+@runtime_checkable
+class BindingStore(Protocol):
+    async def load(self) -> list[BindingRecord]:
+        """Every stored binding, expired ones included (the app drops those)."""
+        ...
+
+    async def apply(self, ops: Sequence[BindingOp]) -> None:
+        """Apply `ops` in order, atomically; return once durably committed.
+
+        Concurrent calls are group-committed. Cancelling the awaiting task
+        does not withdraw the ops: they are committed anyway.
+        """
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    def add(self, event: NewEvent) -> EventRecord:
+        """Assign the next id and queue the event for writing; returns at once.
+
+        The returned record carries the id that `query` will report, so a
+        live stream and the stored log agree. If the queue is full the event
+        is dropped (counted in stats) but still returned with its id.
+        """
+        ...
+
+    async def query(self, flt: EventFilter) -> list[EventRecord]:
+        """Matching events, newest (highest id) first, at most `flt.limit`."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every event added before this call is written."""
+        ...
+
+
+@runtime_checkable
+class CdrStore(Protocol):
+    def add(self, cdr: CdrRecord) -> None:
+        """Queue the CDR for writing; returns at once (drops are counted).
+
+        Adding a CDR with an existing id replaces it.
+        """
+        ...
+
+    async def query(self, flt: CdrFilter) -> list[CdrRecord]:
+        """Matching CDRs, newest `start` first, at most `flt.limit`."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every CDR added before this call is written."""
+        ...
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """One backend: all stores plus lifecycle and counters.
+
+    Use `await open()` before anything else and `await close()` at the end
+    (close writes everything still queued); or `async with storage:`.
+    """
+
+    @property
+    def accounts(self) -> AccountStore: ...
+
+    @property
+    def params(self) -> ParamStore: ...
+
+    @property
+    def bindings(self) -> BindingStore: ...
+
+    @property
+    def events(self) -> EventStore: ...
+
+    @property
+    def cdrs(self) -> CdrStore: ...
+
+    @property
+    def stats(self) -> Mapping[str, float]:
+        """Counters for metrics: see the backend for keys; always present:
+        `write_behind_depth`, `events_dropped`, `cdrs_dropped`, `commits`,
+        `ops_committed`, `ops_per_commit`, `write_errors`."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Storage: ...
+
+    async def __aexit__(self, *exc: object) -> None: ...
