@@ -1,0 +1,32 @@
+"""Fixtures for the storage tests: every contract test runs on each backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from storage_builders import Backend
+
+from regswitch.storage.base import Storage
+from regswitch.storage.memory import MemoryStorage
+from regswitch.storage.sqlite import SqliteStorage
+
+
+@pytest.fixture(params=["sqlite", "sqlite-memory", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        db = tmp_path / "regswitch.db"
+        return Backend("sqlite", True, lambda: SqliteStorage(db))
+    if request.param == "sqlite-memory":
+        return Backend("sqlite-memory", False, lambda: SqliteStorage(":memory:"))
+    mem = MemoryStorage()  # the data lives in the instance: "reopen" reuses it
+    return Backend("memory", True, lambda: mem)
+
+
+@pytest.fixture
+async def store(backend: Backend) -> AsyncIterator[Storage]:
+    s = backend.make()
+    await s.open()
+    yield s
+    await s.close()
