@@ -52,7 +52,11 @@ def _sqlite(url: str, rest: str) -> Storage:
     if not path:
         raise ValueError(f"storage URL {url!r}: the SQLite database path is empty")
     options = {"synchronous": "NORMAL"}
-    for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+    if query and any("=" not in part for part in query.split("&")):
+        raise ValueError(
+            f"storage URL {url!r}: options are name=value pairs, e.g. synchronous=FULL"
+        )
+    for key, value in parse_qsl(query, keep_blank_values=True):
         if key != "synchronous":
             raise ValueError(f"storage URL {url!r}: unknown option {key!r} (known: synchronous)")
         if value.upper() not in ("NORMAL", "FULL"):
