@@ -191,13 +191,16 @@ class ThrottledLog:
         self._suppressed = 0
 
     def exception(self, msg: str, *args: object) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True)
+
+    def log(self, level: int, msg: str, *args: object, exc_info: bool = False) -> None:
         now = time.monotonic()
         if now - self._start >= self._window:
             if self._suppressed:
-                self._logger.warning("%d similar errors not logged", self._suppressed)
+                self._logger.warning("%d similar messages not logged", self._suppressed)
             self._start, self._count, self._suppressed = now, 0, 0
         if self._count < self._burst:
             self._count += 1
-            self._logger.exception(msg, *args)
+            self._logger.log(level, msg, *args, exc_info=exc_info)
         else:
             self._suppressed += 1

@@ -130,7 +130,9 @@ class StreamConnection(asyncio.Protocol):
             frames = self._framer.feed(data)
         except FramingError as exc:
             stats.framing_errors += 1
-            log.info("closing %s connection from %s: %s", self.kind, self.remote, exc.reason)
+            hub.notices.log(
+                logging.INFO, "closing %s peer %s: %s", self.kind, self.remote, exc.reason
+            )
             self.abort()
             return
         flow = self.flow
@@ -158,7 +160,9 @@ class StreamConnection(asyncio.Protocol):
         # More than write_buffer_high bytes the peer has not read: it is stuck
         # or hostile, and buffering more would be unbounded.
         self.hub.stats.slow_reader_closed += 1
-        log.info("closing %s connection to %s: peer is not reading", self.kind, self.remote)
+        self.hub.notices.log(
+            logging.INFO, "closing %s connection to %s: peer is not reading", self.kind, self.remote
+        )
         self.abort()
 
     def resume_writing(self) -> None:
@@ -259,7 +263,8 @@ class StreamHub:
         self.limits = limits
         self.stats = stats
         self.loop = asyncio.get_running_loop()
-        self.errors = ThrottledLog(log)
+        self.errors = ThrottledLog(log)  # handler exceptions
+        self.notices = ThrottledLog(log)  # per-peer closes: a flood must not flood the log
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._on_closed = on_closed
@@ -352,7 +357,9 @@ class StreamHub:
             raise
         except Exception as exc:
             self.stats.connect_failures += 1
-            log.info("%s connect to %s failed: %s", conn.kind, conn.remote, exc or type(exc))
+            self.notices.log(
+                logging.INFO, "%s connect to %s failed: %r", conn.kind, conn.remote, exc
+            )
             conn._fail_pending()
 
     def close_connection(self, conn_id: int) -> bool:
