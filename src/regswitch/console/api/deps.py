@@ -1,0 +1,17 @@
+"""Shared dependencies: the switch behind the API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from regswitch.switch import Switch
+
+
+def get_switch(request: Request) -> Switch:
+    switch: Switch = request.app.state.switch
+    return switch
+
+
+SwitchDep = Annotated[Switch, Depends(get_switch)]

@@ -1,0 +1,83 @@
+"""/api/accounts: create, read, update, delete, bulk import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from regswitch.console.api.deps import SwitchDep
+from regswitch.console.api.errors import ApiError
+from regswitch.console.api.schemas import AccountCreate, AccountImport, AccountPatch, patch_dict
+from regswitch.events import ACCOUNT_CHANGED
+from regswitch.registrar.accounts import AccountError, account_view
+from regswitch.storage.base import normalise_aor
+
+router = APIRouter(prefix="/api/accounts", tags=["accounts"])
+
+
+def _fail(exc: AccountError) -> ApiError:
+    return ApiError(exc.status, str(exc))
+
+
+@router.get("")
+async def list_accounts(switch: SwitchDep) -> list[dict[str, Any]]:
+    return [account_view(a) for a in switch.accounts.list()]
+
+
+@router.post("", status_code=201)
+async def create_account(body: AccountCreate, switch: SwitchDep) -> dict[str, Any]:
+    try:
+        account = await switch.accounts.create(body.model_dump())
+    except AccountError as exc:
+        raise _fail(exc) from None
+    switch.events.emit(ACCOUNT_CHANGED, account=account.aor, source="api", action="created")
+    return account_view(account)
+
+
+@router.post("/import")
+async def import_accounts(body: AccountImport, switch: SwitchDep) -> dict[str, int]:
+    try:
+        result = await switch.accounts.import_many(
+            [a.model_dump() for a in body.accounts], body.replace_existing
+        )
+    except AccountError as exc:
+        raise _fail(exc) from None
+    switch.events.emit(ACCOUNT_CHANGED, source="api", action="imported", **result)
+    return result
+
+
+@router.get("/{aor}")
+async def get_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
+    entry = switch.accounts.get(normalise_aor(aor))
+    if entry is None:
+        raise ApiError(404, f"no account {aor}")
+    view = account_view(entry.account)
+    view["registrations"] = [b.view(switch.clock()) for b in switch.registrar.list(entry.account.aor)]
+    return view
+
+
+@router.patch("/{aor}")
+async def update_account(aor: str, body: AccountPatch, switch: SwitchDep) -> dict[str, Any]:
+    patch = patch_dict(body)
+    if not patch:
+        raise ApiError(400, "nothing to change")
+    try:
+        account = await switch.accounts.update(aor, patch)
+    except AccountError as exc:
+        raise _fail(exc) from None
+    switch.events.emit(
+        ACCOUNT_CHANGED, account=account.aor, source="api", action="updated",
+        fields=sorted(k for k in patch if k != "password") + (["password"] if "password" in patch else []),
+    )
+    return account_view(account)
+
+
+@router.delete("/{aor}")
+async def delete_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
+    try:
+        account = await switch.accounts.delete(aor)
+    except AccountError as exc:
+        raise _fail(exc) from None
+    switch.events.emit(ACCOUNT_CHANGED, account=account.aor, source="api", action="deleted")
+    return {"deleted": account.aor}

@@ -1,0 +1,46 @@
+"""/api/events: the recorded event log, newest first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from regswitch.console.api.deps import SwitchDep
+from regswitch.storage.base import EventFilter, EventRecord, normalise_aor
+
+router = APIRouter(prefix="/api/events", tags=["events"])
+
+
+def event_view(record: EventRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "time": record.time,
+        "type": record.type,
+        "account": record.account,
+        "source": record.source,
+        "details": record.details,
+    }
+
+
+@router.get("")
+async def list_events(
+    switch: SwitchDep,
+    type: str | None = None,
+    account: str | None = None,
+    limit: int = Query(100, ge=1, le=10_000),
+    before_id: int | None = Query(None, ge=1),
+) -> list[dict[str, Any]]:
+    await switch.storage.events.flush()
+    records = await switch.storage.events.query(
+        EventFilter(
+            type=type, account=normalise_aor(account) if account else None, limit=limit,
+            before_id=before_id,
+        )
+    )
+    return [event_view(r) for r in records]
+
+
+@router.get("/counts")
+async def event_counts(switch: SwitchDep) -> dict[str, int]:
+    return dict(switch.events.counts)

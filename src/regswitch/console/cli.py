@@ -1,0 +1,325 @@
+"""`regswitch` command line: `serve`, and the operator commands over the HTTP API.
+
+Every operator command talks to the API (`--api URL`, env REGSWITCH_API,
+token from `--token` / REGSWITCH_API_TOKEN). Human tables by default, `--json`
+for scripts. A bad argument or an API error is one line on stderr and exit
+code 2 (bad argument) or 1 (the API refused or is unreachable).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="regswitch SIP softswitch")
+account_app = typer.Typer(no_args_is_help=True, help="accounts (subscribers)")
+param_app = typer.Typer(no_args_is_help=True, help="system parameters (live)")
+reg_app = typer.Typer(no_args_is_help=True, help="registrations")
+app.add_typer(account_app, name="account")
+app.add_typer(param_app, name="param")
+app.add_typer(reg_app, name="reg")
+
+
+class _Ctx:
+    api = "http://127.0.0.1:8080"
+    token: str | None = None
+    json = False
+
+
+ctx = _Ctx()
+
+
+@app.callback()
+def main_options(
+    api: Annotated[str, typer.Option("--api", envvar="REGSWITCH_API", help="admin API URL")] = ctx.api,
+    token: Annotated[
+        str | None, typer.Option("--token", envvar="REGSWITCH_API_TOKEN", help="API bearer token")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    ctx.api = api if "://" in api else f"http://{api}"
+    ctx.token = token
+    ctx.json = as_json
+
+
+# --- plumbing ---------------------------------------------------------------------------
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def call(method: str, path: str, **kwargs: Any) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {ctx.token}"} if ctx.token else {}
+    try:
+        response = httpx.request(method, ctx.api.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach the API at {ctx.api}: {exc}")
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error") or response.text
+        except ValueError:
+            message = response.text or response.reason_phrase
+        fail(f"{response.status_code}: {message}")
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.text
+
+
+def show(data: Any, columns: list[str] | None = None, title: str | None = None) -> None:
+    if ctx.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if isinstance(data, dict):
+        table = Table(show_header=False, title=title)
+        for key, value in data.items():
+            table.add_row(str(key), _cell(value))
+        console.print(table)
+        return
+    rows = list(data)
+    if not rows:
+        console.print("(none)")
+        return
+    columns = columns or list(rows[0].keys())
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value > 1e9:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
+    if isinstance(value, list | dict):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _override(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    lowered = value.lower()
+    if lowered not in ("inherit", "on", "off"):
+        fail(f"{name} must be inherit, on or off", 2)
+    return lowered
+
+
+# --- accounts ---------------------------------------------------------------------------
+@account_app.command("add")
+def account_add(
+    aor: Annotated[str, typer.Argument(help="user@domain")],
+    password: Annotated[str | None, typer.Option(help="digest password")] = None,
+    network: Annotated[list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")] = None,
+    max_contacts: Annotated[int, typer.Option(min=1, max=100)] = 1,
+    replace: Annotated[str, typer.Option("--replace", help="register_replace: inherit|on|off")] = "inherit",
+    keep_calls: Annotated[str, typer.Option("--keep-calls", help="replace_keep_calls: inherit|on|off")] = "inherit",
+    disabled: Annotated[bool, typer.Option("--disabled", help="create disabled")] = False,
+) -> None:
+    """Create an account."""
+    user, at, domain = aor.rpartition("@")
+    if not at or not user or not domain:
+        fail(f"bad account {aor!r}: expected user@domain", 2)
+    body = {
+        "user": user, "domain": domain, "password": password, "allowed_networks": network or [],
+        "max_contacts": max_contacts, "register_replace": _override(replace, "--replace"),
+        "replace_keep_calls": _override(keep_calls, "--keep-calls"), "enabled": not disabled,
+    }
+    show(call("POST", "/api/accounts", json=body))
+
+
+@account_app.command("list")
+def account_list() -> None:
+    """List accounts."""
+    show(call("GET", "/api/accounts"),
+         ["aor", "max_contacts", "register_replace", "replace_keep_calls", "allowed_networks", "enabled"])
+
+
+@account_app.command("show")
+def account_show(aor: str) -> None:
+    """One account with its registrations."""
+    show(call("GET", f"/api/accounts/{aor}"))
+
+
+@account_app.command("set")
+def account_set(
+    aor: str,
+    password: Annotated[str | None, typer.Option()] = None,
+    network: Annotated[list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")] = None,
+    clear_networks: Annotated[bool, typer.Option("--clear-networks")] = False,
+    max_contacts: Annotated[int | None, typer.Option(min=1, max=100)] = None,
+    replace: Annotated[str | None, typer.Option("--replace")] = None,
+    keep_calls: Annotated[str | None, typer.Option("--keep-calls")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enabled/--disabled")] = None,
+) -> None:
+    """Change an account."""
+    patch: dict[str, Any] = {}
+    if password is not None:
+        patch["password"] = password
+    if network:
+        patch["allowed_networks"] = network
+    if clear_networks:
+        patch["allowed_networks"] = []
+    if max_contacts is not None:
+        patch["max_contacts"] = max_contacts
+    if replace is not None:
+        patch["register_replace"] = _override(replace, "--replace")
+    if keep_calls is not None:
+        patch["replace_keep_calls"] = _override(keep_calls, "--keep-calls")
+    if enabled is not None:
+        patch["enabled"] = enabled
+    if not patch:
+        fail("nothing to change: give at least one option", 2)
+    show(call("PATCH", f"/api/accounts/{aor}", json=patch))
+
+
+@account_app.command("del")
+def account_del(aor: str) -> None:
+    """Delete an account."""
+    show(call("DELETE", f"/api/accounts/{aor}"))
+
+
+@account_app.command("import")
+def account_import(
+    path: Annotated[str, typer.Argument(help="JSON list of accounts, or CSV user,domain,password")],
+    replace_existing: Annotated[bool, typer.Option("--replace-existing")] = False,
+) -> None:
+    """Bulk import accounts (all or nothing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", 2)
+    if path.endswith(".json"):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            fail(f"{path} is not JSON: {exc}", 2)
+    else:
+        items = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = [p.strip() for p in line.split(",")]
+            if len(parts) != 3:
+                fail(f"{path}:{number}: expected user,domain,password", 2)
+            items.append({"user": parts[0], "domain": parts[1], "password": parts[2]})
+    show(call("POST", "/api/accounts/import", json={"accounts": items, "replace_existing": replace_existing}))
+
+
+# --- parameters -------------------------------------------------------------------------
+@param_app.command("list")
+def param_list() -> None:
+    """Every parameter with its value and default."""
+    show(call("GET", "/api/parameters"), ["name", "value", "default", "meaning"])
+
+
+@param_app.command("get")
+def param_get(name: str) -> None:
+    show(call("GET", f"/api/parameters/{name}"))
+
+
+@param_app.command("set")
+def param_set(name: str, value: str) -> None:
+    """Set a parameter live (applies to the next request)."""
+    show(call("PUT", f"/api/parameters/{name}", json={"value": value}))
+
+
+# --- registrations ----------------------------------------------------------------------
+@reg_app.command("list")
+def reg_list(
+    account: Annotated[str | None, typer.Option(help="user@domain")] = None,
+    ip: Annotated[str | None, typer.Option(help="source IP")] = None,
+) -> None:
+    """Current registrations."""
+    query = {k: v for k, v in {"account": account, "ip": ip}.items() if v}
+    show(call("GET", "/api/registrations", params=query),
+         ["id", "account", "contact", "source", "user_agent", "expires_in", "reachable"])
+
+
+@reg_app.command("delete")
+def reg_delete(
+    binding_id: str,
+    kick: Annotated[bool, typer.Option("--kick/--no-kick", help="also end its calls")] = False,
+) -> None:
+    """Delete a registration, optionally kicking its calls."""
+    show(call("DELETE", f"/api/registrations/{binding_id}", params={"kick": str(kick).lower()}))
+
+
+# --- events -----------------------------------------------------------------------------
+@app.command("events")
+def events(
+    type: Annotated[str | None, typer.Option("--type", help="event type")] = None,
+    account: Annotated[str | None, typer.Option(help="user@domain")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10000)] = 50,
+) -> None:
+    """Recorded events, newest first."""
+    query: dict[str, Any] = {"limit": limit}
+    if type:
+        query["type"] = type
+    if account:
+        query["account"] = account
+    show(call("GET", "/api/events", params=query), ["id", "time", "type", "account", "source", "details"])
+
+
+# --- serve ------------------------------------------------------------------------------
+@app.command()
+def serve(
+    config: Annotated[str | None, typer.Option("--config", help="TOML configuration file")] = None,
+    sip: Annotated[
+        list[str] | None,
+        typer.Option("--sip", help="SIP listener transport:host:port (repeatable)"),
+    ] = None,
+    api: Annotated[str | None, typer.Option("--api", help="admin API listen host:port")] = None,
+    db: Annotated[str | None, typer.Option(help="storage URL, e.g. sqlite:///var/regswitch.db")] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="served SIP domain (repeatable)")] = None,
+    api_token: Annotated[str | None, typer.Option(help="bearer token required by the API")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
+    ready_file: Annotated[str | None, typer.Option(help="write listening addresses here as JSON")] = None,
+) -> None:
+    """Run the switch."""
+    from pydantic import ValidationError
+
+    from regswitch.config import load_settings
+    from regswitch.server import run
+
+    try:
+        settings = load_settings(
+            config,
+            {
+                "sip": sip or None, "api": api, "db": db, "tls_cert": tls_cert, "tls_key": tls_key,
+                "domains": domain or None, "api_token": api_token, "log_level": log_level,
+                "log_format": log_format, "ready_file": ready_file,
+            },
+        )
+    except (ValidationError, ValueError, OSError) as exc:
+        fail(_one_line(exc), 2)
+    run(settings)
+
+
+def _one_line(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    return str(exc).splitlines()[0]
+
+
+def main() -> None:
+    app(prog_name="regswitch")

@@ -1,0 +1,271 @@
+"""The one bridge between the sans-IO core, the transports and the app.
+
+Feeds bytes and `loop.time()` into the transaction layer, flushes what it
+wants to send, keeps one timer armed at `next_timer()`, and dispatches its
+events to the app's handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from regswitch.sip import events as ev
+from regswitch.sip.errors import LocalProtocolError, ParseError
+from regswitch.sip.flow import Flow
+from regswitch.sip.message import Request, Response
+from regswitch.sip.serialise import _phrase_safe, error_response_for_raw, response_for
+from regswitch.sip.txlayer import TransactionLayer
+
+log = logging.getLogger("regswitch.endpoint")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
+ACCEPT = "application/sdp"
+SUPPORTED = "path, outbound, gruu"
+
+
+class Sender(Protocol):
+    def send(self, data: bytes, flow: Flow) -> bool: ...
+
+
+class ServerTransaction:
+    """A received request and the means to answer it (once finally)."""
+
+    __slots__ = ("endpoint", "flow", "request", "to_tag", "tx_id")
+
+    def __init__(self, endpoint: Endpoint, tx_id: str, request: Request, flow: Flow) -> None:
+        self.endpoint = endpoint
+        self.tx_id = tx_id
+        self.request = request
+        self.flow = flow
+        self.to_tag: str | None = None
+
+    def response(self, status: int, reason: str | None = None, body: bytes = b"") -> Response:
+        """A response to fill in; the To tag is fixed per transaction."""
+        if self.to_tag is None and status > 100:
+            self.to_tag = self.endpoint.new_tag()
+        response = response_for(self.request, status, reason, to_tag=self.to_tag, body=body)
+        response.headers.add("Server", self.endpoint.server_header)
+        return response
+
+    def respond(self, status: int, reason: str | None = None, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+        response = self.response(status, reason, body)
+        if headers:
+            for name, value in headers.items():
+                response.headers.add(name, value)
+        self.send(response)
+
+    def send(self, response: Response) -> None:
+        self.endpoint.respond(self.tx_id, response)
+
+
+RequestHandler = Callable[[ServerTransaction], None]
+
+
+@dataclass
+class EndpointStats:
+    requests_by_method: dict[str, int] = field(default_factory=dict)
+    responses_sent: dict[int, int] = field(default_factory=dict)
+    malformed_requests: int = 0
+    malformed_responses: int = 0
+    handler_errors: int = 0
+    send_failures: int = 0
+
+
+class Endpoint:
+    def __init__(
+        self,
+        txlayer: TransactionLayer,
+        sender: Sender,
+        *,
+        id_factory: Callable[[], str],
+        server_header: str = "regswitch",
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.tx = txlayer
+        self.sender = sender
+        self.new_tag = id_factory
+        self.server_header = server_header
+        self.loop = loop or asyncio.get_event_loop()
+        self.stats = EndpointStats()
+        self._handlers: dict[str, RequestHandler] = {"OPTIONS": self._options}
+        self._ack_handler: Callable[[ev.AckReceived], None] | None = None
+        self._cancel_handler: Callable[[ev.CancelReceived], None] | None = None
+        self._response_handlers: dict[str, Callable[[ev.Event], None]] = {}
+        self._stray_handler: Callable[[ev.StrayResponseReceived], None] | None = None
+        self._server_timeout_handler: Callable[[ev.TransactionTimedOut], None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    # --- wiring -----------------------------------------------------------------
+    def route(self, method: str, handler: RequestHandler) -> None:
+        self._handlers[method.upper()] = handler
+
+    def on_ack(self, handler: Callable[[ev.AckReceived], None]) -> None:
+        self._ack_handler = handler
+
+    def on_cancel(self, handler: Callable[[ev.CancelReceived], None]) -> None:
+        self._cancel_handler = handler
+
+    def on_stray_response(self, handler: Callable[[ev.StrayResponseReceived], None]) -> None:
+        self._stray_handler = handler
+
+    def on_server_timeout(self, handler: Callable[[ev.TransactionTimedOut], None]) -> None:
+        self._server_timeout_handler = handler
+
+    # --- input --------------------------------------------------------------------
+    def on_data(self, data: bytes, flow: Flow) -> None:
+        """Transport callback: one datagram or one framed stream message."""
+        try:
+            self.tx.receive(data, flow, self.loop.time())
+        except Exception:  # the core must not raise; if it does, keep serving
+            log.exception("transaction layer failed on input from %s", flow.remote)
+        self.pump()
+
+    # --- output -------------------------------------------------------------------
+    def respond(self, tx_id: str, response: Response) -> None:
+        counts = self.stats.responses_sent
+        counts[response.status] = counts.get(response.status, 0) + 1
+        try:
+            self.tx.respond(tx_id, response, self.loop.time())
+        except LocalProtocolError as exc:
+            log.debug("response to a finished transaction dropped: %s", exc)
+        self.pump()
+
+    def send_request(
+        self, request: Request, flow: Flow, on_event: Callable[[ev.Event], None]
+    ) -> str:
+        """Start a client transaction; `on_event` gets its ResponseReceived /
+        TransactionTimedOut events."""
+        tx_id = self.tx.send_request(request, flow, self.loop.time())
+        self._response_handlers[tx_id] = on_event
+        self.pump()
+        return tx_id
+
+    def send_cancel(self, invite_tx_id: str, reason: str | None = None) -> None:
+        self.tx.send_cancel(invite_tx_id, self.loop.time(), reason)
+        self.pump()
+
+    def send_stateless(self, message: Request | Response, flow: Flow) -> None:
+        self.tx.send_stateless(message, flow)
+        self.pump()
+
+    def send_raw(self, data: bytes, flow: Flow) -> bool:
+        return self.sender.send(data, flow)
+
+    def forget(self, tx_id: str) -> None:
+        """The app no longer wants events of client transaction `tx_id`."""
+        self._response_handlers.pop(tx_id, None)
+
+    def pump(self) -> None:
+        """Dispatch events, flush outgoing data, re-arm the timer."""
+        tx = self.tx
+        while True:
+            events = tx.events()
+            if not events:
+                break
+            for event in events:
+                self._dispatch(event)
+        send = self.sender.send
+        for data, flow in tx.outgoing():
+            if not send(data, flow):
+                self.stats.send_failures += 1
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.tx.next_timer()
+        if deadline is None:
+            return
+        if self._timer_at is not None and self._timer_at <= deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.tx.handle_timers(self.loop.time())
+        except Exception:
+            log.exception("timer handling failed")
+        self.pump()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # --- dispatch -----------------------------------------------------------------
+    def _dispatch(self, event: ev.Event) -> None:
+        try:
+            if isinstance(event, ev.RequestReceived):
+                self._request(event)
+            elif isinstance(event, ev.ResponseReceived):
+                handler = self._response_handlers.get(event.tx_id)
+                if handler is not None:
+                    if event.response.status >= 200 and not (
+                        event.response.status < 300 and event.response.cseq.method == "INVITE"
+                    ):
+                        del self._response_handlers[event.tx_id]
+                    handler(event)
+            elif isinstance(event, ev.TransactionTimedOut):
+                if event.client:
+                    handler = self._response_handlers.pop(event.tx_id, None)
+                    if handler is not None:
+                        handler(event)
+                elif self._server_timeout_handler is not None:
+                    self._server_timeout_handler(event)
+            elif isinstance(event, ev.AckReceived):
+                if self._ack_handler is not None:
+                    self._ack_handler(event)
+            elif isinstance(event, ev.CancelReceived):
+                if self._cancel_handler is not None:
+                    self._cancel_handler(event)
+            elif isinstance(event, ev.StrayResponseReceived):
+                if self._stray_handler is not None:
+                    self._stray_handler(event)
+            elif isinstance(event, ev.MalformedReceived):
+                self._malformed(event)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("handler failed on %s", type(event).__name__)
+
+    def _request(self, event: ev.RequestReceived) -> None:
+        request = event.request
+        counts = self.stats.requests_by_method
+        counts[request.method] = counts.get(request.method, 0) + 1
+        stx = ServerTransaction(self, event.tx_id, request, event.flow)
+        handler = self._handlers.get(request.method)
+        if handler is None:
+            stx.respond(501, None, {"Allow": ALLOW})
+            return
+        try:
+            handler(stx)
+        except ParseError as exc:
+            # a header read lazily by the handler turned out malformed
+            status = exc.status_hint if 400 <= exc.status_hint < 600 else 400
+            stx.respond(status, _phrase_safe(exc.reason))
+
+    def _malformed(self, event: ev.MalformedReceived) -> None:
+        reply = error_response_for_raw(event.data, event.error, self.server_header)
+        if reply is None:
+            if event.data.startswith(b"SIP/"):
+                self.stats.malformed_responses += 1
+            else:
+                self.stats.malformed_requests += 1
+            return
+        self.stats.malformed_requests += 1
+        self.sender.send(reply, event.flow)
+
+    def _options(self, stx: ServerTransaction) -> None:
+        stx.respond(
+            200,
+            None,
+            {"Allow": ALLOW, "Accept": ACCEPT, "Supported": SUPPORTED, "Accept-Language": "en"},
+        )
+

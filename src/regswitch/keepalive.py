@@ -1,0 +1,196 @@
+"""NAT keepalives, reachability, and the one-shot probe of SPEC §3.4.
+
+A keepalive or its reply never changes a registration; it only moves the
+binding's `reachable` flag (three unanswered OPTIONS in a row: unreachable;
+any reply: reachable again). CRLF and free-text keepalives keep the NAT
+pinhole open but prove nothing, so only OPTIONS moves reachability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+
+from regswitch import events as ev
+from regswitch.endpoint import Endpoint
+from regswitch.events import EventBus
+from regswitch.params import Params
+from regswitch.registrar.bindings import Binding, Location
+from regswitch.sip import events as sipev
+from regswitch.sip.message import Headers, Request
+from regswitch.sip.uri import parse_uri
+
+log = logging.getLogger("regswitch.keepalive")
+
+MISSED_LIMIT = 3
+
+
+class Keepalive:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        location: Location,
+        params: Params,
+        events: EventBus,
+        clock: Callable[[], float],
+        domain: str,
+    ) -> None:
+        self.endpoint = endpoint
+        self.location = location
+        self.params = params
+        self.events = events
+        self.clock = clock
+        self.domain = domain
+        self._last_sent: dict[str, float] = {}
+        self._awaiting: dict[str, bool] = {}  # binding id -> an OPTIONS is unanswered
+        self._nat_cache: dict[str, tuple[str, str, bool]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+        self.replies = 0
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    # --- reachability -------------------------------------------------------------
+    def mark(self, binding: Binding, reachable: bool) -> None:
+        if reachable:
+            binding.missed_keepalives = 0
+        if binding.reachable != reachable:
+            binding.reachable = reachable
+            self.events.emit(
+                ev.REACHABILITY, account=binding.aor, source=binding.source,
+                contact=binding.contact, reachable=reachable, binding=binding.id,
+            )
+
+    def behind_nat(self, binding: Binding) -> bool:
+        """Source differs from the contact's host:port (SPEC §6)."""
+        cached = self._nat_cache.get(binding.id)
+        if cached is not None and cached[0] == binding.contact and cached[1] == binding.source:
+            return cached[2]
+        try:
+            uri = parse_uri(binding.contact)
+            port = uri.port or (5061 if uri.scheme == "sips" else 5060)
+            nat = uri.host.strip("[]") != binding.source_ip or port != binding.source_port
+        except Exception:
+            nat = True
+        if len(self._nat_cache) > 500_000:
+            self._nat_cache.clear()
+        self._nat_cache[binding.id] = (binding.contact, binding.source, nat)
+        return nat
+
+    # --- sending ------------------------------------------------------------------
+    def options_request(self, binding: Binding) -> Request:
+        headers = Headers()
+        headers.add("Max-Forwards", "70")
+        headers.add("From", f"<sip:keepalive@{self.domain}>;tag={secrets.token_hex(6)}")
+        headers.add("To", f"<{binding.contact}>")
+        headers.add("Call-ID", secrets.token_hex(12))
+        headers.add("CSeq", "1 OPTIONS")
+        headers.add("User-Agent", self.endpoint.server_header)
+        return Request("OPTIONS", binding.contact, headers)
+
+    def send_options(self, binding: Binding, on_result: Callable[[bool], None]) -> None:
+        """OPTIONS to the binding's source; `on_result(True)` on any reply."""
+        done = False
+
+        def on_event(event: sipev.Event) -> None:
+            nonlocal done
+            if done:
+                return
+            if isinstance(event, sipev.ResponseReceived):
+                if event.response.status < 200:
+                    return
+                done = True
+                self.replies += 1
+                on_result(True)
+            elif isinstance(event, sipev.TransactionTimedOut):
+                done = True
+                on_result(False)
+
+        self.sent += 1
+        self.endpoint.send_request(self.options_request(binding), binding.flow, on_event)
+
+    async def probe(self, binding: Binding, timeout: float) -> bool:
+        """One OPTIONS; True if the device answers within `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[bool] = loop.create_future()
+
+        def result(ok: bool) -> None:
+            if not answered.done():
+                answered.set_result(ok)
+
+        self.send_options(binding, result)
+        handle = loop.call_later(timeout, result, False)
+        try:
+            ok = await answered
+        finally:
+            handle.cancel()
+        if self.location.get(binding.id) is binding:
+            self.mark(binding, ok)
+        return ok
+
+    def _keepalive(self, binding: Binding) -> None:
+        message = self.params.values["SS_SIP_NAT_KEEP_ALIVE_MESSAGE"]
+        if message.upper() == "OPTIONS":
+            if self._awaiting.get(binding.id):
+                binding.missed_keepalives += 1
+                if binding.missed_keepalives >= MISSED_LIMIT:
+                    self.mark(binding, False)
+            self._awaiting[binding.id] = True
+
+            def result(ok: bool, b: Binding = binding) -> None:
+                if ok:
+                    self._awaiting[b.id] = False
+                    if self.location.get(b.id) is b:
+                        self.mark(b, True)
+
+            self.send_options(binding, result)
+            return
+        payload = b"\r\n\r\n" if message.upper() == "CRLF" else message.encode("utf-8", "replace")
+        self.sent += 1
+        self.endpoint.send_raw(payload, binding.flow)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tick()
+            except Exception:
+                log.exception("keepalive pass failed")
+
+    def tick(self) -> int:
+        """Send the keepalives that are due; returns how many."""
+        if not self.params.values["SS_SIP_NAT_KEEP_ALIVE"]:
+            return 0
+        period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+        now = self.clock()
+        count = 0
+        live: set[str] = set()
+        for binding in self.location:
+            live.add(binding.id)
+            if not self.behind_nat(binding):
+                continue
+            last = self._last_sent.get(binding.id)
+            if last is None:
+                # first keepalive one period after registering
+                self._last_sent[binding.id] = now
+                continue
+            if now - last >= period:
+                self._last_sent[binding.id] = now
+                self._keepalive(binding)
+                count += 1
+        for gone in [k for k in self._last_sent if k not in live]:
+            self._last_sent.pop(gone, None)
+            self._awaiting.pop(gone, None)
+            self._nat_cache.pop(gone, None)
+        return count

@@ -1,0 +1,209 @@
+"""System parameters (SPEC §2): specs, validation, live values and change events.
+
+VOS3000's names are the canonical ones. Values are kept as canonical strings
+("On"/"Off", "3600") and as typed values for the hot path (`params.values`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+ON_WORDS = {"on", "true", "1", "yes"}
+OFF_WORDS = {"off", "false", "0", "no"}
+
+
+class ParamError(ValueError):
+    """A parameter name or value was refused; nothing changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    default: str
+    kind: str  # "switch" | "int" | "choice" | "text"
+    meaning: str
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+
+    def canonical(self, raw: object) -> str:
+        """Validate `raw` and return its canonical string form."""
+        text = str(raw).strip() if not isinstance(raw, bool) else ("On" if raw else "Off")
+        if self.kind == "switch":
+            if text.lower() in ON_WORDS:
+                return "On"
+            if text.lower() in OFF_WORDS:
+                return "Off"
+            raise ParamError(f"{self.name} must be On or Off, not {text!r}")
+        if self.kind == "int":
+            try:
+                number = int(text)
+            except ValueError:
+                raise ParamError(f"{self.name} must be an integer, not {text!r}") from None
+            if self.minimum is not None and number < self.minimum:
+                raise ParamError(f"{self.name} must be at least {self.minimum}")
+            if self.maximum is not None and number > self.maximum:
+                raise ParamError(f"{self.name} must be at most {self.maximum}")
+            return str(number)
+        if self.kind == "choice":
+            for choice in self.choices:
+                if text.lower() == choice.lower():
+                    return choice
+            raise ParamError(f"{self.name} must be one of {', '.join(self.choices)}, not {text!r}")
+        if not text or len(text) > 200 or not text.isprintable():
+            raise ParamError(f"{self.name} must be 1-200 printable characters")
+        return text
+
+    def typed(self, canonical: str) -> Any:
+        if self.kind == "switch":
+            return canonical == "On"
+        if self.kind == "int" or (self.kind == "choice" and canonical.isdigit()):
+            return int(canonical)
+        return canonical
+
+
+SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "SS_ENDPOINT_REGISTER_REPLACE", "On", "switch",
+        "On: a REGISTER from a new device replaces the old registration and kicks its calls. "
+        "Off: it is rejected and the old registration stays until it expires.",
+    ),
+    ParamSpec(
+        "SS_ENDPOINT_EXPIRE", "3600", "int",
+        "Longest registration interval granted (s); longer requests are granted this.", 1, 604800,
+    ),
+    ParamSpec(
+        "SS_ENDPOINT_MIN_EXPIRE", "60", "int",
+        "Shorter non-zero requests get 423 Interval Too Brief with Min-Expires (s).", 1, 86400,
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_KEEP_CALLS", "Off", "switch",
+        "With replace On: Off kicks the replaced binding's calls (VOS3000); On lets them run "
+        "to their natural end.",
+    ),
+    ParamSpec("SS_SIP_NAT_KEEP_ALIVE", "On", "switch", "Send keepalives to endpoints behind NAT."),
+    ParamSpec(
+        "SS_SIP_NAT_KEEP_ALIVE_PERIOD", "30", "int", "Seconds between NAT keepalives.", 5, 3600,
+    ),
+    ParamSpec(
+        "SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "OPTIONS", "text",
+        "OPTIONS (a reply proves the device alive), CRLF (double-CRLF ping), or any other text "
+        "sent as a raw UDP payload (e.g. HELLO).",
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_REJECT_CODE", "403", "choice",
+        "Reply code for a REGISTER refused by replace Off: 403 (final), 486 or 503 "
+        "(with Retry-After).",
+        choices=("403", "486", "503"),
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_IF_UNREACHABLE", "On", "switch",
+        "With replace Off, a new device may still take over when the old binding is "
+        "unreachable (no answer to keepalives or to one 2 s OPTIONS probe).",
+    ),
+    ParamSpec(
+        "REGISTER_FLAP_LIMIT", "5", "int",
+        "Replacements of one account within REGISTER_FLAP_WINDOW that count as flapping.", 1, 10000,
+    ),
+    ParamSpec(
+        "REGISTER_FLAP_WINDOW", "60", "int", "Flapping detection window (s).", 1, 86400,
+    ),
+    ParamSpec(
+        "REGISTER_FLAP_HOLD", "300", "int",
+        "While flapping, further replacements of the account are refused for this long (s).",
+        0, 86400,
+    ),
+    ParamSpec(
+        "REGISTER_FLOOD_LIMIT", "200", "int",
+        "REGISTERs per source IP within REGISTER_FLOOD_WINDOW before the source is blocked.",
+        1, 10_000_000,
+    ),
+    ParamSpec("REGISTER_FLOOD_WINDOW", "10", "int", "Flood counting window (s).", 1, 3600),
+    ParamSpec(
+        "AUTH_FAIL_LIMIT", "20", "int",
+        "Failed authentications per source IP within REGISTER_FLOOD_WINDOW before it is blocked.",
+        1, 1_000_000,
+    ),
+    ParamSpec(
+        "FLOOD_BLOCK_TIME", "300", "int", "How long a flooding source stays blocked (s).", 1, 86400,
+    ),
+)
+
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+
+Persist = Callable[[str, str], Awaitable[None]]
+OnChange = Callable[[str, str, str], None]
+
+
+class Params:
+    """Live parameter values. `values[name]` is the typed value the hot path reads."""
+
+    def __init__(self) -> None:
+        self._raw: dict[str, str] = {spec.name: spec.default for spec in SPECS}
+        self.values: dict[str, Any] = {s.name: s.typed(s.default) for s in SPECS}
+        self._listeners: list[OnChange] = []
+
+    def load(self, stored: dict[str, str]) -> None:
+        """Adopt stored values; unknown or invalid stored entries are ignored."""
+        for name, raw in stored.items():
+            spec = SPEC_BY_NAME.get(name)
+            if spec is None:
+                continue
+            try:
+                value = spec.canonical(raw)
+            except ParamError:
+                continue
+            self._raw[name] = value
+            self.values[name] = spec.typed(value)
+
+    def on_change(self, listener: OnChange) -> None:
+        self._listeners.append(listener)
+
+    def spec(self, name: str) -> ParamSpec:
+        spec = SPEC_BY_NAME.get(name.strip().upper())
+        if spec is None:
+            raise KeyError(name)
+        return spec
+
+    def get(self, name: str) -> str:
+        return self._raw[self.spec(name).name]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def validate(self, name: str, raw: object) -> tuple[ParamSpec, str]:
+        """The canonical new value, checked against the other parameters too."""
+        spec = self.spec(name)
+        value = spec.canonical(raw)
+        proposed = dict(self.values)
+        proposed[spec.name] = spec.typed(value)
+        if proposed["SS_ENDPOINT_MIN_EXPIRE"] > proposed["SS_ENDPOINT_EXPIRE"]:
+            raise ParamError("SS_ENDPOINT_MIN_EXPIRE must not exceed SS_ENDPOINT_EXPIRE")
+        return spec, value
+
+    def apply(self, name: str, value: str) -> str:
+        """Set an already validated canonical value; returns the old value."""
+        old = self._raw[name]
+        self._raw[name] = value
+        self.values[name] = SPEC_BY_NAME[name].typed(value)
+        if old != value:
+            for listener in self._listeners:
+                listener(name, old, value)
+        return old
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": spec.name,
+                "value": self._raw[spec.name],
+                "default": spec.default,
+                "kind": spec.kind,
+                "meaning": spec.meaning,
+                "minimum": spec.minimum,
+                "maximum": spec.maximum,
+                "choices": list(spec.choices),
+            }
+            for spec in SPECS
+        ]

@@ -1,0 +1,139 @@
+"""Who is asking: IP authentication and digest (RFC 3261 §22, RFC 7616/8760).
+
+Nonces are HMAC-signed and stateless; the only state is the highest `nc`
+seen per nonce, so a replayed Authorization is refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from regswitch.sip import digest
+from regswitch.sip.errors import ParseError
+from regswitch.sip.message import Request
+from regswitch.storage.base import Account
+
+# Offered in this order: RFC 8760 asks for the preferred algorithm first.
+ALGORITHMS = ("SHA-256", "MD5")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    outcome: Literal["ok", "challenge", "forbidden"]
+    reason: str = ""
+    stale: bool = False
+    username: str | None = None
+
+
+OK = AuthResult("ok")
+
+
+def parse_networks(networks: tuple[str, ...] | list[str]) -> tuple[IPNetwork, ...]:
+    """CIDR strings -> networks; ValueError names the bad entry."""
+    out = []
+    for text in networks:
+        try:
+            out.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"bad network {text!r}: expected CIDR like 192.0.2.0/24") from None
+    return tuple(out)
+
+
+def in_networks(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in net for net in networks)
+
+
+class NonceCounter:
+    """Highest nc per nonce; forgets nonces older than their lifetime."""
+
+    def __init__(self, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self._seen: dict[str, tuple[int, float]] = {}
+        self._checks = 0
+
+    def accept(self, nonce: str, nc: int, now: float) -> bool:
+        """True if `nc` is higher than any seen for `nonce` (and remember it)."""
+        previous = self._seen.get(nonce)
+        if previous is not None and nc <= previous[0]:
+            return False
+        self._seen[nonce] = (nc, previous[1] if previous else now)
+        self._checks += 1
+        if self._checks >= 1024:
+            self._checks = 0
+            self._purge(now)
+        return True
+
+    def _purge(self, now: float) -> None:
+        horizon = now - self.lifetime - 1
+        stale = [n for n, (_, first) in self._seen.items() if first < horizon]
+        for nonce in stale:
+            del self._seen[nonce]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        secret: bytes,
+        salt: Callable[[], str],
+        clock: Callable[[], float],
+        nonce_lifetime: float = 300.0,
+    ) -> None:
+        self._signer = digest.NonceSigner(secret, nonce_lifetime)
+        self._salt = salt
+        self._clock = clock
+        self._nc = NonceCounter(nonce_lifetime)
+
+    def challenges(self, realm: str, stale: bool = False) -> list[str]:
+        """WWW-Authenticate values, one per algorithm, sharing one nonce."""
+        nonce = self._signer.make(self._clock(), self._salt())
+        return [digest.challenge(realm, nonce, alg, stale=stale) for alg in ALGORITHMS]
+
+    def check(self, request: Request, account: Account, header: str = "authorization") -> AuthResult:
+        """Digest check of `request` for `account` (realm = the account's domain)."""
+        values = request.headers.get_all(header)
+        if not values:
+            return AuthResult("challenge")
+        creds = None
+        for value in values:
+            try:
+                candidate = digest.Credentials.parse(value)
+            except ParseError as exc:
+                return AuthResult("forbidden", f"malformed credentials: {exc.reason}")
+            if candidate.realm == account.domain:
+                creds = candidate
+                break
+        if creds is None:
+            return AuthResult("challenge")
+        if creds.username != account.user:
+            return AuthResult("forbidden", "credentials are for another user", username=creds.username)
+        algorithm = creds.algorithm.upper()
+        if algorithm == "MD5":
+            ha1 = account.ha1_md5
+        elif algorithm == "SHA-256":
+            ha1 = account.ha1_sha256
+        else:
+            return AuthResult("challenge")
+        now = self._clock()
+        state = self._signer.check(creds.nonce, now)
+        if state == "bad":
+            return AuthResult("forbidden", "forged or unknown nonce", username=creds.username)
+        if not ha1 or not digest.verify(creds, ha1, request.method):
+            return AuthResult("forbidden", "wrong password", username=creds.username)
+        if state == "stale":
+            return AuthResult("challenge", "nonce expired", stale=True, username=creds.username)
+        nc = int(creds.nc, 16) if creds.nc else 1
+        if not self._nc.accept(creds.nonce, nc, now):
+            return AuthResult("challenge", "replayed nonce count", stale=True, username=creds.username)
+        return AuthResult("ok", username=creds.username)

@@ -1,0 +1,132 @@
+"""Bindings in memory and the location index (AOR -> bindings, id -> binding)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+
+from regswitch.sip.flow import Flow
+from regswitch.storage.base import BindingRecord
+
+
+@dataclass(slots=True)
+class Binding:
+    """One registered contact of an account. Times are wall-clock epochs."""
+
+    id: str
+    aor: str
+    contact: str
+    transport: str
+    source_ip: str
+    source_port: int
+    local_ip: str
+    local_port: int
+    conn_id: int
+    call_id: str
+    cseq: int
+    expires_at: float
+    instance: str | None
+    reg_id: str | None
+    user_agent: str | None
+    path: tuple[str, ...]
+    registered_at: float
+    refreshed_at: float
+    reachable: bool = True
+    node: str = ""
+    # not stored: derived or runtime state
+    contact_key: str = ""
+    missed_keepalives: int = 0
+
+    @property
+    def flow(self) -> Flow:
+        """Where requests to this binding go: its source address (NAT-safe)."""
+        return Flow(self.transport, (self.source_ip, self.source_port), (self.local_ip, self.local_port), self.conn_id)
+
+    @property
+    def source(self) -> str:
+        return f"{self.transport}:{self.source_ip}:{self.source_port}"
+
+    @property
+    def device_key(self) -> str:
+        """What counts as one device toward max_contacts (SPEC §3.2)."""
+        return f"instance:{self.instance}" if self.instance else f"binding:{self.id}"
+
+    def expires_in(self, now: float) -> int:
+        return max(0, int(self.expires_at - now + 0.5))
+
+    def to_record(self) -> BindingRecord:
+        return BindingRecord(
+            id=self.id, aor=self.aor, contact=self.contact, transport=self.transport,
+            source_ip=self.source_ip, source_port=self.source_port, local_ip=self.local_ip,
+            local_port=self.local_port, conn_id=self.conn_id, call_id=self.call_id,
+            cseq=self.cseq, expires_at=self.expires_at, instance=self.instance,
+            reg_id=self.reg_id, user_agent=self.user_agent, path=self.path,
+            registered_at=self.registered_at, refreshed_at=self.refreshed_at,
+            reachable=self.reachable, node=self.node,
+        )
+
+    @classmethod
+    def from_record(cls, record: BindingRecord, contact_key: str = "") -> Binding:
+        values = {f.name: getattr(record, f.name) for f in fields(BindingRecord)}
+        return cls(**values, contact_key=contact_key)
+
+    def view(self, now: float) -> dict[str, object]:
+        """The console's view of the binding."""
+        return {
+            "id": self.id,
+            "account": self.aor,
+            "contact": self.contact,
+            "transport": self.transport,
+            "source_ip": self.source_ip,
+            "source_port": self.source_port,
+            "source": self.source,
+            "call_id": self.call_id,
+            "cseq": self.cseq,
+            "instance": self.instance,
+            "reg_id": self.reg_id,
+            "user_agent": self.user_agent,
+            "path": list(self.path),
+            "registered_at": self.registered_at,
+            "refreshed_at": self.refreshed_at,
+            "expires_at": self.expires_at,
+            "expires_in": self.expires_in(now),
+            "reachable": self.reachable,
+            "node": self.node,
+        }
+
+
+class Location:
+    """The location service: every current binding, indexed by AOR and by id."""
+
+    def __init__(self) -> None:
+        self._by_aor: dict[str, list[Binding]] = {}
+        self._by_id: dict[str, Binding] = {}
+
+    def of(self, aor: str) -> list[Binding]:
+        return self._by_aor.get(aor, [])
+
+    def get(self, binding_id: str) -> Binding | None:
+        return self._by_id.get(binding_id)
+
+    def add(self, binding: Binding) -> None:
+        self._by_id[binding.id] = binding
+        self._by_aor.setdefault(binding.aor, []).append(binding)
+
+    def remove(self, binding: Binding) -> bool:
+        if self._by_id.pop(binding.id, None) is None:
+            return False
+        bindings = self._by_aor.get(binding.aor)
+        if bindings is not None:
+            bindings[:] = [b for b in bindings if b.id != binding.id]
+            if not bindings:
+                del self._by_aor[binding.aor]
+        return True
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter(list(self._by_id.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, binding_id: object) -> bool:
+        return binding_id in self._by_id

@@ -1,0 +1,231 @@
+"""The registration decision (SPEC §3.1–3.5), pure: bindings and request in, Decision out.
+
+No I/O and no clock: `now` is in the request. The service applies the
+decision; probing an old device (§3.4) is the service's job, after which it
+calls `decide` again with the probe results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from regswitch.registrar.bindings import Binding
+
+Outcome = Literal["ok", "reject", "probe", "error"]
+RemovalWhy = Literal["unregistered", "wildcard", "replaced"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRequest:
+    uri: str
+    key: str  # comparison form of the URI (RFC 3261 §19.1.4 for what we compare)
+    expires: int  # granted seconds, 0 = remove
+    instance: str | None = None
+    reg_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest:
+    aor: str
+    call_id: str
+    cseq: int
+    transport: str
+    source_ip: str
+    source_port: int
+    local_ip: str
+    local_port: int
+    conn_id: int
+    user_agent: str | None
+    path: tuple[str, ...]
+    now: float
+    node: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    replace: bool  # effective register_replace
+    keep_calls: bool  # effective replace_keep_calls
+    max_contacts: int
+    if_unreachable: bool
+    flap_held: bool = False
+
+
+@dataclass(slots=True)
+class Change:
+    """A binding to create (`binding` None, `values` complete) or update in place."""
+
+    binding: Binding | None
+    values: dict[str, Any]
+    kind: Literal["new", "refresh", "same-device", "new-flow"]
+
+
+@dataclass(slots=True)
+class Removal:
+    binding: Binding
+    why: RemovalWhy
+    kick: bool = False  # end its calls (replace without keep-calls)
+    replaced_by: str | None = None  # contact that took its place
+
+
+@dataclass(slots=True)
+class Decision:
+    outcome: Outcome
+    changes: list[Change] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
+    probe: list[Binding] = field(default_factory=list)
+    # for "reject" / "error"
+    status: int = 200
+    reason: str | None = None
+    conflict: list[Binding] = field(default_factory=list)
+    flapping: bool = False
+
+
+def binding_values(req: RegisterRequest, contact: ContactRequest) -> dict[str, Any]:
+    """Every field a REGISTER sets on a binding (id, registered_at excluded)."""
+    return {
+        "aor": req.aor,
+        "contact": contact.uri,
+        "contact_key": contact.key,
+        "transport": req.transport,
+        "source_ip": req.source_ip,
+        "source_port": req.source_port,
+        "local_ip": req.local_ip,
+        "local_port": req.local_port,
+        "conn_id": req.conn_id,
+        "call_id": req.call_id,
+        "cseq": req.cseq,
+        "expires_at": req.now + contact.expires,
+        "instance": contact.instance,
+        "reg_id": contact.reg_id,
+        "user_agent": req.user_agent,
+        "path": req.path,
+        "refreshed_at": req.now,
+        "reachable": True,
+        "node": req.node,
+    }
+
+
+def decide(
+    bindings: list[Binding],
+    req: RegisterRequest,
+    contacts: list[ContactRequest] | None,
+    policy: Policy,
+    probed: dict[str, bool] | None = None,
+) -> Decision:
+    """Decide one REGISTER.
+
+    `contacts` None means `Contact: *` with Expires 0 (remove all).
+    `probed` maps binding id -> answered the §3.4 OPTIONS probe.
+    """
+    live = [b for b in bindings if b.expires_at > req.now]
+    if contacts is None:
+        for b in live:
+            if b.call_id == req.call_id and req.cseq <= b.cseq:
+                return _error(500, "CSeq out of order")
+        return Decision("ok", removals=[Removal(b, "wildcard") for b in live])
+
+    decision = Decision("ok")
+    matched: set[str] = set()  # bindings this request already touched
+    removed: set[str] = set()
+    added_devices: list[str] = []
+
+    for contact in contacts:
+        if contact.expires == 0:
+            for b in live:
+                if b.id in removed or b.contact_key != contact.key:
+                    continue
+                if b.call_id == req.call_id and req.cseq <= b.cseq:
+                    return _error(500, "CSeq out of order")
+                decision.removals.append(Removal(b, "unregistered"))
+                removed.add(b.id)
+            continue
+
+        candidates = [b for b in live if b.id not in matched and b.id not in removed]
+        same_call = [b for b in candidates if b.call_id == req.call_id]
+        target: Binding | None = None
+        kind: Literal["refresh", "same-device"] = "refresh"
+        if same_call:
+            target = next((b for b in same_call if b.contact_key == contact.key), None)
+            if target is None and contact.instance:
+                target = next((b for b in same_call if b.instance == contact.instance), None)
+            if target is None and not contact.instance:
+                target = same_call[0]
+            if target is not None and req.cseq <= target.cseq:
+                return _error(500, "CSeq out of order")
+        if target is None:
+            kind = "same-device"
+            if contact.instance:
+                target = next(
+                    (
+                        b
+                        for b in candidates
+                        if b.instance == contact.instance
+                        and (b.reg_id == contact.reg_id or not b.reg_id or not contact.reg_id)
+                    ),
+                    None,
+                )
+            if target is None:
+                target = next(
+                    (
+                        b
+                        for b in candidates
+                        if b.contact_key == contact.key and b.source_ip == req.source_ip
+                    ),
+                    None,
+                )
+        if target is not None:
+            matched.add(target.id)
+            decision.changes.append(Change(target, binding_values(req, contact), kind))
+            continue
+
+        values = binding_values(req, contact)
+        same_device_flow = contact.instance is not None and any(
+            b.instance == contact.instance for b in candidates
+        )
+        decision.changes.append(Change(None, values, "new-flow" if same_device_flow else "new"))
+        if same_device_flow:
+            continue
+        # A different device: does it exceed max_contacts? (SPEC §3.3)
+        device = f"instance:{contact.instance}" if contact.instance else f"new:{len(added_devices)}"
+        added_devices.append(device)
+        staying = [b for b in live if b.id not in removed]
+        devices = _devices_oldest_first(staying)
+        excess = len(devices) + len(added_devices) - policy.max_contacts
+        if excess <= 0:
+            continue
+        victims = [b for _, group in devices[:excess] for b in group]
+        verdict = _conflict(victims, policy, probed or {})
+        if verdict.outcome != "ok":
+            return verdict
+        for b in victims:
+            kick = not policy.keep_calls
+            decision.removals.append(Removal(b, "replaced", kick=kick, replaced_by=contact.uri))
+            removed.add(b.id)
+    return decision
+
+
+def _devices_oldest_first(bindings: list[Binding]) -> list[tuple[str, list[Binding]]]:
+    groups: dict[str, list[Binding]] = {}
+    for b in bindings:
+        groups.setdefault(b.device_key, []).append(b)
+    return sorted(groups.items(), key=lambda item: min(b.registered_at for b in item[1]))
+
+
+def _conflict(victims: list[Binding], policy: Policy, probed: dict[str, bool]) -> Decision:
+    """Replace policy for a new device that would exceed max_contacts."""
+    if policy.replace:
+        if policy.flap_held:
+            return Decision("reject", conflict=victims, flapping=True)
+        return Decision("ok")
+    if policy.if_unreachable:
+        to_probe = [b for b in victims if b.reachable and b.id not in probed]
+        if to_probe:
+            return Decision("probe", probe=to_probe, conflict=victims)
+        if all(not b.reachable or not probed.get(b.id, True) for b in victims):
+            return Decision("ok")
+    return Decision("reject", conflict=victims)
+
+
+def _error(status: int, reason: str) -> Decision:
+    return Decision("error", status=status, reason=reason)

@@ -1,0 +1,575 @@
+"""REGISTER processing (SPEC §3): checks in order, then the policy under the account's turn.
+
+Steps 1–5 (validation, flood, account, IP, digest, expires) never change
+state. Step 6 runs `policy.decide` and applies the decision in memory at
+once — the event loop makes that atomic per account — then writes it
+through; the 200 goes out when the write has committed. Only the §3.4 probe
+waits, and while it does, later REGISTERs of that account queue behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from regswitch import events as ev
+from regswitch.endpoint import ServerTransaction
+from regswitch.events import EventBus
+from regswitch.params import Params
+from regswitch.protection.flapping import FlapDetector
+from regswitch.protection.flood import FloodGuard
+from regswitch.registrar.accounts import AccountEntry, Accounts
+from regswitch.registrar.auth import Authenticator, in_networks
+from regswitch.registrar.bindings import Binding, Location
+from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.policy import (
+    ContactRequest,
+    Decision,
+    Policy,
+    RegisterRequest,
+    Removal,
+    decide,
+)
+from regswitch.sip.errors import ParseError
+from regswitch.sip.headers import Contact
+from regswitch.sip.uri import URI, parse_uri
+from regswitch.storage.base import BindingOp, BindingStore
+
+log = logging.getLogger("regswitch.registrar")
+
+PROBE_TIMEOUT = 2.0
+REJECT_REASON = "Registration Replace Disabled"
+FLAP_REASON = "Registration Flapping"
+
+Kicker = Callable[[Binding, str], list[str]]
+Prober = Callable[[Binding, float], Awaitable[bool]]
+
+
+def contact_key(uri: URI) -> str:
+    """Comparison form of a contact URI (the parts RFC 3261 §19.1.4 compares)."""
+    transport = uri.params.get("transport")
+    user = unquote(uri.user) if uri.user is not None else ""
+    key = f"{uri.scheme}:{user}@{uri.host.lower()}:{uri.port or ''}"
+    return f"{key};transport={transport.lower()}" if transport else key
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A REGISTER past steps 1–5, waiting for its account's turn."""
+
+    stx: ServerTransaction
+    req: RegisterRequest
+    contacts: list[ContactRequest] | None
+    entry: AccountEntry
+    extra: dict[str, str]
+
+
+class Registrar:
+    def __init__(
+        self,
+        *,
+        accounts: Accounts,
+        location: Location,
+        store: BindingStore,
+        params: Params,
+        events: EventBus,
+        auth: Authenticator,
+        flood: FloodGuard,
+        flapping: FlapDetector,
+        clock: Callable[[], float],
+        new_id: Callable[[], str],
+        domains: list[str],
+        own_hosts: set[str],
+        node: str = "",
+    ) -> None:
+        self.accounts = accounts
+        self.location = location
+        self.store = store
+        self.params = params
+        self.events = events
+        self.auth = auth
+        self.flood = flood
+        self.flapping = flapping
+        self.clock = clock
+        self.new_id = new_id
+        self.domains = set(domains)
+        self.default_domain = domains[0]
+        self.own_hosts = own_hosts
+        self.node = node
+        self.kicker: Kicker | None = None
+        self.prober: Prober | None = None
+        self.expiry = ExpiryQueue()
+        self.results: Counter[str] = Counter()
+        self._turns: dict[str, list[_Pending]] = {}
+        self._date_cache: tuple[int, str] = (0, "")
+        self._expiry_task: asyncio.Task[None] | None = None
+
+    # --- start/stop ---------------------------------------------------------------
+    async def restore(self) -> int:
+        """Load stored bindings, dropping expired ones; returns how many were kept."""
+        now = self.clock()
+        expired: list[BindingOp] = []
+        for record in await self.store.load():
+            if record.expires_at <= now:
+                expired.append(BindingOp.delete(record.id))
+                continue
+            try:
+                key = contact_key(parse_uri(record.contact))
+            except ParseError:
+                expired.append(BindingOp.delete(record.id))
+                continue
+            binding = Binding.from_record(record, key)
+            self.location.add(binding)
+            self.expiry.push(binding.id, binding.expires_at)
+        if expired:
+            await self.store.apply(expired)
+        return len(self.location)
+
+    def start(self) -> None:
+        self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
+
+    async def stop(self) -> None:
+        if self._expiry_task is not None:
+            self._expiry_task.cancel()
+            try:
+                await self._expiry_task
+            except asyncio.CancelledError:
+                pass
+
+    # --- REGISTER -----------------------------------------------------------------
+    def handle(self, stx: ServerTransaction) -> None:
+        request = stx.request
+        flow = stx.flow
+        ip = flow.remote[0]
+        now = self.clock()
+        flood = self.flood
+        if flood.blocked(ip, now):
+            self.results["flood-dropped"] += 1
+            return
+        why = flood.register(ip, now)
+        if why is not None:
+            self._flood_blocked(ip, why)
+            return
+
+        # 1. validation (a ParseError from a lazy header read becomes a 400 in the endpoint)
+        to_uri = request.to.uri
+        aor = self.aor_of(to_uri)
+        if aor is None:
+            self.results["forbidden-domain"] += 1
+            stx.respond(403, "Domain Not Served")
+            return
+        star = request.contact_is_star
+        contacts = request.contacts
+        header_expires = request.expires
+        if star and (header_expires != 0 or len(request.headers.values("contact")) != 1):
+            self.results["bad-request"] += 1
+            stx.respond(400, "Contact * requires Expires: 0 and no other contact")
+            return
+        call_id = request.call_id
+        cseq = request.cseq.seq
+
+        # 3. account and IP authentication
+        entry = self.accounts.get(aor)
+        source = f"{flow.transport}:{ip}:{flow.remote[1]}"
+        if entry is None or not entry.account.enabled:
+            if not request.headers.get("authorization"):
+                self._challenge(stx, aor.partition("@")[2])
+                return
+            self._auth_failed(stx, aor, ip, source, "unknown or disabled account")
+            return
+        account = entry.account
+        if entry.networks and not in_networks(ip, entry.networks):
+            self._auth_failed(stx, aor, ip, source, f"source {ip} outside the account's allowed networks")
+            return
+        # 4. digest (skipped for an IP-only account: networks and no password)
+        if account.ha1_md5:
+            result = self.auth.check(request, account)
+            if result.outcome == "challenge":
+                if result.reason:
+                    self.results["auth-stale"] += 1
+                self._challenge(stx, account.domain, result.stale)
+                return
+            if result.outcome == "forbidden":
+                self._auth_failed(stx, aor, ip, source, result.reason)
+                return
+
+        # 5. expires per contact
+        wanted: list[ContactRequest] | None
+        if star:
+            wanted = None
+        else:
+            wanted = []
+            maximum = self.params.values["SS_ENDPOINT_EXPIRE"]
+            minimum = self.params.values["SS_ENDPOINT_MIN_EXPIRE"]
+            for contact in contacts:
+                requested = contact.expires
+                if requested is None:
+                    requested = header_expires if header_expires is not None else maximum
+                if 0 < requested < minimum:
+                    self.results["interval-too-brief"] += 1
+                    stx.respond(423, None, {"Min-Expires": str(minimum)})
+                    return
+                wanted.append(_contact_request(contact, min(requested, maximum)))
+
+        register = RegisterRequest(
+            aor=aor,
+            call_id=call_id,
+            cseq=cseq,
+            transport=flow.transport,
+            source_ip=ip,
+            source_port=flow.remote[1],
+            local_ip=flow.local[0],
+            local_port=flow.local[1],
+            conn_id=flow.conn_id,
+            user_agent=request.headers.get("user-agent"),
+            path=tuple(request.headers.values("path")),
+            now=now,
+            node=self.node,
+        )
+        extra: dict[str, str] = {}
+        if any(c.reg_id for c in wanted or ()) and "outbound" in (request.headers.get("supported") or ""):
+            extra["Require"] = "outbound"
+        pending = _Pending(stx, register, wanted, entry, extra)
+        queue = self._turns.get(aor)
+        if queue is not None:
+            queue.append(pending)
+            return
+        self._decide(pending, None)
+
+    def aor_of(self, uri: URI) -> str | None:
+        if uri.scheme not in ("sip", "sips") or not uri.user:
+            return None
+        host = uri.host.lower()
+        if host in self.domains:
+            return f"{unquote(uri.user)}@{host}"
+        if host in self.own_hosts or _is_ip_literal(host) and "*" in self.own_hosts:
+            return f"{unquote(uri.user)}@{self.default_domain}"
+        return None
+
+    def effective_policy(self, entry: AccountEntry, now: float) -> Policy:
+        account = entry.account
+        values = self.params.values
+        replace = values["SS_ENDPOINT_REGISTER_REPLACE"] if account.register_replace == "inherit" else (
+            account.register_replace == "on"
+        )
+        keep = values["REGISTER_REPLACE_KEEP_CALLS"] if account.replace_keep_calls == "inherit" else (
+            account.replace_keep_calls == "on"
+        )
+        return Policy(
+            replace=replace,
+            keep_calls=keep,
+            max_contacts=account.max_contacts,
+            if_unreachable=values["REGISTER_REPLACE_IF_UNREACHABLE"],
+            flap_held=self.flapping.held(account.aor, now),
+        )
+
+    def _decide(self, pending: _Pending, probed: dict[str, bool] | None) -> None:
+        req = pending.req
+        if probed is not None:
+            # time passed during the probe: decide on the present
+            req = _replace_now(req, self.clock())
+            pending.req = req
+        policy = self.effective_policy(pending.entry, req.now)
+        decision = decide(self.location.of(req.aor), req, pending.contacts, policy, probed)
+        if decision.outcome == "probe" and self.prober is not None and probed is None:
+            self._turns[req.aor] = []
+            asyncio.get_running_loop().create_task(self._probe(pending, decision))
+            return
+        if decision.outcome == "probe":
+            # no prober (or already probed): what is not known unreachable is alive
+            decision = decide(
+                self.location.of(req.aor), req, pending.contacts, policy,
+                {b.id: True for b in decision.probe} | (probed or {}),
+            )
+        self._finish(pending, decision, policy)
+
+    async def _probe(self, pending: _Pending, decision: Decision) -> None:
+        assert self.prober is not None
+        aor = pending.req.aor
+        try:
+            answers = await asyncio.gather(
+                *(self.prober(b, PROBE_TIMEOUT) for b in decision.probe), return_exceptions=True
+            )
+            probed = {b.id: a is True for b, a in zip(decision.probe, answers, strict=True)}
+            self._decide(pending, probed)
+        except Exception:
+            log.exception("REGISTER probe failed for %s", aor)
+            pending.stx.respond(500, "Probe Failed")
+        finally:
+            self._next_turn(aor)
+
+    def _next_turn(self, aor: str) -> None:
+        queue = self._turns.pop(aor, [])
+        while queue:
+            item = queue.pop(0)
+            self._decide(item, None)
+            if aor in self._turns:  # it started a probe: the rest wait again
+                self._turns[aor].extend(queue)
+                return
+
+    def _finish(self, pending: _Pending, decision: Decision, policy: Policy) -> None:
+        stx = pending.stx
+        req = pending.req
+        if decision.outcome == "error":
+            self.results["error"] += 1
+            stx.respond(decision.status, decision.reason)
+            return
+        if decision.outcome in ("reject", "probe"):
+            self._reject(stx, req, decision, pending.contacts)
+            return
+
+        location = self.location
+        ops: list[BindingOp] = []
+        kinds: list[str] = []
+        for change in decision.changes:
+            if change.binding is None:
+                binding = Binding(id=self.new_id(), registered_at=req.now, **change.values)
+                location.add(binding)
+                self.expiry.push(binding.id, binding.expires_at)
+                self.events.emit(
+                    ev.REGISTERED, account=req.aor, source=binding.source,
+                    contact=binding.contact, expires=binding.expires_in(req.now),
+                    user_agent=binding.user_agent, binding=binding.id, kind=change.kind,
+                )
+            else:
+                binding = change.binding
+                old_contact, old_source = binding.contact, binding.source
+                for name, value in change.values.items():
+                    setattr(binding, name, value)
+                binding.missed_keepalives = 0
+                details: dict[str, Any] = {"contact": binding.contact, "binding": binding.id,
+                                           "expires": binding.expires_in(req.now)}
+                if old_contact != binding.contact or old_source != binding.source:
+                    details.update(old_contact=old_contact, old_source=old_source)
+                self.events.emit(
+                    ev.REFRESHED if change.kind == "refresh" else ev.SAME_DEVICE,
+                    account=req.aor, source=binding.source, **details,
+                )
+            kinds.append(change.kind)
+            ops.append(BindingOp.upsert(binding.to_record()))
+        for removal in decision.removals:
+            if location.remove(removal.binding):
+                ops.append(BindingOp.delete(removal.binding.id))
+                self._removed(removal, req, policy)
+        self._count(kinds, decision)
+        if not ops:
+            self._reply_ok(stx, req, pending.extra)
+            return
+        done = asyncio.ensure_future(self.store.apply(ops))
+        done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra))
+
+    def _count(self, kinds: list[str], decision: Decision) -> None:
+        results = self.results
+        if not kinds and not decision.removals:
+            results["query"] += 1
+        for kind in kinds:
+            results["ok" if kind in ("new", "new-flow") else kind] += 1
+        for removal in decision.removals:
+            results["replaced" if removal.why == "replaced" else "unregister"] += 1
+
+    def _removed(self, removal: Removal, req: RegisterRequest, policy: Policy) -> None:
+        b = removal.binding
+        source = f"{req.transport}:{req.source_ip}:{req.source_port}"
+        if removal.why != "replaced":
+            self.events.emit(
+                ev.UNREGISTERED, account=req.aor, source=source, contact=b.contact,
+                binding=b.id, wildcard=removal.why == "wildcard",
+            )
+            return
+        ended: list[str] = []
+        if removal.kick and self.kicker is not None:
+            ended = self.kicker(b, "registration-replaced")
+        self.events.emit(
+            ev.REPLACED, account=req.aor, source=source,
+            old_contact=b.contact, old_source=b.source, old_binding=b.id,
+            new_contact=removal.replaced_by, new_source=source,
+            kicked=removal.kick, keep_calls=not removal.kick,
+            calls_ended=ended, policy="on" if policy.replace else "off-unreachable",
+        )
+        if self.flapping.replaced(req.aor, req.now):
+            self.events.emit(
+                ev.FLAPPING, account=req.aor, source=source,
+                limit=self.flapping.limit, window=self.flapping.window,
+                held_until=self.flapping.held_until(req.aor),
+            )
+
+    def _committed(self, done: asyncio.Future[None], stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]) -> None:
+        if done.cancelled() or done.exception() is not None:
+            log.error("binding write failed for %s: %s", req.aor, None if done.cancelled() else done.exception())
+            self.results["storage-error"] += 1
+            stx.respond(500, "Storage Failure")
+            return
+        self._reply_ok(stx, req, extra)
+
+    def _reply_ok(self, stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]) -> None:
+        response = stx.response(200)
+        headers = response.headers
+        now = self.clock()
+        for b in self.location.of(req.aor):
+            if b.expires_at > now:
+                headers.add("Contact", _contact_line(b, now))
+        for path in req.path:
+            headers.add("Path", path)
+        headers.add("Date", self._date(now))
+        for name, value in extra.items():
+            headers.add(name, value)
+        stx.send(response)
+
+    def _reject(self, stx: ServerTransaction, req: RegisterRequest, decision: Decision,
+                contacts: list[ContactRequest] | None) -> None:
+        now = req.now
+        conflict = decision.conflict
+        until = min((b.expires_at for b in conflict), default=now)
+        retry_after = max(1, int(until - now + 0.999))
+        status = int(self.params.values["REGISTER_REPLACE_REJECT_CODE"])
+        first = conflict[0] if conflict else None
+        where = f"{first.contact} ({first.source})" if first else "another device"
+        stamp = email.utils.formatdate(until, usegmt=True)
+        if decision.flapping:
+            reason = FLAP_REASON
+            held = self.flapping.held_until(req.aor) or now
+            text = (f"{req.aor} is flapping between devices; replacements are held until "
+                    f"{email.utils.formatdate(held, usegmt=True)}")
+            retry_after = max(1, int(held - now + 0.999))
+            self.results["rejected-flapping"] += 1
+        else:
+            reason = REJECT_REASON
+            text = (f"{req.aor} is already registered from {where} until {stamp}; "
+                    f"registration replace is off")
+            self.results["rejected-replace"] += 1
+        new_contact = contacts[0].uri if contacts else None
+        source = f"{req.transport}:{req.source_ip}:{req.source_port}"
+        self.events.emit(
+            ev.REJECTED, account=req.aor, source=source, status=status, reason=reason,
+            new_contact=new_contact, old_contact=first.contact if first else None,
+            old_source=first.source if first else None, retry_after=retry_after,
+            flapping=decision.flapping,
+        )
+        host = stx.flow.local[0]
+        stx.respond(status, reason, {
+            "Warning": f'399 {host} "{text}"',
+            "Retry-After": str(retry_after),
+        })
+
+    def _challenge(self, stx: ServerTransaction, realm: str, stale: bool = False) -> None:
+        self.results["challenge"] += 1
+        response = stx.response(401)
+        for value in self.auth.challenges(realm, stale):
+            response.headers.add("WWW-Authenticate", value)
+        stx.send(response)
+
+    def _auth_failed(self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str) -> None:
+        self.results["auth-fail"] += 1
+        self.events.emit(ev.AUTH_FAILED, account=aor, source=source, reason=reason)
+        why = self.flood.auth_failed(ip, self.clock())
+        if why is not None:
+            self._flood_blocked(ip, why)
+        stx.respond(403, "Forbidden", {"Warning": f'399 {stx.flow.local[0]} "{_quote_safe(reason)}"'})
+
+    def _flood_blocked(self, ip: str, why: str) -> None:
+        self.results["flood-blocked"] += 1
+        self.events.emit(ev.FLOOD_BLOCKED, source=ip, reason=why, seconds=self.flood.limits.block)
+
+    def _date(self, now: float) -> str:
+        second = int(now)
+        if self._date_cache[0] != second:
+            self._date_cache = (second, email.utils.formatdate(second, usegmt=True))
+        return self._date_cache[1]
+
+    # --- console operations -------------------------------------------------------
+    def list(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
+        now = self.clock()
+        items = self.location.of(account) if account else list(self.location)
+        return [
+            b for b in items
+            if b.expires_at > now and (ip is None or b.source_ip == ip)
+        ]
+
+    async def delete(self, binding_id: str, kick: bool) -> dict[str, Any] | None:
+        """Remove a registration from the console; with `kick`, end its calls."""
+        binding = self.location.get(binding_id)
+        if binding is None:
+            return None
+        self.location.remove(binding)
+        ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
+        self.events.emit(
+            ev.DELETED, account=binding.aor, source=binding.source, contact=binding.contact,
+            binding=binding.id, kicked=kick, calls_ended=ended,
+        )
+        await self.store.apply([BindingOp.delete(binding.id)])
+        return {"id": binding.id, "account": binding.aor, "kicked": kick, "calls_ended": ended}
+
+    # --- expiry -------------------------------------------------------------------
+    async def _expire_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            try:
+                await self.expire_due()
+            except Exception:
+                log.exception("expiry pass failed")
+
+    async def expire_due(self) -> int:
+        now = self.clock()
+        ops: list[BindingOp] = []
+        for binding_id in self.expiry.due(now):
+            binding = self.location.get(binding_id)
+            if binding is None:
+                continue
+            if binding.expires_at > now:
+                self.expiry.push(binding.id, binding.expires_at)
+                continue
+            self.location.remove(binding)
+            ops.append(BindingOp.delete(binding.id))
+            self.results["expired"] += 1
+            self.events.emit(
+                ev.EXPIRED, account=binding.aor, source=binding.source,
+                contact=binding.contact, binding=binding.id,
+            )
+        if ops:
+            await self.store.apply(ops)
+        return len(ops)
+
+
+def _contact_request(contact: Contact, expires: int) -> ContactRequest:
+    return ContactRequest(
+        uri=contact.uri_text,
+        key=contact_key(contact.uri),
+        expires=expires,
+        instance=contact.instance,
+        reg_id=contact.reg_id,
+    )
+
+
+def _contact_line(b: Binding, now: float) -> str:
+    line = f"<{b.contact}>;expires={b.expires_in(now)}"
+    if b.instance:
+        line += f';+sip.instance="{b.instance}"'
+    if b.reg_id:
+        line += f";reg-id={b.reg_id}"
+    return line
+
+
+def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
+    from dataclasses import replace
+
+    return replace(req, now=now)
+
+
+def _quote_safe(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _is_ip_literal(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True

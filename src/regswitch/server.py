@@ -1,0 +1,159 @@
+"""Build every part, start the transports and the API, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import ssl
+import time
+from pathlib import Path
+
+from regswitch.config import Settings, api_host, api_port
+from regswitch.endpoint import Endpoint
+from regswitch.logs import setup_logging
+from regswitch.sip.timers import Timers
+from regswitch.sip.txlayer import TransactionLayer
+from regswitch.switch import Switch
+from regswitch.transport.base import ListenSpec, TransportLimits
+from regswitch.transport.manager import TransportManager
+from regswitch.transport.stream import server_ssl_context
+
+log = logging.getLogger("regswitch.server")
+
+
+def install_uvloop() -> bool:
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
+def id_factory() -> str:
+    return secrets.token_hex(8)
+
+
+async def build(settings: Settings) -> Switch:
+    """Everything wired, nothing listening yet."""
+    loop = asyncio.get_running_loop()
+    limits = TransportLimits(
+        max_message_stream=settings.max_message_stream,
+        tcp_idle_timeout=settings.tcp_idle_timeout,
+        max_connections=settings.max_connections,
+        max_connections_per_ip=settings.max_connections_per_ip,
+    )
+    ssl_context: ssl.SSLContext | None = None
+    if settings.tls_cert and settings.tls_key:
+        ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
+    txlayer = TransactionLayer(
+        id_factory=id_factory,
+        timers=Timers(t1=settings.t1, t2=settings.t2, t4=settings.t4),
+        server_header=settings.server_header,
+        max_stream_message=settings.max_message_stream,
+    )
+    holder: list[Endpoint] = []
+    transports = TransportManager(lambda data, flow: holder[0].on_data(data, flow), limits, ssl_context)
+    endpoint = Endpoint(
+        txlayer, transports, id_factory=id_factory, server_header=settings.server_header, loop=loop
+    )
+    holder.append(endpoint)
+    switch = Switch(settings, endpoint, transports)
+    await switch.open()
+    return switch
+
+
+def _api_socket(settings: Settings) -> socket.socket:
+    host = api_host(settings.api)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, api_port(settings.api)))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings) -> None:
+    switch = await build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+
+    listening = []
+    for text in settings.sip:
+        spec = ListenSpec.parse(text)
+        host, port = await switch.transports.listen(spec)
+        listening.append({"transport": spec.transport, "host": host, "port": port})
+    switch.set_listeners(listening)
+
+    api_sock = _api_socket(settings)
+    api_addr = api_sock.getsockname()
+    api_url = f"http://{_url_host(api_addr[0])}:{api_addr[1]}"
+    api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
+
+    for item in listening:
+        log.info("SIP listening on %s:%s:%s", item["transport"], item["host"], item["port"])
+    log.info("admin API on %s (OpenAPI at %s/openapi.json)", api_url, api_url)
+    print(
+        f"regswitch ready: SIP {', '.join(f'{i['transport']}:{i['host']}:{i['port']}' for i in listening)}"
+        f"; API {api_url}\n"
+        f"  add a first account:  regswitch --api {api_url} account add alice@{settings.default_domain}"
+        " --password secret",
+        flush=True,
+    )
+    if settings.ready_file:
+        _write_ready(settings.ready_file, listening, api_url)
+
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({stop_task, api_task}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down")
+    api_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await api_task
+    await switch.close()
+    log.info("stopped")
+
+
+async def _run_api(switch: Switch, sock: socket.socket, settings: Settings) -> None:
+    import uvicorn
+
+    from regswitch.console.api.app import create_app
+
+    app = create_app(switch)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", loop="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _write_ready(path: str, listening: list[dict[str, object]], api_url: str) -> None:
+    target = Path(path)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(json.dumps({"sip": listening, "api": api_url, "pid": os.getpid(), "time": time.time()}))
+    tmp.replace(target)
+
+
+def run(settings: Settings) -> None:
+    setup_logging(settings.log_level, settings.log_format)
+    install_uvloop()
+    if settings.db.startswith("sqlite:///") and not settings.db.endswith(":memory:"):
+        Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(serve(settings))
