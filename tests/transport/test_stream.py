@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 from transport_helpers import WAIT, Harness, MakeHarness, sip_message, wait_until
@@ -110,6 +111,48 @@ async def test_stalled_half_message_closed_at_idle_timeout(make_harness: MakeHar
     await wait_until(lambda: h.manager.connection_count == 0)
     assert h.collector.queue.empty()
     assert h.manager.stats.idle_closed == 1
+    writer.close()
+
+
+async def test_trickled_message_closed_at_message_timeout(make_harness: MakeHarness) -> None:
+    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=60, message_timeout=0.3)
+    reader, writer = await open_client(addr)
+
+    async def trickle() -> None:
+        # One byte per 50 ms keeps the connection busy but never ends a message.
+        for byte in sip_message(b"x" * 500):
+            writer.write(bytes([byte]))
+            await asyncio.sleep(0.05)
+
+    task = asyncio.create_task(trickle())
+    try:
+        assert await read_eof(reader) == b""
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await task
+    await wait_until(lambda: h.manager.connection_count == 0)
+    assert h.manager.stats.message_timeouts == 1 and h.manager.stats.idle_closed == 0
+    assert h.collector.queue.empty()
+    writer.close()
+
+
+async def test_whole_messages_do_not_trip_message_timeout(make_harness: MakeHarness) -> None:
+    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=60, message_timeout=0.2)
+    reader, writer = await open_client(addr)
+    m = sip_message(b"abc")
+    writer.write(m[:10])  # a partial message, completed in time
+    await writer.drain()
+    await asyncio.sleep(0.05)
+    writer.write(m[10:])
+    assert (await h.collector.get())[0] == m
+    # the connection outlives several message timeouts while idle between messages
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while loop.time() - start < 0.6:
+        await ping(reader, writer)
+        await asyncio.sleep(0.1)
+    assert h.manager.stats.message_timeouts == 0
     writer.close()
 
 

@@ -127,6 +127,8 @@ class TransportLimits:
     max_message_udp: int = 65535
     max_message_stream: int = 65536
     tcp_idle_timeout: float = 600.0
+    # A started stream message must be complete within this (slow trickle).
+    message_timeout: float = 30.0
     max_connections: int = 10000
     max_connections_per_ip: int = 100
     socket_buffer: int = 4 * 1024 * 1024
@@ -165,6 +167,7 @@ class TransportStats:
     connections_closed: int = 0
     connect_failures: int = 0
     idle_closed: int = 0
+    message_timeouts: int = 0
     slow_reader_closed: int = 0
     framing_errors: int = 0
     send_failures: int = 0

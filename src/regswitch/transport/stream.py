@@ -88,7 +88,9 @@ class StreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._idle: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0  # when _timer fires
+        self._partial_since = 0.0  # loop time a partial message began; 0 = none
         self._admitted_ip: str | None = None
 
     # asyncio callbacks
@@ -113,8 +115,8 @@ class StreamConnection(asyncio.Protocol):
         self.state = _OPEN
         transport.set_write_buffer_limits(high=hub.limits.write_buffer_high)
         hub._opened(self)
-        self.last_activity = hub.loop.time()
-        self._arm_idle(hub.limits.tcp_idle_timeout)
+        self.last_activity = now = hub.loop.time()
+        self._arm(now + hub.limits.tcp_idle_timeout)
         if self._pending:
             data = b"".join(self._pending)
             self._pending.clear()
@@ -124,10 +126,11 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         hub = self.hub
         stats = hub.stats
-        self.last_activity = hub.loop.time()
+        self.last_activity = now = hub.loop.time()
         stats.stream_bytes_in += len(data)
+        framer = self._framer
         try:
-            frames = self._framer.feed(data)
+            frames = framer.feed(data)
         except FramingError as exc:
             stats.framing_errors += 1
             hub.notices.log(
@@ -135,6 +138,15 @@ class StreamConnection(asyncio.Protocol):
             )
             self.abort()
             return
+        if framer.idle:
+            self._partial_since = 0.0
+        elif not self._partial_since:
+            # A message started: it must complete within message_timeout,
+            # however slowly the peer trickles bytes (slowloris).
+            self._partial_since = now
+            due = now + hub.limits.message_timeout
+            if due < self._deadline:
+                self._arm(due)
         flow = self.flow
         assert flow is not None
         handler = hub.handler
@@ -172,9 +184,9 @@ class StreamConnection(asyncio.Protocol):
         was_open = self.state == _OPEN
         self.state = _CLOSED
         self._transport = None
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if was_open:
             self.hub._closed(self)
 
@@ -227,19 +239,31 @@ class StreamConnection(asyncio.Protocol):
             self._pending_size = 0
             self.hub._forget(self)
 
-    def _arm_idle(self, delay: float) -> None:
-        self._idle = self.hub.loop.call_later(delay, self._check_idle)
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._deadline = deadline
+        self._timer = self.hub.loop.call_at(deadline, self._check_timeouts)
 
-    def _check_idle(self) -> None:
+    def _check_timeouts(self) -> None:
         # Re-armed lazily: traffic only stamps last_activity, so a busy
         # connection costs one timer per timeout period, not one per read.
-        self._idle = None
+        self._timer = None
         if self.state != _OPEN:
             return
-        timeout = self.hub.limits.tcp_idle_timeout
-        left = self.last_activity + timeout - self.hub.loop.time()
-        if left > 0.001:
-            self._arm_idle(left)
+        limits = self.hub.limits
+        now = self.hub.loop.time()
+        idle_due = self.last_activity + limits.tcp_idle_timeout
+        if self._partial_since:
+            partial_due = self._partial_since + limits.message_timeout
+            if partial_due <= now + 0.001:
+                self.hub.stats.message_timeouts += 1
+                log.debug("closing %s peer %s: message incomplete", self.kind, self.remote)
+                self.abort()
+                return
+            idle_due = min(idle_due, partial_due)
+        if idle_due > now + 0.001:
+            self._arm(idle_due)
             return
         self.hub.stats.idle_closed += 1
         log.debug("closing idle %s connection %s", self.kind, self.remote)
