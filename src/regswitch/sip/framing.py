@@ -13,6 +13,7 @@ one read; a peer that exceeds that gets `FramingError` and loses the stream.
 
 from __future__ import annotations
 
+import re
 from typing import Final, TypeAlias
 
 from regswitch.sip.errors import ParseError
@@ -22,6 +23,7 @@ _LF2: Final = b"\n\n"
 _NAME_LONG: Final = b"\ncontent-length"
 _NAME_SHORT: Final = b"\nl"
 _MAX_DIGITS: Final = 9
+_CONTENT_LENGTH: Final = re.compile(rb"\n(?:content-length|l)[ \t]*:([^\r\n]*)", re.IGNORECASE)
 
 _BOUNDARY: Final = 0  # between messages: only CRLFs seen so far
 _HEAD: Final = 1  # a start line began at buffer offset 0; no blank line yet
@@ -101,94 +103,115 @@ class StreamFramer:
         # Fast path: nothing held, so frame straight out of `data` and only
         # copy what is left over at the end.
         buf: bytes | bytearray
-        if self._buf:
-            self._buf += data
-            buf = self._buf
+        held = self._buf
+        if held:
+            held += data
+            buf = held
         else:
             buf = data
         n = len(buf)
         pos = 0
         state = self._state
+        end = self._end
         while pos < n:
             if state == _BOUNDARY:
                 c = buf[pos]
-                if c != 13 and c != 10:
-                    state = _HEAD
-                    self._scan = pos
+                if c == 13 or c == 10:
+                    if buf.startswith(_CRLF2, pos):
+                        if not out or out[-1] is not KEEPALIVE_PING:
+                            out.append(KEEPALIVE_PING)
+                        pos += 4
+                    elif buf.startswith(b"\r\n", pos):
+                        # A lone CRLF is a pong, unless it is the first half
+                        # of a ping split across reads: wait to find out.
+                        if pos + 2 == n or (pos + 3 == n and buf[pos + 2] == 13):
+                            break
+                        pos += 2
+                    elif c == 13 and pos + 1 == n:
+                        break  # maybe the start of a CRLF
+                    else:
+                        pos += 1  # stray CR or LF before a start line
                     continue
-                if buf.startswith(_CRLF2, pos):
-                    if not out or out[-1] is not KEEPALIVE_PING:
-                        out.append(KEEPALIVE_PING)
-                    pos += 4
-                elif buf.startswith(b"\r\n", pos):
-                    # A lone CRLF is a pong, unless it is the first half of a
-                    # ping that was split across reads: wait to find out.
-                    if pos + 2 == n or (pos + 3 == n and buf[pos + 2] == 13):
-                        break
-                    pos += 2
-                elif c == 13 and pos + 1 == n:
-                    break  # maybe the start of a CRLF
-                else:
-                    pos += 1  # stray CR or LF before a start line
-            elif state == _HEAD:
-                end, body_at = self._find_blank_line(buf, n)
-                if end < 0:
+                state = _HEAD
+                self._scan = pos
+            if state == _HEAD:
+                head_end, body_at = self._find_blank_line(buf, pos)
+                if head_end < 0:
                     if n - pos > self._max:
                         raise FramingError(
                             f"header block exceeds {self._max} bytes without a blank line", 513
                         )
                     self._scan = max(pos, n - 3)
                     break
-                length = _content_length(bytes(buf[pos:end]))
-                total = body_at + length - pos
-                if total > self._max:
-                    raise FramingError(f"message of {total} bytes exceeds {self._max}", 513)
-                self._end = body_at + length
+                end = body_at + _content_length(buf, pos, head_end)
+                if end - pos > self._max:
+                    raise FramingError(f"message of {end - pos} bytes exceeds {self._max}", 513)
                 state = _BODY
-            else:
-                if self._end > n:
-                    break
-                out.append(bytes(buf[pos : self._end]))
-                pos = self._end
-                state = _BOUNDARY
+            if end > n:
+                break
+            out.append(bytes(buf[pos:end]))
+            pos = end
+            state = _BOUNDARY
         self._state = state
         if pos == n:
-            if buf is self._buf:
-                self._buf.clear()
+            if held:
+                held.clear()
             self._scan = self._end = 0
-        else:
-            if pos:
-                if buf is self._buf:
-                    del self._buf[:pos]
-                else:
-                    self._buf = bytearray(buf[pos:])
-            elif buf is not self._buf:
-                self._buf = bytearray(buf)
-            self._scan = max(0, self._scan - pos)
-            self._end -= pos
+            return out
+        if pos:
+            if buf is held:
+                del held[:pos]
+            else:
+                self._buf = bytearray(buf[pos:])
+        elif buf is not held:
+            self._buf = bytearray(buf)
+        self._scan = max(0, self._scan - pos)
+        self._end = end - pos
         return out
 
-    def _find_blank_line(self, buf: bytes | bytearray, n: int) -> tuple[int, int]:
+    def _find_blank_line(self, buf: bytes | bytearray, pos: int) -> tuple[int, int]:
         """(end of the header block, start of the body) or (-1, -1).
 
-        RFC 3261 wants CRLF CRLF; a bare LF LF is tolerated as parse.py does.
+        RFC 3261 wants CRLF CRLF; a message whose start line ends in a bare
+        LF may end its header block with LF LF (tolerated as parse.py does).
+        Deciding by the start line keeps this to one scan per message.
         """
-        start = self._scan
-        end = buf.find(_CRLF2, start)
-        lf_end = buf.find(_LF2, start, end + 2 if end >= 0 else n)
-        if lf_end >= 0:
-            return lf_end, lf_end + 2
-        if end >= 0:
-            return end, end + 4
-        return -1, -1
+        eol = buf.find(b"\n", pos)
+        if eol < 0:
+            return -1, -1
+        if buf[eol - 1] == 13:
+            end = buf.find(_CRLF2, max(self._scan, eol - 1))
+            return (end, end + 4) if end >= 0 else (-1, -1)
+        end = buf.find(_LF2, max(self._scan, eol))
+        return (end, end + 2) if end >= 0 else (-1, -1)
 
 
-def _content_length(head: bytes) -> int:
-    """Content-Length of a header block (0 when absent, as on any stream).
+def _content_length(buf: bytes | bytearray, start: int, end: int) -> int:
+    """Content-Length of the header block buf[start:end] (0 when absent, as
+    on any stream).
 
-    Scans the lower-cased block for the long and compact (`l`) names instead
-    of splitting every header line: this runs once per stream message.
+    One regex pass over the block (long and compact `l` names, any case)
+    instead of splitting every header line: this runs once per message.
     """
+    values: list[bytes] = _CONTENT_LENGTH.findall(buf, start, end)
+    if not values:
+        return 0
+    found: int | None = None
+    for raw in values:
+        value = raw.strip()
+        if not value:  # folded onto the next line (RFC 3261 §7.3.1): rare
+            return _content_length_folded(bytes(buf[start:end]))
+        if not value.isdigit() or len(value) > _MAX_DIGITS:
+            raise FramingError(f"bad Content-Length {value[:20]!r}")
+        length = int(value)
+        if found is not None and found != length:
+            raise FramingError("conflicting Content-Length headers")
+        found = length
+    return found or 0
+
+
+def _content_length_folded(head: bytes) -> int:
+    """Slow path of _content_length that unfolds continuation lines."""
     low = head.lower()
     found: int | None = None
     for name in (_NAME_LONG, _NAME_SHORT):
