@@ -271,3 +271,36 @@ async def test_restart_after_crash_loads_bindings_and_continues_event_ids(db: Pa
         assert [b.id for b in await s2.bindings.load()] == ["b1"]
         assert s2.events.add(make_event()).id > ev.id
     await s.close()
+
+
+async def test_a_dead_writer_fails_waiters_instead_of_hanging(db: Path) -> None:
+    class Boom(BaseException):
+        """Escapes the per-batch `except Exception`: simulates a writer bug."""
+
+    def explode(conn: sqlite3.Connection) -> None:
+        raise Boom
+
+    s = SqliteStorage(db)
+    await s.open()
+    with pytest.raises(StorageError, match="writer failed"):
+        await s.params.write(explode)
+    with pytest.raises(StorageError):
+        await s.bindings.apply([BindingOp.upsert(make_binding())])
+    s.events.add(make_event())  # dropped, never raises
+    assert s.stats["events_dropped"] == 1
+    await s.close()  # returns: nothing left to flush
+
+
+async def test_locked_database_fails_apply_instead_of_acknowledging(db: Path) -> None:
+    async with SqliteStorage(db, busy_timeout=0.05) as s:
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with pytest.raises(StorageError, match="locked"):
+                await s.bindings.apply([BindingOp.upsert(make_binding("b1"))])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await s.bindings.apply([BindingOp.upsert(make_binding("b2"))])  # recovered
+        assert [b.id for b in await s.bindings.load()] == ["b2"]
+        assert s.stats["write_errors"] >= 1

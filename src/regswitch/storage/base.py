@@ -112,6 +112,9 @@ class Account:
     def __post_init__(self) -> None:
         if not self.user or not self.domain:
             raise ValueError("account user and domain must not be empty")
+        if not isinstance(self.allowed_networks, tuple):
+            # A list would compare unequal to what a backend loads back.
+            object.__setattr__(self, "allowed_networks", tuple(self.allowed_networks))
         if self.domain != self.domain.lower():
             # The domain is part of the key: one spelling only.
             object.__setattr__(self, "domain", self.domain.lower())
@@ -161,6 +164,10 @@ class BindingRecord:
     refreshed_at: float
     reachable: bool = True
     node: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.path, tuple):
+            object.__setattr__(self, "path", tuple(self.path))
 
 
 @dataclass(frozen=True, slots=True)

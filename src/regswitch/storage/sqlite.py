@@ -309,6 +309,7 @@ class _Writer:
         # EventRecord | CdrRecord rows, or a _Job flush marker.
         self._behind: deque[object] = deque()
         self._stopping = False
+        self._dead = False  # the thread has exited: nothing queued now would be run
         self._thread: threading.Thread | None = None
         self.broken: BaseException | None = None
         self.commits = 0
@@ -322,12 +323,19 @@ class _Writer:
 
     def submit(self, job: _Job) -> None:
         with self._cond:
+            if self._dead:
+                raise self._dead_error()
             self._through.append(job)
             self._cond.notify()
 
     def submit_behind(self, item: object, force: bool = False) -> bool:
-        """Queue a write-behind row; False (not queued) when the queue is full."""
+        """Queue a write-behind row; False (not queued) when the queue is full
+        or the writer is gone. `force` (flush markers) ignores the bound."""
         with self._cond:
+            if self._dead:
+                if force:
+                    raise self._dead_error()
+                return False
             if not force and len(self._behind) >= self.max_pending:
                 return False
             self._behind.append(item)
@@ -360,23 +368,36 @@ class _Writer:
     # -- writer thread
 
     def _main(self, opened: Callable[[BaseException | None], None]) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             conn = self._connect()
             migrate(conn)
         except BaseException as exc:  # report it to open() instead of dying silently
+            if conn is not None:
+                conn.close()
+            self._dead = True
             opened(exc)
             return
         opened(None)
+        batch: tuple[list[_Job], list[object]] = ([], [])
         try:
             while True:
                 through, behind, stop = self._take()
+                batch = (through, behind)
                 if through or behind:
                     self._write(conn, through, behind)
+                batch = ([], [])
                 if stop:
                     break
         except BaseException as exc:  # a bug: never leave coroutines waiting forever
             log.exception("SQLite writer failed; storage is now unusable")
             self.broken = exc
+            self._fail_pending()  # first: marks the writer dead before anyone wakes
+            err = self._dead_error()
+            jobs = [*batch[0], *(x for x in batch[1] if isinstance(x, _Job))]
+            for job in jobs:
+                job.error = err
+            self._resolve(jobs, [])
         finally:
             conn.close()
             self._fail_pending()
@@ -433,38 +454,56 @@ class _Writer:
     def _write_one_by_one(
         self, conn: sqlite3.Connection, through: list[_Job], behind: list[object]
     ) -> None:
-        for job in through:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                if job.ops is not None:
-                    bw = _BindingWriter(conn)
-                    for op in job.ops:
-                        bw.add(op)
-                    bw.flush()
-                elif job.fn is not None:
-                    job.result = job.fn(conn)
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.ops_committed += job.size()
-            except Exception as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                job.error = _wrap(exc)
-                self.write_errors += 1
-        for item in behind:
-            if isinstance(item, _Job):
-                continue
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                self._write_behind(conn, [item])
-                conn.execute("COMMIT")
-                self.commits += 1
-                self.ops_committed += 1
-            except Exception:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                log.exception("SQLite: dropped a write-behind row that could not be written")
-                self.write_errors += 1
+        """The slow path after a failed group commit: one transaction again, but a
+        savepoint per job, so a failing job is rolled back alone and reported to
+        its own caller only. If even the commit fails, every job gets that error."""
+        done: list[_Job] = []
+        rows = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in through:
+                conn.execute("SAVEPOINT job")
+                try:
+                    if job.ops is not None:
+                        bw = _BindingWriter(conn)
+                        for op in job.ops:
+                            bw.add(op)
+                        bw.flush()
+                    elif job.fn is not None:
+                        job.result = job.fn(conn)
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    job.error = _wrap(exc)
+                    self.write_errors += 1
+                else:
+                    done.append(job)
+                conn.execute("RELEASE job")
+            for item in behind:
+                if isinstance(item, _Job):
+                    continue
+                conn.execute("SAVEPOINT row")
+                try:
+                    self._write_behind(conn, [item])
+                    rows += 1
+                except Exception:
+                    conn.execute("ROLLBACK TO row")
+                    log.exception("SQLite: dropped a write-behind row that could not be written")
+                    self.write_errors += 1
+                conn.execute("RELEASE row")
+            conn.execute("COMMIT")
+        except Exception as exc:  # the database itself is failing (I/O, full, locked)
+            log.exception("SQLite commit failed")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            err = _wrap(exc)
+            for job in through:
+                if job.error is None:  # done, or never reached: nothing was committed
+                    job.error = err
+                    self.write_errors += 1
+            self.write_errors += rows
+            return
+        self.commits += 1
+        self.ops_committed += sum(j.size() for j in done) + rows
 
     def _resolve(self, through: list[_Job], behind: list[object]) -> None:
         """Settle the batch's futures with one thread-safe call per loop."""
@@ -477,13 +516,20 @@ class _Writer:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, jobs)
 
+    def _dead_error(self) -> StorageError:
+        if self.broken is not None:
+            return StorageError(f"SQLite writer failed: {self.broken!r}")
+        return StorageClosedError("SQLite writer stopped")
+
     def _fail_pending(self) -> None:
         with self._cond:
+            self._dead = True  # under the lock: no submit can slip in after the drain
             through = list(self._through)
             self._through.clear()
             behind = [x for x in self._behind if isinstance(x, _Job)]
+            self.write_errors += len(self._behind) - len(behind)  # rows lost with the writer
             self._behind.clear()
-        err = StorageClosedError("SQLite writer stopped")
+        err = self._dead_error()
         for job in through + behind:
             job.error = err
         self._resolve(through + behind, [])
@@ -775,8 +821,8 @@ class SqliteStorage:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         # The marker is settled after everything queued before it committed.
-        writer.submit_behind(_Job(done), force=True)
         with contextlib.suppress(StorageError):  # the writer died: nothing more to write
+            writer.submit_behind(_Job(done), force=True)
             await done
         writer.stop()
         await asyncio.to_thread(writer.join, 10.0)
