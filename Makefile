@@ -1,0 +1,63 @@
+# regswitch developer and CI entry points. Every target does its own set-up,
+# so each works on a fresh clone: `make run`, `make test`, `make lint`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.regswitch-installed
+
+# `make run` defaults: the embedded set-up on loopback.
+SIP_HOST ?= 127.0.0.1
+SIP_PORT ?= 5060
+API ?= 127.0.0.1:8080
+DB ?= sqlite:///var/regswitch.db
+RUN_ARGS ?=
+
+PYTEST_ARGS ?=
+BENCH_ARGS ?=
+# Lint only what exists: git does not keep empty directories.
+LINT_PATHS := $(wildcard src tests bench)
+
+.PHONY: help venv system run test lint bench clean
+
+help:
+	@echo "make run     start regswitch on SIP udp+tcp $(SIP_HOST):$(SIP_PORT), API $(API), $(DB)"
+	@echo "make test    set up (venv + system tools) and run the whole test suite"
+	@echo "make lint    ruff, mypy --strict, import-linter"
+	@echo "make venv | system | bench | clean"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/ensure-venv.sh
+	@PYTHON=$(PYTHON) VENV=$(VENV) scripts/ensure-venv.sh
+
+system:
+	@scripts/setup-system.sh
+
+run: venv
+	@mkdir -p var
+	$(BIN)/regswitch serve \
+		--sip udp:$(SIP_HOST):$(SIP_PORT) --sip tcp:$(SIP_HOST):$(SIP_PORT) \
+		--api $(API) --db $(DB) $(RUN_ARGS)
+
+test: venv system
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy --strict
+	$(BIN)/lint-imports
+
+# Placeholder until the benchmark scripts land: runs bench/run.py if present.
+bench: venv system
+	@if [ -f bench/run.py ]; then \
+		$(BIN)/python bench/run.py $(BENCH_ARGS); \
+	else \
+		echo "bench: no bench/run.py yet"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist
+	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

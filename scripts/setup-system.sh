@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# System tools the tests drive: SIPp (Debian package sip-tester), Chromium for
+# browser tests (used at /usr/bin/chromium; never `playwright install`), and
+# openssl for the self-signed TLS test certificate.
+#
+# As root, missing ones are installed with apt-get (one `apt-get update`).
+# Not root: with CI=true that is an error (CI must not skip tests for a
+# missing tool); otherwise a warning, and those tests skip.
+set -euo pipefail
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup-system: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    exit 0
+fi
+
+msg="setup-system: missing system packages: ${missing[*]} (run 'sudo apt-get install ${missing[*]}')"
+if [ "${CI:-}" = "true" ]; then
+    echo "$msg; CI=true and not root, cannot install them" >&2
+    exit 1
+fi
+echo "$msg; the tests that need them will be skipped" >&2
