@@ -1,0 +1,188 @@
+"""Shared fixtures: a real server subprocess, the Python test UA, SIPp, PJSIP
+phones and a self-signed certificate. Helpers live in tests/support/.
+
+    def test_x(server, ua, sipp):
+        phone = ua("udp", server.udp)
+        assert phone.request("OPTIONS").status == 200
+        sipp.run(sipp_scenario("options"), server.target("tcp"), transport="t1").check(1)
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `import support` from any test, whatever pytest's import mode.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
+
+from support import in_ci, require_module, require_tool  # noqa: E402
+from support.server import RunningServer, log_tail  # noqa: E402
+from support.sipp import SippProcess, SippResult, run_sipp, start_sipp  # noqa: E402
+from support.tls import TlsFiles, make_self_signed  # noqa: E402
+from support.ua import UA  # noqa: E402
+
+__all__ = ["in_ci", "require_module", "require_tool"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in (
+        "integration: starts a real regswitch server subprocess",
+        "sipp: needs the sipp binary",
+        "pjsua: needs the pjsua2 module",
+        "browser: needs chromium and playwright",
+        "slow: takes more than a few seconds",
+    ):
+        config.addinivalue_line("markers", line)
+
+
+# -- TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A self-signed cert/key for 127.0.0.1 (its own CA): `.cert`, `.key`,
+    `.client_context()`, `.server_context()`."""
+    require_tool("openssl", "Debian package openssl; `make system`")
+    return make_self_signed(tmp_path_factory.mktemp("tls"))
+
+
+# -- server ------------------------------------------------------------------------
+
+ServerFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture
+def server_factory(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ServerFactory]:
+    """`server_factory(*extra_args, tls=False, env=None, name=None)` starts one
+    more `regswitch serve` (own directory and db under tmp_path); all are
+    stopped after the test. A server that died during the test fails it."""
+    started: list[RunningServer] = []
+
+    def start(
+        *extra_args: str,
+        tls: bool | TlsFiles = False,
+        env: Mapping[str, str] | None = None,
+        name: str | None = None,
+        args: Sequence[str] = (),
+    ) -> RunningServer:
+        files: TlsFiles | None = None
+        if isinstance(tls, TlsFiles):
+            files = tls
+        elif tls:
+            files = request.getfixturevalue("tls_cert")
+        workdir = tmp_path / (name or f"server{len(started)}")
+        srv = RunningServer(workdir, tls=files, extra_args=[*extra_args, *args], env=env)
+        started.append(srv)
+        return srv.start()
+
+    yield start
+
+    died = []
+    for srv in started:
+        if srv.proc is not None and srv.returncode is not None and srv.starts and not srv.stopped:
+            died.append(srv)
+        srv.stop()
+    if died:
+        details = "\n".join(
+            f"{srv!r} exited with {srv.returncode}\n{log_tail(srv.log_path)}" for srv in died
+        )
+        pytest.fail(f"regswitch serve died during the test\n{details}", pytrace=False)
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> RunningServer:
+    """A running server: UDP + TCP SIP listeners and the API (`.udp`, `.tcp`,
+    `.api`, `.api_url`, `.restart()`)."""
+    return server_factory()
+
+
+@pytest.fixture
+def tls_server(server_factory: ServerFactory) -> RunningServer:
+    """As `server`, plus a TLS listener (`.tls`) with the session's `tls_cert`."""
+    return server_factory(tls=True)
+
+
+# -- Python test UA --------------------------------------------------------------
+
+
+@pytest.fixture
+def ua() -> Iterator[Callable[..., UA]]:
+    """`ua(transport="udp", server=(host, port), **kwargs) -> UA`; closed after the test."""
+    agents: list[UA] = []
+
+    def make(transport: str = "udp", server: tuple[str, int] | None = None, **kw: Any) -> UA:
+        agent = UA(transport, server, **kw)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        agent.close()
+
+
+# -- SIPp --------------------------------------------------------------------------
+
+
+class Sipp:
+    """`sipp.run(...)` / `sipp.start(...)` with per-test work directories;
+    background SIPp processes are stopped after the test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.binary = require_tool("sipp", "Debian package sip-tester; `make system`")
+        self.tmp_path = tmp_path
+        self.processes: list[SippProcess] = []
+        self._runs = 0
+
+    def _dir(self, kind: str) -> Path:
+        self._runs += 1
+        return self.tmp_path / f"sipp-{kind}{self._runs}"
+
+    def run(self, scenario: Path | str, target: str, **kw: Any) -> SippResult:
+        kw.setdefault("workdir", self._dir("run"))
+        return run_sipp(scenario, target, **kw)
+
+    def start(self, scenario: Path | str, target: str | None = None, **kw: Any) -> SippProcess:
+        kw.setdefault("workdir", self._dir("bg"))
+        proc = start_sipp(scenario, target, **kw)
+        self.processes.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.processes:
+            proc.stop()
+
+
+@pytest.fixture
+def sipp(tmp_path: Path) -> Iterator[Sipp]:
+    helper = Sipp(tmp_path)
+    yield helper
+    helper.stop_all()
+
+
+# -- PJSIP phones ----------------------------------------------------------------
+
+
+@pytest.fixture
+def pjsua(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """`pjsua(name="phone") -> PjsuaPhone` (pjsua2 in a subprocess); stopped after the test."""
+    require_module("pjsua2", "PyPI wheel pjsua2-python; `make venv`")
+    from support.pjsua import PjsuaPhone
+
+    phones: list[PjsuaPhone] = []
+
+    def make(name: str | None = None, **kw: Any) -> PjsuaPhone:
+        phone = PjsuaPhone(tmp_path / (name or f"phone{len(phones)}"), **kw)
+        phones.append(phone)
+        return phone.start()
+
+    yield make
+    for phone in phones:
+        phone.stop()
