@@ -559,10 +559,9 @@ class _Backend:
 
 class SqliteAccountStore(_Backend):
     async def list_all(self) -> list[Account]:
-        rows = await self.read(
-            lambda c: c.execute(f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY aor").fetchall()
-        )
-        return [_account_from_row(r) for r in rows]
+        sql = f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY aor"
+        # Rows become records on the reader thread, not on the event loop.
+        return await self.read(lambda c: [_account_from_row(r) for r in c.execute(sql)])
 
     async def get(self, aor: str) -> Account | None:
         key = normalise_aor(aor)
@@ -606,10 +605,8 @@ class SqliteParamStore(_Backend):
 
 class SqliteBindingStore(_Backend):
     async def load(self) -> list[BindingRecord]:
-        rows = await self.read(
-            lambda c: c.execute(f"SELECT {_BINDING_COLS} FROM bindings").fetchall()
-        )
-        return [_binding_from_row(r) for r in rows]
+        sql = f"SELECT {_BINDING_COLS} FROM bindings"
+        return await self.read(lambda c: [_binding_from_row(r) for r in c.execute(sql)])
 
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         if not ops:
@@ -656,8 +653,7 @@ class SqliteEventStore(_Backend):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(flt.limit)
-        rows = await self.read(lambda c: c.execute(sql, args).fetchall())
-        return [_event_from_row(r) for r in rows]
+        return await self.read(lambda c: [_event_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
@@ -693,8 +689,7 @@ class SqliteCdrStore(_Backend):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_time DESC, rowid DESC LIMIT ?"
         args.append(flt.limit)
-        rows = await self.read(lambda c: c.execute(sql, args).fetchall())
-        return [_cdr_from_row(r) for r in rows]
+        return await self.read(lambda c: [_cdr_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
