@@ -108,6 +108,21 @@ def test_bare_lf_header_block_tolerated() -> None:
     assert StreamFramer().feed(m) == [m]
 
 
+def test_bare_lf_message_pipelined_with_crlf_message() -> None:
+    lf = b"OPTIONS sip:a@b SIP/2.0\nContent-Length: 0\n\n"
+    crlf = msg(b"\r\n\r\n")
+    assert StreamFramer().feed(lf + crlf + lf) == [lf, crlf, lf]
+    assert feed_bytewise(StreamFramer(), lf + crlf) == [lf, crlf]
+
+
+def test_stray_cr_before_start_line_skipped() -> None:
+    m = msg()
+    assert StreamFramer().feed(b"\r" + m) == [m]
+    f = StreamFramer()
+    assert f.feed(b"\r") == []
+    assert f.feed(m) == [m]
+
+
 def test_double_crlf_is_a_ping() -> None:
     f = StreamFramer()
     assert f.feed(b"\r\n\r\n") == [KEEPALIVE_PING]

@@ -150,8 +150,9 @@ class StreamConnection(asyncio.Protocol):
         flow = self.flow
         assert flow is not None
         handler = hub.handler
+        transport = self._transport
         for frame in frames:
-            if self.state != _OPEN:
+            if transport is None or transport.is_closing():
                 break  # the handler closed us
             if frame is KEEPALIVE_PING:
                 stats.keepalive_pings += 1
