@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 from regswitch import events as ev
+from regswitch.calls.b2bua import B2BUA
+from regswitch.calls.teardown import Teardown
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
@@ -63,6 +65,14 @@ class Switch:
             endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
         )
         self.registrar.prober = self.keepalive.probe
+        self.b2bua = B2BUA(
+            endpoint, self.registrar, self.events, self.storage.cdrs, self.clock,
+            advertised_host=settings.advertised_host,
+            no_answer_timeout=settings.no_answer_timeout,
+            max_call_duration=settings.max_call_duration,
+        )
+        self.teardown = Teardown(self.b2bua)
+        self.registrar.kicker = self.teardown.kick
         self._param_lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -73,6 +83,7 @@ class Switch:
         await self.accounts.load()
         await self.registrar.restore()
         self.endpoint.route("REGISTER", self.registrar.handle)
+        self.b2bua.install()
         self.registrar.start()
         self.keepalive.start()
 
@@ -110,6 +121,8 @@ class Switch:
             return {"name": spec.name, "value": value, "old": old}
 
     async def close(self) -> None:
+        for call in list(self.b2bua.calls.values()):
+            self.b2bua.hang_up(call, "admin-hangup")
         await self.keepalive.stop()
         await self.registrar.stop()
         self.endpoint.close()
@@ -123,6 +136,7 @@ class Switch:
             "uptime": round(self.clock() - self.started_at, 1),
             "registrations": len(self.location),
             "accounts": len(self.accounts),
+            "calls": len(self.b2bua.calls),
         }
 
 

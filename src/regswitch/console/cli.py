@@ -18,9 +18,13 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="regswitch SI
 account_app = typer.Typer(no_args_is_help=True, help="accounts (subscribers)")
 param_app = typer.Typer(no_args_is_help=True, help="system parameters (live)")
 reg_app = typer.Typer(no_args_is_help=True, help="registrations")
+calls_app = typer.Typer(no_args_is_help=True, help="calls in progress")
+cdr_app = typer.Typer(no_args_is_help=True, help="call detail records")
 app.add_typer(account_app, name="account")
 app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
+app.add_typer(calls_app, name="calls")
+app.add_typer(cdr_app, name="cdr")
 
 
 class _Ctx:
@@ -271,6 +275,64 @@ def events(
     if account:
         query["account"] = account
     show(call("GET", "/api/events", params=query), ["id", "time", "type", "account", "source", "details"])
+
+
+# --- calls and CDRs ---------------------------------------------------------------------
+@calls_app.command("list")
+def calls_list() -> None:
+    """Calls in progress."""
+    show(call("GET", "/api/calls"), ["id", "caller", "callee", "state", "duration", "caller_source", "callee_contact"])
+
+
+@calls_app.command("hangup")
+def calls_hangup(call_id: str) -> None:
+    """Hang up both legs of a call (end reason admin-hangup)."""
+    show(call("DELETE", f"/api/calls/{call_id}"))
+
+
+def _cdr_query(account: str | None, reason: str | None, since: str | None, until: str | None, limit: int) -> dict[str, Any]:
+    query: dict[str, Any] = {"limit": limit}
+    for key, value in (("account", account), ("reason", reason), ("since", since), ("until", until)):
+        if value:
+            query[key] = value
+    return query
+
+
+@cdr_app.command("list")
+def cdr_list(
+    account: Annotated[str | None, typer.Option(help="caller or callee user@domain")] = None,
+    reason: Annotated[str | None, typer.Option(help="end reason")] = None,
+    since: Annotated[str | None, typer.Option(help="epoch or ISO 8601")] = None,
+    until: Annotated[str | None, typer.Option(help="epoch or ISO 8601")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 50,
+) -> None:
+    """CDRs, newest first."""
+    show(call("GET", "/api/cdrs", params=_cdr_query(account, reason, since, until, limit)),
+         ["start", "caller", "callee", "final_code", "billable_seconds", "end_reason", "end_direction"])
+
+
+@cdr_app.command("export")
+def cdr_export(
+    output: Annotated[str, typer.Option("--output", "-o", help="file to write ('-' for stdout)")] = "-",
+    account: Annotated[str | None, typer.Option()] = None,
+    reason: Annotated[str | None, typer.Option()] = None,
+    since: Annotated[str | None, typer.Option()] = None,
+    until: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000)] = 100000,
+) -> None:
+    """CDRs as CSV."""
+    query = _cdr_query(account, reason, since, until, limit)
+    query["format"] = "csv"
+    text = call("GET", "/api/cdrs", params=query)
+    if output == "-":
+        typer.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror}", 2)
+    typer.echo(f"wrote {max(0, text.count(chr(10)) - 1)} CDRs to {output}")
 
 
 # --- serve ------------------------------------------------------------------------------

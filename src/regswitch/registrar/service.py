@@ -242,6 +242,39 @@ class Registrar:
             return
         self._decide(pending, None)
 
+    def authenticate_caller(self, stx: ServerTransaction) -> str | None:
+        """Who places this INVITE (SPEC §4): the From account, by its allowed
+        network or by digest (407). Answers and returns None when refused."""
+        request = stx.request
+        flow = stx.flow
+        ip = flow.remote[0]
+        now = self.clock()
+        if self.flood.blocked(ip, now):
+            self.results["flood-dropped"] += 1
+            return None
+        source = f"{flow.transport}:{ip}:{flow.remote[1]}"
+        aor = self.aor_of(request.from_.uri)
+        entry = self.accounts.get(aor) if aor else None
+        if aor is None or entry is None or not entry.account.enabled:
+            if aor is not None and not request.headers.get("proxy-authorization"):
+                self._challenge(stx, aor.partition("@")[2], proxy=True)
+                return None
+            self._auth_failed(stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller")
+            return None
+        if entry.networks:
+            if in_networks(ip, entry.networks):
+                return aor
+            self._auth_failed(stx, aor, ip, source, f"source {ip} outside the account's allowed networks")
+            return None
+        result = self.auth.check(request, entry.account, "proxy-authorization")
+        if result.outcome == "ok":
+            return aor
+        if result.outcome == "challenge":
+            self._challenge(stx, entry.account.domain, result.stale, proxy=True)
+        else:
+            self._auth_failed(stx, aor, ip, source, result.reason)
+        return None
+
     def aor_of(self, uri: URI) -> str | None:
         if uri.scheme not in ("sip", "sips") or not uri.user:
             return None
@@ -457,11 +490,12 @@ class Registrar:
             "Retry-After": str(retry_after),
         })
 
-    def _challenge(self, stx: ServerTransaction, realm: str, stale: bool = False) -> None:
+    def _challenge(self, stx: ServerTransaction, realm: str, stale: bool = False, proxy: bool = False) -> None:
         self.results["challenge"] += 1
-        response = stx.response(401)
+        response = stx.response(407 if proxy else 401)
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.auth.challenges(realm, stale):
-            response.headers.add("WWW-Authenticate", value)
+            response.headers.add(name, value)
         stx.send(response)
 
     def _auth_failed(self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str) -> None:

@@ -101,7 +101,8 @@ class StreamConnection(asyncio.Protocol):
         hub = self.hub
         peer = transport.get_extra_info("peername")
         name = transport.get_extra_info("sockname")
-        if not peer or not name:
+        if not peer or not name or self.state != _CONNECTING:
+            # no addresses, or an outgoing connection given up while connecting
             transport.abort()
             return
         remote = (peer[0], peer[1])

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 
 from regswitch import __version__
 from regswitch.console.api.errors import error_response, install_error_handlers
-from regswitch.console.api.routes import accounts, events, parameters, registrations
+from regswitch.console.api.routes import accounts, calls, events, parameters, registrations
 from regswitch.switch import Switch
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
@@ -45,6 +45,6 @@ def create_app(switch: Switch) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return switch.health()
 
-    for module in (accounts, parameters, registrations, events):
+    for module in (accounts, parameters, registrations, events, calls):
         app.include_router(module.router)
     return app

@@ -1,0 +1,486 @@
+"""The B2BUA (SPEC §4): calls between registered endpoints, relayed leg to leg.
+
+INVITE from an account -> A-leg (our UAS dialog) and one B-leg (our UAC
+dialog) per current binding of the callee, forked in parallel; the first 2xx
+wins and the other forks are cancelled. Bodies pass through as bytes.
+Ending calls — normal, failed, kicked, hung up — goes through `end_call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from regswitch import events as ev
+from regswitch.calls.call import Call, Leg, end_reason_for
+from regswitch.endpoint import Endpoint, ServerTransaction
+from regswitch.events import EventBus
+from regswitch.registrar.bindings import Binding
+from regswitch.registrar.service import Registrar
+from regswitch.sip import events as sipev
+from regswitch.sip.dialog import Dialog
+from regswitch.sip.flow import Flow
+from regswitch.sip.message import Headers, Request, Response
+from regswitch.storage.base import CdrStore
+
+log = logging.getLogger("regswitch.calls")
+
+RELAYED_METHODS = ("INVITE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS", "REFER")
+ACK_WAIT = 32.0  # 64*T1: how long a 2xx waits for its ACK
+
+
+def new_id() -> str:
+    return secrets.token_hex(8)
+
+
+class B2BUA:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        registrar: Registrar,
+        events: EventBus,
+        cdrs: CdrStore,
+        clock: Callable[[], float],
+        *,
+        advertised_host: str | None = None,
+        no_answer_timeout: float = 60.0,
+        max_call_duration: float = 7200.0,
+    ) -> None:
+        self.endpoint = endpoint
+        self.registrar = registrar
+        self.events = events
+        self.cdrs = cdrs
+        self.clock = clock
+        self.loop = endpoint.loop
+        self.advertised_host = advertised_host
+        self.no_answer_timeout = no_answer_timeout
+        self.max_call_duration = max_call_duration
+        self.calls: dict[str, Call] = {}
+        self._by_invite_tx: dict[str, Call] = {}  # A-leg INVITE server tx -> call
+        self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
+        self._by_binding: dict[str, set[str]] = {}  # binding id -> call ids
+        self.ended_by_reason: Counter[str] = Counter()
+        self.started = 0
+
+    def install(self) -> None:
+        endpoint = self.endpoint
+        endpoint.route("INVITE", self.on_invite)
+        for method in ("BYE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "REFER", "PRACK"):
+            endpoint.route(method, self.on_in_dialog)
+        endpoint.on_ack(self.on_ack)
+        endpoint.on_cancel(self.on_cancel)
+        endpoint.on_stray_response(self.on_stray_response)
+
+    # --- new calls ------------------------------------------------------------------
+    def on_invite(self, stx: ServerTransaction) -> None:
+        request = stx.request
+        if request.to.tag is not None:
+            self.on_in_dialog(stx)
+            return
+        caller = self.registrar.authenticate_caller(stx)
+        if caller is None:
+            return  # answered (401/407/403) by the registrar
+        callee_aor = self.registrar.aor_of(request.ruri)
+        if callee_aor is None or self.registrar.accounts.get(callee_aor) is None:
+            stx.respond(404, "Not Found")
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 404, "rejected")
+            return
+        bindings = self.registrar.list(callee_aor)
+        if not bindings:
+            stx.respond(480, "Temporarily Unavailable")
+            self._rejected_cdr(stx, caller, callee_aor, 480, "not-registered")
+            return
+        stx.to_tag = new_id()
+        a_contact = _contact_uri(request)
+        a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
+        a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state="early")
+        call = Call(
+            id=new_id(),
+            caller=caller,
+            callee=callee_aor,
+            a=a_leg,
+            stx=stx,
+            start=self.clock(),
+            caller_binding_id=self._caller_binding(caller, stx.flow, a_contact),
+            invite_body=request.body,
+            content_type=request.content_type,
+        )
+        self.calls[call.id] = call
+        self.started += 1
+        self._by_invite_tx[stx.tx_id] = call
+        self._dialogs[(a_dialog.call_id, a_dialog.local_tag)] = (call, a_leg)
+        if call.caller_binding_id:
+            self._by_binding.setdefault(call.caller_binding_id, set()).add(call.id)
+        max_forwards = max(0, (request.max_forwards or 70) - 1)
+        for number, binding in enumerate(bindings, 1):
+            self._fork(call, binding, number, request, max_forwards)
+        call.timers.append(self.loop.call_later(self.no_answer_timeout, self._no_answer, call))
+        self.events.emit(
+            ev.CALL_STARTED, account=caller, source=a_leg.source, call=call.id,
+            callee=callee_aor, forks=len(call.forks),
+        )
+
+    def _fork(self, call: Call, binding: Binding, number: int, request: Request, max_forwards: int) -> None:
+        flow = binding.flow
+        tag = new_id()
+        headers = Headers()
+        for route in binding.path:
+            headers.add("Route", route)
+        headers.add("Max-Forwards", str(max_forwards))
+        display = request.from_.display
+        caller_uri = f"sip:{call.caller}"
+        headers.add("From", f"{display + ' ' if display else ''}<{caller_uri}>;tag={tag}")
+        headers.add("To", f"<sip:{call.callee}>")
+        headers.add("Call-ID", new_id() + new_id())
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self._our_contact(flow))
+        headers.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO")
+        if call.content_type and call.invite_body:
+            headers.add("Content-Type", call.content_type)
+        invite = Request("INVITE", binding.contact, headers, call.invite_body)
+        dialog = Dialog.as_uac(invite, tag, self._our_contact(flow))
+        leg = Leg(f"b{number}", dialog, flow, binding.contact, binding_id=binding.id)
+        call.forks.append(leg)
+        self._dialogs[(dialog.call_id, tag)] = (call, leg)
+        self._by_binding.setdefault(binding.id, set()).add(call.id)
+        leg.invite_tx = self.endpoint.send_request(
+            invite, flow, lambda event: self._fork_event(call, leg, event)
+        )
+
+    def _caller_binding(self, caller: str, flow: Flow, contact: str | None) -> str | None:
+        """The caller's binding this INVITE came from, if it is registered."""
+        bindings = self.registrar.list(caller)
+        for b in bindings:
+            if b.source_ip == flow.remote[0] and b.source_port == flow.remote[1] and b.transport == flow.transport:
+                return b.id
+        for b in bindings:
+            if contact is not None and b.contact == contact:
+                return b.id
+        return None
+
+    # --- B-leg responses -----------------------------------------------------------
+    def _fork_event(self, call: Call, leg: Leg, event: sipev.Event) -> None:
+        if isinstance(event, sipev.TransactionTimedOut):
+            self._fork_failed(call, leg, 408, "Request Timeout")
+            return
+        if not isinstance(event, sipev.ResponseReceived):
+            return
+        response = event.response
+        status = response.status
+        if status < 200:
+            if status == 100 or not leg.active:
+                return
+            if response.to.tag:
+                leg.dialog.update_from_response(response)
+                leg.state = "early"
+            if not call.answered and not call.ended:
+                self._relay_response(call.stx, response)
+            return
+        if status < 300:
+            self._fork_answered(call, leg, response)
+            return
+        self._fork_failed(call, leg, status, response.reason)
+
+    def _fork_answered(self, call: Call, leg: Leg, response: Response) -> None:
+        if leg.state == "confirmed":
+            # a retransmitted 2xx: our ACK was lost (or A has not ACKed yet)
+            if leg.acked:
+                self.endpoint.send_stateless(leg.dialog.ack(leg.invite_cseq), leg.flow)
+            return
+        leg.dialog.update_from_response(response)
+        leg.state = "confirmed"
+        if call.ended or call.b is not None:
+            # too late (cancelled, failed, or another fork won): take it and hang it up
+            self._ack(leg)
+            self._bye(leg)
+            leg.state = "ended"
+            return
+        call.b = leg
+        call.state = "answered"
+        call.answer = self.clock()
+        call.final_code = 200
+        for other in call.active_forks():
+            self._cancel_fork(other)
+        call.cancel_timers()
+        call.timers.append(self.loop.call_later(self.max_call_duration, self._max_duration, call))
+        call.timers.append(self.loop.call_later(ACK_WAIT, self._ack_timeout, call))
+        call.a.state = "confirmed"
+        self._relay_response(call.stx, response)
+        self._by_invite_tx.pop(call.stx.tx_id, None)
+        self.events.emit(ev.CALL_ANSWERED, account=call.caller, source=call.a.source, call=call.id,
+                         callee=call.callee, callee_contact=leg.contact)
+
+    def _fork_failed(self, call: Call, leg: Leg, status: int, reason: str) -> None:
+        if not leg.active:
+            return
+        leg.state = "failed"
+        if call.ended or call.answered:
+            return
+        if call.best_failure is None or _better_failure(status, call.best_failure[0]):
+            call.best_failure = (status, reason)
+        if status >= 600:
+            for other in call.active_forks():
+                self._cancel_fork(other)
+        if call.active_forks():
+            return
+        code, phrase = call.best_failure
+        call.stx.respond(code, phrase)
+        self.end_call(call, end_reason_for(code), "callee", code)
+
+    def _relay_response(self, stx: ServerTransaction, response: Response) -> None:
+        """Send `response`'s status, reason and body on the other leg's transaction."""
+        out = stx.response(response.status, response.reason, response.body)
+        content_type = response.content_type
+        if content_type and response.body:
+            out.headers.add("Content-Type", content_type)
+        if response.status < 300 and response.cseq.method in ("INVITE", "UPDATE"):
+            out.headers.add("Contact", self._our_contact(stx.flow))
+        for name in ("Allow", "Supported", "Require", "Retry-After", "Warning"):
+            value = response.headers.get(name)
+            if value:
+                out.headers.add(name, value)
+        stx.send(out)
+
+    # --- ACK, CANCEL, in-dialog -----------------------------------------------------
+    def on_ack(self, event: sipev.AckReceived) -> None:
+        request = event.request
+        tag = request.to.tag
+        found = self._dialogs.get((request.call_id, tag or ""))
+        if found is None:
+            return
+        call, leg = found
+        cseq = request.cseq.seq
+        if leg is call.a and cseq == leg.invite_cseq:
+            if call.b is not None and not call.b.acked:
+                self._ack(call.b, request.body, request.content_type)
+            return
+        relayed = leg.relayed_invites.pop(cseq, None)
+        if relayed is not None:
+            other, other_cseq = relayed
+            self.endpoint.send_stateless(
+                other.dialog.ack(other_cseq, request.body, request.content_type), other.flow
+            )
+
+    def on_cancel(self, event: sipev.CancelReceived) -> None:
+        call = self._by_invite_tx.pop(event.tx_id, None)
+        if call is None or call.ended or call.answered:
+            return
+        for leg in call.active_forks():
+            self._cancel_fork(leg)
+        call.stx.respond(487, "Request Terminated")
+        self.end_call(call, "cancelled", "caller", 487)
+
+    def on_in_dialog(self, stx: ServerTransaction) -> None:
+        request = stx.request
+        tag = request.to.tag
+        found = self._dialogs.get((request.call_id, tag)) if tag else None
+        if found is None:
+            stx.respond(481, "Call/Transaction Does Not Exist")
+            return
+        call, leg = found
+        if not leg.dialog.accepts_remote_cseq(request.cseq.seq):
+            stx.respond(500, "CSeq Out of Order")
+            return
+        leg.flow = stx.flow  # follow the peer's NAT binding
+        method = request.method
+        if method == "BYE":
+            stx.respond(200)
+            self._bye_from(call, leg)
+            return
+        other = self._other(call, leg)
+        if other is None or call.ended or not other.active:
+            stx.respond(481, "Call/Transaction Does Not Exist")
+            return
+        if method in ("INVITE", "UPDATE"):
+            leg.dialog.update_target(request)
+        out = other.dialog.request(method, request.body, request.content_type)
+        if method == "INFO" or method == "NOTIFY":
+            for name in ("Info-Package", "Event", "Subscription-State"):
+                value = request.headers.get(name)
+                if value:
+                    out.headers.add(name, value)
+        other_cseq = out.cseq.seq
+
+        def relay(event: sipev.Event) -> None:
+            if isinstance(event, sipev.TransactionTimedOut):
+                stx.respond(408, "Request Timeout")
+                return
+            if not isinstance(event, sipev.ResponseReceived):
+                return
+            response = event.response
+            if method == "INVITE" and 200 <= response.status < 300:
+                other.dialog.update_from_response(response)
+                leg.relayed_invites[request.cseq.seq] = (other, other_cseq)
+            self._relay_response(stx, response)
+
+        self.endpoint.send_request(out, other.flow, relay)
+
+    def on_stray_response(self, event: sipev.StrayResponseReceived) -> None:
+        """A 2xx retransmission whose transaction is gone: ACK it again (RFC 6026)."""
+        response = event.response
+        found = self._dialogs.get((response.call_id, response.from_.tag or ""))
+        if found is None:
+            return
+        _, leg = found
+        if leg.acked:
+            self.endpoint.send_stateless(leg.dialog.ack(response.cseq.seq), leg.flow)
+
+    def _bye_from(self, call: Call, leg: Leg) -> None:
+        if call.ended:
+            return
+        leg.state = "ended"
+        if leg is call.a:
+            if call.answered and call.b is not None:
+                self._bye(call.b)
+            else:
+                for fork in call.active_forks():
+                    self._cancel_fork(fork)
+                call.stx.respond(487, "Request Terminated")
+            self.end_call(call, "normal" if call.answered else "cancelled", "caller",
+                          200 if call.answered else 487)
+        else:
+            self._bye(call.a)
+            self.end_call(call, "normal", "callee", 200)
+
+    # --- timers ---------------------------------------------------------------------
+    def _no_answer(self, call: Call) -> None:
+        if call.ended or call.answered:
+            return
+        for leg in call.active_forks():
+            self._cancel_fork(leg)
+        call.stx.respond(408, "Request Timeout")
+        self.end_call(call, "no-answer", "system", 408)
+
+    def _max_duration(self, call: Call) -> None:
+        if call.answered and not call.ended:
+            self.hang_up(call, "timeout")
+
+    def _ack_timeout(self, call: Call) -> None:
+        if call.answered and not call.ended and call.b is not None and not call.b.acked:
+            log.warning("call %s: the caller never ACKed the 200; ending it", call.id)
+            self._ack(call.b)
+            self.hang_up(call, "error")
+
+    # --- ending ---------------------------------------------------------------------
+    def hang_up(self, call: Call, reason: str, direction: str = "system") -> None:
+        """End a call from our side: BYE both parties if answered, else cancel it."""
+        if call.ended:
+            return
+        if call.answered:
+            self._bye(call.a)
+            if call.b is not None:
+                if not call.b.acked:
+                    self._ack(call.b)
+                self._bye(call.b)
+            self.end_call(call, reason, direction, call.final_code or 200)
+            return
+        for leg in call.active_forks():
+            self._cancel_fork(leg)
+        call.stx.respond(487, "Request Terminated")
+        self.end_call(call, reason, direction, 487)
+
+    def end_call(self, call: Call, reason: str, direction: str, code: int) -> None:
+        """Record the end once: state, indexes, CDR, event."""
+        if call.ended:
+            return
+        call.state = "ended"
+        call.end = self.clock()
+        call.end_reason = reason
+        call.end_direction = direction
+        if call.final_code is None or not call.answer:
+            call.final_code = code
+        call.cancel_timers()
+        self.calls.pop(call.id, None)
+        self._by_invite_tx.pop(call.stx.tx_id, None)
+        for binding_id in call.binding_ids():
+            ids = self._by_binding.get(binding_id)
+            if ids is not None:
+                ids.discard(call.id)
+                if not ids:
+                    del self._by_binding[binding_id]
+        # keep dialogs a little longer so late BYE/ACK retransmissions still match
+        keys = [(leg.dialog.call_id, leg.dialog.local_tag) for leg in call.legs()]
+        self.loop.call_later(ACK_WAIT, self._forget_dialogs, keys)
+        self.ended_by_reason[reason] += 1
+        self.cdrs.add(call.cdr())
+        self.events.emit(
+            ev.CALL_ENDED, account=call.caller, source=call.a.source, call=call.id,
+            callee=call.callee, reason=reason, direction=direction, code=call.final_code,
+            duration=round((call.end - call.answer) if call.answer else 0.0, 3),
+        )
+
+    def _forget_dialogs(self, keys: list[tuple[str, str]]) -> None:
+        for key in keys:
+            found = self._dialogs.get(key)
+            if found is not None and found[0].ended:
+                del self._dialogs[key]
+
+    def calls_of(self, binding_id: str) -> list[Call]:
+        return [self.calls[c] for c in self._by_binding.get(binding_id, ()) if c in self.calls]
+
+    # --- sending helpers ------------------------------------------------------------
+    def _ack(self, leg: Leg, body: bytes = b"", content_type: str | None = None) -> None:
+        leg.acked = True
+        self.endpoint.send_stateless(leg.dialog.ack(leg.invite_cseq, body, content_type), leg.flow)
+
+    def _bye(self, leg: Leg) -> None:
+        leg.state = "ended"
+        self.endpoint.send_request(leg.dialog.request("BYE"), leg.flow, _ignore)
+
+    def _cancel_fork(self, leg: Leg) -> None:
+        leg.state = "failed"
+        if leg.invite_tx is not None:
+            self.endpoint.send_cancel(leg.invite_tx)
+
+    def _other(self, call: Call, leg: Leg) -> Leg | None:
+        return call.b if leg is call.a else call.a
+
+    def _our_contact(self, flow: Flow) -> str:
+        host = self.advertised_host or flow.local[0]
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+        return f"<sip:{host}:{flow.local[1]}{transport}>"
+
+    def _rejected_cdr(self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str) -> None:
+        from regswitch.storage.base import CdrRecord
+
+        now = self.clock()
+        flow = stx.flow
+        self.cdrs.add(CdrRecord(
+            id=new_id(), caller=caller, callee=callee, caller_contact=_contact_uri(stx.request),
+            caller_source=f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}",
+            a_call_id=stx.request.call_id, start=now, end=now, final_code=code,
+            end_reason=reason, end_direction="system",
+        ))
+        self.ended_by_reason[reason] += 1
+        self.events.emit(ev.CALL_ENDED, account=caller, source=f"{flow.remote[0]}", call=None,
+                         callee=callee, reason=reason, direction="system", code=code, duration=0.0)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [call.view(now) for call in sorted(self.calls.values(), key=lambda c: c.start)]
+
+
+def _ignore(_: sipev.Event) -> None:
+    pass
+
+
+def _contact_uri(message: Request) -> str | None:
+    contacts = message.contacts
+    return contacts[0].uri_text if contacts else None
+
+
+def _better_failure(status: int, current: int) -> bool:
+    """RFC 3261 §16.7 flavour: 6xx beats all, then the lowest class, 4xx over 5xx."""
+    if current >= 600:
+        return False
+    if status >= 600:
+        return True
+    return status // 100 < current // 100 or (status // 100 == current // 100 and status < current and status != 408)

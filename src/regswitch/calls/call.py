@@ -1,0 +1,144 @@
+"""A call: the A-leg toward the caller, B-legs (forks) toward the callee's bindings.
+
+Each leg is its own dialog with its own Call-ID, tags and CSeq space; the
+B2BUA relays call-control between them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from regswitch.endpoint import ServerTransaction
+from regswitch.sip.dialog import Dialog
+from regswitch.sip.flow import Flow
+from regswitch.storage.base import CdrRecord
+
+
+@dataclass(slots=True)
+class Leg:
+    name: str  # "a" or "b1", "b2", ...
+    dialog: Dialog
+    flow: Flow
+    contact: str | None
+    binding_id: str | None = None
+    invite_tx: str | None = None  # B: our INVITE client transaction
+    state: str = "trying"  # trying | early | confirmed | failed | ended
+    invite_cseq: int = 1
+    acked: bool = False  # B: the 2xx of the initial INVITE was ACKed
+    # in-dialog INVITEs relayed from this leg, by their CSeq here: (other leg, its CSeq)
+    relayed_invites: dict[int, tuple[Leg, int]] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return f"{self.flow.transport}:{self.flow.remote[0]}:{self.flow.remote[1]}"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("trying", "early", "confirmed")
+
+
+@dataclass(slots=True)
+class Call:
+    id: str
+    caller: str
+    callee: str
+    a: Leg
+    stx: ServerTransaction  # the caller's INVITE, until it has a final response
+    start: float
+    caller_binding_id: str | None = None
+    forks: list[Leg] = field(default_factory=list)
+    b: Leg | None = None  # the fork that answered
+    state: str = "setup"  # setup | answered | ended
+    answer: float | None = None
+    end: float | None = None
+    final_code: int | None = None
+    end_reason: str | None = None
+    end_direction: str | None = None
+    invite_body: bytes = b""
+    content_type: str | None = None
+    best_failure: tuple[int, str] | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+
+    @property
+    def answered(self) -> bool:
+        return self.state == "answered"
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "ended"
+
+    def active_forks(self) -> list[Leg]:
+        return [leg for leg in self.forks if leg.state in ("trying", "early")]
+
+    def legs(self) -> list[Leg]:
+        return [self.a, *self.forks]
+
+    def binding_ids(self) -> set[str]:
+        ids = {leg.binding_id for leg in self.forks if leg.binding_id}
+        if self.caller_binding_id:
+            ids.add(self.caller_binding_id)
+        return ids
+
+    def cancel_timers(self) -> None:
+        for handle in self.timers:
+            handle.cancel()
+        self.timers.clear()
+
+    def cdr(self) -> CdrRecord:
+        callee_leg = self.b or (self.forks[0] if self.forks else None)
+        end = self.end if self.end is not None else self.start
+        billable = 0
+        if self.answer is not None:
+            billable = max(0, math.ceil(end - self.answer - 1e-6))
+        return CdrRecord(
+            id=self.id,
+            caller=self.caller,
+            callee=self.callee,
+            caller_contact=self.a.contact,
+            callee_contact=callee_leg.contact if callee_leg else None,
+            caller_source=self.a.source,
+            callee_source=callee_leg.source if callee_leg else None,
+            a_call_id=self.a.dialog.call_id,
+            b_call_id=callee_leg.dialog.call_id if callee_leg else None,
+            start=self.start,
+            answer=self.answer,
+            end=end,
+            billable_seconds=billable,
+            final_code=self.final_code or 0,
+            end_reason=self.end_reason or "error",
+            end_direction=self.end_direction or "system",
+        )
+
+    def view(self, now: float) -> dict[str, Any]:
+        callee_leg = self.b or (self.forks[0] if self.forks else None)
+        return {
+            "id": self.id,
+            "caller": self.caller,
+            "callee": self.callee,
+            "state": self.state,
+            "start": self.start,
+            "answer": self.answer,
+            "duration": round(now - (self.answer or self.start), 1),
+            "caller_source": self.a.source,
+            "caller_contact": self.a.contact,
+            "callee_contact": callee_leg.contact if callee_leg else None,
+            "callee_source": callee_leg.source if callee_leg else None,
+            "a_call_id": self.a.dialog.call_id,
+            "b_call_id": callee_leg.dialog.call_id if callee_leg else None,
+            "forks": len(self.forks),
+            "bindings": sorted(self.binding_ids()),
+        }
+
+
+def end_reason_for(status: int) -> str:
+    """CDR end reason of a call that failed with `status` from the callee side."""
+    if status in (486, 600):
+        return "busy"
+    if status == 408:
+        return "no-answer"
+    if status == 487:
+        return "cancelled"
+    return "rejected"

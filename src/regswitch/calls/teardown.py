@@ -1,0 +1,52 @@
+"""The kick (SPEC §3.3): end every call of a removed binding's session.
+
+- answered -> BYE to both parties;
+- still ringing toward the kicked device -> CANCEL toward it, and 480 toward
+  the caller once no other fork is left;
+- unanswered call the kicked device placed -> CANCEL toward the callee, 487
+  toward the device.
+"""
+
+from __future__ import annotations
+
+from regswitch.calls.b2bua import B2BUA
+from regswitch.registrar.bindings import Binding
+
+
+class Teardown:
+    def __init__(self, b2bua: B2BUA) -> None:
+        self.b2bua = b2bua
+        self.kicks = 0
+        self.calls_ended = 0
+
+    def kick(self, binding: Binding, reason: str) -> list[str]:
+        """End the calls of `binding`; returns the ids of the calls ended."""
+        self.kicks += 1
+        b2bua = self.b2bua
+        ended: list[str] = []
+        for call in b2bua.calls_of(binding.id):
+            if call.ended:
+                continue
+            if call.answered:
+                on_call = call.caller_binding_id == binding.id or (
+                    call.b is not None and call.b.binding_id == binding.id
+                )
+                if on_call:
+                    b2bua.hang_up(call, reason)
+                    ended.append(call.id)
+                continue
+            if call.caller_binding_id == binding.id:
+                b2bua.hang_up(call, reason)  # CANCEL toward the callee, 487 toward the device
+                ended.append(call.id)
+                continue
+            forks = [leg for leg in call.active_forks() if leg.binding_id == binding.id]
+            for leg in forks:
+                leg.state = "failed"
+                if leg.invite_tx is not None:
+                    b2bua.endpoint.send_cancel(leg.invite_tx)
+            if forks and not call.active_forks():
+                call.stx.respond(480, "Temporarily Unavailable")
+                b2bua.end_call(call, reason, "system", 480)
+                ended.append(call.id)
+        self.calls_ended += len(ended)
+        return ended
