@@ -23,7 +23,7 @@ if _TESTS not in sys.path:
 
 from support import in_ci, require_module, require_tool  # noqa: E402
 from support.server import RunningServer, log_tail  # noqa: E402
-from support.sipp import SippProcess, SippResult, run_sipp, start_sipp  # noqa: E402
+from support.sipp import SippRunner  # noqa: E402
 from support.tls import TlsFiles, make_self_signed  # noqa: E402
 from support.ua import UA  # noqa: E402
 
@@ -131,38 +131,12 @@ def ua() -> Iterator[Callable[..., UA]]:
 # -- SIPp --------------------------------------------------------------------------
 
 
-class Sipp:
-    """`sipp.run(...)` / `sipp.start(...)` with per-test work directories;
-    background SIPp processes are stopped after the test."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.binary = require_tool("sipp", "Debian package sip-tester; `make system`")
-        self.tmp_path = tmp_path
-        self.processes: list[SippProcess] = []
-        self._runs = 0
-
-    def _dir(self, kind: str) -> Path:
-        self._runs += 1
-        return self.tmp_path / f"sipp-{kind}{self._runs}"
-
-    def run(self, scenario: Path | str, target: str, **kw: Any) -> SippResult:
-        kw.setdefault("workdir", self._dir("run"))
-        return run_sipp(scenario, target, **kw)
-
-    def start(self, scenario: Path | str, target: str | None = None, **kw: Any) -> SippProcess:
-        kw.setdefault("workdir", self._dir("bg"))
-        proc = start_sipp(scenario, target, **kw)
-        self.processes.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.processes:
-            proc.stop()
-
-
 @pytest.fixture
-def sipp(tmp_path: Path) -> Iterator[Sipp]:
-    helper = Sipp(tmp_path)
+def sipp(tmp_path: Path) -> Iterator[SippRunner]:
+    """`sipp.run(scenario, target, **kw) -> SippResult`, `sipp.start(...) -> SippProcess`
+    (see support/sipp.py); needs the sipp binary; background runs stopped after."""
+    helper = SippRunner(require_tool("sipp", "Debian package sip-tester; `make system`"),
+                        tmp_path)
     yield helper
     helper.stop_all()
 

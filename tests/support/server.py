@@ -31,6 +31,7 @@ import httpx
 
 from .tls import TlsFiles
 
+DEFAULT_COMMAND = (sys.executable, "-m", "regswitch", "serve")
 READY_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 # Environment variables that would make a test server depend on the
@@ -69,7 +70,7 @@ class RunningServer:
         self.env_overrides = dict(env or {})
         # The command is replaceable only so the harness itself can be tried
         # against a stand-in; tests use the real `python -m regswitch serve`.
-        self.command = list(command) if command else [sys.executable, "-m", "regswitch", "serve"]
+        self.command = list(command or DEFAULT_COMMAND)
         self.ready_timeout = ready_timeout
         self.db_path = workdir / "rs.db"
         self.ready_path = workdir / "ready.json"
@@ -136,6 +137,7 @@ class RunningServer:
         try:
             self._wait_ready()
         except BaseException:
+            self.stopped = True  # a failed start is reported by start(), not again later
             self._terminate()
             raise
         return self

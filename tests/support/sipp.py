@@ -34,6 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .tls import TlsFiles
 
@@ -421,7 +422,31 @@ def start_sipp(
     raise SippError(f"sipp failed to start\n{last_error}")
 
 
-def stop_all(processes: Sequence[SippProcess]) -> None:
-    for proc in processes:
-        with contextlib.suppress(Exception):
-            proc.stop()
+class SippRunner:
+    """What the `sipp` fixture gives a test: `run`/`start` with a fresh work
+    directory per call under the test's tmp_path; `stop_all` at teardown."""
+
+    def __init__(self, binary: str, tmp_path: Path) -> None:
+        self.binary = binary
+        self.tmp_path = tmp_path
+        self.processes: list[SippProcess] = []
+        self._runs = 0
+
+    def _dir(self, kind: str) -> Path:
+        self._runs += 1
+        return self.tmp_path / f"sipp-{kind}{self._runs}"
+
+    def run(self, scenario: Path | str, target: str, **kw: Any) -> SippResult:
+        kw.setdefault("workdir", self._dir("run"))
+        return run_sipp(scenario, target, **kw)
+
+    def start(self, scenario: Path | str, target: str | None = None, **kw: Any) -> SippProcess:
+        kw.setdefault("workdir", self._dir("bg"))
+        proc = start_sipp(scenario, target, **kw)
+        self.processes.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.processes:
+            with contextlib.suppress(Exception):
+                proc.stop()
