@@ -311,6 +311,30 @@ async def test_explicit_connect_queues_until_open(make_harness: MakeHarness) -> 
         await server.wait_closed()
 
 
+async def test_connect_given_up_before_it_opens(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    eofs: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def device(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            eofs.put_nowait(await reader.read())
+        except ConnectionError:
+            eofs.put_nowait(b"")  # a reset is a close too
+        writer.close()
+
+    server = await asyncio.start_server(device, "127.0.0.1", 0)
+    try:
+        dev = server.sockets[0].getsockname()[:2]
+        conn_id = h.manager.connect(dev, "tcp")
+        assert h.manager.close_connection(conn_id)  # before the loop ran the connect
+        assert not h.manager.is_open(conn_id) and h.manager.connection_count == 0
+        assert await asyncio.wait_for(eofs.get(), WAIT) == b""  # opened, then dropped
+        assert h.manager.stats.connections_open == 0
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_outgoing_connect_failure_is_counted(make_harness: MakeHarness) -> None:
     h = await make_harness()
     with socket.socket() as probe:  # a port with nobody listening
