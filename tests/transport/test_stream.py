@@ -90,13 +90,13 @@ async def test_idle_connection_closed(make_harness: MakeHarness) -> None:
 
 
 async def test_traffic_keeps_connection_alive(make_harness: MakeHarness) -> None:
-    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=0.4)
+    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=0.6)
     reader, writer = await open_client(addr)
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while loop.time() - start < 1.0:  # 2.5 idle periods, kept alive by pings
+    while loop.time() - start < 1.5:  # 2.5 idle periods, kept alive by pings
         await ping(reader, writer)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     assert h.manager.stats.idle_closed == 0
     assert await read_eof(reader) == b""
     assert h.manager.stats.idle_closed == 1
@@ -138,7 +138,7 @@ async def test_trickled_message_closed_at_message_timeout(make_harness: MakeHarn
 
 
 async def test_whole_messages_do_not_trip_message_timeout(make_harness: MakeHarness) -> None:
-    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=60, message_timeout=0.2)
+    h, addr = await tcp_listen(make_harness, tcp_idle_timeout=60, message_timeout=0.5)
     reader, writer = await open_client(addr)
     m = sip_message(b"abc")
     writer.write(m[:10])  # a partial message, completed in time
@@ -149,9 +149,9 @@ async def test_whole_messages_do_not_trip_message_timeout(make_harness: MakeHarn
     # the connection outlives several message timeouts while idle between messages
     loop = asyncio.get_running_loop()
     start = loop.time()
-    while loop.time() - start < 0.6:
+    while loop.time() - start < 1.2:
         await ping(reader, writer)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.05)
     assert h.manager.stats.message_timeouts == 0
     writer.close()
 
