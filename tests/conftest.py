@@ -41,6 +41,23 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
 
 
+_SERVERS = pytest.StashKey[list[RunningServer]]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[pytest.TestReport]:
+    """A failed test that ran servers shows their log tails in its report."""
+    report: pytest.TestReport = yield
+    if report.failed:
+        for srv in item.stash.get(_SERVERS, []):
+            report.sections.append(
+                (f"regswitch log {srv.log_path}", log_tail(srv.log_path, 6000))
+            )
+    return report
+
+
 # -- TLS -------------------------------------------------------------------------
 
 
@@ -82,6 +99,8 @@ def server_factory(
         srv = RunningServer(workdir, tls=files, extra_args=[*extra_args, *args], env=env)
         started.append(srv)
         return srv.start()
+
+    request.node.stash[_SERVERS] = started
 
     yield start
 
