@@ -1,0 +1,269 @@
+"""HTTP digest for SIP (RFC 3261 §22, RFC 7616, RFC 8760): HA1, stateless
+signed nonces, challenges and credential checks.
+
+Pure maths: the caller passes `now` and the nonce salt in (the core never
+reads the clock or randomness) and keeps the `nc` replay table itself.
+
+Text from the wire is latin-1 `str` carrying the raw bytes (see message.py);
+`Credentials.parse` turns it back into real text (UTF-8, undecodable bytes
+kept as surrogates), and hashing encodes it the same way, so the digest is
+computed over exactly the octets the client sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from regswitch.sip.errors import ParseError
+from regswitch.sip.headers import parse_auth
+
+
+def _sha512_256() -> Callable[[bytes], str] | None:
+    try:
+        hashlib.new("sha512_256", b"")
+    except ValueError:  # OpenSSL without SHA-512/256
+        return None
+    return lambda data: hashlib.new("sha512_256", data).hexdigest()
+
+
+_HASHES: dict[str, Callable[[bytes], str]] = {
+    "MD5": lambda data: hashlib.md5(data).hexdigest(),
+    "SHA-256": lambda data: hashlib.sha256(data).hexdigest(),
+}
+_sha512 = _sha512_256()
+if _sha512 is not None:
+    _HASHES["SHA-512-256"] = _sha512
+
+# Every algorithm name verify() understands, session variants included.
+ALGORITHMS = tuple(_HASHES) + tuple(f"{name}-sess" for name in _HASHES)
+QOPS = ("auth", "auth-int")
+_NC = re.compile(r"[0-9A-Fa-f]{8}\Z")
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _hasher(algorithm: str) -> tuple[Callable[[bytes], str], bool] | None:
+    """(hex hash function, is a -sess variant) or None if unknown."""
+    name = algorithm.upper()
+    session = name.endswith("-SESS")
+    if session:
+        name = name[:-5]
+    func = _HASHES.get(name)
+    return None if func is None else (func, session)
+
+
+def supported(algorithm: str) -> bool:
+    return _hasher(algorithm) is not None
+
+
+def ha1(username: str, realm: str, password: str, algorithm: str = "MD5") -> str:
+    """H(username:realm:password) as hex: what an account stores instead of the
+    password. For a -sess algorithm this is still the base HA1 (the session
+    one needs the nonce and cnonce; `expected_response` derives it)."""
+    found = _hasher(algorithm)
+    if found is None:
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+    return found[0](_encode(f"{username}:{realm}:{password}"))
+
+
+class NonceSigner:
+    """Stateless nonces: issue time, salt and an HMAC-SHA256 tag over both.
+
+    The nonce is url-safe base64 (no padding) of
+    `issue time in ms (8 bytes, big-endian) | salt (UTF-8) | tag (16 bytes)`.
+    Anyone can read the time; only the key holder can make a valid one.
+    """
+
+    TAG_SIZE = 16
+    # A nonce from the "future" (the monotonic clock restarted with the process)
+    # is treated as stale, not forged, so the phone re-authenticates silently.
+    FUTURE_SLACK = 5.0
+
+    def __init__(self, key: bytes, lifetime: float = 300.0) -> None:
+        if not key:
+            raise ValueError("NonceSigner needs a non-empty key")
+        if lifetime <= 0:
+            raise ValueError("nonce lifetime must be positive")
+        self._key = key
+        self.lifetime = lifetime
+
+    def _tag(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[: self.TAG_SIZE]
+
+    def make(self, now: float, salt: str) -> str:
+        payload = struct.pack(">q", round(now * 1000)) + _encode(salt)
+        raw = payload + self._tag(payload)
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    def issued_at(self, nonce: str) -> float | None:
+        """The issue time of a well-signed nonce, else None."""
+        raw = self._decode(nonce)
+        if raw is None:
+            return None
+        payload, tag = raw[: -self.TAG_SIZE], raw[-self.TAG_SIZE :]
+        if not hmac.compare_digest(tag, self._tag(payload)):
+            return None
+        (millis,) = struct.unpack(">q", payload[:8])
+        return float(millis) / 1000.0
+
+    def check(self, nonce: str, now: float) -> Literal["ok", "stale", "bad"]:
+        """Return "ok", "stale" (ours, but older than the lifetime) or "bad"
+        (forged or garbled). The tag is compared in constant time."""
+        issued = self.issued_at(nonce)
+        if issued is None:
+            return "bad"
+        age = now - issued
+        if age > self.lifetime or age < -self.FUTURE_SLACK:
+            return "stale"
+        return "ok"
+
+    def _decode(self, nonce: str) -> bytes | None:
+        if not nonce or len(nonce) > 512 or not nonce.isascii():
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        # b64decode skips characters outside the alphabet: insist on the
+        # canonical spelling so one nonce has exactly one string form (the
+        # caller's nc table is keyed by it).
+        if base64.urlsafe_b64encode(raw).rstrip(b"=") != nonce.encode("ascii"):
+            return None
+        if len(raw) < 8 + self.TAG_SIZE:
+            return None
+        return raw
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def challenge(
+    realm: str,
+    nonce: str,
+    algorithm: str,
+    *,
+    opaque: str | None = None,
+    stale: bool = False,
+) -> str:
+    """A WWW-Authenticate / Proxy-Authenticate value offering qop=auth."""
+    if _hasher(algorithm) is None:
+        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
+    out = f'Digest realm={_quote(realm)}, nonce={_quote(nonce)}, algorithm={algorithm}, qop="auth"'
+    if opaque is not None:
+        out += f", opaque={_quote(opaque)}"
+    if stale:
+        out += ", stale=true"
+    return out
+
+
+def _text(wire: str) -> str:
+    """latin-1 wire text -> real text (UTF-8; stray bytes kept as surrogates)."""
+    if wire.isascii():
+        return wire
+    return wire.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+_MANDATORY = ("username", "realm", "nonce", "uri", "response")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """One Authorization / Proxy-Authorization header value (digest scheme)."""
+
+    scheme: str
+    username: str
+    realm: str
+    nonce: str
+    uri: str
+    response: str
+    algorithm: str = "MD5"
+    qop: str | None = None
+    nc: str | None = None
+    cnonce: str | None = None
+    opaque: str | None = None
+
+    @classmethod
+    def parse(cls, header_value: str) -> Credentials:
+        """Parse a header value as it came off the wire. Raises ParseError on a
+        non-digest scheme, a missing mandatory parameter, an unknown qop or an
+        nc that is not 8 hex digits."""
+        scheme, params = parse_auth(header_value)
+        if scheme != "digest":
+            raise ParseError(f"unsupported authorization scheme {scheme[:20]!r}")
+        for name in _MANDATORY:
+            if name not in params:
+                raise ParseError(f"digest credentials without {name}")
+        qop = params.get("qop")
+        nc = params.get("nc")
+        cnonce = params.get("cnonce")
+        if qop is not None:
+            qop = qop.lower()
+            if qop not in QOPS:
+                raise ParseError(f"unknown qop {qop[:20]!r}")
+            if nc is None or cnonce is None:
+                raise ParseError("qop without nc and cnonce")
+        if nc is not None and _NC.match(nc) is None:
+            raise ParseError(f"bad nc {nc[:20]!r}")
+        opaque = params.get("opaque")
+        return cls(
+            scheme="Digest",
+            username=_text(params["username"]),
+            realm=_text(params["realm"]),
+            nonce=_text(params["nonce"]),
+            uri=_text(params["uri"]),
+            response=_text(params["response"]),
+            algorithm=_text(params.get("algorithm") or "MD5"),
+            qop=qop,
+            nc=nc,
+            cnonce=None if cnonce is None else _text(cnonce),
+            opaque=None if opaque is None else _text(opaque),
+        )
+
+    @property
+    def nc_value(self) -> int:
+        """The nonce count as a number (1 when the client sent none)."""
+        return int(self.nc, 16) if self.nc else 1
+
+
+def expected_response(
+    ha1_hex: str, method: str, uri: str, creds: Credentials, body: bytes = b""
+) -> str:
+    """The `response` a client knowing the password sends (RFC 7616 §3.4.1).
+
+    `ha1_hex` is the stored base HA1 for creds.algorithm's hash; `body` is
+    only used by qop=auth-int. Raises ValueError for an unknown algorithm.
+    """
+    found = _hasher(creds.algorithm)
+    if found is None:
+        raise ValueError(f"unsupported digest algorithm {creds.algorithm!r}")
+    h, session = found
+    a1 = ha1_hex.lower()
+    if session:
+        a1 = h(_encode(f"{a1}:{creds.nonce}:{creds.cnonce or ''}"))
+    if creds.qop == "auth-int":
+        a2 = h(_encode(f"{method}:{uri}:") + h(body).encode("ascii"))
+    else:
+        a2 = h(_encode(f"{method}:{uri}"))
+    if creds.qop:
+        return h(_encode(f"{a1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:{creds.qop}:{a2}"))
+    return h(_encode(f"{a1}:{creds.nonce}:{a2}"))
+
+
+def verify(creds: Credentials, ha1_hex: str, method: str, body: bytes = b"") -> bool:
+    """Does `creds.response` prove knowledge of the password behind `ha1_hex`?
+    Constant-time compare; False for an unknown algorithm."""
+    if _hasher(creds.algorithm) is None:
+        return False
+    expected = expected_response(ha1_hex, method, creds.uri, creds, body)
+    return hmac.compare_digest(expected.encode("ascii"), _encode(creds.response.lower()))
