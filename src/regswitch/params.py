@@ -127,6 +127,13 @@ SPECS: tuple[ParamSpec, ...] = (
         1, 1_000_000,
     ),
     ParamSpec(
+        "AUTH_ALGORITHMS", "MD5,SHA-256", "choice",
+        "Digest challenges offered, in this order. Many phones (and SIPp) answer only the first "
+        "challenge, so MD5 first is the compatible default; SHA-256 first follows RFC 8760's "
+        "preference order.",
+        choices=("MD5,SHA-256", "SHA-256,MD5", "MD5", "SHA-256"),
+    ),
+    ParamSpec(
         "FLOOD_BLOCK_TIME", "300", "int", "How long a flooding source stays blocked (s).", 1, 86400,
     ),
 )

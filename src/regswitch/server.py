@@ -103,9 +103,9 @@ async def serve(settings: Settings) -> None:
     for item in listening:
         log.info("SIP listening on %s:%s:%s", item["transport"], item["host"], item["port"])
     log.info("admin API on %s (OpenAPI at %s/openapi.json)", api_url, api_url)
+    sip_text = ", ".join(f"{i['transport']}:{i['host']}:{i['port']}" for i in listening)
     print(
-        f"regswitch ready: SIP {', '.join(f'{i['transport']}:{i['host']}:{i['port']}' for i in listening)}"
-        f"; API {api_url}\n"
+        f"regswitch ready: SIP {sip_text}; API {api_url}\n"
         f"  add a first account:  regswitch --api {api_url} account add alice@{settings.default_domain}"
         " --password secret",
         flush=True,

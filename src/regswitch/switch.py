@@ -15,6 +15,7 @@ from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
 from regswitch.keepalive import Keepalive
+from regswitch.metrics import Snapshot
 from regswitch.params import ParamError, Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, FloodLimits
@@ -74,18 +75,23 @@ class Switch:
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
         self._param_lock = asyncio.Lock()
+        self.loop_lag = 0.0
+        self._lag_task: asyncio.Task[None] | None = None
+        self._write_errors_seen = 0
+        self._closing = False
 
     async def open(self) -> None:
         await self.storage.open()
         self.params.load(await self.storage.params.load())
-        self._apply_protection_params()
-        self.params.on_change(lambda name, old, new: self._apply_protection_params())
+        self._apply_params()
+        self.params.on_change(lambda name, old, new: self._apply_params())
         await self.accounts.load()
         await self.registrar.restore()
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
         self.registrar.start()
         self.keepalive.start()
+        self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop_lag())
 
     def set_listeners(self, listening: list[dict[str, Any]]) -> None:
         self.listeners = listening
@@ -97,7 +103,7 @@ class Switch:
         hosts.add("localhost")
         self.registrar.own_hosts.update(hosts)
 
-    def _apply_protection_params(self) -> None:
+    def _apply_params(self) -> None:
         values = self.params.values
         self.flood.limits = FloodLimits(
             requests=values["REGISTER_FLOOD_LIMIT"],
@@ -105,6 +111,7 @@ class Switch:
             window=float(values["REGISTER_FLOOD_WINDOW"]),
             block=float(values["FLOOD_BLOCK_TIME"]),
         )
+        self.auth.algorithms = tuple(values["AUTH_ALGORITHMS"].split(","))
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]
         self.flapping.window = float(values["REGISTER_FLAP_WINDOW"])
         self.flapping.hold = float(values["REGISTER_FLAP_HOLD"])
@@ -120,7 +127,17 @@ class Switch:
                 self.events.emit(ev.PARAM_CHANGED, source=who, name=spec.name, old=old, new=value)
             return {"name": spec.name, "value": value, "old": old}
 
+    def _storage_ok(self) -> bool:
+        """Write errors happened; healthy again once no new ones appear between checks."""
+        errors = int(self.storage.stats.get("write_errors", 0))
+        fresh = errors > self._write_errors_seen
+        self._write_errors_seen = errors
+        return not fresh
+
     async def close(self) -> None:
+        self._closing = True
+        if self._lag_task is not None:
+            self._lag_task.cancel()
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hang_up(call, "admin-hangup")
         await self.keepalive.stop()
@@ -129,9 +146,60 @@ class Switch:
         await self.transports.close()
         await self.storage.close()
 
+    # --- observability ------------------------------------------------------------
+    async def _watch_loop_lag(self) -> None:
+        """Measure how late a short sleep wakes up: the event loop's lag."""
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.5)
+            self.loop_lag = max(0.0, loop.time() - start - 0.5)
+
+    def metrics_snapshot(self) -> Snapshot:
+        tx = self.endpoint.tx.stats
+        stats = self.endpoint.stats
+        return Snapshot(
+            bindings=len(self.location),
+            accounts=len(self.accounts),
+            register_results=dict(self.registrar.results),
+            kicks=self.teardown.kicks,
+            calls_ended_by_kick=self.teardown.calls_ended,
+            calls_active=len(self.b2bua.calls),
+            calls_started=self.b2bua.started,
+            cdrs_by_reason=dict(self.b2bua.ended_by_reason),
+            transactions=tx.transactions_created,
+            retransmissions=tx.retransmissions_sent,
+            retransmissions_absorbed=tx.retransmissions_absorbed,
+            server_transactions_live=self.endpoint.tx.server_transactions,
+            client_transactions_live=self.endpoint.tx.client_transactions,
+            parse_errors={"request": tx.parse_errors_requests, "response": tx.parse_errors_responses},
+            requests_by_method=dict(stats.requests_by_method),
+            responses_by_status=dict(stats.responses_sent),
+            flood_blocks=self.flood.blocks,
+            flood_dropped=self.flood.dropped,
+            flood_blocked_sources=len(self.flood.blocked_sources(self.clock())),
+            events_by_type=dict(self.events.counts),
+            event_stream_clients=self.events.subscriber_count,
+            event_stream_clients_dropped=self.events.subscribers_dropped,
+            keepalives_sent=self.keepalive.sent,
+            keepalive_replies=self.keepalive.replies,
+            unreachable_bindings=sum(1 for b in self.location if not b.reachable),
+            storage=dict(self.storage.stats),
+            transport={k: v for k, v in vars(self.transports.stats).items() if isinstance(v, int)},
+            loop_lag_seconds=self.loop_lag,
+        )
+
     def health(self) -> dict[str, Any]:
+        storage = dict(self.storage.stats)
+        checks = {
+            "sip_transports": bool(self.listeners) and not self._closing,
+            "storage": storage.get("write_errors", 0) == 0 or self._storage_ok(),
+            "event_loop": self.loop_lag < 1.0,
+        }
         return {
-            "status": "ok",
+            "status": "ok" if all(checks.values()) else "degraded",
+            "checks": checks,
+            "loop_lag_ms": round(self.loop_lag * 1000, 1),
             "sip": self.listeners,
             "uptime": round(self.clock() - self.started_at, 1),
             "registrations": len(self.location),

@@ -14,7 +14,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="regswitch SIP softswitch")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="regswitch SIP softswitch",
+)
 account_app = typer.Typer(no_args_is_help=True, help="accounts (subscribers)")
 param_app = typer.Typer(no_args_is_help=True, help="system parameters (live)")
 reg_app = typer.Typer(no_args_is_help=True, help="registrations")

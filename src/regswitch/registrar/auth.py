@@ -16,8 +16,7 @@ from regswitch.sip.errors import ParseError
 from regswitch.sip.message import Request
 from regswitch.storage.base import Account
 
-# Offered in this order: RFC 8760 asks for the preferred algorithm first.
-ALGORITHMS = ("SHA-256", "MD5")
+DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -94,11 +93,13 @@ class Authenticator:
         self._salt = salt
         self._clock = clock
         self._nc = NonceCounter(nonce_lifetime)
+        # the order challenges are offered in (AUTH_ALGORITHMS)
+        self.algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
 
     def challenges(self, realm: str, stale: bool = False) -> list[str]:
         """WWW-Authenticate values, one per algorithm, sharing one nonce."""
         nonce = self._signer.make(self._clock(), self._salt())
-        return [digest.challenge(realm, nonce, alg, stale=stale) for alg in ALGORITHMS]
+        return [digest.challenge(realm, nonce, alg, stale=stale) for alg in self.algorithms]
 
     def check(self, request: Request, account: Account, header: str = "authorization") -> AuthResult:
         """Digest check of `request` for `account` (realm = the account's domain)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,10 @@ class Timed(Protocol):
     t_retx: float
 
 
-class _Fifo:
+T = TypeVar("T", bound=Timed)
+
+
+class _Fifo(Generic[T]):
     """Deadlines of one delay, in order. Two parallel deques rather than one of
     tuples: the deadline float is the very object the transaction holds, so an
     entry costs two pointers (it matters with ~600k lingering transactions)."""
@@ -111,27 +114,27 @@ class _Fifo:
     def __init__(self, retx: bool) -> None:
         self.retx = retx
         self.times: deque[float] = deque()
-        self.txs: deque[Timed] = deque()
+        self.txs: deque[T] = deque()
 
 
-class TimerQueue:
+class TimerQueue(Generic[T]):
     """All timers of a transaction layer, with lazy cancellation."""
 
     __slots__ = ("_fifos", "_out", "_retx")
 
     def __init__(self) -> None:
-        self._out: dict[float, _Fifo] = {}
-        self._retx: dict[float, _Fifo] = {}
-        self._fifos: list[_Fifo] = []
+        self._out: dict[float, _Fifo[T]] = {}
+        self._retx: dict[float, _Fifo[T]] = {}
+        self._fifos: list[_Fifo[T]] = []
 
-    def _fifo(self, table: dict[float, _Fifo], delay: float, retx: bool) -> _Fifo:
+    def _fifo(self, table: dict[float, _Fifo[T]], delay: float, retx: bool) -> _Fifo[T]:
         fifo = table.get(delay)
         if fifo is None:
-            fifo = table[delay] = _Fifo(retx)
+            fifo = table[delay] = _Fifo[T](retx)
             self._fifos.append(fifo)
         return fifo
 
-    def arm_out(self, tx: Timed, now: float, delay: float) -> None:
+    def arm_out(self, tx: T, now: float, delay: float) -> None:
         """(Re)start `tx`'s timeout/wait timer; any earlier one is cancelled."""
         fifo = self._out.get(delay) or self._fifo(self._out, delay, False)
         deadline = now + delay
@@ -139,7 +142,7 @@ class TimerQueue:
         fifo.times.append(deadline)
         fifo.txs.append(tx)
 
-    def arm_retx(self, tx: Timed, now: float, delay: float) -> None:
+    def arm_retx(self, tx: T, now: float, delay: float) -> None:
         """(Re)start `tx`'s retransmit timer; any earlier one is cancelled."""
         fifo = self._retx.get(delay) or self._fifo(self._retx, delay, True)
         deadline = now + delay
@@ -147,14 +150,14 @@ class TimerQueue:
         fifo.times.append(deadline)
         fifo.txs.append(tx)
 
-    def pop_due(self, now: float) -> list[tuple[Timed, bool]]:
+    def pop_due(self, now: float) -> list[tuple[T, bool]]:
         """Every live timer due at `now`, as (tx, is_retransmit), disarmed.
 
         Order is per delay, not global: timers of different transactions are
         independent, and a transaction's own retransmit and timeout timers due
         at the same instant may fire in either order.
         """
-        due: list[tuple[Timed, bool]] = []
+        due: list[tuple[T, bool]] = []
         for fifo in self._fifos:
             times = fifo.times
             if not times or times[0] > now:

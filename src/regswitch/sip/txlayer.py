@@ -50,8 +50,8 @@ from regswitch.sip.transaction import (
 MAGIC_COOKIE = "z9hG4bK"
 _PARSE_BUGS = (ValueError, IndexError, UnicodeError)  # lazy accessors on hostile input
 
-Msg = Request | Response | None
-ActionFn = Callable[[Transaction, Msg, "Flow | None", float], None]
+# Actions are typed precisely; the tables decide which one gets what.
+ActionFn = Callable[..., None]
 
 
 @dataclass(slots=True)
@@ -108,7 +108,7 @@ class TransactionLayer:
         # "<Call-ID> <CSeq number>" -> INVITE server tx in Accepted: the ACK of a
         # 2xx has a branch of its own, so it is matched like a dialog request.
         self._accepted: dict[str, InviteServerTransaction] = {}
-        self._queue = TimerQueue()
+        self._queue: TimerQueue[Transaction] = TimerQueue()
         self._events: list[Event] = []
         self._out: list[tuple[bytes, Flow]] = []
         t = timers
@@ -153,12 +153,12 @@ class TransactionLayer:
         return self._queue.next_deadline()
 
     def handle_timers(self, now: float) -> None:
+        actions = self._actions
         for tx, retx in self._queue.pop_due(now):
-            t = cast(Transaction, tx)
-            entry = t.table.get((t.state, Input.TIMER_RETX if retx else Input.TIMER_OUT))
+            entry = tx.table.get((tx.state, Input.TIMER_RETX if retx else Input.TIMER_OUT))
             if entry is not None:
-                t.state = entry[1]
-                self._actions[entry[0]](t, None, None, now)
+                tx.state = entry[1]
+                actions[entry[0]](tx, None, None, now)
 
     @property
     def server_transactions(self) -> int:
@@ -201,11 +201,11 @@ class TransactionLayer:
         via = request.top_via
         method = request.method
         branch = via.params.get("branch")
+        matched = "INVITE" if method == "ACK" else method
         if branch is not None and branch.startswith(MAGIC_COOKIE):
-            base = f"{branch} {via.host}:{via.port} "
+            key = f"{branch} {via.host}:{via.port} {matched}"
         else:
-            base = self._base_2543(request, via)
-        key = base + ("INVITE" if method == "ACK" else method)
+            key = self._base_2543(request, via) + matched
 
         tx = self._server.get(key)
         if method == "ACK":
@@ -228,7 +228,7 @@ class TransactionLayer:
         resp_flow = self._response_flow(via, flow)
         self._stamp_via(request, via, flow)
         if method == "CANCEL":
-            self._on_cancel(request, key, base + "INVITE", resp_flow, flow, now)
+            self._on_cancel(request, key, key[: -len("CANCEL")] + "INVITE", resp_flow, flow, now)
             return
         invite = method == "INVITE"
         new: ServerTransaction
@@ -500,168 +500,173 @@ class TransactionLayer:
         return branch
 
     # --------------------------------------------------------------- actions
-    # Each runs after the transaction moved to the table's next state.
+    # Each runs after the transaction moved to the table's next state, called
+    # as (tx, message, flow, now): the message is the TU's response, or the
+    # request/response that came in with its flow; None for timers. The tables
+    # guarantee which kind of transaction and message each one gets.
 
-    def _a_nothing(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
+    def _a_nothing(self, tx: object, msg: object, flow: object, now: float) -> None:
         pass
 
-    def _a_send(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        stx = cast(ServerTransaction, tx)
-        response = cast(Response, msg)
-        data = serialise(response)
-        stx.last = data
-        self._out.append((data, cast(Flow, stx.flow)))
-        if stx.invite and response.status > 100:
-            itx = cast(InviteServerTransaction, stx)
+    def _a_send(self, tx: ServerTransaction, msg: Response, flow: None, now: float) -> None:
+        data = serialise(msg)
+        tx.last = data
+        dest = tx.flow
+        assert dest is not None  # only Completed non-INVITE drops it
+        self._out.append((data, dest))
+        if tx.invite and msg.status > 100:
+            itx = cast(InviteServerTransaction, tx)
             if itx.to_tag is None:
                 # a To the peer mangled costs only the tag reuse in the 200 to CANCEL
                 with suppress(ParseError):
-                    itx.to_tag = response.to.tag
+                    itx.to_tag = msg.to.tag
 
-    def _a_send_final(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        stx = cast(ServerTransaction, tx)
-        self._a_send(stx, msg, flow, now)
-        reliable = cast(Flow, stx.flow).reliable
-        if stx.invite:
+    def _a_send_final(self, tx: ServerTransaction, msg: Response, flow: None, now: float) -> None:
+        self._a_send(tx, msg, flow, now)
+        reliable = tx.flow.reliable  # type: ignore[union-attr]  # set until here
+        if tx.invite:
             if not reliable:
-                itx = cast(InviteServerTransaction, stx)
+                itx = cast(InviteServerTransaction, tx)
                 itx.interval = self.timers.t1
                 self._queue.arm_retx(itx, now, itx.interval)  # Timer G
-            self._queue.arm_out(stx, now, self._t_long)  # Timer H
+            self._queue.arm_out(tx, now, self._t_long)  # Timer H
             return
-        if stx.merge_key is not None:
-            self._forget_merge(stx)
+        if tx.merge_key is not None:
+            self._forget_merge(tx)
         if reliable:  # Timer J is zero
-            self._a_terminate(stx, None, None, now)
+            self._a_terminate(tx, None, None, now)
         else:
-            stx.flow = None  # a retransmitted request brings its own
-            self._queue.arm_out(stx, now, self._t_long)  # Timer J
+            tx.flow = None  # a retransmitted request brings its own
+            self._queue.arm_out(tx, now, self._t_long)  # Timer J
 
-    def _a_send_accept(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        itx = cast(InviteServerTransaction, tx)
-        self._a_send(itx, msg, flow, now)
-        response = cast(Response, msg)
-        ack_key = f"{response.call_id} {response.cseq.seq}"
-        itx.ack_key = ack_key
-        self._accepted[ack_key] = itx
-        if not cast(Flow, itx.flow).reliable:
-            itx.interval = self.timers.t1
-            self._queue.arm_retx(itx, now, itx.interval)  # Timer G for the 2xx
-        self._queue.arm_out(itx, now, self._t_long)  # Timer L
+    def _a_send_accept(
+        self, tx: InviteServerTransaction, msg: Response, flow: None, now: float
+    ) -> None:
+        self._a_send(tx, msg, flow, now)
+        ack_key = f"{msg.call_id} {msg.cseq.seq}"
+        tx.ack_key = ack_key
+        self._accepted[ack_key] = tx
+        if not tx.flow.reliable:  # type: ignore[union-attr]
+            tx.interval = self.timers.t1
+            self._queue.arm_retx(tx, now, tx.interval)  # Timer G for the 2xx
+        self._queue.arm_out(tx, now, self._t_long)  # Timer L
 
-    def _a_resend_last(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        stx = cast(ServerTransaction, tx)
-        if stx.last is None:
+    def _a_resend_last(self, tx: ServerTransaction, msg: Request, flow: Flow, now: float) -> None:
+        if tx.last is None:
             return
-        dest = stx.flow
+        dest = tx.flow
         if dest is None:
-            dest = self._response_flow(cast(Request, msg).top_via, cast(Flow, flow))
+            dest = self._response_flow(msg.top_via, flow)
         self.stats.retransmissions_sent += 1
-        self._out.append((stx.last, dest))
+        self._out.append((tx.last, dest))
 
     def _a_retransmit_response(
-        self, tx: Transaction, msg: Msg, flow: Flow | None, now: float
+        self, tx: InviteServerTransaction, msg: None, flow: None, now: float
     ) -> None:
-        itx = cast(InviteServerTransaction, tx)
+        assert tx.last is not None and tx.flow is not None
         self.stats.retransmissions_sent += 1
-        self._out.append((cast(bytes, itx.last), cast(Flow, itx.flow)))
-        itx.interval = min(2 * itx.interval, self.timers.t2)
-        self._queue.arm_retx(itx, now, itx.interval)
+        self._out.append((tx.last, tx.flow))
+        tx.interval = min(2 * tx.interval, self.timers.t2)
+        self._queue.arm_retx(tx, now, tx.interval)
 
-    def _a_confirm(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        stx = cast(ServerTransaction, tx)
+    def _a_confirm(self, tx: InviteServerTransaction, msg: Request, flow: Flow, now: float) -> None:
         self.stats.retransmissions_absorbed += 1  # the ACK stays in the core
-        stx.t_retx = -1.0  # stop G
-        if cast(Flow, stx.flow).reliable:  # Timer I is zero
-            self._a_terminate(stx, None, None, now)
+        tx.t_retx = -1.0  # stop G
+        if tx.flow is None or tx.flow.reliable:  # Timer I is zero
+            self._a_terminate(tx, None, None, now)
         else:
-            self._queue.arm_out(stx, now, self.timers.t4)  # Timer I (replaces H)
+            self._queue.arm_out(tx, now, self.timers.t4)  # Timer I (replaces H)
 
-    def _a_ack_2xx(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        itx = cast(InviteServerTransaction, tx)
-        itx.t_retx = -1.0  # stop retransmitting the 2xx
-        itx.acked = True
-        self._events.append(AckReceived(cast(Request, msg), cast(Flow, flow)))
+    def _a_ack_2xx(self, tx: InviteServerTransaction, msg: Request, flow: Flow, now: float) -> None:
+        tx.t_retx = -1.0  # stop retransmitting the 2xx
+        tx.acked = True
+        self._events.append(AckReceived(msg, flow))
 
-    def _a_deliver(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        self._events.append(ResponseReceived(tx.key, cast(Response, msg), cast(Flow, flow)))
+    def _a_deliver(self, tx: ClientTransaction, msg: Response, flow: Flow, now: float) -> None:
+        self._events.append(ResponseReceived(tx.key, msg, flow))
 
-    def _a_deliver_proceed(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        self._a_deliver(tx, msg, flow, now)
+    def _a_deliver_proceed(
+        self, tx: ClientTransaction, msg: Response, flow: Flow, now: float
+    ) -> None:
+        self._events.append(ResponseReceived(tx.key, msg, flow))
         if tx.invite:
-            ctx = cast(InviteClientTransaction, tx)
-            ctx.t_retx = -1.0  # stop A
-            ctx.t_out = -1.0  # B only runs in Calling
-            if ctx.cancel_pending:
-                ctx.cancel_pending = False
-                self._cancel_now(ctx, now)
+            itx = cast(InviteClientTransaction, tx)
+            itx.t_retx = -1.0  # stop A
+            itx.t_out = -1.0  # B only runs in Calling
+            if itx.cancel_pending:
+                itx.cancel_pending = False
+                self._cancel_now(itx, now)
         # non-INVITE: E keeps running, at T2 from its next firing on
 
-    def _a_deliver_accept(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        ctx = cast(InviteClientTransaction, tx)
-        ctx.t_retx = -1.0
-        ctx.cancel_pending = False
-        self._queue.arm_out(ctx, now, self._t_long)  # Timer M
-        self._a_deliver(ctx, msg, flow, now)
+    def _a_deliver_accept(
+        self, tx: InviteClientTransaction, msg: Response, flow: Flow, now: float
+    ) -> None:
+        tx.t_retx = -1.0
+        tx.cancel_pending = False
+        self._queue.arm_out(tx, now, self._t_long)  # Timer M
+        self._events.append(ResponseReceived(tx.key, msg, flow))
 
-    def _a_deliver_ack(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        ctx = cast(InviteClientTransaction, tx)
-        ctx.t_retx = -1.0
-        ctx.cancel_pending = False
-        ack = self._build_ack(ctx, cast(Response, msg))
-        ctx.ack = ack
-        self._out.append((ack, ctx.flow))
-        self._a_deliver(ctx, msg, flow, now)
-        if ctx.flow.reliable:  # Timer D is zero
-            self._a_terminate(ctx, None, None, now)
+    def _a_deliver_ack(
+        self, tx: InviteClientTransaction, msg: Response, flow: Flow, now: float
+    ) -> None:
+        tx.t_retx = -1.0
+        tx.cancel_pending = False
+        ack = self._build_ack(tx, msg)
+        tx.ack = ack
+        self._out.append((ack, tx.flow))
+        self._events.append(ResponseReceived(tx.key, msg, flow))
+        if tx.flow.reliable:  # Timer D is zero
+            self._a_terminate(tx, None, None, now)
         else:
-            self._queue.arm_out(ctx, now, self.timers.d)  # Timer D
+            self._queue.arm_out(tx, now, self.timers.d)  # Timer D
 
-    def _a_deliver_complete(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        ctx = cast(ClientTransaction, tx)
-        ctx.t_retx = -1.0
-        self._a_deliver(ctx, msg, flow, now)
-        if ctx.flow.reliable:  # Timer K is zero
-            self._a_terminate(ctx, None, None, now)
+    def _a_deliver_complete(
+        self, tx: ClientTransaction, msg: Response, flow: Flow, now: float
+    ) -> None:
+        tx.t_retx = -1.0
+        self._events.append(ResponseReceived(tx.key, msg, flow))
+        if tx.flow.reliable:  # Timer K is zero
+            self._a_terminate(tx, None, None, now)
         else:
-            self._queue.arm_out(ctx, now, self.timers.t4)  # Timer K
+            self._queue.arm_out(tx, now, self.timers.t4)  # Timer K
 
-    def _a_resend_ack(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
-        ctx = cast(InviteClientTransaction, tx)
+    def _a_resend_ack(
+        self, tx: InviteClientTransaction, msg: Response, flow: Flow, now: float
+    ) -> None:
         self.stats.retransmissions_absorbed += 1
-        if ctx.ack is not None:
+        if tx.ack is not None:
             self.stats.retransmissions_sent += 1
-            self._out.append((ctx.ack, ctx.flow))
+            self._out.append((tx.ack, tx.flow))
 
     def _a_retransmit_request(
-        self, tx: Transaction, msg: Msg, flow: Flow | None, now: float
+        self, tx: ClientTransaction, msg: None, flow: None, now: float
     ) -> None:
-        ctx = cast(ClientTransaction, tx)
         self.stats.retransmissions_sent += 1
-        self._out.append((ctx.data, ctx.flow))
-        if ctx.invite:
-            ctx.interval *= 2  # Timer A doubles without a cap; B ends it
-        elif ctx.state is State.PROCEEDING:
-            ctx.interval = self.timers.t2
+        self._out.append((tx.data, tx.flow))
+        if tx.invite:
+            tx.interval *= 2  # Timer A doubles without a cap; B ends it
+        elif tx.state is State.PROCEEDING:
+            tx.interval = self.timers.t2
         else:
-            ctx.interval = min(2 * ctx.interval, self.timers.t2)
-        self._queue.arm_retx(ctx, now, ctx.interval)
+            tx.interval = min(2 * tx.interval, self.timers.t2)
+        self._queue.arm_retx(tx, now, tx.interval)
 
-    def _a_time_out(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
+    def _a_time_out(self, tx: Transaction, msg: None, flow: None, now: float) -> None:
         self.stats.timeouts += 1
         self._events.append(TransactionTimedOut(tx.key, tx.client))
         self._a_terminate(tx, None, None, now)
 
-    def _a_terminate(self, tx: Transaction, msg: Msg, flow: Flow | None, now: float) -> None:
+    def _a_terminate(self, tx: Transaction, msg: None, flow: None, now: float) -> None:
         tx.state = State.TERMINATED
         tx.t_out = tx.t_retx = -1.0
+        key = tx.key
         if tx.client:
-            if self._client.get(tx.key) is tx:
-                del self._client[tx.key]
+            if self._client.get(key) is tx:
+                del self._client[key]
             return
         stx = cast(ServerTransaction, tx)
-        if self._server.get(stx.key) is stx:
-            del self._server[stx.key]
+        if self._server.get(key) is stx:
+            del self._server[key]
         if stx.merge_key is not None:
             self._forget_merge(stx)
         if stx.invite:
@@ -670,10 +675,10 @@ class TransactionLayer:
                 del self._accepted[itx.ack_key]
 
     def _a_terminate_accepted(
-        self, tx: Transaction, msg: Msg, flow: Flow | None, now: float
+        self, tx: InviteServerTransaction, msg: None, flow: None, now: float
     ) -> None:
-        if not cast(InviteServerTransaction, tx).acked:
-            # §13.3.1.4: 64*T1 of 2xx retransmissions without an ACK — the TU
+        if not tx.acked:
+            # §13.3.1.4: 64*T1 of 2xx retransmissions without an ACK: the TU
             # should end the session.
             self._a_time_out(tx, None, None, now)
         else:

@@ -1,4 +1,10 @@
-"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966): parse, format, compare."""
+"""SIP, SIPS and tel URIs (RFC 3261 §19.1, RFC 3966): parse, format, compare.
+
+`parse_uri` takes the common shapes (`sip:user@host:port;params`) with
+str methods and checks each part against the RFC 3261 grammar with
+module-level patterns; anything unusual goes through the same checks, so the
+fast path never accepts what the grammar refuses.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,18 @@ from urllib.parse import unquote
 
 from regswitch.sip.errors import ParseError
 
-_HOST_BAD = re.compile(r'[\s<>"@;?,]')
-_USER_BAD = re.compile(r'[\s<>"]')
+# RFC 3261 §25.1: unreserved = alphanum / mark; escaped = "%" HEXDIG HEXDIG
+_UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
+_ESCAPED = r"%[0-9A-Fa-f]{2}"
+_user_ok = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|{_ESCAPED})+\Z").match
+_password_ok = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|{_ESCAPED})*\Z").match
+# hostname = *( domainlabel "." ) toplabel [ "." ]; "_" is tolerated (seen in the wild)
+_hostname_ok = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?\Z").match
+_ipv6_ok = re.compile(r"\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]\Z").match
+_paramchar_ok = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESCAPED})+\Z").match
+_headers_ok = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$=&]|{_ESCAPED})*\Z").match
+_scheme_ok = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
+_tel_ok = re.compile(r"\+?[0-9A-Fa-f*#\-.()pPwW]+\Z").match
 
 
 @dataclass(slots=True)
@@ -78,79 +94,120 @@ class URI:
         for name, value in self.params.items():
             if name in other.params:
                 theirs = other.params[name]
-                if (value or "").lower() != (theirs or "").lower():
+                if _unescape(value or "").lower() != _unescape(theirs or "").lower():
                     return False
         return True
 
 
-def _unescape(user: str | None) -> str | None:
-    return None if user is None else unquote(user)
-
-
-_SIP_URI = re.compile(
-    r'(?:([^@\s<>"]+)@)?(\[[0-9A-Fa-f:.]+\]|[^\[\];?:\s<>"@,]+)(?::(\d{1,5}))?(;[^?\s<>"]*)?(?:\?([^\s<>"]*))?\Z'
-)
+def _unescape(text: str | None) -> str | None:
+    return None if text is None or "%" not in text else unquote(text)
 
 
 def parse_uri(text: str) -> URI:
-    """Parse `sip:`, `sips:` or `tel:`; raise ParseError for anything else."""
-    scheme, colon, rest = text.partition(":")
-    scheme = scheme.strip().lower()
-    if not colon or not rest:
+    """Parse `sip:`, `sips:` or `tel:`; ParseError (status 416) for another
+    scheme, ParseError (400) for a malformed URI."""
+    colon = text.find(":")
+    if colon <= 0:
         raise ParseError(f"bad URI {text[:80]!r}")
+    scheme = text[:colon].lower()
     if scheme == "sip" or scheme == "sips":
-        m = _SIP_URI.match(rest)
-        if m is None:
-            raise ParseError(f"bad SIP URI {text[:80]!r}")
-        userinfo, host, port_text, param_text, headers = m.groups()
-        user = password = None
-        if userinfo is not None:
-            user, has_pw, pw = userinfo.partition(":")
-            password = pw if has_pw else None
-        port = None
-        if port_text is not None:
-            port = int(port_text)
-            if not 0 < port < 65536:
-                raise ParseError(f"bad port in {text[:80]!r}")
-        params = parse_uri_params(param_text[1:]) if param_text else {}
-        return URI(scheme, user, host, port, params, headers, password)
+        return _parse_sip(text, scheme, text[colon + 1 :])
     if scheme == "tel":
-        number, _, param_text = rest.partition(";")
-        if not number or _HOST_BAD.search(number):
+        number, _, param_text = text[colon + 1 :].partition(";")
+        if not _tel_ok(number):
             raise ParseError(f"bad tel URI {text[:80]!r}")
-        return URI("tel", None, number, None, parse_uri_params(param_text))
+        return URI("tel", None, number, None, parse_uri_params(param_text, text) if param_text else {})
+    if _scheme_ok(scheme) is None:
+        raise ParseError(f"bad URI {text[:80]!r}")
     raise ParseError(f"unsupported URI scheme {scheme[:20]!r}", 416)
+
+
+def _parse_sip(text: str, scheme: str, rest: str) -> URI:
+    user = password = None
+    at = rest.find("@")
+    if at >= 0:
+        # '@' is allowed nowhere else in a SIP URI, so the first one ends userinfo
+        userinfo, rest = rest[:at], rest[at + 1 :]
+        colon = userinfo.find(":")
+        if colon >= 0:
+            user, password = userinfo[:colon], userinfo[colon + 1 :]
+            if _password_ok(password) is None:
+                raise ParseError(f"bad password in URI {text[:80]!r}")
+        else:
+            user = userinfo
+        if not (user.isalnum() and user.isascii()) and _user_ok(user) is None:
+            raise ParseError(f"bad user in URI {text[:80]!r}")
+    headers = None
+    q = rest.find("?")
+    if q >= 0:
+        headers = rest[q + 1 :]
+        rest = rest[:q]
+        if _headers_ok(headers) is None:
+            raise ParseError(f"bad headers in URI {text[:80]!r}")
+    semi = rest.find(";")
+    if semi >= 0:
+        host, port = split_host_port(rest[:semi], text)
+        params = parse_uri_params(rest[semi + 1 :], text)
+    else:
+        host, port = split_host_port(rest, text)
+        params = {}
+    return URI(scheme, user, host, port, params, headers, password)
+
+
+def host_ok(host: str) -> bool:
+    """hostname, IPv4 address or [IPv6] reference (RFC 3261 §25.1)."""
+    if host.isascii() and host.replace(".", "").isalnum():
+        return True  # the usual dotted names and IPv4 addresses
+    if host[:1] == "[":
+        return _ipv6_ok(host) is not None
+    return _hostname_ok(host) is not None
 
 
 def split_host_port(hostport: str, context: str = "") -> tuple[str, int | None]:
     """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host, port)."""
-    if hostport.startswith("["):
+    if hostport[:1] == "[":
         end = hostport.find("]")
         if end < 0:
             raise ParseError(f"bad IPv6 reference in {context[:80]!r}")
         host, tail = hostport[: end + 1], hostport[end + 1 :]
-        if tail and not tail.startswith(":"):
+        if tail and tail[0] != ":":
             raise ParseError(f"bad host in {context[:80]!r}")
         port_text = tail[1:] if tail else None
     else:
-        host, colon, port_text_raw = hostport.partition(":")
-        port_text = port_text_raw if colon else None
-    if not host or _HOST_BAD.search(host):
+        colon = hostport.find(":")
+        if colon >= 0:
+            host, port_text = hostport[:colon], hostport[colon + 1 :]
+        else:
+            host, port_text = hostport, None
+    if not host or not host_ok(host):
         raise ParseError(f"bad host in {context[:80]!r}")
     if port_text is None:
         return host, None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not (port_text.isdigit() and port_text.isascii()) or len(port_text) > 5:
         raise ParseError(f"bad port in {context[:80]!r}")
-    return host, int(port_text)
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ParseError(f"bad port in {context[:80]!r}")
+    return host, port
 
 
-def parse_uri_params(text: str) -> dict[str, str | None]:
+def parse_uri_params(text: str, context: str = "") -> dict[str, str | None]:
+    """`transport=tcp;lr` (after the first ';') -> {"transport": "tcp", "lr": None}.
+
+    Names are lower-cased; values stay as written (escapes included).
+    """
     params: dict[str, str | None] = {}
     if not text:
         return params
     for item in text.split(";"):
-        if not item:
-            continue
-        name, eq, value = item.partition("=")
-        params[name.strip().lower()] = value.strip() if eq else None
+        eq = item.find("=")
+        if eq < 0:
+            name, value = item, None
+        else:
+            name, value = item[:eq], item[eq + 1 :]
+            if not (value.isalnum() and value.isascii()) and _paramchar_ok(value) is None:
+                raise ParseError(f"bad URI parameter in {context[:80]!r}")
+        if not (name.isalnum() and name.isascii()) and _paramchar_ok(name) is None:
+            raise ParseError(f"bad URI parameter in {context[:80]!r}")
+        params[name.lower()] = value
     return params

@@ -149,6 +149,13 @@ class TransportManager:
         conn = self._hub.get(conn_id) if self._hub else None
         return conn is not None and conn.is_usable
 
+    def last_received(self, conn_id: int) -> float | None:
+        """Loop time of the last bytes read on a TCP/TLS connection (0.0 if
+        none yet), None if it is not open. A CRLF pong is swallowed by the
+        framer but shows here: send b"\\r\\n\\r\\n" and watch this advance."""
+        conn = self._hub.get(conn_id) if self._hub else None
+        return conn.last_received if conn is not None and conn.is_usable else None
+
     def close_connection(self, conn_id: int) -> bool:
         """Close one TCP/TLS connection (e.g. a kicked binding's flow)."""
         return self._hub.close_connection(conn_id) if self._hub else False

@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from regswitch import __version__
+from regswitch.metrics import build_registry
 from regswitch.console.api.errors import error_response, install_error_handlers
-from regswitch.console.api.routes import accounts, calls, events, parameters, registrations
+from regswitch.console.api.routes import accounts, calls, events, parameters, registrations, stream
 from regswitch.switch import Switch
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
@@ -23,6 +24,7 @@ def create_app(switch: Switch) -> FastAPI:
         description="Registrations, accounts, parameters, events, calls and CDRs of a regswitch node.",
     )
     app.state.switch = switch
+    app.state.metrics = build_registry(switch.metrics_snapshot)
     install_error_handlers(app)
     token = switch.settings.api_token
 
@@ -45,6 +47,6 @@ def create_app(switch: Switch) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return switch.health()
 
-    for module in (accounts, parameters, registrations, events, calls):
+    for module in (stream, accounts, parameters, registrations, events, calls):
         app.include_router(module.router)
     return app
