@@ -78,6 +78,22 @@ async def test_ping_gets_pong_and_pong_is_ignored(make_harness: MakeHarness) -> 
     writer.close()
 
 
+async def test_pong_to_our_ping_counts_as_received(make_harness: MakeHarness) -> None:
+    h, addr = await tcp_listen(make_harness)
+    reader, writer = await open_client(addr)
+    writer.write(sip_message())
+    _, flow = await h.collector.get()
+    before = h.manager.bytes_received(flow.conn_id)
+    assert before == len(sip_message())
+    assert h.manager.send(b"\r\n\r\n", flow)  # our keepalive ping
+    assert await asyncio.wait_for(reader.readexactly(4), WAIT) == b"\r\n\r\n"
+    writer.write(b"\r\n")  # the device's pong
+    await wait_until(lambda: h.manager.bytes_received(flow.conn_id) == before + 2)
+    assert h.collector.queue.empty() and h.manager.stats.keepalive_pings == 0
+    writer.close()
+    await wait_until(lambda: h.manager.bytes_received(flow.conn_id) is None)
+
+
 async def test_idle_connection_closed(make_harness: MakeHarness) -> None:
     h, addr = await tcp_listen(make_harness, tcp_idle_timeout=0.3)
     reader, writer = await open_client(addr)

@@ -149,12 +149,15 @@ class TransportManager:
         conn = self._hub.get(conn_id) if self._hub else None
         return conn is not None and conn.is_usable
 
-    def last_received(self, conn_id: int) -> float | None:
-        """Loop time of the last bytes read on a TCP/TLS connection (0.0 if
-        none yet), None if it is not open. A CRLF pong is swallowed by the
-        framer but shows here: send b"\\r\\n\\r\\n" and watch this advance."""
+    def bytes_received(self, conn_id: int) -> int | None:
+        """Bytes read so far on a TCP/TLS connection; None if it is not open.
+
+        A CRLF pong is swallowed by the framer but counts here: to probe a
+        flow, note this, send b"\\r\\n\\r\\n" and wait for it to grow.
+        (A counter, not a timestamp: uvloop's clock ticks in milliseconds.)
+        """
         conn = self._hub.get(conn_id) if self._hub else None
-        return conn.last_received if conn is not None and conn.is_usable else None
+        return conn.bytes_received if conn is not None and conn.is_usable else None
 
     def close_connection(self, conn_id: int) -> bool:
         """Close one TCP/TLS connection (e.g. a kicked binding's flow)."""

@@ -84,7 +84,7 @@ class StreamConnection(asyncio.Protocol):
         self.flow: Flow | None = None
         self.state = _CONNECTING
         self.last_activity = hub.loop.time()  # last read or write: idle timeout
-        self.last_received = 0.0  # last read (loop time): keepalive pongs show here
+        self.bytes_received = 0  # keepalive pongs, swallowed by the framer, show here
         self._framer = StreamFramer(hub.limits.max_message_stream)
         self._transport: asyncio.Transport | None = None
         self._pending: list[bytes] = []
@@ -128,7 +128,8 @@ class StreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         hub = self.hub
         stats = hub.stats
-        self.last_activity = self.last_received = now = hub.loop.time()
+        self.last_activity = now = hub.loop.time()
+        self.bytes_received += len(data)
         stats.stream_bytes_in += len(data)
         framer = self._framer
         try:
