@@ -119,8 +119,8 @@ def test_timer_queue_lazy_cancel_and_order() -> None:
     c.t_retx = -1.0  # cancelled: its entry is stale
     assert q.next_deadline() == 6.0
     q.arm_out(a, 2.0, 32.0)  # re-armed: the old 32.0 entry is stale
-    assert q.pop_due(33.0) == [(b, False)]
-    assert q.pop_due(34.0) == [(a, False)]
+    assert q.pop_due(33.0) == ([], [b])
+    assert q.pop_due(34.0) == ([], [a])
     assert q.next_deadline() is None and len(q) == 0
 
 

@@ -150,31 +150,35 @@ class TimerQueue(Generic[T]):
         fifo.times.append(deadline)
         fifo.txs.append(tx)
 
-    def pop_due(self, now: float) -> list[tuple[T, bool]]:
-        """Every live timer due at `now`, as (tx, is_retransmit), disarmed.
+    def pop_due(self, now: float) -> tuple[list[T], list[T]]:
+        """Every live timer due at `now`, disarmed: (retransmit, timeout) lists.
 
         Order is per delay, not global: timers of different transactions are
         independent, and a transaction's own retransmit and timeout timers due
         at the same instant may fire in either order.
         """
-        due: list[tuple[T, bool]] = []
+        retx_due: list[T] = []
+        out_due: list[T] = []
         for fifo in self._fifos:
             times = fifo.times
             if not times or times[0] > now:
                 continue
             txs = fifo.txs
-            retx = fifo.retx
-            while times and times[0] <= now:
-                deadline = times.popleft()
-                tx = txs.popleft()
-                if retx:
+            if fifo.retx:
+                while times and times[0] <= now:
+                    deadline = times.popleft()
+                    tx = txs.popleft()
                     if tx.t_retx == deadline:
                         tx.t_retx = -1.0
-                        due.append((tx, True))
-                elif tx.t_out == deadline:
-                    tx.t_out = -1.0
-                    due.append((tx, False))
-        return due
+                        retx_due.append(tx)
+            else:
+                while times and times[0] <= now:
+                    deadline = times.popleft()
+                    tx = txs.popleft()
+                    if tx.t_out == deadline:
+                        tx.t_out = -1.0
+                        out_due.append(tx)
+        return retx_due, out_due
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline (stale heads are dropped on the way)."""

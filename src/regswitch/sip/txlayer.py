@@ -154,11 +154,14 @@ class TransactionLayer:
 
     def handle_timers(self, now: float) -> None:
         actions = self._actions
-        for tx, retx in self._queue.pop_due(now):
-            entry = tx.table.get((tx.state, Input.TIMER_RETX if retx else Input.TIMER_OUT))
-            if entry is not None:
-                tx.state = entry[1]
-                actions[entry[0]](tx, None, None, now)
+        retx_due, out_due = self._queue.pop_due(now)
+        for inp, due in ((Input.TIMER_RETX, retx_due), (Input.TIMER_OUT, out_due)):
+            for tx in due:
+                # an earlier action in this round may have ended it: no entry
+                entry = tx.table.get((tx.state, inp))
+                if entry is not None:
+                    tx.state = entry[1]
+                    actions[entry[0]](tx, None, None, now)
 
     @property
     def server_transactions(self) -> int:
@@ -659,14 +662,11 @@ class TransactionLayer:
     def _a_terminate(self, tx: Transaction, msg: None, flow: None, now: float) -> None:
         tx.state = State.TERMINATED
         tx.t_out = tx.t_retx = -1.0
-        key = tx.key
         if tx.client:
-            if self._client.get(key) is tx:
-                del self._client[key]
+            self._client.pop(tx.key, None)
             return
         stx = cast(ServerTransaction, tx)
-        if self._server.get(key) is stx:
-            del self._server[key]
+        self._server.pop(stx.key, None)  # nothing else can hold its key meanwhile
         if stx.merge_key is not None:
             self._forget_merge(stx)
         if stx.invite:
