@@ -45,10 +45,13 @@ run: venv
 test: venv system
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
+# All three run (so one report shows every problem); any failure fails lint.
 lint: venv
-	$(BIN)/ruff check $(LINT_PATHS)
-	$(BIN)/mypy --strict
-	$(BIN)/lint-imports
+	@rc=0; \
+	echo "ruff check $(LINT_PATHS)"; $(BIN)/ruff check $(LINT_PATHS) || rc=1; \
+	echo "mypy --strict"; $(BIN)/mypy --strict || rc=1; \
+	echo "lint-imports"; $(BIN)/lint-imports || rc=1; \
+	exit $$rc
 
 # Placeholder until the benchmark scripts land: runs bench/run.py if present.
 bench: venv system

@@ -79,13 +79,18 @@ def test_burst_of_5000_options_over_udp_all_answered(
 
 
 @pytest.mark.pjsua
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_pjsua_register_gets_a_final_reply(
-    server: RunningServer, pjsua: Callable[..., Any]
+    tls_server: RunningServer, pjsua: Callable[..., Any], tls_cert: TlsFiles, transport: str
 ) -> None:
     # The registrar may not be there yet: any well-formed final answer will do,
     # but the phone must get one (no answer would surface as a timeout here).
+    # Over TLS the phone verifies the server certificate against the test CA.
     phone = pjsua("alice")
-    host, port = server.udp
-    phone.register(f"sip:{host}:{port}", "alice", "example.com", "secret", expires=300)
+    host, port = tls_server.listener(transport)
+    phone.register(
+        f"sip:{host}:{port}", "alice", "example.com", "secret", expires=300,
+        transport=transport, ca=str(tls_cert.ca),
+    )
     event = phone.wait_reg(timeout=15)
     assert event["code"] in {200, 401, 403, 404, 501}, event

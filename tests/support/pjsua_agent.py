@@ -8,7 +8,8 @@ protocol uses a private duplicate of the original stdout.
 
 Commands (each may carry "id", echoed in its "ok"/"error" reply):
   {"cmd": "register", "registrar": "sip:127.0.0.1:PORT", "user": U, "domain": D,
-   "password": P, "transport": "udp"|"tcp", "expires": N, "acc": NAME}
+   "password": P, "transport": "udp"|"tcp"|"tls", "expires": N, "acc": NAME,
+   "ca": CA_PEM (tls: verify the server against it)}
   {"cmd": "unregister", "acc": NAME}
   {"cmd": "call", "uri": "sip:bob@D", "acc": NAME}          -> {"event": "ok", "call": N}
   {"cmd": "answer", "call": N, "code": 200}
@@ -79,9 +80,25 @@ class Phone:
             raise KeyError(f"no account {name!r}")
         return self.accounts[name]
 
+    def tls_transport(self, ca: str | None, verify: bool) -> int:
+        """A TLS client transport, made on first use (the wheel bundles OpenSSL)."""
+        if "tls" not in self.transports:
+            tcfg = pj.TransportConfig()
+            tcfg.port = 0
+            tcfg.boundAddress = self.bind
+            if ca:
+                tcfg.tlsConfig.CaListFile = ca
+            tcfg.tlsConfig.verifyServer = verify
+            tid = self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tcfg)
+            self.transports["tls"] = tid
+            self.ports["tls"] = int(self.ep.transportGetInfo(tid).localName.split(":")[-1])
+        return self.transports["tls"]
+
     def register(self, cmd: dict[str, Any]) -> dict[str, Any]:
         name = cmd.get("acc", "default")
         transport = cmd.get("transport", "udp")
+        if transport == "tls":
+            self.tls_transport(cmd.get("ca"), bool(cmd.get("verify", cmd.get("ca") is not None)))
         registrar = cmd["registrar"]
         if transport != "udp" and "transport=" not in registrar:
             registrar += f";transport={transport}"
