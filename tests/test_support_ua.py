@@ -292,3 +292,24 @@ def test_pjsua_phone_registers_with_digest_to_a_test_registrar(
     registrar.respond(second, 200, headers={"Contact": contact})
     event = phone.wait_reg(timeout=10)
     assert event["code"] == 200 and event["active"] is True
+
+
+def test_stream_close_by_peer_is_reported(ua: Callable[..., UA]) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        a = ua("tcp", listener.getsockname())
+        conn, _ = listener.accept()
+        conn.close()
+        a.wait_closed(timeout=5)
+        with pytest.raises(ConnectionError):
+            a.request("OPTIONS", timeout=5)
+
+
+def test_assert_no_request(ua: Callable[..., UA]) -> None:
+    b = ua("udp")
+    b.assert_no_request(within=0.2)
+    a = ua("udp", b.local)
+    a.send_request(a.build_request("OPTIONS"))
+    with pytest.raises(AssertionError):
+        b.assert_no_request("OPTIONS", within=5)

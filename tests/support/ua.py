@@ -520,6 +520,11 @@ class UA:
                     return tx.final
                 if not final and tx.provisionals:
                     return tx.provisionals[-1]
+                if self.closed_by_peer and self._stream is not None:
+                    raise ConnectionError(
+                        f"{self!r}: connection closed before the response to {tx.method}\n"
+                        f"{self.format_trace(6)}"
+                    )
                 now = time.monotonic()
                 invite_answered = tx.method == "INVITE" and tx.provisionals
                 if self.retransmit and now >= next_retx and not invite_answered:
@@ -752,6 +757,19 @@ class UA:
                     if method is None or req.method == method:
                         return self._requests.pop(i)
                 self._wait(deadline, f"{method or 'any'} request")
+
+    def assert_no_request(self, method: str | None = None, within: float = 1.0) -> None:
+        """Fail if a request (of `method`) arrives within `within` seconds."""
+        deadline = time.monotonic() + within
+        with self._cond:
+            while True:
+                for req in self._requests:
+                    if method is None or req.method == method:
+                        raise AssertionError(f"unexpected request {req!r}\n{self.format_trace(6)}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
     def pending_requests(self) -> list[Request]:
         with self._cond:
