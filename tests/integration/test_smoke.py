@@ -79,18 +79,58 @@ def test_burst_of_5000_options_over_udp_all_answered(
 
 
 @pytest.mark.pjsua
-@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_pjsua_register_gets_a_final_reply(
-    tls_server: RunningServer, pjsua: Callable[..., Any], tls_cert: TlsFiles, transport: str
+    server: RunningServer, pjsua: Callable[..., Any]
 ) -> None:
-    # The registrar may not be there yet: any well-formed final answer will do,
-    # but the phone must get one (no answer would surface as a timeout here).
-    # Over TLS the phone verifies the server certificate against the test CA.
+    # Whatever the registrar makes of an unknown account in an unserved domain,
+    # the phone must get a well-formed final answer (none would surface as a
+    # timeout here).
     phone = pjsua("alice")
-    host, port = tls_server.listener(transport)
+    host, port = server.udp
+    phone.register(f"sip:{host}:{port}", "alice", "example.com", "secret", expires=300)
+    event = phone.wait_reg(timeout=15)
+    assert event["code"] in {200, 401, 403, 404, 501}, event
+
+
+@pytest.mark.pjsua
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
+def test_account_registers_with_digest_from_pjsua_and_test_ua(
+    server_factory: Callable[..., RunningServer],
+    pjsua: Callable[..., Any],
+    ua: Callable[..., UA],
+    tls_cert: TlsFiles,
+    transport: str,
+) -> None:
+    # End to end: an account made through the API; a real PJSIP phone and the
+    # test UA (its own digest code, MD5 and SHA-256) both get 200 over each
+    # transport, and the API lists the bindings. Over TLS both verify the
+    # server certificate against the test CA.
+    server = server_factory("--domain", "example.com", tls=True)
+    for user in ("alice", "bob"):
+        created = server.api.post(
+            "/api/accounts",
+            json={"user": user, "domain": "example.com", "password": f"pw-{user}",
+                  "max_contacts": 2},
+        )
+        assert created.status_code == 201, created.text
+    host, port = server.listener(transport)
+
+    phone = pjsua("alice")
     phone.register(
-        f"sip:{host}:{port}", "alice", "example.com", "secret", expires=300,
+        f"sip:{host}:{port}", "alice", "example.com", "pw-alice", expires=300,
         transport=transport, ca=str(tls_cert.ca),
     )
     event = phone.wait_reg(timeout=15)
-    assert event["code"] in {200, 401, 403, 404, 501}, event
+    assert (event["code"], event["active"]) == (200, True), event
+
+    context = tls_cert.client_context() if transport == "tls" else None
+    for algorithm in ("MD5", "SHA-256"):
+        agent = ua(transport, (host, port), tls_context=context)
+        resp = agent.register("bob", "example.com", password="pw-bob", algorithm=algorithm)
+        assert resp.status == 200, (algorithm, resp.status, resp.reason)
+        assert any(c.uri.port == agent.local[1] for c in resp.contacts), resp.contacts
+
+    listed = server.api.get("/api/registrations")
+    assert listed.status_code == 200, listed.text
+    accounts = sorted(b["account"] for b in listed.json())
+    assert accounts == ["alice@example.com", "bob@example.com", "bob@example.com"], accounts

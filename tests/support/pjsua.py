@@ -158,14 +158,15 @@ class PjsuaPhone:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """`quit`, then terminate/kill our process if it lingers."""
+    def stop(self, timeout: float = 10.0, unregister: bool = False) -> int | None:
+        """`quit` (unregistering first only if asked: that costs pjsua ~1 s),
+        then terminate/kill our process if it lingers."""
         proc = self.proc
         if proc is None:
             return None
         if proc.poll() is None:
             with contextlib.suppress(Exception):
-                self.send("quit")
+                self.send("quit", unregister=unregister)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -14,7 +14,7 @@ Commands (each may carry "id", echoed in its "ok"/"error" reply):
   {"cmd": "call", "uri": "sip:bob@D", "acc": NAME}          -> {"event": "ok", "call": N}
   {"cmd": "answer", "call": N, "code": 200}
   {"cmd": "hangup", "call": N, "code": 603}
-  {"cmd": "quit"}
+  {"cmd": "quit", "unregister": true}   (false: exit at once, no network activity)
 Events:
   {"event": "ready", "udp_port": N, "tcp_port": N}
   {"event": "reg_state", "acc": NAME, "code": 200, "reason": "OK", "active": true, "expires": N}
@@ -154,12 +154,14 @@ class Phone:
         self.calls[int(cmd["call"])].hangup(prm)
         return {}
 
-    def shutdown(self) -> None:
+    def shutdown(self, network: bool) -> None:
+        """network=False skips unregistering and the wait for it (~1 s)."""
         self.calls.clear()
-        for acc in self.accounts.values():
-            acc.shutdown()
+        if network:
+            for acc in self.accounts.values():
+                acc.shutdown()
         self.accounts.clear()
-        self.ep.libDestroy()
+        self.ep.libDestroy(0 if network else pj.PJSUA_DESTROY_NO_NETWORK)
 
 
 class Account(pj.Account):  # type: ignore[misc]
@@ -221,6 +223,7 @@ def main() -> int:
         "answer": phone.answer, "hangup": phone.hangup,
     }
     running = True
+    network_shutdown = True
     while running:
         phone.ep.libHandleEvents(20)
         while True:
@@ -230,6 +233,7 @@ def main() -> int:
                 break
             if cmd is None or cmd.get("cmd") == "quit":
                 running = False
+                network_shutdown = bool(cmd and cmd.get("unregister", True))
                 break
             name = cmd.get("cmd", "")
             try:
@@ -238,7 +242,7 @@ def main() -> int:
             except Exception as exc:  # report, keep the phone alive
                 traceback.print_exc()
                 emit("error", id=cmd.get("id"), cmd=name, message=f"{type(exc).__name__}: {exc}")
-    phone.shutdown()
+    phone.shutdown(network_shutdown)
     emit("bye")
     return 0
 

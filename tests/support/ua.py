@@ -146,7 +146,10 @@ class _Stream:
         """Whatever is readable within `timeout` (b"" if nothing); None at EOF."""
         pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
         if not pending:
-            readable, _, _ = select.select([self.sock], [], [], timeout)
+            try:
+                readable, _, _ = select.select([self.sock], [], [], timeout)
+            except (OSError, ValueError):  # closed under us
+                return None
             if not readable:
                 return b""
         chunks: list[bytes] = []
@@ -837,13 +840,15 @@ class UA:
         return "trace:\n" + "\n".join(lines) if lines else "trace: (nothing)"
 
     def close(self) -> None:
+        # Stop the reader first (it polls every 0.1 s), then close the socket
+        # under it: closing first would hand select() a dead descriptor.
         self._stop.set()
+        if self._reader is not threading.current_thread():
+            self._reader.join(2.0)
         if self._udp is not None:
             self._udp.close()
         if self._stream is not None:
             self._stream.close()
-        if self._reader is not threading.current_thread():
-            self._reader.join(2.0)
 
     def __enter__(self) -> UA:
         return self
