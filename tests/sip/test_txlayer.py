@@ -339,6 +339,17 @@ def _reply(layer: TransactionLayer, request: Request, status: int, now: float) -
     layer.receive(serialise(response_for(request, status, to_tag="callee")), UDP, now)
 
 
+def test_2xx_of_a_fork_after_a_failure_is_handed_to_the_tu() -> None:
+    layer = make_layer()
+    _, invite = _invite_client(layer)
+    _reply(layer, invite, 486, 0.1)
+    layer.events()
+    layer.outgoing()
+    layer.receive(serialise(response_for(invite, 200, to_tag="fork2")), UDP, 0.2)
+    [event] = layer.events()
+    assert isinstance(event, StrayResponseReceived) and event.response.to.tag == "fork2"
+
+
 def test_cancel_before_provisional_is_deferred_until_one_arrives() -> None:
     layer = make_layer()
     tx, invite = _invite_client(layer)
@@ -429,6 +440,19 @@ def test_lazily_parsed_garbage_is_malformed_not_an_exception() -> None:
     layer.receive(response.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/2.0/UDP [::1"), UDP, 0.0)
     events = layer.events()
     assert [type(e) for e in events] == [MalformedReceived] * 3
+
+
+@pytest.mark.parametrize("method", ["CANCEL", "INVITE", "REGISTER"])
+def test_bad_to_fails_before_any_transaction_exists(method: str) -> None:
+    layer = make_layer()
+    if method == "CANCEL":
+        new_request(layer, sip_request_bytes("INVITE"))
+        layer.outgoing()
+    before = layer.server_transactions
+    layer.receive(sip_request_bytes(method, to='"open <sip:bob@example.com>'), UDP, 0.1)
+    [event] = layer.events()
+    assert isinstance(event, MalformedReceived)
+    assert layer.server_transactions == before and layer.outgoing() == []
 
 
 def test_random_corruption_never_raises() -> None:

@@ -54,7 +54,9 @@ class ResponseReceived:
 
 @dataclass(frozen=True, slots=True)
 class StrayResponseReceived:
-    """A 2xx to an INVITE whose transaction is gone: the dialog must re-ACK it."""
+    """A 2xx to an INVITE whose transaction is gone (or which already took a
+    non-2xx final from another fork): the dialog must ACK it (and BYE it if it
+    is unwanted)."""
 
     response: Response
     flow: Flow
@@ -62,8 +64,10 @@ class StrayResponseReceived:
 
 @dataclass(frozen=True, slots=True)
 class TransactionTimedOut:
-    """Client: no final response (Timer B/F) — treat as 408.
-    Server INVITE: no ACK for a final response (Timer H)."""
+    """Client: no final response (Timer B/F, or 64*T1 after our CANCEL) — treat
+    as 408. Server INVITE: no ACK for a non-2xx final (Timer H), or none for a
+    2xx the core retransmitted until Timer L (RFC 3261 §13.3.1.4: end the
+    session)."""
 
     tx_id: str
     client: bool

@@ -222,14 +222,20 @@ class TransactionLayer:
                 self._actions[entry[0]](tx, request, flow, now)
             return
 
+        # To is parsed now, not when the core builds a response later: a bad one
+        # must fail here, before any state changed. The TU reads it anyway
+        # (the registrar's AOR, the callee), and it is cached.
         merge_key = None
-        headers = request.headers
-        to = headers.get("to") or ""
-        if method != "CANCEL" and ("tag" not in to.lower() or request.to.tag is None):
-            merge_key = f"{headers.get('from')}\n{request.call_id}\n{headers.get('cseq')}"
+        if request.to.tag is None and method != "CANCEL":
+            # §8.2.2.2 compares the From tag; the whole From value stands in
+            # for it (proxies never rewrite From) and costs no parsing.
+            merge_key = (
+                f"{request.headers.get('from')}\n{request.call_id}\n{request.cseq.seq}{method}"
+            )
 
         resp_flow = self._response_flow(via, flow)
-        self._stamp_via(request, via, flow)
+        if "rport" in via.params or via.host != flow.remote[0]:  # else nothing to stamp
+            self._stamp_via(request, via, flow)
         if method == "CANCEL":
             self._on_cancel(request, key, key[: -len("CANCEL")] + "INVITE", resp_flow, flow, now)
             return
@@ -376,6 +382,9 @@ class TransactionLayer:
         entry = tx.table.get((tx.state, response_input(response.status)))
         if entry is None:
             self.stats.retransmissions_absorbed += 1
+            if tx.invite and tx.state is State.COMPLETED and 200 <= response.status < 300:
+                # a fork's 2xx after another's failure: only the TU can ACK + BYE it
+                self._events.append(StrayResponseReceived(response, flow))
             return
         tx.state = entry[1]
         self._actions[entry[0]](tx, response, flow, now)
