@@ -27,6 +27,9 @@ from regswitch.transport.stream import server_ssl_context
 log = logging.getLogger("regswitch.server")
 
 
+API_SEND_BUFFER = 256 * 1024
+
+
 def install_uvloop() -> bool:
     try:
         import uvloop
@@ -74,6 +77,10 @@ def _api_socket(settings: Settings) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this. A fixed send buffer turns off the
+    # kernel's autotuning, which on loopback grows to megabytes: a stalled
+    # event-stream client then blocks its writer (and gets dropped) early.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, API_SEND_BUFFER)
     sock.bind((host, api_port(settings.api)))
     sock.listen(512)
     sock.setblocking(False)

@@ -185,7 +185,7 @@ class Switch:
             keepalive_replies=self.keepalive.replies,
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage=dict(self.storage.stats),
-            transport={k: v for k, v in vars(self.transports.stats).items() if isinstance(v, int)},
+            transport=self.transports.stats.snapshot(),
             loop_lag_seconds=self.loop_lag,
         )
 

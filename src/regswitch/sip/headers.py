@@ -1,5 +1,12 @@
 """Typed views of the headers the switch reads: Via, name-addr (From/To/Contact),
-CSeq and the digest credentials. Everything else stays a raw string."""
+CSeq and the digest credentials. Everything else stays a raw string.
+
+Each parser has a fast path for what phones actually send (str methods, no
+regex scan over the whole value) and an exact path for the rest; both apply
+the RFC 3261 §25 grammar, and anything neither accepts raises ParseError.
+Whitespace is only ever SP and HTAB: header text is latin-1, where str.strip()
+and str.split() would also eat bytes 0x85 and 0xA0 of UTF-8 characters.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +22,59 @@ LIST_HEADERS = frozenset(
         "via", "contact", "route", "record-route", "allow", "supported", "require",
         "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
         "allow-events", "content-encoding", "in-reply-to", "path", "service-route",
+        "accept-contact", "reject-contact", "security-client", "security-server",
+        "security-verify", "p-associated-uri",
     }
 )
+
+WS = " \t"
+_TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
+_token = re.compile(rf"[{_TOKEN_CHARS}]+\Z").match
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_quoted = re.compile(rf"{_QUOTED}\Z", re.S).match
+# display-name = *(token LWS) / quoted-string; bytes >= 0x80 are tolerated in
+# unquoted names (UTF-8 names that phones forget to quote)
+_display_tokens = re.compile(rf"[{_TOKEN_CHARS}\x80-\xff]+(?:[ \t]+[{_TOKEN_CHARS}\x80-\xff]+)*\Z").match
+# gen-value = token / host / quoted-string (host brings '[', ']' and ':')
+_gen_value = re.compile(rf"[{_TOKEN_CHARS}\[\]:]+\Z").match
+# an unquoted auth-param value should be a token; '/', ':', '=' and the like
+# are tolerated (unquoted base64 opaque values are seen), separators are not
+_bad_auth_token = re.compile(r'[\s",;\\]').search
+
+
+def is_token(text: str) -> bool:
+    return (text.isalnum() and text.isascii()) or _token(text) is not None
 
 
 def split_list(value: str) -> list[str]:
     """Split a header value on commas that are not inside quotes or <...>."""
     if "," not in value:
-        value = value.strip()
+        value = value.strip(WS)
         return [value] if value else []
+    parts = value.split(",")
     if '"' not in value and "<" not in value:
-        return [part.strip() for part in value.split(",") if part.strip()]
+        return [p for p in (part.strip(WS) for part in parts) if p]
+    if "\\" not in value:
+        # Re-join the pieces a comma inside quotes or <...> cut apart; a piece
+        # is whole when its quotes pair up and it closes every '<' it opens.
+        out: list[str] = []
+        buf = ""
+        joined = False
+        for part in parts:
+            buf = buf + "," + part if joined else part
+            if buf.count('"') % 2 == 0 and buf.count("<") == buf.count(">"):
+                item = buf.strip(WS)
+                if item:
+                    out.append(item)
+                joined = False
+            else:
+                joined = True
+        if not joined:
+            return out
+    return _split_list_exact(value)
+
+
+def _split_list_exact(value: str) -> list[str]:
     parts: list[str] = []
     start = 0
     in_quotes = False
@@ -46,61 +95,105 @@ def split_list(value: str) -> list[str]:
         elif c == ">":
             in_angle = False
         elif c == "," and not in_angle:
-            part = value[start:i].strip()
+            part = value[start:i].strip(WS)
             if part:
                 parts.append(part)
             start = i + 1
         i += 1
     if in_quotes:
         raise ParseError("unterminated quoted string")
-    part = value[start:].strip()
+    if in_angle:
+        raise ParseError("unterminated <")
+    part = value[start:].strip(WS)
     if part:
         parts.append(part)
     return parts
 
 
+def _split_params(text: str) -> list[str]:
+    """`a=1;b="x;y"` -> ['a=1', 'b="x;y"']: split on ';' outside quoted strings."""
+    parts = text.split(";")
+    if '"' not in text:
+        return parts
+    if "\\" in text:
+        return _split_params_exact(text)
+    out: list[str] = []
+    buf = ""
+    joined = False
+    for part in parts:
+        buf = buf + ";" + part if joined else part
+        if buf.count('"') % 2 == 0:
+            out.append(buf)
+            joined = False
+        else:
+            joined = True
+    if joined:
+        raise ParseError("unterminated quoted string")
+    return out
+
+
+def _split_params_exact(text: str) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    start = 0
+    n = len(text)
+    while pos < n:
+        c = text[pos]
+        if c == '"':
+            m = _quoted_prefix(text, pos)
+            if m is None:
+                raise ParseError("unterminated quoted string")
+            pos = m
+            continue
+        if c == ";":
+            out.append(text[start:pos])
+            start = pos + 1
+        pos += 1
+    out.append(text[start:])
+    return out
+
+
+_QUOTED_PREFIX = re.compile(_QUOTED, re.S)
+
+
+def _quoted_prefix(text: str, pos: int) -> int | None:
+    """End offset of the quoted-string starting at text[pos], or None."""
+    m = _QUOTED_PREFIX.match(text, pos)
+    return None if m is None else m.end()
+
+
 def parse_params(text: str) -> dict[str, str | None]:
-    """`;a=b;c;d="x;y"` -> {"a": "b", "c": None, "d": '"x;y"'}; names lower-cased."""
+    """`a=b;c;d="x;y"` (the text after the first ';') ->
+    {"a": "b", "c": None, "d": '"x;y"'}. Names are lower-cased; quoted values
+    keep their quotes (`unquote` them); LWS around ';' and '=' is allowed."""
     params: dict[str, str | None] = {}
     if not text:
         return params
-    if '"' not in text:
-        for item in text.split(";"):
-            item = item.strip()
-            if item:
-                name, eq, value = item.partition("=")
-                params[name.strip().lower()] = value.strip() if eq else None
-        return params
-    for item in _split_outside_quotes(text, ";"):
-        item = item.strip()
-        if item:
-            name, eq, value = item.partition("=")
-            params[name.strip().lower()] = value.strip() if eq else None
+    for item in _split_params(text):
+        eq = item.find("=")
+        if eq < 0:
+            name = item.strip(WS)
+            value = None
+        else:
+            name = item[:eq].strip(WS)
+            value = item[eq + 1 :].strip(WS)
+            if not (value.isalnum() and value.isascii()):
+                if value[:1] == '"':
+                    if _quoted(value) is None:
+                        raise ParseError(f"bad quoted parameter value {value[:40]!r}")
+                elif _gen_value(value) is None:
+                    raise ParseError(f"bad parameter value {value[:40]!r}")
+        if not (name.isalnum() and name.isascii()) and _token(name) is None:
+            raise ParseError(f"bad parameter {item[:40]!r}")
+        params[name.lower()] = value
     return params
 
 
-def _split_outside_quotes(text: str, sep: str) -> list[str]:
-    out: list[str] = []
-    start = 0
-    in_quotes = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if in_quotes:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_quotes = False
-        elif c == '"':
-            in_quotes = True
-        elif c == sep:
-            out.append(text[start:i])
-            start = i + 1
-        i += 1
-    if in_quotes:
-        raise ParseError("unterminated quoted string")
-    out.append(text[start:])
-    return out
+def _params_after_semi(text: str) -> dict[str, str | None]:
+    """parse_params for the text after a ';' that was there: empty is an error."""
+    if not text.strip(WS):
+        raise ParseError("empty parameter")
+    return parse_params(text)
 
 
 def unquote(value: str) -> str:
@@ -120,9 +213,16 @@ def unquote(value: str) -> str:
     return value
 
 
+def quote(text: str) -> str:
+    """`text` as a quoted-string (escaping '\\' and '"')."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def format_params(params: dict[str, str | None]) -> str:
     return "".join(";" + k if v is None else f";{k}={v}" for k, v in params.items())
 
+
+# --- Via -----------------------------------------------------------------
 
 @dataclass(slots=True)
 class Via:
@@ -144,31 +244,41 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
 
 
-_VIA = re.compile(r"SIP/2\.0/([A-Za-z]+)[ \t]+(\[[0-9A-Fa-f:.]+\]|[^\s;:\[\]]+)(?::(\d{1,5}))?[ \t]*(?:;(.*))?\Z", re.S)
+# sent-protocol with LWS around the slashes, sent-by with LWS around ':'
+_VIA = re.compile(
+    rf"[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)[ \t]*/[ \t]*([{_TOKEN_CHARS}]+)"
+    r"[ \t]+(\[[^\]]*\]|[^\s;:]+)(?:[ \t]*:[ \t]*([^\s;]*))?[ \t]*(?:;(.*))?\Z",
+    re.S,
+)
 
 
 def parse_via(value: str) -> Via:
-    """One Via value (already split from its list); LWS around '/' and ':' allowed."""
-    m = _VIA.match(value)
-    if m is not None:
-        transport, host, port_text, param_text = m.groups()
-        port = int(port_text) if port_text else None
-        if port is not None and not 0 < port < 65536:
-            raise ParseError(f"bad port in Via {value[:80]!r}")
-        return Via(transport.upper(), host, port, parse_params(param_text) if param_text else {})
-    head, _, param_text = value.partition(";")
-    parts = head.split("/", 2)
-    if len(parts) != 3:
-        raise ParseError(f"bad Via {value[:80]!r}")
-    tail = parts[2].split(None, 1)
-    if len(tail) != 2:
-        raise ParseError(f"bad Via {value[:80]!r}")
-    name, version = parts[0].strip(), parts[1].strip()
-    if not name or not version:
-        raise ParseError(f"bad Via {value[:80]!r}")
-    host, port = split_host_port("".join(tail[1].split()), value)
-    return Via(tail[0].upper(), host, port, parse_params(param_text), f"{name.upper()}/{version}")
+    """One Via value (already split from its list)."""
+    if value[:8] == "SIP/2.0/":
+        sp = value.find(" ", 8)
+        transport = value[8:sp]
+        if sp > 8 and transport.isalpha() and transport.isascii():
+            semi = value.find(";", sp)
+            hostport = value[sp + 1 :] if semi < 0 else value[sp + 1 : semi]
+            if hostport and " " not in hostport and "\t" not in hostport:
+                host, port = split_host_port(hostport, value)
+                params = _params_after_semi(value[semi + 1 :]) if semi >= 0 else {}
+                return Via(transport.upper(), host, port, params)
+    return _parse_via_exact(value)
 
+
+def _parse_via_exact(value: str) -> Via:
+    m = _VIA.match(value)
+    if m is None:
+        raise ParseError(f"bad Via {value[:80]!r}")
+    name, version, transport, host, port_text, param_text = m.groups()
+    hostport = host if port_text is None else f"{host}:{port_text}"
+    host, port = split_host_port(hostport, value)
+    params = _params_after_semi(param_text) if param_text is not None else {}
+    return Via(transport.upper(), host, port, params, f"{name.upper()}/{version}")
+
+
+# --- name-addr / addr-spec -------------------------------------------------
 
 @dataclass(slots=True)
 class NameAddr:
@@ -189,35 +299,73 @@ class NameAddr:
     def tag(self) -> str | None:
         return self.params.get("tag")
 
+    @property
+    def display_name(self) -> str | None:
+        """The display name without quotes and escapes."""
+        return None if self.display is None else unquote(self.display)
+
     def __str__(self) -> str:
         display = f"{self.display} " if self.display else ""
         return f"{display}<{self.uri_text}>{format_params(self.params)}"
 
 
-_NAME_ADDR = re.compile(r'[ \t]*((?:"(?:[^"\\]|\\.)*"|[^<"])*?)[ \t]*<([^<>]*)>[ \t]*(.*)\Z', re.S)
+_NAME_ADDR = re.compile(rf'[ \t]*((?:{_QUOTED}|[^<"])*?)[ \t]*<([^<>]*)>[ \t]*(.*)\Z', re.S)
+
+
+def _name_addr_parts(value: str) -> tuple[str | None, str, str]:
+    """(display or None, uri text, text after '>') of a value holding '<'."""
+    lt = value.find("<")
+    q = value.find('"')
+    if q < 0 or q > lt:
+        display = value[:lt].strip(WS)
+        if display and not display.isalnum() and _display_tokens(display) is None:
+            raise ParseError(f"bad display name {display[:40]!r}")
+    else:
+        # a quoted display name: the '<' that counts is the first after it
+        close = value.find('"', q + 1)
+        if "\\" in value[q:close] or close < 0:
+            return _name_addr_exact(value)
+        lt = value.find("<", close)
+        if lt < 0 or value[:q].strip(WS) or value[close + 1 : lt].strip(WS):
+            raise ParseError(f"bad name-addr {value[:80]!r}")
+        display = value[q : close + 1]
+    gt = value.find(">", lt)
+    if gt < 0:
+        raise ParseError(f"unterminated <...> in {value[:80]!r}")
+    return display or None, value[lt + 1 : gt], value[gt + 1 :]
+
+
+def _name_addr_exact(value: str) -> tuple[str | None, str, str]:
+    m = _NAME_ADDR.match(value)
+    if m is None:
+        raise ParseError(f"bad name-addr {value[:80]!r}")
+    display, uri_text, tail = m.groups()
+    if display and _quoted(display) is None:
+        raise ParseError(f"bad display name {display[:40]!r}")
+    return display or None, uri_text, tail
 
 
 def parse_name_addr(value: str) -> NameAddr:
-    m = _NAME_ADDR.match(value)
-    if m is not None:
-        display, uri_text, param_text = m.groups()
-        uri_text = uri_text.strip()
-        if not uri_text:
-            raise ParseError("empty URI in name-addr")
-        if param_text and param_text[0] != ";":
+    if "<" in value:
+        display, uri_text, tail = _name_addr_parts(value)
+        if not uri_text or uri_text.strip(WS) != uri_text or "<" in uri_text:
+            raise ParseError(f"bad URI in name-addr {value[:80]!r}")
+        tail = tail.lstrip(WS)
+        if not tail:
+            return NameAddr(uri_text, display)
+        if tail[0] != ";":
             raise ParseError(f"junk after name-addr {value[:80]!r}")
-        return NameAddr(uri_text, display or None, parse_params(param_text[1:]) if param_text else {})
-    value = value.strip()
-    if not value:
-        raise ParseError("empty name-addr")
-    if "<" in value or ">" in value or value.startswith('"'):
-        raise ParseError(f"bad name-addr {value[:80]!r}")
-    # addr-spec: parameters after the first ';' belong to the header, not the URI
-    uri_text, _, param_text = value.partition(";")
-    uri_text = uri_text.strip()
-    if " " in uri_text or "," in uri_text or not uri_text:
+        return NameAddr(uri_text, display, _params_after_semi(tail[1:]))
+    # addr-spec: no display name, and a URI holding ';', '?' or ',' would have
+    # needed <> (RFC 3261 §20.10), so the first ';' starts the header params
+    semi = value.find(";")
+    uri_text = (value if semi < 0 else value[:semi]).strip(WS)
+    if not uri_text or '"' in value or ">" in value:
         raise ParseError(f"bad addr-spec {value[:80]!r}")
-    return NameAddr(uri_text, None, parse_params(param_text))
+    for c in " \t,?":
+        if c in uri_text:
+            raise ParseError(f"bad addr-spec {value[:80]!r}")
+    return NameAddr(uri_text, None, _params_after_semi(value[semi + 1 :]) if semi >= 0 else {})
 
 
 @dataclass(slots=True)
@@ -225,12 +373,7 @@ class Contact(NameAddr):
     @property
     def expires(self) -> int | None:
         value = self.params.get("expires")
-        if value is None:
-            return None
-        try:
-            return int(value)
-        except ValueError:
-            raise ParseError(f"bad Contact expires {value[:20]!r}") from None
+        return None if value is None else parse_int(value, "Contact expires")
 
     @property
     def instance(self) -> str | None:
@@ -244,16 +387,23 @@ class Contact(NameAddr):
     @property
     def q(self) -> float | None:
         value = self.params.get("q")
+        if value is None:
+            return None
         try:
-            return None if value is None else float(value)
+            q = float(value)
         except ValueError:
             raise ParseError(f"bad Contact q {value[:20]!r}") from None
+        if not 0.0 <= q <= 1.0:
+            raise ParseError(f"bad Contact q {value[:20]!r}")
+        return q
 
 
 def parse_contact(value: str) -> Contact:
     na = parse_name_addr(value)
     return Contact(na.uri_text, na.display, na.params)
 
+
+# --- CSeq ----------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class CSeq:
@@ -264,18 +414,28 @@ class CSeq:
         return f"{self.seq} {self.method}"
 
 
+_CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+([{_TOKEN_CHARS}]+)[ \t]*\Z")
+
+
 def parse_cseq(value: str) -> CSeq:
-    parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
-        raise ParseError(f"bad CSeq {value[:40]!r}")
-    seq = int(parts[0])
+    sp = value.find(" ")
+    number, method = value[:sp], value[sp + 1 :]
+    if sp <= 0 or not (
+        number.isdigit() and number.isascii() and len(number) <= 10 and is_token(method)
+    ):
+        m = _CSEQ.match(value)
+        if m is None:
+            raise ParseError(f"bad CSeq {value[:40]!r}")
+        number, method = m.groups()
+    seq = int(number)
     if seq >= 2**31:
         raise ParseError("CSeq number too large")
-    return CSeq(seq, parts[1])
+    return CSeq(seq, method)
 
 
-_AUTH_PARAM = re.compile(r'\s*([!-~]+?)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*(?:,|\Z)')
-_ESCAPE = re.compile(r"\\(.)")
+# --- credentials / challenges ---------------------------------------------
+
+_AUTH_PARAM = re.compile(rf'[ \t,]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:({_QUOTED})|([^\s,";\\]+))[ \t]*(?:,|\Z)', re.S)
 
 
 def parse_auth(value: str) -> tuple[str, dict[str, str]]:
@@ -283,30 +443,54 @@ def parse_auth(value: str) -> tuple[str, dict[str, str]]:
 
     Parameter names are lower-cased; quoted values unquoted.
     """
-    scheme, sep, rest = value.strip().partition(" ")
-    if not sep or not scheme:
-        raise ParseError("bad credentials")
-    params = _auth_params_simple(rest)
+    value = value.strip(WS)
+    sp = value.find(" ")
+    tab = value.find("\t")
+    if tab >= 0 and (sp < 0 or tab < sp):
+        sp = tab
+    scheme = value[:sp] if sp > 0 else value
+    if not is_token(scheme):
+        raise ParseError(f"bad credentials scheme {scheme[:20]!r}")
+    rest = value[sp + 1 :].strip(WS) if sp > 0 else ""
+    params = _auth_params_fast(rest) if "\\" not in rest else None
     if params is None:
-        params = _auth_params_exact(rest.strip())
+        params = _auth_params_exact(rest)
     return scheme.lower(), params
 
 
-def _auth_params_simple(rest: str) -> dict[str, str] | None:
-    """The common case: no commas, quotes or escapes inside values. None if unsure."""
-    if "\\" in rest:
-        return None
+def _auth_params_fast(rest: str) -> dict[str, str] | None:
+    """The common case: values without escapes. None means "take the exact path"."""
     params: dict[str, str] = {}
-    for item in rest.split(","):
-        name, eq, value = item.partition("=")
-        value = value.strip()
+    if not rest:
+        return params
+    buf = ""
+    joined = False
+    for part in rest.split(","):
+        if joined:
+            part = buf + "," + part
+        if '"' in part and part.count('"') % 2:
+            buf = part
+            joined = True
+            continue
+        joined = False
+        eq = part.find("=")
+        if eq < 0:
+            if part.strip(WS):
+                return None
+            continue  # an empty list element
+        name = part[:eq].strip(WS)
+        value = part[eq + 1 :].strip(WS)
         if value[:1] == '"':
-            if len(value) < 2 or value[-1] != '"' or value.count('"') != 2:
+            if value[-1] != '"' or len(value) < 2 or value.count('"') != 2:
                 return None
             value = value[1:-1]
-        elif not eq or '"' in value:
+        elif not value or (not value.isalnum() and _bad_auth_token(value)):
             return None
-        params[name.strip().lower()] = value
+        if not (name.isalnum() and name.isascii()) and _token(name) is None:
+            return None
+        params[name.lower()] = value
+    if joined:
+        return None
     return params
 
 
@@ -315,20 +499,22 @@ def _auth_params_exact(rest: str) -> dict[str, str]:
     pos = 0
     end = len(rest)
     while pos < end:
+        if not rest[pos:].strip(" \t,"):
+            break  # trailing empty list elements
         m = _AUTH_PARAM.match(rest, pos)
         if m is None:
             raise ParseError(f"bad credentials parameter near {rest[pos:pos + 40]!r}")
         quoted = m.group(2)
-        if quoted is None:
-            params[m.group(1).lower()] = m.group(3)
-        else:
-            params[m.group(1).lower()] = _ESCAPE.sub(r"\1", quoted) if "\\" in quoted else quoted
+        params[m.group(1).lower()] = m.group(3) if quoted is None else unquote(quoted)
         pos = m.end()
     return params
 
 
+# --- numbers ---------------------------------------------------------------
+
 def parse_int(value: str, what: str, maximum: int = 2**32 - 1) -> int:
-    value = value.strip()
-    if not value.isdigit() or len(value) > 10 or int(value) > maximum:
+    """A header number (delta-seconds, Max-Forwards...): ASCII digits, <= maximum."""
+    value = value.strip(WS)
+    if not (value.isdigit() and value.isascii()) or len(value) > 10 or int(value) > maximum:
         raise ParseError(f"bad {what} {value[:20]!r}")
     return int(value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from regswitch.sip.errors import ParseError
+from regswitch.sip.errors import LocalProtocolError, ParseError
 from regswitch.sip.headers import (
     LIST_HEADERS,
     Contact,
@@ -52,12 +52,33 @@ CANONICAL_NAMES = {
 }
 
 
+# Header names as phones spell them -> lookup key: skips lower-casing and the
+# compact-form lookup for the common case (parse.py relies on it too).
+KNOWN_NAMES: dict[str, str] = {
+    spelled: key
+    for key, canonical in CANONICAL_NAMES.items()
+    for spelled in (canonical, key, canonical.upper(), canonical.title())
+}
+KNOWN_NAMES.update(COMPACT_FORMS)
+KNOWN_NAMES.update({c.upper(): key for c, key in COMPACT_FORMS.items()})
+KNOWN_NAMES.update({"Call-Id": "call-id", "Cseq": "cseq", "CSEQ": "cseq", "Www-Authenticate": "www-authenticate"})
+
+
 def header_key(name: str) -> str:
     """Lookup key of a header name: lower-case, compact form expanded."""
+    key = KNOWN_NAMES.get(name)
+    if key is not None:
+        return key
     key = name.lower()
     if len(key) == 1:
         return COMPACT_FORMS.get(key, key)
     return key
+
+
+def _check_value(value: str) -> None:
+    # A CR or LF in a value would let it forge header lines on the wire.
+    if "\r" in value or "\n" in value:
+        raise LocalProtocolError(f"line break in header value {value[:40]!r}")
 
 
 class Headers:
@@ -79,6 +100,7 @@ class Headers:
             self._names.setdefault(key, name)
 
     def add(self, name: str, value: str) -> None:
+        _check_value(value)
         key = header_key(name)
         values = self._index.get(key)
         if values is None:
@@ -89,6 +111,7 @@ class Headers:
 
     def insert_first(self, name: str, value: str) -> None:
         """Put `value` before the other values of `name`; a new name goes first."""
+        _check_value(value)
         key = header_key(name)
         values = self._index.get(key)
         if values is not None:
@@ -98,6 +121,7 @@ class Headers:
         self._remember(key, name)
 
     def set(self, name: str, value: str) -> None:
+        _check_value(value)
         key = header_key(name)
         if key not in self._index:
             self._remember(key, name)
@@ -192,8 +216,12 @@ class Message:
     def top_via(self) -> Via:
         if self._top_via is None:
             line = self._required("via")
-            first = line if "," not in line else split_list(line)[0]
-            self._top_via = parse_via(first)
+            if "," in line:
+                values = split_list(line)
+                if not values:
+                    raise ParseError("empty Via header")
+                line = values[0]
+            self._top_via = parse_via(line)
         return self._top_via
 
     @property
@@ -264,8 +292,13 @@ class Request(Message):
 
     @property
     def ruri(self) -> URI:
+        """The parsed Request-URI; ParseError if malformed (416: unknown scheme)."""
         if self._ruri is None:
-            self._ruri = parse_uri(self.uri)
+            ruri = parse_uri(self.uri)
+            if ruri.headers is not None:
+                # RFC 3261 §19.1.1: headers are not allowed in a Request-URI
+                raise ParseError("Request-URI with headers")
+            self._ruri = ruri
         return self._ruri
 
     def __repr__(self) -> str:

@@ -1,7 +1,13 @@
 """bytes -> Request | Response in one pass over the header block (RFC 3261 §7, §25).
 
-Only what transaction matching needs is checked eagerly (start line, the
-mandatory headers, the top Via, CSeq); everything else is parsed when read.
+Checked eagerly: the start line, the mandatory headers and the typed views
+every layer reads (CSeq, top Via, From, To). Everything else (Contact, other
+Vias, Expires, URIs, Authorization...) is parsed when read, and a typed
+accessor of a malformed header raises ParseError then.
+
+The fast path handles a CRLF message without folded lines; folding, bare-LF
+line ends and a blank line hiding before the first CRLF CRLF send it down the
+exact path, which gives the same result for anything the fast path accepts.
 """
 
 from __future__ import annotations
@@ -9,131 +15,180 @@ from __future__ import annotations
 import re
 
 from regswitch.sip.errors import ParseError
-from regswitch.sip.message import COMPACT_FORMS, CANONICAL_NAMES, Headers, Request, Response
+from regswitch.sip.headers import is_token
+from regswitch.sip.message import (
+    CANONICAL_NAMES,
+    COMPACT_FORMS,
+    KNOWN_NAMES,
+    Headers,
+    Request,
+    Response,
+)
 
 UDP_MAX_MESSAGE = 65535
-_TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-# Header names as phones spell them -> (lookup key, canonical name): skips
-# validation and lower-casing for the common case.
-_KNOWN_NAMES = {
-    spelled: key
-    for key, canonical in CANONICAL_NAMES.items()
-    for spelled in (canonical, key, canonical.upper(), canonical.title())
-}
-_KNOWN_NAMES.update(COMPACT_FORMS)
-_KNOWN_NAMES.update({c.upper(): key for c, key in COMPACT_FORMS.items()})
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_CRLF_START = (b"\r", b"\n")
 _REQUIRED = ("via", "from", "to", "call-id", "cseq")
 
 
-_token = _TOKEN.match
+class _Refold(Exception):
+    """A continuation line: unfold and index again."""
+
+
+class _Reframe(Exception):
+    """An empty line inside what the fast path took for the header block."""
 
 
 def split_head(data: bytes) -> tuple[bytes, int]:
-    """The header block and the offset of the body (RFC 3261 wants CRLF CRLF;
-    a bare LF LF is tolerated, and a datagram without a blank line has no body)."""
-    end = data.find(b"\r\n\r\n")
-    if end >= 0:
-        return data[:end], end + 4
-    end = data.find(b"\n\n")
-    if end >= 0:
-        return data[:end], end + 2
-    return data.rstrip(b"\r\n"), len(data)
+    """The header block and the offset of the body: the head ends at the first
+    empty line (CRLF CRLF; bare LF tolerated). A datagram without an empty
+    line is all head and has no body."""
+    m = _BLANK_LINE.search(data)
+    if m is None:
+        return data.rstrip(b"\r\n"), len(data)
+    return data[: m.start()], m.end()
 
 
-def parse_message(data: bytes, *, max_size: int = UDP_MAX_MESSAGE, stream: bool = False) -> Request | Response:
+def parse_message(
+    data: bytes, *, max_size: int = UDP_MAX_MESSAGE, stream: bool = False
+) -> Request | Response:
     """Parse one whole message. Raises ParseError and nothing else.
 
-    `stream`: the framer already cut the message by Content-Length, so a
-    missing Content-Length just means an empty body.
+    A body longer than Content-Length is cut to it (the rest of a datagram is
+    ignored); a shorter one is an error. Without Content-Length a datagram's
+    body runs to its end; `stream` (the framer already cut the message by
+    Content-Length) makes a missing Content-Length an empty body.
     """
     if len(data) > max_size:
         raise ParseError("message too large", 513)
-    if data[:1] in (b"\r", b"\n"):
+    if data[:1] in _CRLF_START:
         data = data.lstrip(b"\r\n")  # RFC 3261 §7.5: ignore CRLFs before the start line
-    head_bytes, body_at = split_head(data)
-    head = head_bytes.decode("latin-1")
-    lines = head.split("\r\n") if "\r\n" in head else head.split("\n")
-    folded = "\n " in head or "\n\t" in head
-    start = lines[0]
-    if not start:
-        raise ParseError("empty start line")
-
-    message: Request | Response
-    if start.startswith("SIP/"):
-        version, _, rest = start.partition(" ")
-        code, _, reason = rest.partition(" ")
-        if version.upper() != "SIP/2.0":
-            raise ParseError(f"unsupported version {version[:20]!r}", 505)
-        if len(code) != 3 or not code.isdigit() or not 100 <= int(code) <= 699:
-            raise ParseError(f"bad status code {code[:10]!r}")
-        message = Response(int(code), reason.strip(), Headers(), b"", "SIP/2.0")
+    end = data.find(b"\r\n\r\n")
+    if end >= 0:
+        head, body_at = data[:end], end + 4
     else:
-        parts = start.split(" ")
-        if len(parts) != 3:
-            raise ParseError("bad request line")
-        method, uri, version = parts
-        if not _token(method):
-            raise ParseError(f"bad method {method[:20]!r}")
-        if version.upper() != "SIP/2.0":
-            if version.upper().startswith("SIP/"):
-                raise ParseError(f"unsupported version {version[:20]!r}", 505)
-            raise ParseError("bad request line")
-        if ":" not in uri or "<" in uri or ">" in uri:
-            raise ParseError(f"bad Request-URI {uri[:80]!r}")
-        message = Request(method, uri, Headers(), b"", "SIP/2.0")
-
-    index = message.headers._index
-    content_length: int | None = None
-    known_names = _KNOWN_NAMES
-    for line in lines[1:] if not folded else _unfold(lines):
-        name, colon, value = line.partition(":")
-        known = known_names.get(name)
-        if known is not None:
-            key = known
-        else:
-            key = _header_key(name, message.headers, line)
-        value = value.strip()
-        if key == "content-length":
-            if not value.isdigit() or len(value) > 9:
-                raise ParseError(f"bad Content-Length {value[:20]!r}")
-            if content_length is not None and content_length != int(value):
-                raise ParseError("conflicting Content-Length headers")
-            content_length = int(value)
-        elif key in index:
-            index[key].append(value)
-        else:
-            index[key] = [value]
-
-    for key in _REQUIRED:
-        if key not in index:
-            raise ParseError(f"missing {CANONICAL_NAMES[key]} header")
-    if len(index["call-id"]) > 1 or len(index["cseq"]) > 1 or len(index["from"]) > 1 or len(index["to"]) > 1:
-        raise ParseError("repeated single-valued header")
-    if not index["call-id"][0]:
-        raise ParseError("empty Call-ID")
-    cseq = message.cseq
-    if isinstance(message, Request):
-        if cseq.method != message.method:
-            raise ParseError("CSeq method does not match the request method")
-        _ = message.top_via
-
-    rest = len(data) - body_at
+        head, body_at = split_head(data)
+    try:
+        message, content_length = _parse_head(head.decode("latin-1"))
+    except _Reframe:
+        head, body_at = split_head(data)
+        message, content_length = _parse_head(head.decode("latin-1"))
     if content_length is None:
-        message.body = b"" if stream else data[body_at:]
-    elif content_length > rest:
-        raise ParseError("body shorter than Content-Length")
+        if not stream and body_at < len(data):
+            message.body = data[body_at:]
     elif content_length:
+        if content_length > len(data) - body_at:
+            raise ParseError("body shorter than Content-Length")
         message.body = data[body_at : body_at + content_length]
     return message
 
 
-def _header_key(name: str, headers: Headers, line: str) -> str:
+def _parse_head(head: str) -> tuple[Request | Response, int | None]:
+    lines = head.split("\n")
+    start = lines[0]
+    if start[-1:] == "\r":
+        start = start[:-1]
+    message = _start_line(start)
+    headers = message.headers
+    try:
+        _index_lines(lines, headers)
+    except _Refold:
+        headers._index.clear()
+        _index_lines(_unfold(lines), headers)
+    index = headers._index
+
+    content_length = None
+    lengths = index.pop("content-length", None)
+    if lengths is not None:
+        for value in lengths:
+            if not (value.isdigit() and value.isascii()) or len(value) > 9:
+                raise ParseError(f"bad Content-Length {value[:20]!r}")
+            if content_length is not None and content_length != int(value):
+                raise ParseError("conflicting Content-Length headers")
+            content_length = int(value)
+
+    for key in _REQUIRED:
+        if key not in index:
+            raise ParseError(f"missing {CANONICAL_NAMES[key]} header")
+    call_id = index["call-id"]
+    if len(call_id) != 1 or len(index["cseq"]) != 1 or len(index["from"]) != 1 or len(index["to"]) != 1:
+        raise ParseError("repeated single-valued header (Call-ID, CSeq, From or To)")
+    if not call_id[0]:
+        raise ParseError("empty Call-ID")
+    if isinstance(message, Request) and message.cseq.method != message.method:
+        raise ParseError("CSeq method does not match the request method")
+    # What transaction matching and dialogs read: a message that parses has
+    # these valid, so no layer above meets a ParseError for them.
+    _ = message.cseq, message.top_via, message.from_, message.to
+    return message, content_length
+
+
+def _start_line(start: str) -> Request | Response:
+    if "\r" in start:
+        raise ParseError("bare CR in start line")
+    if start[:4] == "SIP/":
+        parts = start.split(" ", 2)
+        version = parts[0]
+        if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+            raise ParseError(f"unsupported version {version[:20]!r}", 505)
+        code = parts[1] if len(parts) > 1 else ""
+        if len(code) != 3 or not (code.isdigit() and code.isascii()):
+            raise ParseError(f"bad status code {code[:10]!r}")
+        status = int(code)
+        if not 100 <= status <= 699:
+            raise ParseError(f"bad status code {code!r}")
+        return Response(status, parts[2] if len(parts) == 3 else "", Headers())
+    parts = start.split(" ")
+    if len(parts) != 3:
+        if not start:
+            raise ParseError("empty start line")
+        raise ParseError("bad request line")
+    method, uri, version = parts
+    if version != "SIP/2.0" and version.upper() != "SIP/2.0":
+        if version[:4].upper() == "SIP/":
+            raise ParseError(f"unsupported version {version[:20]!r}", 505)
+        raise ParseError("bad request line")
+    if not is_token(method):
+        raise ParseError(f"bad method {method[:20]!r}")
+    if ":" not in uri or "<" in uri or ">" in uri or "\t" in uri:
+        raise ParseError(f"bad Request-URI {uri[:80]!r}")
+    return Request(method, uri, Headers())
+
+
+def _index_lines(lines: list[str], headers: Headers) -> None:
+    """Header lines (lines[0] is the start line) -> headers._index.
+
+    Lines may end in the CR of CRLF; values are stripped of SP, HTAB and it.
+    """
+    index = headers._index
+    known = KNOWN_NAMES
+    it = iter(lines)
+    next(it)
+    for line in it:
+        name, colon, value = line.partition(":")
+        key = known.get(name)
+        if key is None:
+            key = _other_name(name, colon, line, headers)
+        value = value.strip(" \t\r")
+        if "\r" in value:
+            raise ParseError("bare CR in header value")
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+
+
+def _other_name(name: str, colon: str, line: str, headers: Headers) -> str:
     """Key of a header name outside the known table; validates the name."""
-    if not name or name == line:
+    first = line[:1]
+    if first == " " or first == "\t":
+        raise _Refold
+    if not line or line == "\r":
+        raise _Reframe
+    name = name.rstrip(" \t")
+    if not colon or not is_token(name):
         raise ParseError(f"bad header line {line[:60]!r}")
-    name = name.rstrip()
-    if not _token(name):
-        raise ParseError(f"bad header name {name[:40]!r}")
     key = name.lower()
     if len(key) == 1:
         key = COMPACT_FORMS.get(key, key)
@@ -142,15 +197,17 @@ def _header_key(name: str, headers: Headers, line: str) -> str:
 
 
 def _unfold(lines: list[str]) -> list[str]:
-    """Header lines after the start line with folded continuations joined."""
-    out: list[str] = []
+    """Lines with each continuation (leading SP/HTAB) joined to the line before
+    by one SP (RFC 3261 §7.3.1)."""
+    out = [lines[0]]
     for line in lines[1:]:
-        if not line:
-            continue
-        if line[0] in " \t":
-            if not out:
+        first = line[:1]
+        if first == " " or first == "\t":
+            if len(out) == 1:
                 raise ParseError("continuation line before the first header")
-            out[-1] = out[-1] + " " + line.strip()
+            rest = line.strip(" \t\r")
+            if rest:
+                out[-1] = out[-1].rstrip("\r").rstrip(" \t") + " " + rest
         else:
             out.append(line)
     return out

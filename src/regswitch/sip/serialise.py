@@ -30,21 +30,48 @@ def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status) or REASON_PHRASES.get(status // 100 * 100, "Unknown")
 
 
+# "Name: " for every canonical name: one concatenation per header line.
+_PREFIXES = {key: name + ": " for key, name in CANONICAL_NAMES.items()}
+
+
 def serialise(message: Request | Response) -> bytes:
+    """The message on the wire: canonical header names (unknown ones as they
+    were spelled), Content-Length computed from the body.
+
+    Header text is latin-1 carrying raw bytes (see message.py); a value holding
+    characters beyond latin-1 (real Unicode an application put there) goes
+    out as UTF-8.
+    """
     if isinstance(message, Request):
-        start = f"{message.method} {message.uri} {message.version}"
+        lines = [f"{message.method} {message.uri} {message.version}"]
     else:
-        start = f"{message.version} {message.status} {message.reason}"
-    body = message.body
-    lines = [start]
+        lines = [f"{message.version} {message.status} {message.reason}"]
+    prefixes = _PREFIXES
     names = message.headers._names
     for key, values in message.headers._index.items():
-        name = CANONICAL_NAMES.get(key) or names.get(key, key)
-        for value in values:
-            lines.append(f"{name}: {value}")
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = names.get(key, key) + ": "
+        if len(values) == 1:
+            lines.append(prefix + values[0])
+        else:
+            for value in values:
+                lines.append(prefix + value)
+    body = message.body
     lines.append(f"Content-Length: {len(body)}\r\n\r\n")
-    data = "\r\n".join(lines).encode("latin-1", "replace")
+    text = "\r\n".join(lines)
+    try:
+        data = text.encode("latin-1")
+    except UnicodeEncodeError:
+        data = b"\r\n".join(_encode_line(line) for line in lines)
     return data + body if body else data
+
+
+def _encode_line(line: str) -> bytes:
+    try:
+        return line.encode("latin-1")
+    except UnicodeEncodeError:
+        return line.encode("utf-8", "replace")
 
 
 def response_for(
@@ -93,8 +120,9 @@ def error_response_for_raw(data: bytes, error: ParseError, server: str | None = 
         name, colon, value = line.partition(":")
         key = name.strip().lower()
         key = compact.get(key, key)
-        if colon and key in _ECHO_FOR_ERRORS:
-            found.setdefault(key, []).append(value.strip())
+        value = value.strip(" \t\r")
+        if colon and key in _ECHO_FOR_ERRORS and "\r" not in value and "\n" not in value:
+            found.setdefault(key, []).append(value)
     if "via" not in found:
         return None
     status = error.status_hint if 400 <= error.status_hint < 700 else 400

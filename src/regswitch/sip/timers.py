@@ -118,14 +118,22 @@ class _Fifo(Generic[T]):
 
 
 class TimerQueue(Generic[T]):
-    """All timers of a transaction layer, with lazy cancellation."""
+    """All timers of a transaction layer, with lazy cancellation.
 
-    __slots__ = ("_fifos", "_out", "_retx")
+    The earliest live deadline is cached with the FIFO holding it, so the
+    endpoint can ask `next_deadline()` after every datagram for O(1): arming
+    can only lower it, and a cancelled or fired head is noticed because that
+    FIFO's head no longer matches.
+    """
+
+    __slots__ = ("_best", "_best_fifo", "_fifos", "_out", "_retx")
 
     def __init__(self) -> None:
         self._out: dict[float, _Fifo[T]] = {}
         self._retx: dict[float, _Fifo[T]] = {}
         self._fifos: list[_Fifo[T]] = []
+        self._best: float | None = None  # cached earliest deadline; None: unknown
+        self._best_fifo: _Fifo[T] | None = None
 
     def _fifo(self, table: dict[float, _Fifo[T]], delay: float, retx: bool) -> _Fifo[T]:
         fifo = table.get(delay)
@@ -141,6 +149,9 @@ class TimerQueue(Generic[T]):
         tx.t_out = deadline
         fifo.times.append(deadline)
         fifo.txs.append(tx)
+        if self._best is not None and deadline < self._best:
+            self._best = deadline
+            self._best_fifo = fifo
 
     def arm_retx(self, tx: T, now: float, delay: float) -> None:
         """(Re)start `tx`'s retransmit timer; any earlier one is cancelled."""
@@ -149,6 +160,9 @@ class TimerQueue(Generic[T]):
         tx.t_retx = deadline
         fifo.times.append(deadline)
         fifo.txs.append(tx)
+        if self._best is not None and deadline < self._best:
+            self._best = deadline
+            self._best_fifo = fifo
 
     def pop_due(self, now: float) -> tuple[list[T], list[T]]:
         """Every live timer due at `now`, disarmed: (retransmit, timeout) lists.
@@ -163,6 +177,7 @@ class TimerQueue(Generic[T]):
             times = fifo.times
             if not times or times[0] > now:
                 continue
+            self._best = None
             txs = fifo.txs
             if fifo.retx:
                 while times and times[0] <= now:
@@ -181,8 +196,21 @@ class TimerQueue(Generic[T]):
         return retx_due, out_due
 
     def next_deadline(self) -> float | None:
-        """The earliest live deadline (stale heads are dropped on the way)."""
+        """The earliest live deadline."""
+        best = self._best
+        fifo = self._best_fifo
+        if best is not None and fifo is not None:
+            times = fifo.times
+            if times and times[0] == best:
+                tx = fifo.txs[0]
+                if (tx.t_retx if fifo.retx else tx.t_out) == best:
+                    return best
+        return self._scan()
+
+    def _scan(self) -> float | None:
+        """Recompute the earliest live deadline, dropping stale heads."""
         best: float | None = None
+        best_fifo: _Fifo[T] | None = None
         for fifo in self._fifos:
             times = fifo.times
             txs = fifo.txs
@@ -193,9 +221,12 @@ class TimerQueue(Generic[T]):
                 if (tx.t_retx if retx else tx.t_out) == deadline:
                     if best is None or deadline < best:
                         best = deadline
+                        best_fifo = fifo
                     break
                 times.popleft()
                 txs.popleft()
+        self._best = best
+        self._best_fifo = best_fifo
         return best
 
     def __len__(self) -> int:

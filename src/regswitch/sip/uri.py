@@ -100,7 +100,9 @@ class URI:
 
 
 def _unescape(text: str | None) -> str | None:
-    return None if text is None or "%" not in text else unquote(text)
+    if text is None or "%" not in text:
+        return text
+    return unquote(text)
 
 
 def parse_uri(text: str) -> URI:
@@ -147,6 +149,8 @@ def _parse_sip(text: str, scheme: str, rest: str) -> URI:
     semi = rest.find(";")
     if semi >= 0:
         host, port = split_host_port(rest[:semi], text)
+        if semi == len(rest) - 1:
+            raise ParseError(f"empty URI parameter in {text[:80]!r}")
         params = parse_uri_params(rest[semi + 1 :], text)
     else:
         host, port = split_host_port(rest, text)

@@ -1,0 +1,168 @@
+// Registrations: every current binding, live. Re-read on registration events
+// from the stream; "expires in" counts down locally between reads.
+
+import { api } from "../api.js";
+import { badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toast } from "../ui.js";
+
+// Event types that change the registration list (or a row of it).
+const REGISTRATION_EVENTS = new Set([
+  "registered", "refreshed", "same-device", "unregistered", "expired", "replaced",
+  "deleted", "reachability",
+]);
+
+export function mount(root, { stream }) {
+  let rows = [];
+  let loadedAt = performance.now();
+  const filters = { account: "", ip: "" };
+
+  const accountInput = h("input", {
+    type: "search", placeholder: "Filter by account", "aria-label": "Filter by account",
+    oninput: (e) => { filters.account = e.target.value.trim().toLowerCase(); render(); },
+  });
+  const ipInput = h("input", {
+    type: "search", placeholder: "Filter by IP", "aria-label": "Filter by IP", inputmode: "decimal",
+    oninput: (e) => { filters.ip = e.target.value.trim(); render(); },
+  });
+  const count = h("span", { class: "count", id: "registrations-count" });
+  const holder = h("div", { id: "registrations" });
+  root.append(
+    pageHeader("Registrations", "Every registered contact, updated live as devices register, refresh, move or are replaced."),
+    h("div", { class: "filters" }, accountInput, ipInput, count),
+    holder,
+  );
+
+  function visible() {
+    return rows.filter((r) =>
+      (!filters.account || r.account.toLowerCase().includes(filters.account))
+      && (!filters.ip || r.source_ip.includes(filters.ip) || r.contact.includes(filters.ip)));
+  }
+
+  function expiresIn(row) {
+    const elapsed = (performance.now() - loadedAt) / 1000;
+    return Math.max(0, row.expires_in - elapsed);
+  }
+
+  function expiresCell(row) {
+    const left = expiresIn(row);
+    return h("span", { class: `countdown ${left < 60 ? "soon" : ""}`, dataset: { expires: row.id } },
+      left > 0 ? fmtDuration(left) : "expiring");
+  }
+
+  const columns = [
+    { label: "Account", class: "strong", cell: (r) => r.account },
+    { label: "Contact", class: "mono wrap", cell: (r) => r.contact },
+    { label: "Source", class: "mono", cell: (r) => `${r.source_ip}:${r.source_port}` },
+    { label: "Transport", cell: (r) => r.transport.toUpperCase() },
+    { label: "User-Agent", class: "wrap", cell: (r) => r.user_agent || "—" },
+    { label: "Registered", class: "nowrap", cell: (r) => fmtTime(r.registered_at) },
+    { label: "Expires in", class: "nowrap", cell: expiresCell },
+    {
+      label: "Reachability",
+      cell: (r) => (r.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")),
+    },
+    {
+      label: "", class: "row-actions",
+      cell: (r) => h("button", { class: "danger small", onclick: () => remove(r), "aria-label": `Delete registration ${r.contact}` }, "Delete"),
+    },
+  ];
+
+  function render() {
+    const shown = visible();
+    count.textContent = shown.length === rows.length
+      ? `${rows.length} registration${rows.length === 1 ? "" : "s"}`
+      : `${shown.length} of ${rows.length}`;
+    holder.replaceChildren(table(columns, shown, {
+      empty: rows.length ? "No registration matches the filter." : "No device is registered.",
+      rowAttrs: (r) => ({ dataset: { id: r.id, account: r.account }, class: r.reachable ? "" : "row-bad" }),
+    }));
+  }
+
+  function tick() {
+    for (const el of holder.querySelectorAll("[data-expires]")) {
+      const row = rows.find((r) => r.id === el.dataset.expires);
+      if (!row) continue;
+      const left = expiresIn(row);
+      el.textContent = left > 0 ? fmtDuration(left) : "expiring";
+      el.classList.toggle("soon", left < 60);
+    }
+  }
+
+  let loading = null;
+  async function load() {
+    // One read at a time; a burst of events while reading gets one more read.
+    if (loading) { loading.again = true; return; }
+    loading = { again: false };
+    try {
+      const data = await api("registrations");
+      rows = data;
+      loadedAt = performance.now();
+      render();
+    } catch (err) {
+      holder.replaceChildren(h("p", { class: "error" }, `Cannot read registrations: ${err.message}`));
+    } finally {
+      const again = loading.again;
+      loading = null;
+      if (again) load();
+    }
+  }
+  const reload = debounce(load, 100);
+
+  async function remove(row) {
+    let calls = [];
+    try {
+      calls = (await api("calls")).filter((c) => (c.bindings || []).includes(row.id));
+    } catch (err) {
+      toast(`Cannot read calls: ${err.message}`, "error");
+    }
+    const body = [
+      h("p", {}, "Remove the registration of ", h("strong", {}, row.account), " from ",
+        h("span", { class: "mono" }, row.contact), "?"),
+      h("p", { class: "muted" }, "The device is not told; it will register again on its next refresh."),
+    ];
+    if (calls.length) {
+      body.push(
+        h("p", {}, `${calls.length} call${calls.length === 1 ? " is" : "s are"} in progress on this registration. `,
+          "With “Delete and end calls” these end now (BYE / CANCEL):"),
+        h("ul", { class: "call-list" }, calls.map((c) => h("li", { dataset: { call: c.id } },
+          h("span", { class: "mono" }, c.id), " ", `${c.caller} → ${c.callee}`, " ",
+          badge(c.state, c.state === "answered" ? "ok" : ""),
+          c.answer ? ` ${fmtDuration(c.duration)}` : ""))),
+      );
+    } else {
+      body.push(h("p", { class: "muted" }, "No call is in progress on this registration."));
+    }
+    const choice = await modal({
+      title: "Delete registration",
+      body,
+      className: "confirm-delete",
+      actions: [
+        { label: "Delete, keep calls", value: "keep" },
+        { label: calls.length ? `Delete and end ${calls.length} call${calls.length === 1 ? "" : "s"}` : "Delete and end calls", value: "kick", kind: "danger" },
+      ],
+    });
+    if (!choice) return;
+    try {
+      const result = await api(`registrations/${encodeURIComponent(row.id)}`, {
+        method: "DELETE", query: { kick: choice === "kick" ? "true" : "false" },
+      });
+      const ended = (result.calls_ended || []).length;
+      toast(`Deleted ${row.contact}${result.kicked ? ` — ${ended} call${ended === 1 ? "" : "s"} ended` : ""}`, "ok");
+    } catch (err) {
+      toast(err.message, "error");
+    }
+    load();
+  }
+
+  const offEvents = stream.subscribe((event) => {
+    if (REGISTRATION_EVENTS.has(event.type)) reload();
+  });
+  const offStatus = stream.onStatus((state) => { if (state === "live") reload(); });
+  const timer = setInterval(tick, 1000);
+  load();
+
+  return () => {
+    offEvents();
+    offStatus();
+    clearInterval(timer);
+  };
+}
