@@ -124,6 +124,21 @@ def test_timer_queue_lazy_cancel_and_order() -> None:
     assert q.next_deadline() is None and len(q) == 0
 
 
+def test_timer_queue_cached_deadline_follows_arms_and_cancels() -> None:
+    q = TimerQueue()
+    a, b = _Tx(), _Tx()
+    assert q.next_deadline() is None
+    q.arm_out(a, 0.0, 32.0)
+    assert q.next_deadline() == 32.0
+    q.arm_retx(b, 1.0, 0.5)  # an earlier one lowers it
+    assert q.next_deadline() == 1.5
+    q.arm_retx(b, 1.0, 1.0)  # re-armed later: the cached head went stale
+    assert q.next_deadline() == 2.0
+    b.t_retx = -1.0
+    assert q.next_deadline() == 32.0
+    assert q.pop_due(32.0) == ([], [a]) and q.next_deadline() is None
+
+
 # ---------------------------------------------------- server non-INVITE (J)
 
 
