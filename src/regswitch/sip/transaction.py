@@ -41,7 +41,6 @@ class Input(IntEnum):
 
 
 class Action(IntEnum):
-    NOTHING = 0  # absorbed
     # server side
     SEND = 1  # pass the TU's response to the transport, remember it
     SEND_FINAL = 2  # ... and start the Completed timers (G+H or J)

@@ -114,7 +114,6 @@ class TransactionLayer:
         t = timers
         self._t_long = 64 * t.t1  # B, F, H, J, L, M
         self._actions: dict[Action, ActionFn] = {
-            Action.NOTHING: self._a_nothing,
             Action.SEND: self._a_send,
             Action.SEND_FINAL: self._a_send_final,
             Action.SEND_ACCEPT: self._a_send_accept,
@@ -516,9 +515,6 @@ class TransactionLayer:
     # as (tx, message, flow, now): the message is the TU's response, or the
     # request/response that came in with its flow; None for timers. The tables
     # guarantee which kind of transaction and message each one gets.
-
-    def _a_nothing(self, tx: object, msg: object, flow: object, now: float) -> None:
-        pass
 
     def _a_send(self, tx: ServerTransaction, msg: Response, flow: None, now: float) -> None:
         data = serialise(msg)
