@@ -19,11 +19,29 @@ from regswitch.sip.uri import URI, parse_uri, split_host_port
 # Headers whose values are comma-separated lists (RFC 3261 §7.3.1).
 LIST_HEADERS = frozenset(
     {
-        "via", "contact", "route", "record-route", "allow", "supported", "require",
-        "proxy-require", "unsupported", "accept", "accept-encoding", "accept-language",
-        "allow-events", "content-encoding", "in-reply-to", "path", "service-route",
-        "accept-contact", "reject-contact", "security-client", "security-server",
-        "security-verify", "p-associated-uri",
+        "via",
+        "contact",
+        "route",
+        "record-route",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "allow-events",
+        "content-encoding",
+        "in-reply-to",
+        "path",
+        "service-route",
+        "accept-contact",
+        "reject-contact",
+        "security-client",
+        "security-server",
+        "security-verify",
+        "p-associated-uri",
     }
 )
 
@@ -34,7 +52,9 @@ _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _quoted = re.compile(rf"{_QUOTED}\Z", re.S).match
 # display-name = *(token LWS) / quoted-string; bytes >= 0x80 are tolerated in
 # unquoted names (UTF-8 names that phones forget to quote)
-_display_tokens = re.compile(rf"[{_TOKEN_CHARS}\x80-\xff]+(?:[ \t]+[{_TOKEN_CHARS}\x80-\xff]+)*\Z").match
+_display_tokens = re.compile(
+    rf"[{_TOKEN_CHARS}\x80-\xff]+(?:[ \t]+[{_TOKEN_CHARS}\x80-\xff]+)*\Z"
+).match
 # gen-value = token / host / quoted-string (host brings '[', ']' and ':')
 _gen_value = re.compile(rf"[{_TOKEN_CHARS}\[\]:]+\Z").match
 # an unquoted auth-param value should be a token; '/', ':', '=' and the like
@@ -224,6 +244,7 @@ def format_params(params: dict[str, str | None]) -> str:
 
 # --- Via -----------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class Via:
     transport: str
@@ -279,6 +300,7 @@ def _parse_via_exact(value: str) -> Via:
 
 
 # --- name-addr / addr-spec -------------------------------------------------
+
 
 @dataclass(slots=True)
 class NameAddr:
@@ -405,6 +427,7 @@ def parse_contact(value: str) -> Contact:
 
 # --- CSeq ----------------------------------------------------------------
 
+
 @dataclass(frozen=True, slots=True)
 class CSeq:
     seq: int
@@ -435,7 +458,9 @@ def parse_cseq(value: str) -> CSeq:
 
 # --- credentials / challenges ---------------------------------------------
 
-_AUTH_PARAM = re.compile(rf'[ \t,]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:({_QUOTED})|([^\s,";\\]+))[ \t]*(?:,|\Z)', re.S)
+_AUTH_PARAM = re.compile(
+    rf'[ \t,]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:({_QUOTED})|([^\s,";\\]+))[ \t]*(?:,|\Z)', re.S
+)
 
 
 def parse_auth(value: str) -> tuple[str, dict[str, str]]:
@@ -503,7 +528,7 @@ def _auth_params_exact(rest: str) -> dict[str, str]:
             break  # trailing empty list elements
         m = _AUTH_PARAM.match(rest, pos)
         if m is None:
-            raise ParseError(f"bad credentials parameter near {rest[pos:pos + 40]!r}")
+            raise ParseError(f"bad credentials parameter near {rest[pos : pos + 40]!r}")
         quoted = m.group(2)
         params[m.group(1).lower()] = m.group(3) if quoted is None else unquote(quoted)
         pos = m.end()
@@ -511,6 +536,7 @@ def _auth_params_exact(rest: str) -> dict[str, str]:
 
 
 # --- numbers ---------------------------------------------------------------
+
 
 def parse_int(value: str, what: str, maximum: int = 2**32 - 1) -> int:
     """A header number (delta-seconds, Max-Forwards...): ASCII digits, <= maximum."""

@@ -26,28 +26,94 @@ from regswitch.sip.headers import (
 from regswitch.sip.uri import URI, parse_uri
 
 COMPACT_FORMS = {
-    "v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
-    "c": "content-type", "k": "supported", "s": "subject", "e": "content-encoding",
-    "o": "event", "u": "allow-events", "r": "refer-to", "b": "referred-by",
-    "x": "session-expires", "y": "identity", "a": "accept-contact", "j": "reject-contact",
-    "d": "request-disposition", "n": "identity-info",
+    "v": "via",
+    "f": "from",
+    "t": "to",
+    "i": "call-id",
+    "m": "contact",
+    "l": "content-length",
+    "c": "content-type",
+    "k": "supported",
+    "s": "subject",
+    "e": "content-encoding",
+    "o": "event",
+    "u": "allow-events",
+    "r": "refer-to",
+    "b": "referred-by",
+    "x": "session-expires",
+    "y": "identity",
+    "a": "accept-contact",
+    "j": "reject-contact",
+    "d": "request-disposition",
+    "n": "identity-info",
 }
 
 CANONICAL_NAMES = {
     name.lower(): name
     for name in (
-        "Via", "From", "To", "Call-ID", "CSeq", "Contact", "Max-Forwards", "Expires",
-        "Min-Expires", "Content-Type", "Content-Length", "Content-Encoding", "User-Agent",
-        "Server", "Allow", "Accept", "Accept-Encoding", "Accept-Language", "Supported",
-        "Require", "Proxy-Require", "Unsupported", "Route", "Record-Route", "Authorization",
-        "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
-        "Authentication-Info", "Date", "Retry-After", "Warning", "Subject", "Event",
-        "Allow-Events", "Refer-To", "Referred-By", "Session-Expires", "Min-SE", "Path",
-        "Service-Route", "Timestamp", "Organization", "Priority", "Reason", "Call-Info",
-        "Alert-Info", "Error-Info", "In-Reply-To", "MIME-Version", "Reply-To",
-        "P-Asserted-Identity", "Privacy", "RSeq", "RAck", "Identity", "Accept-Contact",
-        "Reject-Contact", "Request-Disposition", "Identity-Info", "Content-Disposition",
-        "Content-Language", "Flow-Timer",
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Expires",
+        "Min-Expires",
+        "Content-Type",
+        "Content-Length",
+        "Content-Encoding",
+        "User-Agent",
+        "Server",
+        "Allow",
+        "Accept",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+        "Route",
+        "Record-Route",
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+        "Authentication-Info",
+        "Date",
+        "Retry-After",
+        "Warning",
+        "Subject",
+        "Event",
+        "Allow-Events",
+        "Refer-To",
+        "Referred-By",
+        "Session-Expires",
+        "Min-SE",
+        "Path",
+        "Service-Route",
+        "Timestamp",
+        "Organization",
+        "Priority",
+        "Reason",
+        "Call-Info",
+        "Alert-Info",
+        "Error-Info",
+        "In-Reply-To",
+        "MIME-Version",
+        "Reply-To",
+        "P-Asserted-Identity",
+        "Privacy",
+        "RSeq",
+        "RAck",
+        "Identity",
+        "Accept-Contact",
+        "Reject-Contact",
+        "Request-Disposition",
+        "Identity-Info",
+        "Content-Disposition",
+        "Content-Language",
+        "Flow-Timer",
     )
 }
 
@@ -61,7 +127,9 @@ KNOWN_NAMES: dict[str, str] = {
 }
 KNOWN_NAMES.update(COMPACT_FORMS)
 KNOWN_NAMES.update({c.upper(): key for c, key in COMPACT_FORMS.items()})
-KNOWN_NAMES.update({"Call-Id": "call-id", "Cseq": "cseq", "CSEQ": "cseq", "Www-Authenticate": "www-authenticate"})
+KNOWN_NAMES.update(
+    {"Call-Id": "call-id", "Cseq": "cseq", "CSEQ": "cseq", "Www-Authenticate": "www-authenticate"}
+)
 
 
 def header_key(name: str) -> str:
@@ -243,7 +311,7 @@ class Message:
     @property
     def contact_is_star(self) -> bool:
         values = self.headers._index.get("contact")
-        return bool(values) and values[0].strip() == "*"
+        return values is not None and len(values) > 0 and values[0].strip(" \t") == "*"
 
     @property
     def contacts(self) -> list[Contact]:

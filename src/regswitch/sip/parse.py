@@ -111,7 +111,12 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
         if key not in index:
             raise ParseError(f"missing {CANONICAL_NAMES[key]} header")
     call_id = index["call-id"]
-    if len(call_id) != 1 or len(index["cseq"]) != 1 or len(index["from"]) != 1 or len(index["to"]) != 1:
+    if (
+        len(call_id) != 1
+        or len(index["cseq"]) != 1
+        or len(index["from"]) != 1
+        or len(index["to"]) != 1
+    ):
         raise ParseError("repeated single-valued header (Call-ID, CSeq, From or To)")
     if not call_id[0]:
         raise ParseError("empty Call-ID")

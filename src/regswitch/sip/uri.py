@@ -75,7 +75,9 @@ class URI:
     def with_params(self, **params: str | None) -> URI:
         merged = dict(self.params)
         merged.update(params)
-        return URI(self.scheme, self.user, self.host, self.port, merged, self.headers, self.password)
+        return URI(
+            self.scheme, self.user, self.host, self.port, merged, self.headers, self.password
+        )
 
     def equivalent(self, other: URI) -> bool:
         """RFC 3261 §19.1.4 comparison (the parts a registrar and dialogs need)."""
@@ -93,8 +95,9 @@ class URI:
                 return False
         for name, value in self.params.items():
             if name in other.params:
-                theirs = other.params[name]
-                if _unescape(value or "").lower() != _unescape(theirs or "").lower():
+                mine_text = unquote(value or "")
+                their_text = unquote(other.params[name] or "")
+                if mine_text.lower() != their_text.lower():
                     return False
         return True
 
@@ -118,7 +121,9 @@ def parse_uri(text: str) -> URI:
         number, _, param_text = text[colon + 1 :].partition(";")
         if not _tel_ok(number):
             raise ParseError(f"bad tel URI {text[:80]!r}")
-        return URI("tel", None, number, None, parse_uri_params(param_text, text) if param_text else {})
+        return URI(
+            "tel", None, number, None, parse_uri_params(param_text, text) if param_text else {}
+        )
     if _scheme_ok(scheme) is None:
         raise ParseError(f"bad URI {text[:80]!r}")
     raise ParseError(f"unsupported URI scheme {scheme[:20]!r}", 416)
