@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 
 from regswitch import events as ev
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
+from regswitch.ids import new_id
 from regswitch.params import Params
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
@@ -92,9 +92,9 @@ class Keepalive:
     def options_request(self, binding: Binding) -> Request:
         headers = Headers()
         headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:keepalive@{self.domain}>;tag={secrets.token_hex(6)}")
+        headers.add("From", f"<sip:keepalive@{self.domain}>;tag={new_id()}")
         headers.add("To", f"<{binding.contact}>")
-        headers.add("Call-ID", secrets.token_hex(12))
+        headers.add("Call-ID", new_id() + new_id())
         headers.add("CSeq", "1 OPTIONS")
         headers.add("User-Agent", self.endpoint.server_header)
         return Request("OPTIONS", binding.contact, headers)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import ssl
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from regswitch.config import Settings, api_host, api_port
 from regswitch.endpoint import Endpoint
+from regswitch.ids import new_id
 from regswitch.logs import setup_logging
 from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
@@ -39,10 +39,6 @@ def install_uvloop() -> bool:
     return True
 
 
-def id_factory() -> str:
-    return secrets.token_hex(8)
-
-
 async def build(settings: Settings) -> Switch:
     """Everything wired, nothing listening yet."""
     loop = asyncio.get_running_loop()
@@ -56,7 +52,7 @@ async def build(settings: Settings) -> Switch:
     if settings.tls_cert and settings.tls_key:
         ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
     txlayer = TransactionLayer(
-        id_factory=id_factory,
+        id_factory=new_id,
         timers=Timers(t1=settings.t1, t2=settings.t2, t4=settings.t4),
         server_header=settings.server_header,
         max_stream_message=settings.max_message_stream,
@@ -64,7 +60,7 @@ async def build(settings: Settings) -> Switch:
     holder: list[Endpoint] = []
     transports = TransportManager(lambda data, flow: holder[0].on_data(data, flow), limits, ssl_context)
     endpoint = Endpoint(
-        txlayer, transports, id_factory=id_factory, server_header=settings.server_header, loop=loop
+        txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
     )
     holder.append(endpoint)
     switch = Switch(settings, endpoint, transports)

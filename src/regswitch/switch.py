@@ -14,6 +14,7 @@ from regswitch.calls.teardown import Teardown
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
+from regswitch.ids import new_id
 from regswitch.keepalive import Keepalive
 from regswitch.metrics import Snapshot
 from regswitch.params import ParamError, Params
@@ -43,7 +44,7 @@ class Switch:
         self.location = Location()
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), lambda: secrets.token_hex(6), self.clock, settings.nonce_lifetime
+            hashlib.sha256(secret).digest(), new_id, self.clock, settings.nonce_lifetime
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
@@ -57,7 +58,7 @@ class Switch:
             flood=self.flood,
             flapping=self.flapping,
             clock=self.clock,
-            new_id=lambda: secrets.token_hex(8),
+            new_id=new_id,
             domains=settings.domains,
             own_hosts=set(),
             node=settings.node_id,

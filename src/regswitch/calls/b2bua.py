@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, end_reason_for
 from regswitch.endpoint import Endpoint, ServerTransaction
 from regswitch.events import EventBus
+from regswitch.ids import new_id
 from regswitch.registrar.bindings import Binding
 from regswitch.registrar.service import Registrar
 from regswitch.sip import events as sipev
@@ -31,10 +31,6 @@ log = logging.getLogger("regswitch.calls")
 
 RELAYED_METHODS = ("INVITE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS", "REFER")
 ACK_WAIT = 32.0  # 64*T1: how long a 2xx waits for its ACK
-
-
-def new_id() -> str:
-    return secrets.token_hex(8)
 
 
 class B2BUA:
