@@ -39,7 +39,8 @@ def register(user: str, port: int, cseq: int, auth: str = "") -> bytes:
         f"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{user}-{cseq}\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag={cseq}\r\n"
-        f"To: <sip:{user}@127.0.0.1>\r\nCall-ID: {user}-{port}@127.0.0.1\r\nCSeq: {cseq} REGISTER\r\n"
+        f"To: <sip:{user}@127.0.0.1>\r\nCall-ID: {user}-{port}@127.0.0.1\r\n"
+        f"CSeq: {cseq} REGISTER\r\n"
         f"Contact: <sip:{user}@127.0.0.1:{port}>\r\n{auth}Expires: 3600\r\n"
         f"User-Agent: regswitch-bench\r\nContent-Length: 0\r\n\r\n"
     ).encode()
@@ -50,8 +51,10 @@ def authorization(user: str, nonce: str) -> str:
     ha1 = hashlib.md5(f"{user}:{realm}:pw-{user}".encode()).hexdigest()
     ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
     resp = hashlib.md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
-    return (f'Authorization: Digest username="{user}",realm="{realm}",uri="{uri}",nonce="{nonce}",'
-            f'response="{resp}",algorithm=MD5,qop=auth,nc={nc},cnonce="{cnonce}"\r\n')
+    return (
+        f'Authorization: Digest username="{user}",realm="{realm}",uri="{uri}",nonce="{nonce}",'
+        f'response="{resp}",algorithm=MD5,qop=auth,nc={nc},cnonce="{cnonce}"\r\n'
+    )
 
 
 async def main(n: int, profile: bool) -> None:
@@ -101,13 +104,18 @@ async def main(n: int, profile: bool) -> None:
         prof.disable()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     main_cpu = time.thread_time() - m0
-    print(f"REGISTER digest: {n} full registrations, {cpu / n * 1e6:.1f} us CPU each "
-          f"(main thread {main_cpu / n * 1e6:.1f} us) "
-          f"({cpu / n / 2 * 1e6:.1f} us per transaction), wall {n / wall:.0f}/s")
+    print(
+        f"REGISTER digest: {n} full registrations, {cpu / n * 1e6:.1f} us CPU each "
+        f"(main thread {main_cpu / n * 1e6:.1f} us) "
+        f"({cpu / n / 2 * 1e6:.1f} us per transaction), wall {n / wall:.0f}/s"
+    )
 
-    options = (b"OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-o%d\r\n"
-               b"Max-Forwards: 70\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
-               b"Call-ID: o%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    options = (
+        b"OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP 127.0.0.1:5071;branch=z9hG4bK-o%d\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:p@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\n"
+        b"Call-ID: o%d\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    )
     c0 = time.process_time()
     for i in range(n):
         on_data(options % (i, i), flow(5071))

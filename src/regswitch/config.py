@@ -117,7 +117,9 @@ def _from_env(environ: dict[str, str]) -> dict[str, Any]:
         value = environ.get(ENV_PREFIX + name.upper())
         if value is None:
             continue
-        out[name] = [v.strip() for v in value.split(",") if v.strip()] if name in _LIST_FIELDS else value
+        out[name] = (
+            [v.strip() for v in value.split(",") if v.strip()] if name in _LIST_FIELDS else value
+        )
     return out
 
 

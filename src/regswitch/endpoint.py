@@ -51,7 +51,13 @@ class ServerTransaction:
         response.headers.add("Server", self.endpoint.server_header)
         return response
 
-    def respond(self, status: int, reason: str | None = None, headers: dict[str, str] | None = None, body: bytes = b"") -> None:
+    def respond(
+        self,
+        status: int,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> None:
         response = self.response(status, reason, body)
         if headers:
             for name, value in headers.items():
@@ -268,4 +274,3 @@ class Endpoint:
             None,
             {"Allow": ALLOW, "Accept": ACCEPT, "Supported": SUPPORTED, "Accept-Language": "en"},
         )
-

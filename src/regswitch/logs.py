@@ -24,7 +24,8 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
-        line = f"{stamp} level={record.levelname.lower()} logger={record.name} msg={record.getMessage()!r}"
+        level = record.levelname.lower()
+        line = f"{stamp} level={level} logger={record.name} msg={record.getMessage()!r}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

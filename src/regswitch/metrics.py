@@ -60,7 +60,9 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(f"{PREFIX}_{name}", doc, value=value)
 
 
-def _labelled_counter(name: str, doc: str, label: str, values: Mapping[object, int]) -> CounterMetricFamily:
+def _labelled_counter(
+    name: str, doc: str, label: str, values: Mapping[object, int]
+) -> CounterMetricFamily:
     family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
     for key, value in sorted(values.items(), key=lambda kv: str(kv[0])):
         family.add_metric([str(key)], value)
@@ -75,36 +77,53 @@ class SwitchCollector(Collector):
         s = self._read()
         yield _gauge("bindings", "Current registrations (bindings).", s.bindings)
         yield _gauge("accounts", "Configured accounts.", s.accounts)
-        yield _labelled_counter("register", "REGISTER requests by result.", "result", s.register_results)
+        yield _labelled_counter(
+            "register", "REGISTER requests by result.", "result", s.register_results
+        )
         yield _counter("kicks", "Bindings removed with their calls ended (kicks).", s.kicks)
         yield _counter("calls_ended_by_kick", "Calls ended by kicks.", s.calls_ended_by_kick)
         yield _gauge("calls_active", "Calls in progress.", s.calls_active)
         yield _counter("calls_started", "Calls started (forks sent).", s.calls_started)
         yield _labelled_counter("cdrs", "CDRs written, by end reason.", "reason", s.cdrs_by_reason)
-        yield _labelled_counter("transactions", "SIP transactions created, by kind.", "kind", s.transactions)
+        yield _labelled_counter(
+            "transactions", "SIP transactions created, by kind.", "kind", s.transactions
+        )
         yield _counter("retransmissions", "SIP retransmissions sent.", s.retransmissions)
         yield _counter(
-            "retransmissions_absorbed", "Retransmitted requests absorbed.", s.retransmissions_absorbed
+            "retransmissions_absorbed",
+            "Retransmitted requests absorbed.",
+            s.retransmissions_absorbed,
         )
         yield _gauge("server_transactions", "Live server transactions.", s.server_transactions_live)
         yield _gauge("client_transactions", "Live client transactions.", s.client_transactions_live)
-        yield _labelled_counter("parse_errors", "Messages that failed to parse.", "kind", s.parse_errors)
-        yield _labelled_counter("sip_requests", "SIP requests received, by method.", "method",
-                                s.requests_by_method)
-        yield _labelled_counter("sip_responses", "SIP responses sent, by status.", "status",
-                                s.responses_by_status)
+        yield _labelled_counter(
+            "parse_errors", "Messages that failed to parse.", "kind", s.parse_errors
+        )
+        yield _labelled_counter(
+            "sip_requests", "SIP requests received, by method.", "method", s.requests_by_method
+        )
+        yield _labelled_counter(
+            "sip_responses", "SIP responses sent, by status.", "status", s.responses_by_status
+        )
         yield _counter("flood_blocks", "Sources blocked by flood protection.", s.flood_blocks)
         yield _counter("flood_dropped", "Requests dropped from blocked sources.", s.flood_dropped)
         yield _gauge("flood_blocked_sources", "Sources blocked right now.", s.flood_blocked_sources)
         yield _labelled_counter("events", "Events recorded, by type.", "type", s.events_by_type)
-        yield _gauge("event_stream_clients", "Live event-stream (SSE) clients.", s.event_stream_clients)
-        yield _counter("event_stream_clients_dropped", "SSE clients dropped for not keeping up.",
-                       s.event_stream_clients_dropped)
+        yield _gauge(
+            "event_stream_clients", "Live event-stream (SSE) clients.", s.event_stream_clients
+        )
+        yield _counter(
+            "event_stream_clients_dropped",
+            "SSE clients dropped for not keeping up.",
+            s.event_stream_clients_dropped,
+        )
         yield _counter("keepalives_sent", "NAT keepalives and probes sent.", s.keepalives_sent)
         yield _counter("keepalive_replies", "Replies to OPTIONS keepalives.", s.keepalive_replies)
         yield _gauge("unreachable_bindings", "Bindings marked unreachable.", s.unreachable_bindings)
         yield _gauge("loop_lag_seconds", "Event-loop lag at the last check.", s.loop_lag_seconds)
-        storage = GaugeMetricFamily(f"{PREFIX}_storage", "Storage counters and queue depths.", labels=["stat"])
+        storage = GaugeMetricFamily(
+            f"{PREFIX}_storage", "Storage counters and queue depths.", labels=["stat"]
+        )
         for key, value in sorted(s.storage.items()):
             storage.add_metric([key], float(value))
         yield storage

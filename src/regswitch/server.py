@@ -58,7 +58,9 @@ async def build(settings: Settings) -> Switch:
         max_stream_message=settings.max_message_stream,
     )
     holder: list[Endpoint] = []
-    transports = TransportManager(lambda data, flow: holder[0].on_data(data, flow), limits, ssl_context)
+    transports = TransportManager(
+        lambda data, flow: holder[0].on_data(data, flow), limits, ssl_context
+    )
     endpoint = Endpoint(
         txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
     )
@@ -109,7 +111,8 @@ async def serve(settings: Settings) -> None:
     sip_text = ", ".join(f"{i['transport']}:{i['host']}:{i['port']}" for i in listening)
     print(
         f"regswitch ready: SIP {sip_text}; API {api_url}\n"
-        f"  add a first account:  regswitch --api {api_url} account add alice@{settings.default_domain}"
+        f"  add a first account:  regswitch --api {api_url} account add "
+        f"alice@{settings.default_domain}"
         " --password secret",
         flush=True,
     )
@@ -150,7 +153,9 @@ def _url_host(host: str) -> str:
 def _write_ready(path: str, listening: list[dict[str, object]], api_url: str) -> None:
     target = Path(path)
     tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(json.dumps({"sip": listening, "api": api_url, "pid": os.getpid(), "time": time.time()}))
+    tmp.write_text(
+        json.dumps({"sip": listening, "api": api_url, "pid": os.getpid(), "time": time.time()})
+    )
     tmp.replace(target)
 
 

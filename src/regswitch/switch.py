@@ -17,11 +17,12 @@ from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.keepalive import Keepalive
 from regswitch.metrics import Snapshot
+from regswitch.networks import parse_networks
 from regswitch.params import ParamError, Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, FloodLimits
 from regswitch.registrar.accounts import Accounts
-from regswitch.registrar.auth import Authenticator, parse_networks
+from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.service import Registrar
 from regswitch.storage.factory import open_storage
@@ -29,7 +30,9 @@ from regswitch.transport.manager import TransportManager
 
 
 class Switch:
-    def __init__(self, settings: Settings, endpoint: Endpoint, transports: TransportManager) -> None:
+    def __init__(
+        self, settings: Settings, endpoint: Endpoint, transports: TransportManager
+    ) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self.transports = transports
@@ -68,7 +71,11 @@ class Switch:
         )
         self.registrar.prober = self.keepalive.probe
         self.b2bua = B2BUA(
-            endpoint, self.registrar, self.events, self.storage.cdrs, self.clock,
+            endpoint,
+            self.registrar,
+            self.events,
+            self.storage.cdrs,
+            self.clock,
             advertised_host=settings.advertised_host,
             no_answer_timeout=settings.no_answer_timeout,
             max_call_duration=settings.max_call_duration,
@@ -173,7 +180,10 @@ class Switch:
             retransmissions_absorbed=tx.retransmissions_absorbed,
             server_transactions_live=self.endpoint.tx.server_transactions,
             client_transactions_live=self.endpoint.tx.client_transactions,
-            parse_errors={"request": tx.parse_errors_requests, "response": tx.parse_errors_responses},
+            parse_errors={
+                "request": tx.parse_errors_requests,
+                "response": tx.parse_errors_responses,
+            },
             requests_by_method=dict(stats.requests_by_method),
             responses_by_status=dict(stats.responses_sent),
             flood_blocks=self.flood.blocks,

@@ -16,8 +16,17 @@ DOMAIN = "regswitch.local"
 
 def test_openapi_and_health(server: RunningServer) -> None:
     spec = server.api.get("/openapi.json").json()
-    for path in ("/api/accounts", "/api/parameters/{name}", "/api/registrations/{binding_id}",
-                 "/api/events", "/api/events/stream", "/api/calls", "/api/cdrs", "/metrics", "/healthz"):
+    for path in (
+        "/api/accounts",
+        "/api/parameters/{name}",
+        "/api/registrations/{binding_id}",
+        "/api/events",
+        "/api/events/stream",
+        "/api/calls",
+        "/api/cdrs",
+        "/metrics",
+        "/healthz",
+    ):
         assert path in spec["paths"], path
     health = server.api.get("/healthz").json()
     assert health["status"] == "ok"
@@ -26,18 +35,32 @@ def test_openapi_and_health(server: RunningServer) -> None:
 
 def test_account_crud_never_exposes_hashes(server: RunningServer) -> None:
     api = server.api
-    created = api.post("/api/accounts", json={
-        "user": "alice", "domain": DOMAIN, "password": "s3cret", "max_contacts": 2,
-        "register_replace": "off", "allowed_networks": ["10.0.0.0/8"],
-    })
+    created = api.post(
+        "/api/accounts",
+        json={
+            "user": "alice",
+            "domain": DOMAIN,
+            "password": "s3cret",
+            "max_contacts": 2,
+            "register_replace": "off",
+            "allowed_networks": ["10.0.0.0/8"],
+        },
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["aor"] == f"alice@{DOMAIN}" and body["max_contacts"] == 2
     assert body["register_replace"] == "off" and body["allowed_networks"] == ["10.0.0.0/8"]
     assert "s3cret" not in created.text and "ha1" not in created.text
-    assert api.post("/api/accounts", json={"user": "alice", "domain": DOMAIN, "password": "x"}).status_code == 409
+    assert (
+        api.post(
+            "/api/accounts", json={"user": "alice", "domain": DOMAIN, "password": "x"}
+        ).status_code
+        == 409
+    )
 
-    patched = api.patch(f"/api/accounts/alice@{DOMAIN}", json={"replace_keep_calls": "on", "allowed_networks": []})
+    patched = api.patch(
+        f"/api/accounts/alice@{DOMAIN}", json={"replace_keep_calls": "on", "allowed_networks": []}
+    )
     assert patched.status_code == 200
     assert patched.json()["replace_keep_calls"] == "on" and patched.json()["allowed_networks"] == []
     listed = api.get("/api/accounts").json()
@@ -45,7 +68,10 @@ def test_account_crud_never_exposes_hashes(server: RunningServer) -> None:
     assert api.get(f"/api/accounts/alice@{DOMAIN}").json()["registrations"] == []
     assert api.delete(f"/api/accounts/alice@{DOMAIN}").status_code == 200
     assert api.get(f"/api/accounts/alice@{DOMAIN}").status_code == 404
-    types = [e["details"].get("action") for e in api.get("/api/events", params={"type": "account-changed"}).json()]
+    types = [
+        e["details"].get("action")
+        for e in api.get("/api/events", params={"type": "account-changed"}).json()
+    ]
     assert types == ["deleted", "updated", "created"]
 
 
@@ -53,9 +79,26 @@ def test_account_crud_never_exposes_hashes(server: RunningServer) -> None:
     ("body", "status", "fragment"),
     [
         ({"user": "bob", "domain": DOMAIN}, 422, "password or allowed_networks"),
-        ({"user": "bob", "domain": DOMAIN, "password": "x", "max_contacts": 0}, 422, "max_contacts"),
-        ({"user": "bob", "domain": DOMAIN, "password": "x", "register_replace": "maybe"}, 422, "register_replace"),
-        ({"user": "bob", "domain": DOMAIN, "password": "x", "allowed_networks": ["10.0.0.300/8"]}, 422, "bad network"),
+        (
+            {"user": "bob", "domain": DOMAIN, "password": "x", "max_contacts": 0},
+            422,
+            "max_contacts",
+        ),
+        (
+            {"user": "bob", "domain": DOMAIN, "password": "x", "register_replace": "maybe"},
+            422,
+            "register_replace",
+        ),
+        (
+            {
+                "user": "bob",
+                "domain": DOMAIN,
+                "password": "x",
+                "allowed_networks": ["10.0.0.300/8"],
+            },
+            422,
+            "bad network",
+        ),
         ({"user": "bob", "domain": DOMAIN, "password": "x", "colour": "red"}, 422, "colour"),
         ({"user": "b o b", "domain": DOMAIN, "password": "x"}, 422, "user"),
     ],
@@ -84,25 +127,40 @@ def test_bulk_import_is_all_or_nothing(server: RunningServer) -> None:
 def test_parameters_validate_and_record_changes(server: RunningServer) -> None:
     api = server.api
     names = {p["name"] for p in api.get("/api/parameters").json()}
-    assert {"SS_ENDPOINT_REGISTER_REPLACE", "SS_ENDPOINT_EXPIRE", "SS_ENDPOINT_MIN_EXPIRE",
-            "REGISTER_REPLACE_KEEP_CALLS", "SS_SIP_NAT_KEEP_ALIVE", "SS_SIP_NAT_KEEP_ALIVE_PERIOD",
-            "SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "REGISTER_REPLACE_REJECT_CODE",
-            "REGISTER_REPLACE_IF_UNREACHABLE", "REGISTER_FLAP_LIMIT", "REGISTER_FLAP_WINDOW",
-            "REGISTER_FLAP_HOLD"} <= names
+    assert {
+        "SS_ENDPOINT_REGISTER_REPLACE",
+        "SS_ENDPOINT_EXPIRE",
+        "SS_ENDPOINT_MIN_EXPIRE",
+        "REGISTER_REPLACE_KEEP_CALLS",
+        "SS_SIP_NAT_KEEP_ALIVE",
+        "SS_SIP_NAT_KEEP_ALIVE_PERIOD",
+        "SS_SIP_NAT_KEEP_ALIVE_MESSAGE",
+        "REGISTER_REPLACE_REJECT_CODE",
+        "REGISTER_REPLACE_IF_UNREACHABLE",
+        "REGISTER_FLAP_LIMIT",
+        "REGISTER_FLAP_WINDOW",
+        "REGISTER_FLAP_HOLD",
+    } <= names
 
     for value, expected in (("off", "Off"), ("TRUE", "On"), ("0", "Off"), (True, "On")):
         response = api.put("/api/parameters/SS_ENDPOINT_REGISTER_REPLACE", json={"value": value})
         assert response.status_code == 200 and response.json()["value"] == expected
 
-    for name, value in (("SS_ENDPOINT_REGISTER_REPLACE", "sometimes"), ("SS_ENDPOINT_EXPIRE", "abc"),
-                        ("REGISTER_REPLACE_REJECT_CODE", "404"), ("SS_ENDPOINT_MIN_EXPIRE", "99999")):
+    for name, value in (
+        ("SS_ENDPOINT_REGISTER_REPLACE", "sometimes"),
+        ("SS_ENDPOINT_EXPIRE", "abc"),
+        ("REGISTER_REPLACE_REJECT_CODE", "404"),
+        ("SS_ENDPOINT_MIN_EXPIRE", "99999"),
+    ):
         before = api.get(f"/api/parameters/{name}").json()["value"]
         response = api.put(f"/api/parameters/{name}", json={"value": value})
         assert response.status_code == 400 and response.json()["error"]
         assert api.get(f"/api/parameters/{name}").json()["value"] == before
     assert api.put("/api/parameters/NO_SUCH", json={"value": 1}).status_code == 404
 
-    assert api.put("/api/parameters/SS_ENDPOINT_EXPIRE", json={"value": 1800}).json()["old"] == "3600"
+    assert (
+        api.put("/api/parameters/SS_ENDPOINT_EXPIRE", json={"value": 1800}).json()["old"] == "3600"
+    )
     change = api.get("/api/events", params={"type": "param-changed", "limit": 1}).json()[0]
     assert change["details"] == {"name": "SS_ENDPOINT_EXPIRE", "old": "3600", "new": "1800"}
 
@@ -114,8 +172,11 @@ def test_parameters_survive_restart(server: RunningServer) -> None:
 
 
 def test_unknown_registration_and_call_are_404(server: RunningServer) -> None:
-    for method, path in (("GET", "/api/registrations/nope"), ("DELETE", "/api/registrations/nope"),
-                         ("DELETE", "/api/calls/nope")):
+    for method, path in (
+        ("GET", "/api/registrations/nope"),
+        ("DELETE", "/api/registrations/nope"),
+        ("DELETE", "/api/calls/nope"),
+    ):
         response = server.api.request(method, path)
         assert response.status_code == 404 and "nope" in response.json()["error"]
     assert server.api.get("/api/events", params={"limit": 0}).status_code == 422
@@ -128,15 +189,33 @@ def test_token_is_required_when_configured(server_factory) -> None:  # type: ign
     assert httpx.get(f"{url}/healthz").status_code == 200  # health stays open for probes
     refused = httpx.get(f"{url}/api/accounts")
     assert refused.status_code == 401 and refused.json()["error"]
-    assert httpx.get(f"{url}/api/accounts", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert httpx.get(f"{url}/api/accounts", headers={"Authorization": "Bearer t0ken"}).status_code == 200
+    assert (
+        httpx.get(f"{url}/api/accounts", headers={"Authorization": "Bearer wrong"}).status_code
+        == 401
+    )
+    assert (
+        httpx.get(f"{url}/api/accounts", headers={"Authorization": "Bearer t0ken"}).status_code
+        == 200
+    )
 
 
 def test_non_loopback_api_without_token_refuses_to_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
     result = subprocess.run(
-        [sys.executable, "-m", "regswitch", "serve", "--api", "0.0.0.0:0", "--sip", "udp:127.0.0.1:0",
-         "--db", f"sqlite:///{tmp_path}/x.db"],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "regswitch",
+            "serve",
+            "--api",
+            "0.0.0.0:0",
+            "--sip",
+            "udp:127.0.0.1:0",
+            "--db",
+            f"sqlite:///{tmp_path}/x.db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 2
     assert "requires api_token" in result.stderr

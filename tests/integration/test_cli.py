@@ -13,24 +13,41 @@ from support.server import RunningServer
 DOMAIN = "regswitch.local"
 
 
-def cli(server_or_url: RunningServer | str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    server_or_url: RunningServer | str, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     url = server_or_url if isinstance(server_or_url, str) else server_or_url.api_url
     environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})}
     environment.pop("REGSWITCH_API", None)
     return subprocess.run(
         [sys.executable, "-m", "regswitch", "--api", url, *args],
-        capture_output=True, text=True, timeout=60, env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environment,
     )
 
 
 def test_account_lifecycle_through_the_cli(server: RunningServer) -> None:
-    added = cli(server, "account", "add", f"alice@{DOMAIN}", "--password", "pw", "--max-contacts", "2",
-                "--replace", "off")
+    added = cli(
+        server,
+        "account",
+        "add",
+        f"alice@{DOMAIN}",
+        "--password",
+        "pw",
+        "--max-contacts",
+        "2",
+        "--replace",
+        "off",
+    )
     assert added.returncode == 0, added.stderr
     assert f"alice@{DOMAIN}" in added.stdout
     listed = cli(server, "--json", "account", "list")
     assert json.loads(listed.stdout)[0]["register_replace"] == "off"
-    changed = cli(server, "--json", "account", "set", f"alice@{DOMAIN}", "--keep-calls", "on", "--disabled")
+    changed = cli(
+        server, "--json", "account", "set", f"alice@{DOMAIN}", "--keep-calls", "on", "--disabled"
+    )
     assert json.loads(changed.stdout)["enabled"] is False
     shown = cli(server, "--json", "account", "show", f"alice@{DOMAIN}")
     assert json.loads(shown.stdout)["replace_keep_calls"] == "on"
@@ -63,7 +80,9 @@ def test_errors_are_one_line_with_exit_codes(server: RunningServer, tmp_path: Pa
     bad_aor = cli(server, "account", "add", "no-at-sign")
     assert bad_aor.returncode == 2 and bad_aor.stderr.startswith("error: bad account")
 
-    bad_override = cli(server, "account", "add", f"x@{DOMAIN}", "--password", "p", "--replace", "sometimes")
+    bad_override = cli(
+        server, "account", "add", f"x@{DOMAIN}", "--password", "p", "--replace", "sometimes"
+    )
     assert bad_override.returncode == 2
 
     nothing = cli(server, "account", "set", f"x@{DOMAIN}")
@@ -85,7 +104,9 @@ def test_errors_are_one_line_with_exit_codes(server: RunningServer, tmp_path: Pa
 def test_api_url_from_environment(server: RunningServer) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "regswitch", "--json", "param", "get", "SS_ENDPOINT_EXPIRE"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "REGSWITCH_API": server.api_url},
     )
     assert result.returncode == 0 and json.loads(result.stdout)["value"] == "3600"

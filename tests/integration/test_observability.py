@@ -52,7 +52,9 @@ def metrics(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...
     return out
 
 
-def sse_events(url: str, headers: dict[str, str] | None = None) -> tuple[queue.Queue[dict[str, str]], threading.Event]:
+def sse_events(
+    url: str, headers: dict[str, str] | None = None
+) -> tuple[queue.Queue[dict[str, str]], threading.Event]:
     """Read an SSE stream on a thread; each event is {"id", "event", "data"}."""
     frames: queue.Queue[dict[str, str]] = queue.Queue()
     stop = threading.Event()
@@ -60,7 +62,9 @@ def sse_events(url: str, headers: dict[str, str] | None = None) -> tuple[queue.Q
 
     def reader() -> None:
         try:
-            with httpx.stream("GET", url, headers=headers or {}, timeout=httpx.Timeout(30, read=30)) as response:
+            with httpx.stream(
+                "GET", url, headers=headers or {}, timeout=httpx.Timeout(30, read=30)
+            ) as response:
                 frame: dict[str, str] = {}
                 for line in response.iter_lines():
                     connected.set()  # the server sends "retry:" first, once subscribed
@@ -83,7 +87,9 @@ def sse_events(url: str, headers: dict[str, str] | None = None) -> tuple[queue.Q
     return frames, stop
 
 
-def next_event(frames: queue.Queue[dict[str, str]], type_: str, timeout: float = 5.0) -> dict[str, str]:
+def next_event(
+    frames: queue.Queue[dict[str, str]], type_: str, timeout: float = 5.0
+) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -129,15 +135,22 @@ def test_metrics_count_known_traffic(server: RunningServer, ua, alice: str) -> N
 def test_metrics_text_is_valid_exposition(server: RunningServer, tmp_path: Path) -> None:
     text = server.api.get("/metrics").text
     families = list(text_string_to_metric_families(text))
-    assert {f.name for f in families} >= {"regswitch_bindings", "regswitch_register", "regswitch_kicks"}
+    assert {f.name for f in families} >= {
+        "regswitch_bindings",
+        "regswitch_register",
+        "regswitch_kicks",
+    }
     promtool = shutil.which("promtool")
     if promtool:
-        result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run(
+            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_event_stream_live_and_resume_with_last_event_id(server: RunningServer, ua, alice: str) -> None:  # type: ignore[no-untyped-def]
+def test_event_stream_live_and_resume_with_last_event_id(
+    server: RunningServer, ua, alice: str
+) -> None:  # type: ignore[no-untyped-def]
     url = f"{server.api_url}/api/events/stream?account={alice}"
     frames, stop = sse_events(url)
     phone = ua(server=server.udp)
@@ -174,10 +187,15 @@ def test_stalled_stream_client_does_not_slow_registrations(
     # The API's send buffer (256 KiB, doubled by Linux) and the subscriber's
     # queue (1000 events) fill well within this many events; then it is dropped.
     users = 4000
-    server.api.post("/api/accounts/import", json={"accounts": [
-        {"user": f"user{i:05d}", "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]}
-        for i in range(1, users + 1)
-    ]})
+    server.api.post(
+        "/api/accounts/import",
+        json={
+            "accounts": [
+                {"user": f"user{i:05d}", "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]}
+                for i in range(1, users + 1)
+            ]
+        },
+    )
     # a client that subscribes and then never reads
     host, port = server.api_url.split("//")[1].rsplit(":", 1)
     stalled = socket.socket()

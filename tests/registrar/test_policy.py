@@ -19,29 +19,68 @@ ON = Policy(replace=True, keep_calls=False, max_contacts=1, if_unreachable=True)
 OFF = Policy(replace=False, keep_calls=False, max_contacts=1, if_unreachable=True)
 
 
-def binding(contact: str = "sip:a@10.0.0.1:5060", *, call_id: str = "c1", cseq: int = 1,
-            ip: str = "10.0.0.1", port: int = 5060, instance: str | None = None,
-            reg_id: str | None = None, registered_at: float = NOW - 100, expires_at: float = NOW + 100,
-            reachable: bool = True) -> Binding:
+def binding(
+    contact: str = "sip:a@10.0.0.1:5060",
+    *,
+    call_id: str = "c1",
+    cseq: int = 1,
+    ip: str = "10.0.0.1",
+    port: int = 5060,
+    instance: str | None = None,
+    reg_id: str | None = None,
+    registered_at: float = NOW - 100,
+    expires_at: float = NOW + 100,
+    reachable: bool = True,
+) -> Binding:
     return Binding(
-        id=f"b{next(_ids)}", aor="alice@example.com", contact=contact, transport="udp",
-        source_ip=ip, source_port=port, local_ip="127.0.0.1", local_port=5060, conn_id=0,
-        call_id=call_id, cseq=cseq, expires_at=expires_at, instance=instance, reg_id=reg_id,
-        user_agent=None, path=(), registered_at=registered_at, refreshed_at=registered_at,
-        reachable=reachable, contact_key=contact,
+        id=f"b{next(_ids)}",
+        aor="alice@example.com",
+        contact=contact,
+        transport="udp",
+        source_ip=ip,
+        source_port=port,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        call_id=call_id,
+        cseq=cseq,
+        expires_at=expires_at,
+        instance=instance,
+        reg_id=reg_id,
+        user_agent=None,
+        path=(),
+        registered_at=registered_at,
+        refreshed_at=registered_at,
+        reachable=reachable,
+        contact_key=contact,
     )
 
 
-def request(*, call_id: str = "c2", cseq: int = 1, ip: str = "10.0.0.2", port: int = 5060) -> RegisterRequest:
+def request(
+    *, call_id: str = "c2", cseq: int = 1, ip: str = "10.0.0.2", port: int = 5060
+) -> RegisterRequest:
     return RegisterRequest(
-        aor="alice@example.com", call_id=call_id, cseq=cseq, transport="udp", source_ip=ip,
-        source_port=port, local_ip="127.0.0.1", local_port=5060, conn_id=0, user_agent=None,
-        path=(), now=NOW,
+        aor="alice@example.com",
+        call_id=call_id,
+        cseq=cseq,
+        transport="udp",
+        source_ip=ip,
+        source_port=port,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        user_agent=None,
+        path=(),
+        now=NOW,
     )
 
 
-def contact(uri: str = "sip:a@10.0.0.2:5060", expires: int = 3600, instance: str | None = None,
-            reg_id: str | None = None) -> ContactRequest:
+def contact(
+    uri: str = "sip:a@10.0.0.2:5060",
+    expires: int = 3600,
+    instance: str | None = None,
+    reg_id: str | None = None,
+) -> ContactRequest:
     return ContactRequest(uri=uri, key=uri, expires=expires, instance=instance, reg_id=reg_id)
 
 
@@ -55,7 +94,9 @@ def test_first_registration_is_new() -> None:
 
 def test_refresh_same_call_id_updates_in_place() -> None:
     old = binding(call_id="c2", cseq=5)
-    d = decide([old], request(call_id="c2", cseq=6, ip="10.9.9.9"), [contact("sip:a@10.9.9.9:5060")], OFF)
+    d = decide(
+        [old], request(call_id="c2", cseq=6, ip="10.9.9.9"), [contact("sip:a@10.9.9.9:5060")], OFF
+    )
     assert d.outcome == "ok"
     assert d.changes[0].binding is old and d.changes[0].kind == "refresh"
     assert d.changes[0].values["source_ip"] == "10.9.9.9"  # NAT rebinding follows
@@ -71,7 +112,9 @@ def test_refresh_with_old_cseq_is_500_and_changes_nothing() -> None:
 
 def test_same_instance_is_same_device_under_off() -> None:
     old = binding(instance="<urn:uuid:1>", ip="10.0.0.1")
-    d = decide([old], request(ip="192.0.2.7"), [contact("sip:a@192.0.2.7", instance="<urn:uuid:1>")], OFF)
+    d = decide(
+        [old], request(ip="192.0.2.7"), [contact("sip:a@192.0.2.7", instance="<urn:uuid:1>")], OFF
+    )
     assert d.outcome == "ok"
     assert d.changes[0].binding is old and d.changes[0].kind == "same-device"
     assert not d.removals
@@ -157,7 +200,9 @@ def test_expired_bindings_are_no_conflict() -> None:
 
 def test_flapping_hold_rejects_replacement() -> None:
     old = binding()
-    policy = Policy(replace=True, keep_calls=False, max_contacts=1, if_unreachable=True, flap_held=True)
+    policy = Policy(
+        replace=True, keep_calls=False, max_contacts=1, if_unreachable=True, flap_held=True
+    )
     d = decide([old], request(), [contact()], policy)
     assert d.outcome == "reject" and d.flapping
 

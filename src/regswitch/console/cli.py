@@ -15,7 +15,9 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
     help="regswitch SIP softswitch",
 )
 account_app = typer.Typer(no_args_is_help=True, help="accounts (subscribers)")
@@ -41,7 +43,9 @@ ctx = _Ctx()
 
 @app.callback()
 def main_options(
-    api: Annotated[str, typer.Option("--api", envvar="REGSWITCH_API", help="admin API URL")] = ctx.api,
+    api: Annotated[
+        str, typer.Option("--api", envvar="REGSWITCH_API", help="admin API URL")
+    ] = ctx.api,
     token: Annotated[
         str | None, typer.Option("--token", envvar="REGSWITCH_API_TOKEN", help="API bearer token")
     ] = None,
@@ -63,7 +67,9 @@ def call(method: str, path: str, **kwargs: Any) -> Any:
 
     headers = {"Authorization": f"Bearer {ctx.token}"} if ctx.token else {}
     try:
-        response = httpx.request(method, ctx.api.rstrip("/") + path, headers=headers, timeout=30, **kwargs)
+        response = httpx.request(
+            method, ctx.api.rstrip("/") + path, headers=headers, timeout=30, **kwargs
+        )
     except httpx.HTTPError as exc:
         fail(f"cannot reach the API at {ctx.api}: {exc}")
     if response.status_code >= 400:
@@ -128,10 +134,16 @@ def _override(value: str | None, name: str) -> str | None:
 def account_add(
     aor: Annotated[str, typer.Argument(help="user@domain")],
     password: Annotated[str | None, typer.Option(help="digest password")] = None,
-    network: Annotated[list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")] = None,
+    network: Annotated[
+        list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")
+    ] = None,
     max_contacts: Annotated[int, typer.Option(min=1, max=100)] = 1,
-    replace: Annotated[str, typer.Option("--replace", help="register_replace: inherit|on|off")] = "inherit",
-    keep_calls: Annotated[str, typer.Option("--keep-calls", help="replace_keep_calls: inherit|on|off")] = "inherit",
+    replace: Annotated[
+        str, typer.Option("--replace", help="register_replace: inherit|on|off")
+    ] = "inherit",
+    keep_calls: Annotated[
+        str, typer.Option("--keep-calls", help="replace_keep_calls: inherit|on|off")
+    ] = "inherit",
     disabled: Annotated[bool, typer.Option("--disabled", help="create disabled")] = False,
 ) -> None:
     """Create an account."""
@@ -139,9 +151,14 @@ def account_add(
     if not at or not user or not domain:
         fail(f"bad account {aor!r}: expected user@domain", 2)
     body = {
-        "user": user, "domain": domain, "password": password, "allowed_networks": network or [],
-        "max_contacts": max_contacts, "register_replace": _override(replace, "--replace"),
-        "replace_keep_calls": _override(keep_calls, "--keep-calls"), "enabled": not disabled,
+        "user": user,
+        "domain": domain,
+        "password": password,
+        "allowed_networks": network or [],
+        "max_contacts": max_contacts,
+        "register_replace": _override(replace, "--replace"),
+        "replace_keep_calls": _override(keep_calls, "--keep-calls"),
+        "enabled": not disabled,
     }
     show(call("POST", "/api/accounts", json=body))
 
@@ -149,8 +166,17 @@ def account_add(
 @account_app.command("list")
 def account_list() -> None:
     """List accounts."""
-    show(call("GET", "/api/accounts"),
-         ["aor", "max_contacts", "register_replace", "replace_keep_calls", "allowed_networks", "enabled"])
+    show(
+        call("GET", "/api/accounts"),
+        [
+            "aor",
+            "max_contacts",
+            "register_replace",
+            "replace_keep_calls",
+            "allowed_networks",
+            "enabled",
+        ],
+    )
 
 
 @account_app.command("show")
@@ -163,7 +189,9 @@ def account_show(aor: str) -> None:
 def account_set(
     aor: str,
     password: Annotated[str | None, typer.Option()] = None,
-    network: Annotated[list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")] = None,
+    network: Annotated[
+        list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")
+    ] = None,
     clear_networks: Annotated[bool, typer.Option("--clear-networks")] = False,
     max_contacts: Annotated[int | None, typer.Option(min=1, max=100)] = None,
     replace: Annotated[str | None, typer.Option("--replace")] = None,
@@ -222,7 +250,13 @@ def account_import(
             if len(parts) != 3:
                 fail(f"{path}:{number}: expected user,domain,password", 2)
             items.append({"user": parts[0], "domain": parts[1], "password": parts[2]})
-    show(call("POST", "/api/accounts/import", json={"accounts": items, "replace_existing": replace_existing}))
+    show(
+        call(
+            "POST",
+            "/api/accounts/import",
+            json={"accounts": items, "replace_existing": replace_existing},
+        )
+    )
 
 
 # --- parameters -------------------------------------------------------------------------
@@ -251,8 +285,10 @@ def reg_list(
 ) -> None:
     """Current registrations."""
     query = {k: v for k, v in {"account": account, "ip": ip}.items() if v}
-    show(call("GET", "/api/registrations", params=query),
-         ["id", "account", "contact", "source", "user_agent", "expires_in", "reachable"])
+    show(
+        call("GET", "/api/registrations", params=query),
+        ["id", "account", "contact", "source", "user_agent", "expires_in", "reachable"],
+    )
 
 
 @reg_app.command("delete")
@@ -277,14 +313,20 @@ def events(
         query["type"] = type
     if account:
         query["account"] = account
-    show(call("GET", "/api/events", params=query), ["id", "time", "type", "account", "source", "details"])
+    show(
+        call("GET", "/api/events", params=query),
+        ["id", "time", "type", "account", "source", "details"],
+    )
 
 
 # --- calls and CDRs ---------------------------------------------------------------------
 @calls_app.command("list")
 def calls_list() -> None:
     """Calls in progress."""
-    show(call("GET", "/api/calls"), ["id", "caller", "callee", "state", "duration", "caller_source", "callee_contact"])
+    show(
+        call("GET", "/api/calls"),
+        ["id", "caller", "callee", "state", "duration", "caller_source", "callee_contact"],
+    )
 
 
 @calls_app.command("hangup")
@@ -293,9 +335,16 @@ def calls_hangup(call_id: str) -> None:
     show(call("DELETE", f"/api/calls/{call_id}"))
 
 
-def _cdr_query(account: str | None, reason: str | None, since: str | None, until: str | None, limit: int) -> dict[str, Any]:
+def _cdr_query(
+    account: str | None, reason: str | None, since: str | None, until: str | None, limit: int
+) -> dict[str, Any]:
     query: dict[str, Any] = {"limit": limit}
-    for key, value in (("account", account), ("reason", reason), ("since", since), ("until", until)):
+    for key, value in (
+        ("account", account),
+        ("reason", reason),
+        ("since", since),
+        ("until", until),
+    ):
         if value:
             query[key] = value
     return query
@@ -310,13 +359,25 @@ def cdr_list(
     limit: Annotated[int, typer.Option(min=1, max=100000)] = 50,
 ) -> None:
     """CDRs, newest first."""
-    show(call("GET", "/api/cdrs", params=_cdr_query(account, reason, since, until, limit)),
-         ["start", "caller", "callee", "final_code", "billable_seconds", "end_reason", "end_direction"])
+    show(
+        call("GET", "/api/cdrs", params=_cdr_query(account, reason, since, until, limit)),
+        [
+            "start",
+            "caller",
+            "callee",
+            "final_code",
+            "billable_seconds",
+            "end_reason",
+            "end_direction",
+        ],
+    )
 
 
 @cdr_app.command("export")
 def cdr_export(
-    output: Annotated[str, typer.Option("--output", "-o", help="file to write ('-' for stdout)")] = "-",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="file to write ('-' for stdout)")
+    ] = "-",
     account: Annotated[str | None, typer.Option()] = None,
     reason: Annotated[str | None, typer.Option()] = None,
     since: Annotated[str | None, typer.Option()] = None,
@@ -347,14 +408,20 @@ def serve(
         typer.Option("--sip", help="SIP listener transport:host:port (repeatable)"),
     ] = None,
     api: Annotated[str | None, typer.Option("--api", help="admin API listen host:port")] = None,
-    db: Annotated[str | None, typer.Option(help="storage URL, e.g. sqlite:///var/regswitch.db")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="storage URL, e.g. sqlite:///var/regswitch.db")
+    ] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
-    domain: Annotated[list[str] | None, typer.Option("--domain", help="served SIP domain (repeatable)")] = None,
+    domain: Annotated[
+        list[str] | None, typer.Option("--domain", help="served SIP domain (repeatable)")
+    ] = None,
     api_token: Annotated[str | None, typer.Option(help="bearer token required by the API")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
-    ready_file: Annotated[str | None, typer.Option(help="write listening addresses here as JSON")] = None,
+    ready_file: Annotated[
+        str | None, typer.Option(help="write listening addresses here as JSON")
+    ] = None,
 ) -> None:
     """Run the switch."""
     from pydantic import ValidationError
@@ -366,9 +433,16 @@ def serve(
         settings = load_settings(
             config,
             {
-                "sip": sip or None, "api": api, "db": db, "tls_cert": tls_cert, "tls_key": tls_key,
-                "domains": domain or None, "api_token": api_token, "log_level": log_level,
-                "log_format": log_format, "ready_file": ready_file,
+                "sip": sip or None,
+                "api": api,
+                "db": db,
+                "tls_cert": tls_cert,
+                "tls_key": tls_key,
+                "domains": domain or None,
+                "api_token": api_token,
+                "log_level": log_level,
+                "log_format": log_format,
+                "ready_file": ready_file,
             },
         )
     except (ValidationError, ValueError, OSError) as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from regswitch.registrar.auth import IPNetwork, in_networks
+from regswitch.networks import IPNetwork, in_networks
 
 
 @dataclass(slots=True)

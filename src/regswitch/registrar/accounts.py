@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from regswitch.registrar.auth import IPNetwork, parse_networks
+from regswitch.networks import IPNetwork, parse_networks
 from regswitch.sip import digest
 from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor
 

@@ -6,7 +6,6 @@ seen per nonce, so a replayed Authorization is refused.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -18,7 +17,6 @@ from regswitch.storage.base import Account
 
 DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,25 +28,6 @@ class AuthResult:
 
 
 OK = AuthResult("ok")
-
-
-def parse_networks(networks: tuple[str, ...] | list[str]) -> tuple[IPNetwork, ...]:
-    """CIDR strings -> networks; ValueError names the bad entry."""
-    out = []
-    for text in networks:
-        try:
-            out.append(ipaddress.ip_network(text.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"bad network {text!r}: expected CIDR like 192.0.2.0/24") from None
-    return tuple(out)
-
-
-def in_networks(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return any(address in net for net in networks)
 
 
 class NonceCounter:

@@ -21,11 +21,12 @@ from urllib.parse import unquote
 from regswitch import events as ev
 from regswitch.endpoint import ServerTransaction
 from regswitch.events import EventBus
+from regswitch.networks import in_networks
 from regswitch.params import Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.accounts import AccountEntry, Accounts
-from regswitch.registrar.auth import Authenticator, in_networks
+from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.policy import (
@@ -281,7 +282,7 @@ class Registrar:
         host = uri.host.lower()
         if host in self.domains:
             return f"{unquote(uri.user)}@{host}"
-        if host in self.own_hosts or _is_ip_literal(host) and "*" in self.own_hosts:
+        if host in self.own_hosts or (_is_ip_literal(host) and "*" in self.own_hosts):
             return f"{unquote(uri.user)}@{self.default_domain}"
         return None
 

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 
 from regswitch import __version__
-from regswitch.metrics import build_registry
 from regswitch.console.api.errors import error_response, install_error_handlers
 from regswitch.console.api.routes import accounts, calls, events, parameters, registrations, stream
+from regswitch.console.web import mount_web
+from regswitch.metrics import build_registry
 from regswitch.switch import Switch
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
@@ -21,7 +22,7 @@ def create_app(switch: Switch) -> FastAPI:
     app = FastAPI(
         title="regswitch admin API",
         version=__version__,
-        description="Registrations, accounts, parameters, events, calls and CDRs of a regswitch node.",
+        description="Registrations, accounts, parameters, events, calls and CDRs of a node.",
     )
     app.state.switch = switch
     app.state.metrics = build_registry(switch.metrics_snapshot)
@@ -40,7 +41,9 @@ def create_app(switch: Switch) -> FastAPI:
                 return await call_next(request)
             given = request.headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, expected):
-                return error_response(401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"})
+                return error_response(
+                    401, "missing or wrong API token", {"WWW-Authenticate": "Bearer"}
+                )
             return await call_next(request)
 
     @app.get("/healthz", tags=["health"])
@@ -49,4 +52,5 @@ def create_app(switch: Switch) -> FastAPI:
 
     for module in (stream, accounts, parameters, registrations, events, calls):
         app.include_router(module.router)
+    mount_web(app)  # the operator console (static files) at /
     return app

@@ -10,11 +10,14 @@ calls it makes are, and the page asks the operator for the token on a 401.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, RedirectResponse
-from starlette.staticfiles import StaticFiles
+from starlette.responses import Response
+from starlette.staticfiles import PathLike, StaticFiles
+from starlette.types import Scope
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 INDEX = STATIC_DIR / "index.html"
@@ -25,8 +28,10 @@ _NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 class _RevalidatedFiles(StaticFiles):
-    def file_response(self, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        response = super().file_response(*args, **kwargs)  # type: ignore[arg-type]
+    def file_response(
+        self, full_path: PathLike, stat_result: os.stat_result, scope: Scope, status_code: int = 200
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(_NO_CACHE)
         return response
 
@@ -34,7 +39,7 @@ class _RevalidatedFiles(StaticFiles):
 def mount_web(app: FastAPI) -> None:
     """Serve the console at `/` and its assets under `/console/`."""
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def console_index() -> FileResponse:
         return FileResponse(INDEX, media_type="text/html; charset=utf-8", headers=_NO_CACHE)
 

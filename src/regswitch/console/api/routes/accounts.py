@@ -53,7 +53,9 @@ async def get_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
     if entry is None:
         raise ApiError(404, f"no account {aor}")
     view = account_view(entry.account)
-    view["registrations"] = [b.view(switch.clock()) for b in switch.registrar.list(entry.account.aor)]
+    view["registrations"] = [
+        b.view(switch.clock()) for b in switch.registrar.list(entry.account.aor)
+    ]
     return view
 
 
@@ -67,8 +69,12 @@ async def update_account(aor: str, body: AccountPatch, switch: SwitchDep) -> dic
     except AccountError as exc:
         raise _fail(exc) from None
     switch.events.emit(
-        ACCOUNT_CHANGED, account=account.aor, source="api", action="updated",
-        fields=sorted(k for k in patch if k != "password") + (["password"] if "password" in patch else []),
+        ACCOUNT_CHANGED,
+        account=account.aor,
+        source="api",
+        action="updated",
+        fields=sorted(k for k in patch if k != "password")
+        + (["password"] if "password" in patch else []),
     )
     return account_view(account)
 

@@ -18,9 +18,22 @@ from regswitch.storage.base import END_REASONS, CdrFilter, CdrRecord, normalise_
 router = APIRouter(tags=["calls"])
 
 CDR_FIELDS = [
-    "id", "caller", "callee", "caller_contact", "callee_contact", "caller_source", "callee_source",
-    "a_call_id", "b_call_id", "start", "answer", "end", "billable_seconds", "final_code",
-    "end_reason", "end_direction",
+    "id",
+    "caller",
+    "callee",
+    "caller_contact",
+    "callee_contact",
+    "caller_source",
+    "callee_source",
+    "a_call_id",
+    "b_call_id",
+    "start",
+    "answer",
+    "end",
+    "billable_seconds",
+    "final_code",
+    "end_reason",
+    "end_direction",
 ]
 
 
@@ -67,13 +80,17 @@ async def list_cdrs(
     await switch.storage.cdrs.flush()
     records = await switch.storage.cdrs.query(
         CdrFilter(
-            account=normalise_aor(account) if account else None, reason=reason,
-            since=_time(since, "since"), until=_time(until, "until"), limit=limit,
+            account=normalise_aor(account) if account else None,
+            reason=reason,
+            since=_time(since, "since"),
+            until=_time(until, "until"),
+            limit=limit,
         )
     )
     if format == "csv":
         return Response(
-            _csv(records), media_type="text/csv",
+            _csv(records),
+            media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="cdrs.csv"'},
         )
     return [asdict(r) for r in records]

@@ -34,7 +34,9 @@ async def list_events(
     await switch.storage.events.flush()
     records = await switch.storage.events.query(
         EventFilter(
-            type=type, account=normalise_aor(account) if account else None, limit=limit,
+            type=type,
+            account=normalise_aor(account) if account else None,
+            limit=limit,
             before_id=before_id,
         )
     )

@@ -31,7 +31,9 @@ async def get_registration(binding_id: str, switch: SwitchDep) -> dict[str, Any]
 
 
 @router.delete("/{binding_id}")
-async def delete_registration(binding_id: str, switch: SwitchDep, kick: bool = False) -> dict[str, Any]:
+async def delete_registration(
+    binding_id: str, switch: SwitchDep, kick: bool = False
+) -> dict[str, Any]:
     result = await switch.registrar.delete(binding_id, kick)
     if result is None:
         raise ApiError(404, f"no registration {binding_id}")

@@ -26,7 +26,9 @@ async def event_stream(
     type: list[str] | None = Query(None, description="event type(s) to receive"),
     account: str | None = None,
     last_event_id: str | None = Header(None, alias="Last-Event-ID"),
-    last_id: int | None = Query(None, description="resume after this event id (like Last-Event-ID)"),
+    last_id: int | None = Query(
+        None, description="resume after this event id (like Last-Event-ID)"
+    ),
 ) -> StreamingResponse:
     """Every event as it happens. Reconnect with Last-Event-ID to get what was missed
     (from a bounded backlog). A client that does not keep up is disconnected."""
@@ -34,7 +36,9 @@ async def event_stream(
     if last_event_id and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
     types = [t for item in (type or []) for t in item.split(",") if t]
-    sub = switch.events.subscribe(types or None, normalise_aor(account) if account else None, resume)
+    sub = switch.events.subscribe(
+        types or None, normalise_aor(account) if account else None, resume
+    )
 
     async def frames() -> AsyncIterator[bytes]:
         try:
@@ -55,11 +59,14 @@ async def event_stream(
             switch.events.unsubscribe(sub)
 
     return StreamingResponse(
-        frames(), media_type="text/event-stream",
+        frames(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
 async def metrics(request: Request) -> Response:
-    return Response(render(request.app.state.metrics), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(
+        render(request.app.state.metrics), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

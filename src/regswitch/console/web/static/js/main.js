@@ -1,7 +1,6 @@
 // The console shell: hash routes -> page modules, the live-stream indicator,
 // node info. Each page module exports mount(root, ctx) -> cleanup().
 
-import { api } from "./api.js";
 import { EventStream } from "./stream.js";
 import * as registrations from "./pages/registrations.js";
 import * as parameters from "./pages/parameters.js";
@@ -48,7 +47,7 @@ function showLiveState(state) {
 
 async function showNode() {
   try {
-    const health = await api("../healthz");
+    const health = await (await fetch("healthz", { cache: "no-store" })).json();
     const sip = (health.sip || []).map((l) => `${l.transport} ${l.host}:${l.port}`).join(", ");
     document.getElementById("node-info").textContent = sip ? `SIP ${sip}` : "";
   } catch {

@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Call setup rate: SIPp UAC -> regswitch (B2BUA) -> registered SIPp UAS,
+INVITE/180/200/ACK/BYE, next to Kamailio 1 child proxying the same scenario
+statefully; 3 interleaved repetitions, ratio of the medians. Then the kick
+latency (bench/kick.py).
+
+    .venv/bin/python bench/calls.py [--reps 3] [--skip-kick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from common import compare
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--skip-kick", action="store_true")
+    parser.add_argument("--json", help="write the result here")
+    a = parser.parse_args()
+    sweep = [
+        "--start",
+        "250",
+        "--factor",
+        "2",
+        "--bisect",
+        "3",
+        "--duration",
+        "3",
+        "--pause-ms",
+        "0",
+    ]
+    result = compare("call", [], sweep, a.reps)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=2)
+    if not a.skip_kick:
+        subprocess.run([sys.executable, str(Path(__file__).with_name("kick.py"))], check=False)

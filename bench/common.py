@@ -1,0 +1,193 @@
+"""Shared plumbing of the regswitch-vs-Kamailio benchmarks (not tests).
+
+Starts `regswitch serve` pinned like ../shared/bench/run.py pins Kamailio
+(server on CPU 0, SIPp on the last CPU), provisions the bench users, runs
+run.py steps and reads their SUMMARY lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BENCH = Path(os.environ.get("REGSWITCH_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
+RUN_PY = SHARED_BENCH / "run.py"
+PORT = 5075
+USERS = 10_000
+
+
+def server_cpus() -> str:
+    return "0" if (os.cpu_count() or 1) <= 2 else f"0-{(os.cpu_count() or 2) - 2}"
+
+
+class Regswitch:
+    """A `regswitch serve` on udp:127.0.0.1:PORT with SQLite write-through on."""
+
+    def __init__(self, port: int = PORT, extra_env: dict[str, str] | None = None) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="rsbench-"))
+        ready = self.dir / "ready.json"
+        argv = [
+            sys.executable,
+            "-m",
+            "regswitch",
+            "serve",
+            "--sip",
+            f"udp:127.0.0.1:{port}",
+            "--api",
+            "127.0.0.1:0",
+            "--db",
+            f"sqlite:///{self.dir}/rs.db",
+            "--ready-file",
+            str(ready),
+            "--log-level",
+            "warning",
+        ]
+        if shutil.which("taskset"):
+            argv = ["taskset", "-c", server_cpus(), *argv]
+        env = {**os.environ, **(extra_env or {})}
+        self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.time() + 20
+        while not ready.exists():
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"regswitch did not start; see {self.dir}/server.log")
+            time.sleep(0.1)
+        info = json.loads(ready.read_text())
+        self.api = info["api"]
+        self.pid = info["pid"]
+        self.target = f"127.0.0.1:{port}"
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.api + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read() or b"null")
+
+    def provision(self, users: int = USERS) -> None:
+        """The bench users (password pw-<user>, run.py's users.csv) and the UAS account,
+        all allowed from loopback (IP authentication for SIPp's unauthenticated INVITEs)."""
+        accounts = [
+            {
+                "user": f"user{i:05d}",
+                "domain": "regswitch.local",
+                "password": f"pw-user{i:05d}",
+                "allowed_networks": ["127.0.0.0/8"],
+            }
+            for i in range(1, users + 1)
+        ]
+        accounts.append(
+            {"user": "uas", "domain": "regswitch.local", "allowed_networks": ["127.0.0.0/8"]}
+        )
+        self.call("POST", "/api/accounts/import", {"accounts": accounts})
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_step(args: list[str]) -> dict[str, Any]:
+    """One run.py invocation; returns its SUMMARY."""
+    out = subprocess.run(
+        [sys.executable, str(RUN_PY), *args], capture_output=True, text=True, timeout=900
+    )
+    for line in reversed(out.stdout.splitlines()):
+        if line.startswith("SUMMARY "):
+            summary: dict[str, Any] = json.loads(line[len("SUMMARY ") :])
+            return summary
+    raise SystemExit(f"run.py gave no SUMMARY:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def compare(
+    scenario: str,
+    kamailio_args: list[str],
+    sweep: list[str],
+    reps: int = 3,
+    regswitch_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Interleaved repetitions of Kamailio and regswitch; medians and the ratio."""
+    kam: list[dict[str, Any]] = []
+    rs: list[dict[str, Any]] = []
+    for rep in range(1, reps + 1):
+        kam.append(
+            run_step(
+                [
+                    "--kamailio",
+                    "1",
+                    *kamailio_args,
+                    "--scenario",
+                    scenario,
+                    *sweep,
+                    "--label",
+                    f"kamailio rep{rep}",
+                ]
+            )
+        )
+        print_step(kam[-1])
+        server = Regswitch(extra_env=regswitch_env)
+        try:
+            server.provision()
+            rs.append(
+                run_step(
+                    [
+                        "--target",
+                        server.target,
+                        "--server-pid",
+                        str(server.pid),
+                        "--scenario",
+                        scenario,
+                        *sweep,
+                        "--label",
+                        f"regswitch rep{rep}",
+                    ]
+                )
+            )
+        finally:
+            server.stop()
+        print_step(rs[-1])
+    kam_rate = statistics.median(s["best_rate"] or 0 for s in kam)
+    rs_rate = statistics.median(s["best_rate"] or 0 for s in rs)
+    result = {
+        "scenario": scenario,
+        "kamailio_median": kam_rate,
+        "regswitch_median": rs_rate,
+        "ratio": round(rs_rate / kam_rate, 3) if kam_rate else None,
+        "kamailio": kam,
+        "regswitch": rs,
+    }
+    print(
+        f"{scenario}: regswitch {rs_rate:.0f}/s vs Kamailio 1 child {kam_rate:.0f}/s -> ratio "
+        f"{result['ratio']} (medians of {reps} interleaved reps)",
+        flush=True,
+    )
+    return result
+
+
+def print_step(summary: dict[str, Any]) -> None:
+    print(
+        f"  {summary['label']:<18} best {summary['best_rate']}/s  p50 {summary['p50_ms']} ms  "
+        f"p99 {summary['p99_ms']} ms  sipp_cpu {summary['sipp_cpu']}%  "
+        f"server_cpu {summary['server_cpu']}%",
+        flush=True,
+    )

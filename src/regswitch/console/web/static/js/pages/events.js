@@ -1,0 +1,162 @@
+// Events: the recorded log and the live stream, newest first. Kicks,
+// rejections, flapping and flood blocks stand out; a kick shows old -> new
+// contact and the calls it ended.
+
+import { api } from "../api.js";
+import { badge, fmtClock, fmtTime, h, pageHeader } from "../ui.js";
+
+const TYPES = [
+  "registered", "refreshed", "same-device", "unregistered", "expired", "replaced", "rejected",
+  "deleted", "reachability", "flapping", "flood-blocked", "auth-failed", "param-changed",
+  "account-changed", "call-started", "call-answered", "call-ended",
+];
+// What an operator watches for: a device thrown out, a device refused, two
+// devices fighting over one account, a source blocked.
+const ALERTS = new Set(["replaced", "rejected", "flapping", "flood-blocked"]);
+const ALERTS_FILTER = "@alerts";
+const KEEP = 500;
+
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+function arrow(oldText, newText) {
+  return h("span", { class: "change" },
+    h("span", { class: "mono old" }, oldText || "?"), h("span", { class: "arrow", "aria-label": "replaced by" }, " → "),
+    h("span", { class: "mono new" }, newText || "?"));
+}
+
+function callsEnded(ids) {
+  if (!ids || !ids.length) return h("span", { class: "calls-ended none" }, "no call ended");
+  return h("span", { class: "calls-ended" }, `${plural(ids.length, "call")} ended: `,
+    ids.map((id, i) => [i ? ", " : "", h("span", { class: "mono" }, id)]));
+}
+
+/** The one-line story of an event. */
+function summary(event) {
+  const d = event.details || {};
+  switch (event.type) {
+    case "replaced":
+      return [arrow(d.old_contact, d.new_contact),
+        h("span", { class: "sub" },
+          d.kicked === false || d.keep_calls ? "calls kept running (keep calls)" : callsEnded(d.calls_ended),
+          d.policy === "off-unreachable" ? " · old device unreachable (replace Off)" : "",
+          d.old_source ? ` · from ${d.old_source}` : "")];
+    case "rejected":
+      return [h("span", {}, "refused ", h("span", { class: "mono" }, d.new_contact || "?"),
+        ` with ${d.status ?? ""} ${d.reason ?? ""}`),
+        h("span", { class: "sub" },
+          d.old_contact ? ["registered device ", h("span", { class: "mono" }, d.old_contact)] : "",
+          d.retry_after != null ? ` · retry after ${d.retry_after} s` : "",
+          d.flapping ? " · account flapping: replacements on hold" : "")];
+    case "flapping":
+      return `replaced more than ${d.limit} times in ${d.window} s; further replacements refused until ${fmtClock(d.held_until)}`;
+    case "flood-blocked":
+      return `source blocked for ${d.seconds} s: ${d.reason ?? "flood"}`;
+    case "deleted":
+      return [h("span", {}, "deleted from the console: ", h("span", { class: "mono" }, d.contact || "")),
+        h("span", { class: "sub" }, d.kicked ? callsEnded(d.calls_ended) : "calls kept")];
+    case "registered":
+    case "refreshed":
+    case "same-device":
+      return [h("span", { class: "mono" }, d.contact || ""),
+        d.old_contact ? h("span", { class: "sub" }, "moved from ", h("span", { class: "mono" }, d.old_contact), d.old_source ? ` (${d.old_source})` : "") : "",
+        h("span", { class: "sub" }, d.expires != null ? `expires in ${d.expires} s` : "", d.user_agent ? ` · ${d.user_agent}` : "")];
+    case "unregistered":
+    case "expired":
+      return [h("span", { class: "mono" }, d.contact || ""), d.wildcard ? " (Contact: *)" : ""];
+    case "reachability":
+      return [h("span", { class: "mono" }, d.contact || ""), " ", d.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")];
+    case "param-changed":
+      return [h("code", {}, d.name), ": ", h("code", {}, d.old), " → ", h("code", {}, d.new)];
+    case "auth-failed":
+      return d.reason || "authentication failed";
+    case "call-started":
+      return `call ${d.call} to ${d.callee} (${plural(d.forks ?? 0, "fork")})`;
+    case "call-answered":
+      return `call ${d.call} answered by ${d.callee_contact || d.callee}`;
+    case "call-ended":
+      return `call ${d.call ?? "(refused)"} to ${d.callee}: ${d.reason} by ${d.direction}, SIP ${d.code}${d.duration ? `, ${d.duration} s` : ""}`;
+    case "account-changed":
+      return [d.action, d.fields ? ` (${d.fields.join(", ")})` : "", d.created != null ? ` created ${d.created}` : "", d.updated != null ? `, updated ${d.updated}` : ""];
+    default:
+      return Object.entries(d).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+  }
+}
+
+function eventRow(event) {
+  const alert = ALERTS.has(event.type);
+  return h("li", { class: `event ev-${event.type} ${alert ? "alert" : ""}`, dataset: { id: event.id, type: event.type } },
+    h("time", { datetime: new Date(event.time * 1000).toISOString(), title: fmtTime(event.time) }, fmtClock(event.time)),
+    h("span", { class: "etype" }, badge(event.type, alert ? "alert" : "")),
+    h("span", { class: "who" },
+      event.account ? h("span", { class: "account" }, event.account) : null,
+      event.source ? h("span", { class: "source mono" }, event.source) : null),
+    h("span", { class: "what" }, summary(event)));
+}
+
+export function mount(root, { stream }) {
+  let events = [];
+  const filter = { type: "", account: "" };
+  const typeSelect = h("select", {
+    "aria-label": "Event type", id: "event-type",
+    onchange: (e) => { filter.type = e.target.value; load(); },
+  },
+  h("option", { value: "" }, "All events"),
+  h("option", { value: ALERTS_FILTER }, "Kicks, rejects, flapping, floods"),
+  TYPES.map((t) => h("option", { value: t }, t)));
+  const accountInput = h("input", {
+    type: "search", placeholder: "Filter by account", "aria-label": "Filter by account", id: "event-account",
+    oninput: (e) => { filter.account = e.target.value.trim().toLowerCase(); render(); },
+  });
+  const list = h("ol", { class: "events", id: "events" });
+  const count = h("span", { class: "count" });
+  root.append(
+    pageHeader("Events", "What the switch did, live: registrations, kicks, rejections, flapping, calls, parameter changes."),
+    h("div", { class: "filters" }, typeSelect, accountInput, count),
+    list,
+  );
+
+  function wanted(event) {
+    if (filter.type === ALERTS_FILTER && !ALERTS.has(event.type)) return false;
+    if (filter.type && filter.type !== ALERTS_FILTER && event.type !== filter.type) return false;
+    return !filter.account || (event.account || "").toLowerCase().includes(filter.account);
+  }
+
+  function render() {
+    const shown = events.filter(wanted);
+    count.textContent = `${shown.length} shown`;
+    list.replaceChildren(...shown.map(eventRow));
+    if (!shown.length) list.append(h("li", { class: "event empty" }, "No event matches."));
+  }
+
+  async function load() {
+    // The server filters by one exact type; the alert group and the account
+    // substring are filtered here.
+    const type = filter.type && filter.type !== ALERTS_FILTER ? filter.type : undefined;
+    try {
+      const fetched = await api("events", { query: { type, limit: KEEP } });
+      // Live events that arrived during the read are kept (ids are increasing).
+      const seen = new Set(fetched.map((e) => e.id));
+      const newer = events.filter((e) => !seen.has(e.id) && e.id > (fetched[0]?.id ?? 0));
+      events = [...newer, ...fetched].slice(0, KEEP);
+      render();
+    } catch (err) {
+      list.replaceChildren(h("li", { class: "error" }, `Cannot read events: ${err.message}`));
+    }
+  }
+
+  const off = stream.subscribe((event) => {
+    if (events.some((e) => e.id === event.id)) return;
+    events.unshift(event);
+    if (events.length > KEEP) events.length = KEEP;
+    if (!wanted(event)) return;
+    list.querySelector(".event.empty")?.remove();
+    const row = eventRow(event);
+    row.classList.add("fresh");
+    list.prepend(row);
+    while (list.children.length > KEEP) list.lastElementChild.remove();
+    count.textContent = `${list.querySelectorAll(".event:not(.empty)").length} shown`;
+  });
+  const offStatus = stream.onStatus((state) => { if (state === "live") load(); });
+  load();
+  return () => { off(); offStatus(); };
+}
