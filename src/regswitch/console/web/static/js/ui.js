@@ -94,7 +94,7 @@ export function modal({ title, body, actions, className = "" }) {
  * cell its heading there.
  */
 export function table(columns, rows, { empty = "Nothing to show.", rowAttrs } = {}) {
-  const head = h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.class, scope: "col" }, c.label))));
+  const head = h("thead", {}, h("tr", {}, columns.map((c) => h("th", { class: c.class?.includes("num") ? "num" : undefined, scope: "col" }, c.label))));
   const body = h("tbody");
   if (!rows.length) {
     body.append(h("tr", { class: "empty" }, h("td", { colspan: columns.length }, empty)));

@@ -30,55 +30,61 @@ function callsEnded(ids) {
     ids.map((id, i) => [i ? ", " : "", h("span", { class: "mono" }, id)]));
 }
 
-/** The one-line story of an event. */
+const mono = (text) => h("span", { class: "mono" }, text ?? "");
+
+/** What happened, as lines: the first is the story, the others details. */
 function summary(event) {
   const d = event.details || {};
   switch (event.type) {
     case "replaced":
-      return [arrow(d.old_contact, d.new_contact),
-        h("span", { class: "sub" },
-          d.kicked === false || d.keep_calls ? "calls kept running (keep calls)" : callsEnded(d.calls_ended),
+      return [
+        arrow(d.old_contact, d.new_contact),
+        [d.kicked === false || d.keep_calls ? "calls kept running (keep calls)" : callsEnded(d.calls_ended),
           d.policy === "off-unreachable" ? " · old device unreachable (replace Off)" : "",
-          d.old_source ? ` · from ${d.old_source}` : "")];
+          d.old_source ? ` · old device at ${d.old_source}` : ""],
+      ];
     case "rejected":
-      return [h("span", {}, "refused ", h("span", { class: "mono" }, d.new_contact || "?"),
-        ` with ${d.status ?? ""} ${d.reason ?? ""}`),
-        h("span", { class: "sub" },
-          d.old_contact ? ["registered device ", h("span", { class: "mono" }, d.old_contact)] : "",
+      return [
+        ["refused ", mono(d.new_contact || "?"), ` with ${d.status ?? ""} ${d.reason ?? ""}`],
+        [d.old_contact ? ["registered device ", mono(d.old_contact)] : "",
           d.retry_after != null ? ` · retry after ${d.retry_after} s` : "",
-          d.flapping ? " · account flapping: replacements on hold" : "")];
+          d.flapping ? " · account flapping: replacements on hold" : ""],
+      ];
     case "flapping":
-      return `replaced more than ${d.limit} times in ${d.window} s; further replacements refused until ${fmtClock(d.held_until)}`;
+      return [`replaced more than ${d.limit} times in ${d.window} s`,
+        d.held_until ? `further replacements refused until ${fmtClock(d.held_until)}` : ""];
     case "flood-blocked":
-      return `source blocked for ${d.seconds} s: ${d.reason ?? "flood"}`;
+      return [`source blocked for ${d.seconds} s`, d.reason || ""];
     case "deleted":
-      return [h("span", {}, "deleted from the console: ", h("span", { class: "mono" }, d.contact || "")),
-        h("span", { class: "sub" }, d.kicked ? callsEnded(d.calls_ended) : "calls kept")];
+      return [["deleted from the console: ", mono(d.contact)],
+        d.kicked ? callsEnded(d.calls_ended) : "calls kept"];
     case "registered":
     case "refreshed":
     case "same-device":
-      return [h("span", { class: "mono" }, d.contact || ""),
-        d.old_contact ? h("span", { class: "sub" }, "moved from ", h("span", { class: "mono" }, d.old_contact), d.old_source ? ` (${d.old_source})` : "") : "",
-        h("span", { class: "sub" }, d.expires != null ? `expires in ${d.expires} s` : "", d.user_agent ? ` · ${d.user_agent}` : "")];
+      return [mono(d.contact),
+        d.old_contact ? ["moved from ", mono(d.old_contact), d.old_source ? ` (${d.old_source})` : ""] : "",
+        [d.expires != null ? `expires in ${d.expires} s` : "", d.user_agent ? ` · ${d.user_agent}` : ""]];
     case "unregistered":
     case "expired":
-      return [h("span", { class: "mono" }, d.contact || ""), d.wildcard ? " (Contact: *)" : ""];
+      return [[mono(d.contact), d.wildcard ? " (Contact: *)" : ""]];
     case "reachability":
-      return [h("span", { class: "mono" }, d.contact || ""), " ", d.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")];
+      return [[mono(d.contact), " ", d.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")]];
     case "param-changed":
-      return [h("code", {}, d.name), ": ", h("code", {}, d.old), " → ", h("code", {}, d.new)];
+      return [[h("code", {}, d.name), ": ", h("code", {}, d.old), " → ", h("code", {}, d.new)]];
     case "auth-failed":
-      return d.reason || "authentication failed";
+      return [d.reason || "authentication failed"];
     case "call-started":
-      return `call ${d.call} to ${d.callee} (${plural(d.forks ?? 0, "fork")})`;
+      return [`call to ${d.callee}`, `${plural(d.forks ?? 0, "fork")} · call ${d.call}`];
     case "call-answered":
-      return `call ${d.call} answered by ${d.callee_contact || d.callee}`;
+      return [`call to ${d.callee} answered`, ["by ", mono(d.callee_contact || ""), ` · call ${d.call}`]];
     case "call-ended":
-      return `call ${d.call ?? "(refused)"} to ${d.callee}: ${d.reason} by ${d.direction}, SIP ${d.code}${d.duration ? `, ${d.duration} s` : ""}`;
+      return [`call to ${d.callee} ended: ${d.reason}`,
+        `by ${d.direction} · SIP ${d.code}${d.duration ? ` · ${d.duration} s` : ""}${d.call ? ` · call ${d.call}` : ""}`];
     case "account-changed":
-      return [d.action, d.fields ? ` (${d.fields.join(", ")})` : "", d.created != null ? ` created ${d.created}` : "", d.updated != null ? `, updated ${d.updated}` : ""];
+      return [[`account ${d.action}`, d.fields ? ` (${d.fields.join(", ")})` : ""],
+        d.created != null ? `created ${d.created}, updated ${d.updated ?? 0}` : ""];
     default:
-      return Object.entries(d).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+      return [Object.entries(d).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")];
   }
 }
 
@@ -90,7 +96,8 @@ function eventRow(event) {
     h("span", { class: "who" },
       event.account ? h("span", { class: "account" }, event.account) : null,
       event.source ? h("span", { class: "source mono" }, event.source) : null),
-    h("span", { class: "what" }, summary(event)));
+    h("span", { class: "what" }, summary(event).filter((line) => line !== "")
+      .map((line, i) => h("span", { class: i ? "sub" : "main" }, line))));
 }
 
 export function mount(root, { stream }) {

@@ -68,7 +68,7 @@ export function mount(root, { stream }) {
     const control = editor(p);
     const range = p.kind === "int" && (p.minimum !== null || p.maximum !== null)
       ? `${p.minimum ?? "…"}–${p.maximum ?? "…"}` : "";
-    const saveButton = h("button", { type: "button", class: "small primary", onclick: () => save(p.name, control.value, saveButton) }, "Save");
+    const saveButton = h("button", { type: "button", class: "small save", onclick: () => save(p.name, control.value, saveButton) }, "Save");
     const error = errors.get(p.name);
     const row = h("div", { class: `param ${drafts.has(p.name) ? "dirty" : ""} ${p.value !== p.default ? "changed" : ""}`, dataset: { name: p.name } },
       h("div", { class: "param-info" },
@@ -83,7 +83,9 @@ export function mount(root, { stream }) {
             ? h("button", { type: "button", class: "link", onclick: () => save(p.name, p.default, saveButton) }, "reset to default")
             : null),
         error ? h("p", { class: "error param-error", role: "alert" }, error) : null));
-    control.addEventListener("input", () => row.classList.toggle("dirty", drafts.has(p.name)));
+    for (const type of ["input", "change"]) {
+      control.addEventListener(type, () => row.classList.toggle("dirty", drafts.has(p.name)));
+    }
     return row;
   }
 

@@ -8,10 +8,13 @@ import { badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toa
 const REGISTRATION_EVENTS = new Set([
   "registered", "refreshed", "same-device", "unregistered", "expired", "replaced",
   "deleted", "reachability",
+  // the Calls column
+  "call-started", "call-ended",
 ]);
 
 export function mount(root, { stream }) {
   let rows = [];
+  let callsOf = new Map(); // binding id -> calls in progress on it
   let loadedAt = performance.now();
   const filters = { account: "", ip: "" };
 
@@ -57,6 +60,10 @@ export function mount(root, { stream }) {
     { label: "Registered", class: "nowrap", cell: (r) => fmtTime(r.registered_at) },
     { label: "Expires in", class: "nowrap", cell: expiresCell },
     {
+      label: "Calls", class: "num",
+      cell: (r) => { const n = (callsOf.get(r.id) || []).length; return n ? badge(String(n), "ok") : "0"; },
+    },
+    {
       label: "Reachability",
       cell: (r) => (r.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")),
     },
@@ -93,8 +100,12 @@ export function mount(root, { stream }) {
     if (loading) { loading.again = true; return; }
     loading = { again: false };
     try {
-      const data = await api("registrations");
+      const [data, calls] = await Promise.all([api("registrations"), api("calls")]);
       rows = data;
+      callsOf = new Map();
+      for (const call of calls) {
+        for (const id of call.bindings || []) callsOf.set(id, [...(callsOf.get(id) || []), call]);
+      }
       loadedAt = performance.now();
       render();
     } catch (err) {
