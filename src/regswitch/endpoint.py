@@ -105,6 +105,7 @@ class Endpoint:
         self._server_timeout_handler: Callable[[ev.TransactionTimedOut], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
 
     # --- wiring -----------------------------------------------------------------
     def route(self, method: str, handler: RequestHandler) -> None:
@@ -166,6 +167,10 @@ class Endpoint:
         """The app no longer wants events of client transaction `tx_id`."""
         self._response_handlers.pop(tx_id, None)
 
+    def _forget_accepted(self, tx_id: str) -> None:
+        self._accepted.discard(tx_id)
+        self._response_handlers.pop(tx_id, None)
+
     def pump(self) -> None:
         """Dispatch events, flush outgoing data, re-arm the timer."""
         tx = self.tx
@@ -214,10 +219,17 @@ class Endpoint:
             elif isinstance(event, ev.ResponseReceived):
                 handler = self._response_handlers.get(event.tx_id)
                 if handler is not None:
-                    if event.response.status >= 200 and not (
-                        event.response.status < 300 and event.response.cseq.method == "INVITE"
-                    ):
-                        del self._response_handlers[event.tx_id]
+                    status = event.response.status
+                    if status >= 200:
+                        if status < 300 and event.response.cseq.method == "INVITE":
+                            # 2xx retransmissions reach the handler until Timer M ends the tx
+                            if event.tx_id not in self._accepted:
+                                self._accepted.add(event.tx_id)
+                                self.loop.call_later(
+                                    self.tx.timers.m, self._forget_accepted, event.tx_id
+                                )
+                        else:
+                            del self._response_handlers[event.tx_id]
                     handler(event)
             elif isinstance(event, ev.TransactionTimedOut):
                 if event.client:
@@ -256,6 +268,11 @@ class Endpoint:
             # a header read lazily by the handler turned out malformed
             status = exc.status_hint if 400 <= exc.status_hint < 600 else 400
             stx.respond(status, _phrase_safe(exc.reason))
+        except Exception:
+            # answer, or the server transaction would wait in Trying forever
+            self.stats.handler_errors += 1
+            log.exception("%s handler failed", request.method)
+            stx.respond(500, "Server Internal Error")
 
     def _malformed(self, event: ev.MalformedReceived) -> None:
         reply = error_response_for_raw(event.data, event.error, self.server_header)
