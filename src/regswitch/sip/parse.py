@@ -72,7 +72,10 @@ def parse_message(
         message, content_length = _parse_head(head.decode("latin-1"))
     except _Reframe:
         head, body_at = split_head(data)
-        message, content_length = _parse_head(head.decode("latin-1"))
+        try:
+            message, content_length = _parse_head(head.decode("latin-1"))
+        except _Reframe:  # cannot happen after split_head; never leak it
+            raise ParseError("empty line inside the header block") from None
     if content_length is None:
         if not stream and body_at < len(data):
             message.body = data[body_at:]
@@ -94,7 +97,10 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
         _index_lines(lines, headers)
     except _Refold:
         headers._index.clear()
-        _index_lines(_unfold(lines), headers)
+        try:
+            _index_lines(_unfold(lines), headers)
+        except _Refold:  # cannot happen after _unfold; never leak it
+            raise ParseError("bad continuation line") from None
     index = headers._index
 
     content_length = None
@@ -189,8 +195,10 @@ def _other_name(name: str, colon: str, line: str, headers: Headers) -> str:
     first = line[:1]
     if first == " " or first == "\t":
         raise _Refold
-    if not line or line == "\r":
+    if not line:
         raise _Reframe
+    if line == "\r":
+        raise ParseError("bare CR in the header block")
     name = name.rstrip(" \t")
     if not colon or not is_token(name):
         raise ParseError(f"bad header line {line[:60]!r}")
@@ -206,6 +214,8 @@ def _unfold(lines: list[str]) -> list[str]:
     by one SP (RFC 3261 §7.3.1)."""
     out = [lines[0]]
     for line in lines[1:]:
+        if not line:
+            raise _Reframe  # an empty line: the header block ended before
         first = line[:1]
         if first == " " or first == "\t":
             if len(out) == 1:

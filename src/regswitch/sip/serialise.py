@@ -82,7 +82,10 @@ def serialise(message: Request | Response) -> bytes:
         lines = [f"{message.version} {message.status} {message.reason}"]
     prefixes = _PREFIXES
     names = message.headers._names
-    for key, values in message.headers._index.items():
+    index = message.headers._index
+    if "content-length" in index:  # set by hand: the body decides
+        index = {k: v for k, v in index.items() if k != "content-length"}
+    for key, values in index.items():
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = names.get(key, key) + ": "
@@ -116,21 +119,27 @@ def response_for(
     to_tag: str | None = None,
     body: bytes = b"",
 ) -> Response:
-    """A response carrying the request's Via, From, To (+ our tag), Call-ID and CSeq."""
+    """A response carrying the request's Via, From, To (+ `to_tag` when the To
+    has none and status > 100), Call-ID and CSeq (RFC 3261 §8.2.6.2), the
+    Timestamp on 100 and the Record-Route on 101-299 (§12.1.1)."""
     src = request.headers._index
-    headers = Headers()
     to = src["to"][0]
     if to_tag is not None and status > 100 and request.to.tag is None:
         to = f"{to};tag={to_tag}"
-    headers._index = {
+    index = {
         "via": list(src["via"]),
         "from": src["from"][:1],
         "to": [to],
         "call-id": src["call-id"][:1],
         "cseq": src["cseq"][:1],
     }
-    if status == 100 and "timestamp" in src:
-        headers._index["timestamp"] = src["timestamp"][:1]
+    if status == 100:
+        if "timestamp" in src:
+            index["timestamp"] = src["timestamp"][:1]
+    elif status < 300 and "record-route" in src:
+        index["record-route"] = list(src["record-route"])
+    headers = Headers()
+    headers._index = index
     return Response(status, reason or reason_phrase(status), headers, body)
 
 

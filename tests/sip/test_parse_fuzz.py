@@ -1,0 +1,213 @@
+"""Property tests: whatever bytes arrive, the parser and every typed accessor
+raise ParseError or nothing; and what parses serialises and parses back equal."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regswitch.sip.digest import Credentials, verify
+from regswitch.sip.errors import ParseError
+from regswitch.sip.headers import parse_auth
+from regswitch.sip.message import Request, Response
+from regswitch.sip.parse import parse_message
+from regswitch.sip.serialise import error_response_for_raw, response_for, serialise
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sip"
+SEEDS = [p.read_bytes() for p in sorted(FIXTURES.glob("**/*.sip"))]
+
+# bytes that matter to the grammar (and to latin-1 text: 0x85 and 0xA0 are
+# whitespace to str.strip(), 0xB2 is isdigit())
+SPECIAL = [
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"\r\n ",
+    b"\r\n\r\n",
+    b"\n\n",
+    b'"',
+    b"\\",
+    b"<",
+    b">",
+    b",",
+    b";",
+    b":",
+    b"=",
+    b"@",
+    b"?",
+    b"[",
+    b"]",
+    b"%",
+    b"%4",
+    b" ",
+    b"\t",
+    b"\x00",
+    b"\x85",
+    b"\xa0",
+    b"\xb2",
+    b"\xff",
+    b"\xe2\x80\xa8",
+    b"*",
+    b"0",
+    b"99999999999",
+    b";tag=",
+    b"<sip:",
+    b"sips:",
+    b"tel:",
+    b"[::1]",
+    b"Contact: *\r\n",
+    b"l: 5\r\n",
+    b"v: SIP/2.0/UDP h\r\n",
+]
+# REGSWITCH_FUZZ_EXAMPLES=20000 for a long local run; the suite default stays quick
+SETTINGS = settings(
+    max_examples=int(os.environ.get("REGSWITCH_FUZZ_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def read_everything(m: Request | Response) -> None:
+    """Every typed view; each may raise ParseError, nothing else."""
+    for read in (
+        lambda: m.top_via.branch,
+        lambda: [(str(v), v.branch) for v in m.vias],
+        lambda: (str(m.from_), m.from_.tag, m.from_.display_name),
+        lambda: (str(m.to), m.to.tag),
+        lambda: m.from_.uri.aor,
+        lambda: m.to.uri.aor,
+        lambda: m.cseq,
+        lambda: m.call_id,
+        lambda: m.expires,
+        lambda: m.max_forwards,
+        lambda: m.contact_is_star,
+        lambda: m.contacts,
+    ):
+        try:
+            read()
+        except ParseError:
+            pass
+    try:
+        contacts = m.contacts
+    except ParseError:
+        contacts = []
+    for c in contacts:
+        for read in (lambda: str(c.uri), lambda: c.expires, lambda: c.q, lambda: c.instance):
+            try:
+                read()
+            except ParseError:
+                pass
+    if isinstance(m, Request):
+        try:
+            _ = str(m.ruri)
+        except ParseError:
+            pass
+        try:
+            serialise(response_for(m, 200, to_tag="t"))
+        except ParseError:
+            pass
+    for value in m.headers.get_all("authorization") + m.headers.get_all("proxy-authorization"):
+        try:
+            parse_auth(value)
+        except ParseError:
+            pass
+        try:
+            verify(Credentials.parse(value), "00", "REGISTER")
+        except ParseError:
+            pass
+
+
+def assert_round_trip(m: Request | Response) -> None:
+    data = serialise(m)
+    again = parse_message(data)
+    assert type(again) is type(m)
+    if isinstance(m, Request):
+        assert isinstance(again, Request)
+        assert (again.method, again.uri) == (m.method, m.uri)
+    else:
+        assert isinstance(again, Response)
+        assert (again.status, again.reason) == (m.status, m.reason)
+    assert again.headers == m.headers
+    assert list(again.headers) == list(m.headers)
+    assert again.body == m.body
+    assert serialise(again) == data
+
+
+def exercise(data: bytes) -> None:
+    try:
+        m = parse_message(data)
+    except ParseError as exc:
+        assert 400 <= exc.status_hint < 600
+        error_response_for_raw(data, exc)
+        return
+    read_everything(m)
+    assert_round_trip(m)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    data = draw(st.sampled_from(SEEDS))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["flip", "truncate", "duplicate", "insert", "delete", "replace"]))
+        at = draw(st.integers(0, len(data)))
+        if op == "flip" and data:
+            at = min(at, len(data) - 1)
+            data = data[:at] + bytes([data[at] ^ (1 << draw(st.integers(0, 7)))]) + data[at + 1 :]
+        elif op == "truncate":
+            data = data[:at]
+        elif op == "duplicate":
+            lines = data.split(b"\r\n")
+            if len(lines) > 2:
+                line = lines[draw(st.integers(1, len(lines) - 1))]
+                lines.insert(draw(st.integers(1, len(lines) - 1)), line)
+                data = b"\r\n".join(lines)
+        elif op == "insert":
+            data = data[:at] + draw(st.sampled_from(SPECIAL)) + data[at:]
+        elif op == "delete":
+            data = data[:at] + data[at + draw(st.integers(1, 12)) :]
+        else:
+            junk = draw(st.lists(st.sampled_from(SPECIAL), min_size=1, max_size=4))
+            data = data[:at] + b"".join(junk) + data[at + draw(st.integers(0, 12)) :]
+    return data
+
+
+@SETTINGS
+@given(st.binary(max_size=1500))
+def test_random_bytes(data: bytes) -> None:
+    exercise(data)
+
+
+@SETTINGS
+@given(st.sampled_from(SEEDS), st.binary(max_size=64))
+def test_random_bytes_after_a_start_line(seed: bytes, junk: bytes) -> None:
+    exercise(seed.split(b"\r\n", 1)[0] + b"\r\n" + junk)
+
+
+@SETTINGS
+@given(mutated())
+def test_mutated_messages(data: bytes) -> None:
+    exercise(data)
+
+
+@SETTINGS
+@given(
+    st.sampled_from(SEEDS),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=255), max_size=40),
+)
+def test_random_header_values(seed: bytes, text: str) -> None:
+    """A random value (any latin-1 text) for each header of a valid message in turn."""
+    head, sep, body = seed.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    for i in range(1, len(lines)):
+        name, colon, _ = lines[i].partition(b":")
+        if colon:
+            changed = [*lines[:i], name + b": " + text.encode("latin-1"), *lines[i + 1 :]]
+            exercise(b"\r\n".join(changed) + sep + body)
+
+
+def test_seeds_round_trip() -> None:
+    for data in SEEDS:
+        exercise(data)
