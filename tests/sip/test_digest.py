@@ -115,7 +115,8 @@ def test_sess_and_auth_int_and_no_qop() -> None:
     a2 = sha256("REGISTER:sip:biloxi.example.com")
     response = sha256(f"{sess_a1}:n1:00000002:c1:auth:{a2}")
     creds = Credentials.parse(
-        'Digest username="bob", realm="biloxi.example.com", nonce="n1", uri="sip:biloxi.example.com", '
+        'Digest username="bob", realm="biloxi.example.com", nonce="n1", '
+        'uri="sip:biloxi.example.com", '
         f'response="{response}", algorithm=SHA-256-sess, qop=auth, nc=00000002, cnonce="c1"'
     )
     assert verify(creds, key, "REGISTER") and creds.nc_value == 2
@@ -189,7 +190,7 @@ def test_utf8_username_from_the_wire() -> None:
             f'Digest username="{user}", realm="example.com", nonce="n", uri="sip:example.com", '
             f'response="{response}", qop=auth, nc=00000001, cnonce="c"'
         )
-        .encode("utf-8")
+        .encode()
         .decode("latin-1")
     )  # header text as parse_message gives it
     creds = Credentials.parse(wire)

@@ -210,7 +210,8 @@ def test_error_response_reason_is_sanitised() -> None:
 
 def test_error_response_drops_values_with_line_breaks() -> None:
     out = error_response_for_raw(
-        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nCall-ID: a\rInjected: 1\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"Call-ID: a\rInjected: 1\r\n\r\n",
         ParseError("bad"),
     )
     assert out is not None and b"Injected" not in out
