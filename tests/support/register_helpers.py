@@ -31,7 +31,7 @@ from regswitch.sip.parse import parse_message
 from . import sipp_scenario
 from .digest import Challenge, authorization, challenges_in
 from .server import RunningServer
-from .sipp import SippResult, SippRunner, free_port
+from .sipp import SippProcess, SippResult, SippRunner, free_port
 from .ua import UA, ClientTransaction, new_call_id, new_tag
 
 DOMAIN = "regswitch.local"  # the server's default domain: its own addresses mean it too
@@ -180,6 +180,41 @@ def write_inf(path: Path, user: str, auth_user: str | None, password: str | None
     return path
 
 
+def _sipp_setup(
+    sipp: SippRunner, scenario: str, user: str, password: str | None, auth_user: str | None,
+    expires: int, contact_port: int | None, contact_params: str, local_port: int | None,
+    call_id: str | None, base_cseq: int | None, auto_answer: bool,
+) -> tuple[dict[str, Any], int, int]:
+    port = local_port or free_port()
+    workdir = sipp._dir(f"{scenario}-")
+    workdir.mkdir(parents=True, exist_ok=True)
+    extra: list[str] = []
+    if call_id is not None:
+        extra += ["-cid_str", call_id]
+    if base_cseq is not None:
+        extra += ["-base_cseq", str(base_cseq)]
+    if auto_answer:
+        extra.append("-aa")
+    kwargs: dict[str, Any] = {
+        "transport": "u1",
+        "inf": write_inf(workdir / "users.csv", user, auth_user, password),
+        "extra": extra,
+        "local_port": port,
+        "workdir": workdir,
+        "keys": {
+            "contact_port": contact_port or port,
+            "contact_params": contact_params,
+            "expires": expires,
+        },
+    }
+    return kwargs, port, contact_port or port
+
+
+def _collect(result: SippResult, port: int, user: str, contact_port: int) -> SippRegister:
+    responses = [m for d, m in sipp_messages(result) if d == "received" and isinstance(m, Response)]
+    return SippRegister(result, port, user, contact_port, responses)
+
+
 def sipp_register(
     sipp: SippRunner,
     server: RunningServer,
@@ -208,30 +243,46 @@ def sipp_register(
     runs); `auto_answer` answers out-of-call OPTIONS with 200 (`-aa`).
     With `check`, the run must be clean (exit 0, every call successful).
     """
-    port = local_port or free_port()
-    workdir = sipp._dir(f"{scenario}-")
-    workdir.mkdir(parents=True, exist_ok=True)
-    inf = write_inf(workdir / "users.csv", user, auth_user, password)
-    extra: list[str] = []
-    if call_id is not None:
-        extra += ["-cid_str", call_id]
-    if base_cseq is not None:
-        extra += ["-base_cseq", str(base_cseq)]
-    if auto_answer:
-        extra.append("-aa")
-    result = sipp.run(
-        sipp_scenario(scenario), server.target("udp"), transport="u1", inf=inf, extra=extra,
-        calls=calls, rate=rate, timeout=timeout, local_port=port, workdir=workdir,
-        keys={
-            "contact_port": contact_port or port,
-            "contact_params": contact_params,
-            "expires": expires,
-        },
+    kwargs, port, cport = _sipp_setup(
+        sipp, scenario, user, password, auth_user, expires, contact_port, contact_params,
+        local_port, call_id, base_cseq, auto_answer,
     )
+    result = sipp.run(sipp_scenario(scenario), server.target("udp"), calls=calls, rate=rate,
+                      timeout=timeout, **kwargs)
     if check:
         result.check(calls)
-    responses = [m for d, m in sipp_messages(result) if d == "received" and isinstance(m, Response)]
-    return SippRegister(result, port, user, contact_port or port, responses)
+    return _collect(result, port, user, cport)
+
+
+@dataclass
+class PendingSipp:
+    """A SIPp REGISTER run in the background (see sipp_register_start)."""
+
+    process: SippProcess
+    port: int
+    user: str
+    contact_port: int
+
+    def finish(self, timeout: float = 20, check: bool = True) -> SippRegister:
+        result = self.process.wait(timeout)
+        if check:
+            result.check(1)
+        return _collect(result, self.port, self.user, self.contact_port)
+
+
+def sipp_register_start(
+    sipp: SippRunner, server: RunningServer, user: str, password: str | None = "pw", *,
+    scenario: str = "register_digest", expires: int = 300, contact_params: str = "",
+    timeout: float = 15,
+) -> PendingSipp:
+    """As sipp_register, but return as soon as SIPp runs; `.finish()` waits for it."""
+    kwargs, port, cport = _sipp_setup(
+        sipp, scenario, user, password, None, expires, None, contact_params, None, None, None,
+        False,
+    )
+    process = sipp.start(sipp_scenario(scenario), server.target("udp"), calls=1,
+                         timeout=timeout, **kwargs)
+    return PendingSipp(process, port, user, cport)
 
 
 # -- the Python UA: hand-built REGISTERs ------------------------------------------------
@@ -249,6 +300,7 @@ class Device:
     cseq: int = 0
     challenge: Challenge | None = None
     instance: str | None = None
+    dest: tuple[str, int] | None = None  # where to send (default: the UA's server)
 
     def __post_init__(self) -> None:
         if not self.contact:
@@ -283,7 +335,7 @@ class Device:
         return req
 
     def send(self, req: Request) -> ClientTransaction:
-        return self.ua.send_request(req)
+        return self.ua.send_request(req, self.dest)
 
     def wait(self, tx: ClientTransaction, timeout: float = 8.0) -> Response:
         return self.ua.wait_response(tx, timeout)

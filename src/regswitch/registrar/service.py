@@ -374,9 +374,14 @@ class Registrar:
             else:
                 binding = change.binding
                 old_contact, old_source = binding.contact, binding.source
+                old_expiry = binding.expires_at
                 for name, value in change.values.items():
                     setattr(binding, name, value)
                 binding.missed_keepalives = 0
+                if binding.expires_at < old_expiry:
+                    # the heap only holds the old, later time: a shorter interval
+                    # needs its own entry (a longer one is re-pushed when the old is due)
+                    self.expiry.push(binding.id, binding.expires_at)
                 details: dict[str, Any] = {"contact": binding.contact, "binding": binding.id,
                                            "expires": binding.expires_in(req.now)}
                 if old_contact != binding.contact or old_source != binding.source:
