@@ -39,8 +39,11 @@ class FlapDetector:
         times.append(now)
         while times and now - times[0] > self.window:
             times.popleft()
-        if len(times) > self.limit and self.hold > 0:
-            self._held_until[aor] = now + self.hold
+        if len(times) > self.limit:
+            # evented even without a hold (REGISTER_FLAP_HOLD 0): then nothing is
+            # refused, but the operator still learns that two devices fight
+            if self.hold > 0:
+                self._held_until[aor] = now + self.hold
             times.clear()
             return True
         if not times:

@@ -1,0 +1,175 @@
+"""Digest authentication of the registrar (registrar/auth.py): the nc replay
+table and Authenticator.check, without sockets or loop. Credentials are made
+with tests/support/digest.py, which is independent of the server's code."""
+
+from __future__ import annotations
+
+import pytest
+
+from regswitch.networks import in_networks, parse_networks
+from regswitch.registrar.auth import Authenticator, NonceCounter
+from regswitch.sip import digest
+from regswitch.sip.message import Headers, Request
+from regswitch.storage.base import Account
+from support.digest import Challenge, authorization
+
+REALM = "regswitch.local"
+URI = f"sip:{REALM}"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def account(user: str = "alice", password: str = "pw") -> Account:
+    return Account(
+        user=user, domain=REALM, created_at=0.0, updated_at=0.0,
+        ha1_md5=digest.ha1(user, REALM, password, "MD5"),
+        ha1_sha256=digest.ha1(user, REALM, password, "SHA-256"),
+    )
+
+
+def authenticator(clock: Clock, key: bytes = b"k" * 32, lifetime: float = 300.0) -> Authenticator:
+    return Authenticator(key, lambda: "salt", clock, lifetime)
+
+
+def challenge_of(auth: Authenticator, algorithm: str = "MD5") -> Challenge:
+    for value in auth.challenges(REALM):
+        ch = Challenge.parse(value)
+        if ch.algorithm == algorithm:
+            return ch
+    raise AssertionError(f"no {algorithm} challenge")
+
+
+def register(authz: str | None = None) -> Request:
+    headers = Headers()
+    headers.add("Call-ID", "c1")
+    headers.add("CSeq", "2 REGISTER")
+    if authz is not None:
+        headers.add("Authorization", authz)
+    return Request("REGISTER", URI, headers)
+
+
+def answer(ch: Challenge, password: str = "pw", user: str = "alice", nc: int = 1) -> Request:
+    return register(authorization(ch, method="REGISTER", uri=URI, username=user,
+                                  password=password, nc=nc))
+
+
+# -- NonceCounter -------------------------------------------------------------------------
+
+
+def test_nonce_counter_accepts_only_increasing_nc() -> None:
+    counter = NonceCounter(lifetime=300)
+    assert counter.accept("n1", 1, 0.0)
+    assert not counter.accept("n1", 1, 1.0)  # replay
+    assert counter.accept("n1", 3, 2.0)  # gaps are fine (lost requests)
+    assert not counter.accept("n1", 2, 3.0)  # but never back
+    assert counter.accept("n2", 1, 3.0)  # per nonce
+
+
+def test_nonce_counter_forgets_nonces_past_their_lifetime() -> None:
+    counter = NonceCounter(lifetime=10)
+    counter.accept("old", 1, 0.0)
+    for i in range(1100):  # purges run every 1024 checks
+        counter.accept(f"new{i}", 1, 100.0)
+    assert len(counter) == 1100  # "old" is gone, the fresh ones stay
+
+
+# -- Authenticator ---------------------------------------------------------------------------
+
+
+def test_challenges_share_one_nonce_in_algorithm_order() -> None:
+    auth = authenticator(Clock())
+    auth.algorithms = ("SHA-256", "MD5")
+    chs = [Challenge.parse(v) for v in auth.challenges(REALM)]
+    assert [c.algorithm for c in chs] == ["SHA-256", "MD5"]
+    assert len({c.nonce for c in chs}) == 1
+    assert all(c.realm == REALM and c.qops == ["auth"] and not c.stale for c in chs)
+
+
+@pytest.mark.parametrize("algorithm", ["MD5", "SHA-256"])
+def test_right_password_is_ok(algorithm: str) -> None:
+    auth = authenticator(Clock())
+    result = auth.check(answer(challenge_of(auth, algorithm)), account())
+    assert result.outcome == "ok" and result.username == "alice"
+
+
+def test_no_credentials_is_a_challenge() -> None:
+    assert authenticator(Clock()).check(register(), account()).outcome == "challenge"
+
+
+def test_wrong_password_is_forbidden() -> None:
+    auth = authenticator(Clock())
+    result = auth.check(answer(challenge_of(auth), password="nope"), account())
+    assert result.outcome == "forbidden" and result.reason == "wrong password"
+
+
+def test_credentials_of_another_user_are_forbidden() -> None:
+    auth = authenticator(Clock())
+    result = auth.check(answer(challenge_of(auth), user="bob"), account("alice"))
+    assert result.outcome == "forbidden" and "another user" in result.reason
+
+
+def test_replayed_nc_gets_a_stale_challenge_and_the_next_nc_passes() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth)
+    request = answer(ch, nc=1)
+    assert auth.check(request, account()).outcome == "ok"
+    replay = auth.check(request, account())
+    assert (replay.outcome, replay.stale) == ("challenge", True)
+    assert auth.check(answer(ch, nc=2), account()).outcome == "ok"
+
+
+def test_expired_nonce_with_right_password_gets_a_stale_challenge() -> None:
+    clock = Clock()
+    auth = authenticator(clock, lifetime=30)
+    ch = challenge_of(auth)
+    clock.now += 31
+    result = auth.check(answer(ch), account())
+    assert (result.outcome, result.stale, result.reason) == ("challenge", True, "nonce expired")
+    # with a wrong password it is a failure, whatever the nonce
+    assert auth.check(answer(ch, password="x", nc=2), account()).outcome == "forbidden"
+
+
+def test_nonce_of_a_previous_process_gets_a_stale_challenge() -> None:
+    clock = Clock()
+    before = authenticator(clock, key=b"a" * 32)
+    after = authenticator(clock, key=b"b" * 32)  # a restart: a new random key
+    ch = challenge_of(before)
+    result = after.check(answer(ch), account())
+    assert (result.outcome, result.stale) == ("challenge", True)
+    assert after.check(answer(ch, password="x"), account()).outcome == "forbidden"
+
+
+def test_only_offered_algorithms_are_accepted() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth, "MD5")
+    auth.algorithms = ("SHA-256",)  # MD5 switched off after the challenge went out
+    assert auth.check(answer(ch), account()).outcome == "challenge"
+
+
+def test_credentials_for_another_realm_are_ignored() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth)
+    other = Challenge(ch.scheme, {**ch.params, "realm": "elsewhere"})
+    assert auth.check(answer(other), account()).outcome == "challenge"
+
+
+def test_malformed_credentials_are_forbidden() -> None:
+    result = authenticator(Clock()).check(register('Digest username="alice"'), account())
+    assert result.outcome == "forbidden" and "malformed" in result.reason
+
+
+# -- IP networks --------------------------------------------------------------------------------
+
+
+def test_networks() -> None:
+    nets = parse_networks(["192.0.2.0/24", " 2001:db8::/32 "])
+    assert in_networks("192.0.2.9", nets) and in_networks("2001:db8::1", nets)
+    assert not in_networks("127.0.0.1", nets) and not in_networks("not-an-ip", nets)
+    with pytest.raises(ValueError, match="bad network"):
+        parse_networks(["300.0.0.0/8"])
