@@ -149,8 +149,13 @@ def decide(
             target = next((b for b in same_call if b.contact_key == contact.key), None)
             if target is None and contact.instance:
                 target = next((b for b in same_call if b.instance == contact.instance), None)
-            if target is None and not contact.instance:
-                target = same_call[0]
+            if target is None:
+                # The same Call-ID is the same registration (§3.1) whatever its new
+                # contact, also when the refresh is the first to carry an instance;
+                # only a different declared instance makes it another device.
+                target = next(
+                    (b for b in same_call if not (contact.instance and b.instance)), None
+                )
             if target is not None and req.cseq <= target.cseq:
                 return _error(500, "CSeq out of order")
         if target is None:
