@@ -8,7 +8,6 @@ Ending calls — normal, failed, kicked, hung up — goes through `end_call`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -81,6 +80,11 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
+        if request.max_forwards == 0:
+            # a loop through B2BUAs (each leg is a new request) ends here, as at a proxy
+            stx.respond(483, "Too Many Hops")
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 483, "rejected")
+            return
         if callee_aor is None or self.registrar.accounts.get(callee_aor) is None:
             stx.respond(404, "Not Found")
             self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 404, "rejected")
@@ -120,7 +124,9 @@ class B2BUA:
             callee=callee_aor, forks=len(call.forks),
         )
 
-    def _fork(self, call: Call, binding: Binding, number: int, request: Request, max_forwards: int) -> None:
+    def _fork(
+        self, call: Call, binding: Binding, number: int, request: Request, max_forwards: int
+    ) -> None:
         flow = binding.flow
         tag = new_id()
         headers = Headers()
@@ -151,7 +157,7 @@ class B2BUA:
         """The caller's binding this INVITE came from, if it is registered."""
         bindings = self.registrar.list(caller)
         for b in bindings:
-            if b.source_ip == flow.remote[0] and b.source_port == flow.remote[1] and b.transport == flow.transport:
+            if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
                 return b.id
         for b in bindings:
             if contact is not None and b.contact == contact:
@@ -182,10 +188,8 @@ class B2BUA:
         self._fork_failed(call, leg, status, response.reason)
 
     def _fork_answered(self, call: Call, leg: Leg, response: Response) -> None:
-        if leg.state == "confirmed":
-            # a retransmitted 2xx: our ACK was lost (or A has not ACKed yet)
-            if leg.acked:
-                self.endpoint.send_stateless(leg.dialog.ack(leg.invite_cseq), leg.flow)
+        if leg.dialog.confirmed:
+            self._another_2xx(leg, response)
             return
         leg.dialog.update_from_response(response)
         leg.state = "confirmed"
@@ -209,6 +213,22 @@ class B2BUA:
         self._by_invite_tx.pop(call.stx.tx_id, None)
         self.events.emit(ev.CALL_ANSWERED, account=call.caller, source=call.a.source, call=call.id,
                          callee=call.callee, callee_contact=leg.contact)
+
+    def _another_2xx(self, leg: Leg, response: Response) -> None:
+        """A 2xx after the one that confirmed `leg`'s dialog."""
+        if response.to.tag != leg.dialog.remote_tag:
+            # a second dialog from one INVITE (forked beyond the binding): ACK and end it
+            self._end_extra_dialog(leg, response)
+        elif leg.ack is not None:
+            # a retransmission: our ACK was lost; the same ACK again (answer included).
+            # Before the caller's ACK there is nothing to send: the caller's own 2xx
+            # is being retransmitted by the core meanwhile.
+            self.endpoint.send_stateless(leg.ack, leg.flow)
+
+    def _end_extra_dialog(self, leg: Leg, response: Response) -> None:
+        other = leg.dialog.for_response(response)
+        self.endpoint.send_stateless(other.ack(response.cseq.seq), leg.flow)
+        self.endpoint.send_request(other.request("BYE"), leg.flow, _ignore)
 
     def _fork_failed(self, call: Call, leg: Leg, status: int, reason: str) -> None:
         if not leg.active:
@@ -257,9 +277,9 @@ class B2BUA:
         relayed = leg.relayed_invites.pop(cseq, None)
         if relayed is not None:
             other, other_cseq = relayed
-            self.endpoint.send_stateless(
-                other.dialog.ack(other_cseq, request.body, request.content_type), other.flow
-            )
+            ack = other.dialog.ack(other_cseq, request.body, request.content_type)
+            other.reinvite_ack = (other_cseq, ack)
+            self.endpoint.send_stateless(ack, other.flow)
 
     def on_cancel(self, event: sipev.CancelReceived) -> None:
         call = self._by_invite_tx.pop(event.tx_id, None)
@@ -300,8 +320,10 @@ class B2BUA:
                 if value:
                     out.headers.add(name, value)
         other_cseq = out.cseq.seq
+        answered = False
 
         def relay(event: sipev.Event) -> None:
+            nonlocal answered
             if isinstance(event, sipev.TransactionTimedOut):
                 stx.respond(408, "Request Timeout")
                 return
@@ -309,6 +331,14 @@ class B2BUA:
                 return
             response = event.response
             if method == "INVITE" and 200 <= response.status < 300:
+                if answered:
+                    # retransmitted: our ACK was lost (re-send it), or the caller's
+                    # ACK is still to come (the core retransmits our 2xx meanwhile)
+                    acked = other.reinvite_ack
+                    if acked is not None and acked[0] == other_cseq:
+                        self.endpoint.send_stateless(acked[1], other.flow)
+                    return
+                answered = True
                 other.dialog.update_from_response(response)
                 leg.relayed_invites[request.cseq.seq] = (other, other_cseq)
             self._relay_response(stx, response)
@@ -321,14 +351,22 @@ class B2BUA:
         found = self._dialogs.get((response.call_id, response.from_.tag or ""))
         if found is None:
             return
-        _, leg = found
-        if leg.acked:
-            self.endpoint.send_stateless(leg.dialog.ack(response.cseq.seq), leg.flow)
+        call, leg = found
+        seq = response.cseq.seq
+        if leg is not call.a and seq == leg.invite_cseq:
+            if leg.dialog.confirmed:
+                self._another_2xx(leg, response)
+            else:  # a 2xx after the fork's INVITE failed (e.g. 487): ACK and end it
+                self._end_extra_dialog(leg, response)
+        elif leg.reinvite_ack is not None and leg.reinvite_ack[0] == seq:
+            self.endpoint.send_stateless(leg.reinvite_ack[1], leg.flow)
 
     def _bye_from(self, call: Call, leg: Leg) -> None:
         if call.ended:
             return
         leg.state = "ended"
+        if leg is not call.a and leg is not call.b:
+            return  # a losing fork that answered too late: its dialog alone ends
         if leg is call.a:
             if call.answered and call.b is not None:
                 self._bye(call.b)
@@ -421,7 +459,8 @@ class B2BUA:
     # --- sending helpers ------------------------------------------------------------
     def _ack(self, leg: Leg, body: bytes = b"", content_type: str | None = None) -> None:
         leg.acked = True
-        self.endpoint.send_stateless(leg.dialog.ack(leg.invite_cseq, body, content_type), leg.flow)
+        leg.ack = leg.dialog.ack(leg.invite_cseq, body, content_type)
+        self.endpoint.send_stateless(leg.ack, leg.flow)
 
     def _bye(self, leg: Leg) -> None:
         leg.state = "ended"
@@ -444,7 +483,9 @@ class B2BUA:
         transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
         return f"<sip:{host}:{flow.local[1]}{transport}>"
 
-    def _rejected_cdr(self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str) -> None:
+    def _rejected_cdr(
+        self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str
+    ) -> None:
         from regswitch.storage.base import CdrRecord
 
         now = self.clock()
@@ -474,9 +515,10 @@ def _contact_uri(message: Request) -> str | None:
 
 
 def _better_failure(status: int, current: int) -> bool:
-    """RFC 3261 §16.7 flavour: 6xx beats all, then the lowest class, 4xx over 5xx."""
-    if current >= 600:
-        return False
-    if status >= 600:
-        return True
-    return status // 100 < current // 100 or (status // 100 == current // 100 and status < current and status != 408)
+    """RFC 3261 §16.7 flavour: 6xx beats all, then the lowest class (4xx over 5xx);
+    within a class a 408 (a fork that did not answer) says the least, else the lower code."""
+    return _failure_rank(status) < _failure_rank(current)
+
+
+def _failure_rank(status: int) -> tuple[int, int, bool, int]:
+    return (status < 600, status // 100, status == 408, status)

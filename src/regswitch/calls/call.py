@@ -14,6 +14,7 @@ from typing import Any
 from regswitch.endpoint import ServerTransaction
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
+from regswitch.sip.message import Request
 from regswitch.storage.base import CdrRecord
 
 
@@ -28,6 +29,9 @@ class Leg:
     state: str = "trying"  # trying | early | confirmed | failed | ended
     invite_cseq: int = 1
     acked: bool = False  # B: the 2xx of the initial INVITE was ACKed
+    ack: Request | None = None  # B: that ACK, sent again when the 2xx is retransmitted
+    # the ACK we relayed for the last re-INVITE we sent on this leg: (its CSeq, the ACK)
+    reinvite_ack: tuple[int, Request] | None = None
     # in-dialog INVITEs relayed from this leg, by their CSeq here: (other leg, its CSeq)
     relayed_invites: dict[int, tuple[Leg, int]] = field(default_factory=dict)
 

@@ -21,6 +21,11 @@ class Dialog:
     route_set: list[str] = field(default_factory=list)
     local_cseq: int = 0
     remote_cseq: int | None = None
+    # the peer's tag and the route set are final: UAS from the INVITE, UAC from the first 2xx
+    confirmed: bool = False
+    # UAC: the Route set the INVITE was sent with (a binding's Path); used when no
+    # Record-Route comes back, as that is where the binding is reachable
+    initial_routes: list[str] = field(default_factory=list)
 
     @classmethod
     def as_uas(cls, request: Request, local_tag: str, local_contact: str) -> Dialog:
@@ -35,6 +40,7 @@ class Dialog:
             remote_tag=request.from_.tag,
             route_set=list(request.headers.values("record-route")),
             remote_cseq=request.cseq.seq,
+            confirmed=True,
         )
 
     @classmethod
@@ -49,18 +55,49 @@ class Dialog:
             local_contact=local_contact,
             route_set=list(request.headers.values("route")),
             local_cseq=request.cseq.seq,
+            initial_routes=list(request.headers.values("route")),
         )
 
     def update_from_response(self, response: Response) -> None:
-        """Take the peer's tag, target and (reversed) Record-Route from a 1xx/2xx (§12.1.2)."""
-        if self.remote_tag is None:
-            self.remote_tag = response.to.tag
-            record_route = response.headers.values("record-route")
-            if record_route:
-                self.route_set = list(reversed(record_route))
+        """Take the peer's tag, target and (reversed) Record-Route from a 1xx/2xx to our
+        INVITE (§12.1.2). The first 2xx decides the dialog, even when an earlier 1xx
+        came with another tag (a fork further on, §13.2.2.4); after it, responses
+        with other tags belong to other dialogs (see `for_response`) and change
+        nothing here."""
+        tag = response.to.tag
+        if 200 <= response.status < 300 and not self.confirmed:
+            self.confirmed = True
+            self.remote_tag = tag
+            self.route_set = self._routes_from(response)  # recomputed from the 2xx
+        elif self.remote_tag is None:
+            self.remote_tag = tag
+            self.route_set = self._routes_from(response)
+        if tag != self.remote_tag:
+            return
         target = _contact_uri(response)
         if target:
             self.remote_target = target
+
+    def _routes_from(self, response: Response) -> list[str]:
+        record_route = response.headers.values("record-route")
+        return list(reversed(record_route)) if record_route else list(self.initial_routes)
+
+    def for_response(self, response: Response) -> Dialog:
+        """The other dialog a 2xx with a tag of its own creates from the same INVITE
+        (§13.2.2.4): enough to ACK it and hang it up."""
+        return Dialog(
+            call_id=self.call_id,
+            local_tag=self.local_tag,
+            local_uri=self.local_uri,
+            remote_uri=self.remote_uri,
+            remote_target=_contact_uri(response) or self.remote_target,
+            local_contact=self.local_contact,
+            remote_tag=response.to.tag,
+            route_set=self._routes_from(response),
+            local_cseq=response.cseq.seq,
+            confirmed=True,
+            initial_routes=list(self.initial_routes),
+        )
 
     def update_target(self, request: Request) -> None:
         """A target refresh request (re-INVITE, UPDATE) from the peer (§12.2.2)."""
@@ -92,13 +129,13 @@ class Dialog:
         if routes and ";lr" not in routes[0]:
             # strict router (§12.2.1.1): it goes in the R-URI, the target last
             uri = parse_name_addr(routes[0]).uri_text
-            routes = routes[1:] + [f"<{self.remote_target}>"]
+            routes = [*routes[1:], f"<{self.remote_target}>"]
         for route in routes:
             headers.add("Route", route)
         headers.add("Max-Forwards", "70")
         headers.add("From", f"{self.local_uri};tag={self.local_tag}")
-        to = self.remote_uri if self.remote_tag is None else f"{self.remote_uri};tag={self.remote_tag}"
-        headers.add("To", to)
+        tag = self.remote_tag
+        headers.add("To", self.remote_uri if tag is None else f"{self.remote_uri};tag={tag}")
         headers.add("Call-ID", self.call_id)
         headers.add("CSeq", f"{cseq} {method}")
         if method in ("INVITE", "UPDATE", "SUBSCRIBE", "REFER", "NOTIFY"):
