@@ -57,6 +57,15 @@ def test_sipp_md5_challenge_then_200(server: RunningServer, sipp: SippRunner) ->
     assert registered["details"]["contact"] == run.contact
 
 
+@sipp_test
+def test_sipp_md5_over_tcp(server: RunningServer, sipp: SippRunner) -> None:
+    create_account(server, "alice", "pw-alice")
+    run = sipp_register(sipp, server, "alice", "pw-alice", transport="tcp")
+    assert run.statuses == [401, 200]
+    binding = only(registrations(server, "alice"))
+    assert binding["transport"] == "tcp" and binding["contact"] == run.contact
+
+
 def test_sha256_challenge_then_200(server: RunningServer, ua: Callable[..., UA]) -> None:
     create_account(server, "alice", "pw-alice")
     phone = ua("udp", server.udp)

@@ -167,6 +167,7 @@ class SippRegister:
 
     @property
     def source(self) -> str:
+        """Where a UDP run sent from (over TCP the source port is the connection's)."""
         return f"udp:127.0.0.1:{self.port}"
 
 
@@ -183,7 +184,7 @@ def write_inf(path: Path, user: str, auth_user: str | None, password: str | None
 def _sipp_setup(
     sipp: SippRunner, scenario: str, user: str, password: str | None, auth_user: str | None,
     expires: int, contact_port: int | None, contact_params: str, local_port: int | None,
-    call_id: str | None, base_cseq: int | None, auto_answer: bool,
+    call_id: str | None, base_cseq: int | None, auto_answer: bool, transport: str = "udp",
 ) -> tuple[dict[str, Any], int, int]:
     port = local_port or free_port()
     workdir = sipp._dir(f"{scenario}-")
@@ -196,7 +197,7 @@ def _sipp_setup(
     if auto_answer:
         extra.append("-aa")
     kwargs: dict[str, Any] = {
-        "transport": "u1",
+        "transport": "t1" if transport == "tcp" else "u1",
         "inf": write_inf(workdir / "users.csv", user, auth_user, password),
         "extra": extra,
         "local_port": port,
@@ -232,6 +233,7 @@ def sipp_register(
     calls: int = 1,
     rate: float | None = None,
     auto_answer: bool = False,
+    transport: str = "udp",
     timeout: float = 15,
     check: bool = True,
 ) -> SippRegister:
@@ -245,9 +247,9 @@ def sipp_register(
     """
     kwargs, port, cport = _sipp_setup(
         sipp, scenario, user, password, auth_user, expires, contact_port, contact_params,
-        local_port, call_id, base_cseq, auto_answer,
+        local_port, call_id, base_cseq, auto_answer, transport,
     )
-    result = sipp.run(sipp_scenario(scenario), server.target("udp"), calls=calls, rate=rate,
+    result = sipp.run(sipp_scenario(scenario), server.target(transport), calls=calls, rate=rate,
                       timeout=timeout, **kwargs)
     if check:
         result.check(calls)
