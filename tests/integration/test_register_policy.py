@@ -298,7 +298,7 @@ def test_off_silent_old_device_is_replaced_after_the_probe(
     other = ua("udp", server.udp)
     assert other.request("OPTIONS", timeout=1).status == 200
     assert other.register("bob", "regswitch.local", password="pw", timeout=1).status == 200
-    assert time.monotonic() - started < 1.5
+    assert new.process.running  # alice's REGISTER is still waiting for its answer
 
     result = new.finish()
     elapsed = time.monotonic() - started
@@ -321,7 +321,7 @@ def test_off_old_device_answering_the_probe_keeps_the_account(
 
     started = time.monotonic()
     new = sipp_register(sipp, server, "alice", "pw", scenario="register_replace_rejected")
-    assert time.monotonic() - started < 1.8  # the answer ends the probe early
+    assert time.monotonic() - started < 1.9  # the answer ends the 2 s probe early
     assert (new.final.status, new.final.reason) == (403, REJECT_REASON)
     probe = old.ua.expect_request("OPTIONS", timeout=1)
     assert probe.uri == old.contact
