@@ -47,7 +47,7 @@ export class EventStream {
   async loop() {
     for (;;) {
       try {
-        await this.connectOnce();
+        if ((await this.connectOnce()) === "authorised") continue; // a new token: retry now
         this.failures = 0;
       } catch (err) {
         this.failures += 1;
@@ -69,7 +69,7 @@ export class EventStream {
     });
     if (response.status === 401) {
       await askToken(Boolean(getToken()));
-      return;
+      return "authorised";
     }
     if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
     this.setState("live");
@@ -77,7 +77,7 @@ export class EventStream {
     let buffer = "";
     for (;;) {
       const { value, done } = await reader.read();
-      if (done) return;
+      if (done) return "ended";
       buffer += value;
       // Frames end with a blank line; keep an incomplete tail for the next chunk.
       const frames = buffer.split(/\r\n\r\n|\n\n|\r\r/);

@@ -35,6 +35,16 @@ export function fmtTime(epochSeconds) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
+/** Time of day for today, else date and time: short enough for a table column. */
+export function fmtWhen(epochSeconds) {
+  if (epochSeconds === null || epochSeconds === undefined) return "";
+  const d = new Date(epochSeconds * 1000);
+  const now = new Date();
+  const today = d.getFullYear() === now.getFullYear() && d.getMonth() === now.getMonth() && d.getDate() === now.getDate();
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return today ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+}
+
 export function fmtClock(epochSeconds) {
   const d = new Date(epochSeconds * 1000);
   return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
@@ -101,7 +111,9 @@ export function table(columns, rows, { empty = "Nothing to show.", rowAttrs } = 
   }
   for (const row of rows) {
     const attrs = rowAttrs ? rowAttrs(row) : {};
-    body.append(h("tr", attrs, columns.map((c) => h("td", { class: c.class, "data-label": c.label }, c.cell(row)))));
+    // One child per cell: in the phone card layout a cell is a flex row of label and value.
+    const cell = (c) => { const v = c.cell(row); return Array.isArray(v) ? h("span", {}, v) : v; };
+    body.append(h("tr", attrs, columns.map((c) => h("td", { class: c.class, "data-label": c.label }, cell(c)))));
   }
   return h("div", { class: "table-wrap" }, h("table", { class: "grid" }, head, body));
 }
@@ -131,4 +143,11 @@ export function pageHeader(title, description, ...tools) {
 export function field(label, control, hint) {
   return h("label", { class: "field" }, h("span", { class: "field-label" }, label), control,
     hint ? h("span", { class: "hint" }, hint) : null);
+}
+
+/** "user" over "@domain" in a table cell: accounts are the widest column otherwise. */
+export function aorCell(aor) {
+  const at = (aor || "").indexOf("@");
+  if (at < 0) return aor || "";
+  return h("span", { class: "aor" }, aor.slice(0, at), h("span", { class: "domain" }, aor.slice(at)));
 }

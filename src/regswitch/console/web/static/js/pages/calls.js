@@ -1,7 +1,7 @@
 // Calls in progress, live, with hang-up.
 
 import { api } from "../api.js";
-import { badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toast } from "../ui.js";
+import { aorCell, badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toast } from "../ui.js";
 
 const CALL_EVENTS = new Set(["call-started", "call-answered", "call-ended", "replaced", "deleted"]);
 
@@ -18,8 +18,8 @@ export function mount(root, { stream }) {
   const duration = (c) => c.duration + (performance.now() - loadedAt) / 1000;
 
   const columns = [
-    { label: "Caller", class: "strong", cell: (c) => c.caller },
-    { label: "Callee", class: "strong", cell: (c) => c.callee },
+    { label: "Caller", class: "strong", cell: (c) => aorCell(c.caller) },
+    { label: "Callee", class: "strong", cell: (c) => aorCell(c.callee) },
     { label: "State", cell: (c) => badge(c.state, c.state === "answered" ? "ok" : "") },
     { label: "Started", class: "nowrap", cell: (c) => fmtTime(c.start) },
     {

@@ -1,7 +1,7 @@
 // CDRs: filter by account, end reason and time; download the same selection as CSV.
 
 import { api, apiUrl, authHeaders, getToken } from "../api.js";
-import { badge, debounce, field, fmtTime, h, localInputToEpoch, pageHeader, table, toast } from "../ui.js";
+import { aorCell, badge, debounce, field, fmtTime, fmtWhen, h, localInputToEpoch, pageHeader, table, toast } from "../ui.js";
 
 const REASONS = [
   "normal", "busy", "no-answer", "cancelled", "rejected", "not-registered",
@@ -57,11 +57,11 @@ export function mount(root, { stream }) {
   }
 
   const columns = [
-    { label: "Start", class: "nowrap", cell: (r) => fmtTime(r.start) },
-    { label: "Caller", class: "strong", cell: (r) => r.caller },
-    { label: "Callee", class: "strong", cell: (r) => r.callee },
-    { label: "Answered", class: "nowrap", cell: (r) => (r.answer ? fmtTime(r.answer) : "—") },
-    { label: "Billable s", class: "num", cell: (r) => String(r.billable_seconds) },
+    { label: "Start", class: "nowrap", cell: (r) => h("time", { title: fmtTime(r.start) }, fmtWhen(r.start)) },
+    { label: "Caller", class: "strong", cell: (r) => aorCell(r.caller) },
+    { label: "Callee", class: "strong", cell: (r) => aorCell(r.callee) },
+    { label: "Answered", class: "nowrap", cell: (r) => (r.answer ? h("time", { title: fmtTime(r.answer) }, fmtWhen(r.answer)) : "—") },
+    { label: "Billable (s)", class: "num", cell: (r) => String(r.billable_seconds) },
     { label: "SIP", class: "num", cell: (r) => String(r.final_code || "") },
     { label: "End reason", cell: (r) => badge(r.end_reason, SYSTEM_ENDS.has(r.end_reason) ? "warn" : "") },
     { label: "Ended by", cell: (r) => r.end_direction },

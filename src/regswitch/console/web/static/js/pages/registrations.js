@@ -2,7 +2,7 @@
 // from the stream; "expires in" counts down locally between reads.
 
 import { api } from "../api.js";
-import { badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toast } from "../ui.js";
+import { aorCell, badge, debounce, fmtDuration, fmtTime, fmtWhen, h, modal, pageHeader, table, toast } from "../ui.js";
 
 // Event types that change the registration list (or a row of it).
 const REGISTRATION_EVENTS = new Set([
@@ -52,12 +52,15 @@ export function mount(root, { stream }) {
   }
 
   const columns = [
-    { label: "Account", class: "strong", cell: (r) => r.account },
+    { label: "Account", class: "strong", cell: (r) => aorCell(r.account) },
     { label: "Contact", class: "mono wrap", cell: (r) => r.contact },
     { label: "Source", class: "mono", cell: (r) => `${r.source_ip}:${r.source_port}` },
     { label: "Transport", cell: (r) => r.transport.toUpperCase() },
-    { label: "User-Agent", class: "wrap", cell: (r) => r.user_agent || "—" },
-    { label: "Registered", class: "nowrap", cell: (r) => fmtTime(r.registered_at) },
+    { label: "User-Agent", class: "words", cell: (r) => r.user_agent || "—" },
+    {
+      label: "Registered", class: "nowrap",
+      cell: (r) => h("time", { title: `registered ${fmtTime(r.registered_at)}, refreshed ${fmtTime(r.refreshed_at)}` }, fmtWhen(r.registered_at)),
+    },
     { label: "Expires in", class: "nowrap", cell: expiresCell },
     {
       label: "Calls", class: "num",
