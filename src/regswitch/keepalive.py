@@ -9,6 +9,7 @@ pinhole open but prove nothing, so only OPTIONS moves reachability.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -56,10 +57,8 @@ class Keepalive:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     # --- reachability -------------------------------------------------------------
     def mark(self, binding: Binding, reachable: bool) -> None:
@@ -68,8 +67,12 @@ class Keepalive:
         if binding.reachable != reachable:
             binding.reachable = reachable
             self.events.emit(
-                ev.REACHABILITY, account=binding.aor, source=binding.source,
-                contact=binding.contact, reachable=reachable, binding=binding.id,
+                ev.REACHABILITY,
+                account=binding.aor,
+                source=binding.source,
+                contact=binding.contact,
+                reachable=reachable,
+                binding=binding.id,
             )
 
     def behind_nat(self, binding: Binding) -> bool:

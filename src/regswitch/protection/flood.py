@@ -62,7 +62,9 @@ class FloodGuard:
         window = self._window(ip, now)
         window.requests += 1
         if window.requests > self.limits.requests:
-            return self._block(ip, now, f"more than {self.limits.requests} REGISTERs in {self.limits.window:g} s")
+            return self._block(
+                ip, now, f"more than {self.limits.requests} REGISTERs in {self.limits.window:g} s"
+            )
         return None
 
     def auth_failed(self, ip: str, now: float) -> str | None:
@@ -72,7 +74,10 @@ class FloodGuard:
         window.auth_failures += 1
         if window.auth_failures > self.limits.auth_failures:
             return self._block(
-                ip, now, f"more than {self.limits.auth_failures} failed authentications in {self.limits.window:g} s"
+                ip,
+                now,
+                f"more than {self.limits.auth_failures} failed authentications"
+                f" in {self.limits.window:g} s",
             )
         return None
 

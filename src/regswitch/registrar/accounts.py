@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,14 @@ from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normali
 _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-.\[\]:]+\Z")
 EDITABLE = frozenset(
-    {"password", "allowed_networks", "max_contacts", "register_replace", "replace_keep_calls", "enabled"}
+    {
+        "password",
+        "allowed_networks",
+        "max_contacts",
+        "register_replace",
+        "replace_keep_calls",
+        "enabled",
+    }
 )
 
 
@@ -50,7 +58,9 @@ class Accounts:
 
     async def load(self) -> None:
         for account in await self._store.list_all():
-            self._by_aor[account.aor] = AccountEntry(account, parse_networks(account.allowed_networks))
+            self._by_aor[account.aor] = AccountEntry(
+                account, parse_networks(account.allowed_networks)
+            )
 
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
@@ -78,9 +88,11 @@ class Accounts:
             networks = data.get("allowed_networks") or []
             if not password and not networks:
                 raise AccountError("an account needs a password or allowed_networks", 422)
-            base = Account(user=user, domain=domain, ha1_md5="", ha1_sha256="", created_at=now, updated_at=now)
+            base = Account(
+                user=user, domain=domain, ha1_md5="", ha1_sha256="", created_at=now, updated_at=now
+            )
         else:
-            if "user" in data and data["user"] != existing.user or (
+            if ("user" in data and data["user"] != existing.user) or (
                 "domain" in data and str(data["domain"]).lower() != existing.domain
             ):
                 raise AccountError("user and domain cannot change; create a new account", 422)
@@ -147,7 +159,9 @@ class Accounts:
         del self._by_aor[key]
         return entry.account
 
-    async def import_many(self, items: list[dict[str, Any]], replace_existing: bool = False) -> dict[str, int]:
+    async def import_many(
+        self, items: builtins.list[dict[str, Any]], replace_existing: bool = False
+    ) -> dict[str, int]:
         """Bulk import: all validated first; nothing is written if any item is bad."""
         accounts: list[Account] = []
         seen: set[str] = set()
@@ -174,7 +188,9 @@ class Accounts:
         # concurrent puts share group commits: one transaction for many accounts
         await asyncio.gather(*(self._store.put(a) for a in accounts))
         for account in accounts:
-            self._by_aor[account.aor] = AccountEntry(account, parse_networks(account.allowed_networks))
+            self._by_aor[account.aor] = AccountEntry(
+                account, parse_networks(account.allowed_networks)
+            )
         return {"created": created, "updated": len(accounts) - created}
 
     async def _save(self, account: Account) -> None:

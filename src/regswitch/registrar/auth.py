@@ -18,7 +18,6 @@ from regswitch.storage.base import Account
 DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 
 
-
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     outcome: Literal["ok", "challenge", "forbidden"]

@@ -40,7 +40,12 @@ class Binding:
     @property
     def flow(self) -> Flow:
         """Where requests to this binding go: its source address (NAT-safe)."""
-        return Flow(self.transport, (self.source_ip, self.source_port), (self.local_ip, self.local_port), self.conn_id)
+        return Flow(
+            self.transport,
+            (self.source_ip, self.source_port),
+            (self.local_ip, self.local_port),
+            self.conn_id,
+        )
 
     @property
     def source(self) -> str:
@@ -56,13 +61,26 @@ class Binding:
 
     def to_record(self) -> BindingRecord:
         return BindingRecord(
-            id=self.id, aor=self.aor, contact=self.contact, transport=self.transport,
-            source_ip=self.source_ip, source_port=self.source_port, local_ip=self.local_ip,
-            local_port=self.local_port, conn_id=self.conn_id, call_id=self.call_id,
-            cseq=self.cseq, expires_at=self.expires_at, instance=self.instance,
-            reg_id=self.reg_id, user_agent=self.user_agent, path=self.path,
-            registered_at=self.registered_at, refreshed_at=self.refreshed_at,
-            reachable=self.reachable, node=self.node,
+            id=self.id,
+            aor=self.aor,
+            contact=self.contact,
+            transport=self.transport,
+            source_ip=self.source_ip,
+            source_port=self.source_port,
+            local_ip=self.local_ip,
+            local_port=self.local_port,
+            conn_id=self.conn_id,
+            call_id=self.call_id,
+            cseq=self.cseq,
+            expires_at=self.expires_at,
+            instance=self.instance,
+            reg_id=self.reg_id,
+            user_agent=self.user_agent,
+            path=self.path,
+            registered_at=self.registered_at,
+            refreshed_at=self.refreshed_at,
+            reachable=self.reachable,
+            node=self.node,
         )
 
     @classmethod

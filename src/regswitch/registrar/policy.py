@@ -153,9 +153,7 @@ def decide(
                 # The same Call-ID is the same registration (§3.1) whatever its new
                 # contact, also when the refresh is the first to carry an instance;
                 # only a different declared instance makes it another device.
-                target = next(
-                    (b for b in same_call if not (contact.instance and b.instance)), None
-                )
+                target = next((b for b in same_call if not (contact.instance and b.instance)), None)
             if target is not None and req.cseq <= target.cseq:
                 return _error(500, "CSeq out of order")
         if target is None:

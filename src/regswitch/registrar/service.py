@@ -10,6 +10,7 @@ waits, and while it does, later REGISTERs of that account queue behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 from collections import Counter
@@ -138,10 +139,8 @@ class Registrar:
     async def stop(self) -> None:
         if self._expiry_task is not None:
             self._expiry_task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._expiry_task
-            except asyncio.CancelledError:
-                pass
 
     # --- REGISTER -----------------------------------------------------------------
     def handle(self, stx: ServerTransaction) -> None:
@@ -186,7 +185,9 @@ class Registrar:
             return
         account = entry.account
         if entry.networks and not in_networks(ip, entry.networks):
-            self._auth_failed(stx, aor, ip, source, f"source {ip} outside the account's allowed networks")
+            self._auth_failed(
+                stx, aor, ip, source, f"source {ip} outside the account's allowed networks"
+            )
             return
         # 4. digest (skipped for an IP-only account: networks and no password)
         if account.ha1_md5:
@@ -234,7 +235,9 @@ class Registrar:
             node=self.node,
         )
         extra: dict[str, str] = {}
-        if any(c.reg_id for c in wanted or ()) and "outbound" in (request.headers.get("supported") or ""):
+        if any(c.reg_id for c in wanted or ()) and "outbound" in (
+            request.headers.get("supported") or ""
+        ):
             extra["Require"] = "outbound"
         pending = _Pending(stx, register, wanted, entry, extra)
         queue = self._turns.get(aor)
@@ -260,12 +263,16 @@ class Registrar:
             if aor is not None and not request.headers.get("proxy-authorization"):
                 self._challenge(stx, aor.partition("@")[2], proxy=True)
                 return None
-            self._auth_failed(stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller")
+            self._auth_failed(
+                stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller"
+            )
             return None
         if entry.networks:
             if in_networks(ip, entry.networks):
                 return aor
-            self._auth_failed(stx, aor, ip, source, f"source {ip} outside the account's allowed networks")
+            self._auth_failed(
+                stx, aor, ip, source, f"source {ip} outside the account's allowed networks"
+            )
             return None
         result = self.auth.check(request, entry.account, "proxy-authorization")
         if result.outcome == "ok":
@@ -289,11 +296,15 @@ class Registrar:
     def effective_policy(self, entry: AccountEntry, now: float) -> Policy:
         account = entry.account
         values = self.params.values
-        replace = values["SS_ENDPOINT_REGISTER_REPLACE"] if account.register_replace == "inherit" else (
-            account.register_replace == "on"
+        replace = (
+            values["SS_ENDPOINT_REGISTER_REPLACE"]
+            if account.register_replace == "inherit"
+            else (account.register_replace == "on")
         )
-        keep = values["REGISTER_REPLACE_KEEP_CALLS"] if account.replace_keep_calls == "inherit" else (
-            account.replace_keep_calls == "on"
+        keep = (
+            values["REGISTER_REPLACE_KEEP_CALLS"]
+            if account.replace_keep_calls == "inherit"
+            else (account.replace_keep_calls == "on")
         )
         return Policy(
             replace=replace,
@@ -318,7 +329,10 @@ class Registrar:
         if decision.outcome == "probe":
             # no prober (or already probed): what is not known unreachable is alive
             decision = decide(
-                self.location.of(req.aor), req, pending.contacts, policy,
+                self.location.of(req.aor),
+                req,
+                pending.contacts,
+                policy,
                 {b.id: True for b in decision.probe} | (probed or {}),
             )
         self._finish(pending, decision, policy)
@@ -367,9 +381,14 @@ class Registrar:
                 location.add(binding)
                 self.expiry.push(binding.id, binding.expires_at)
                 self.events.emit(
-                    ev.REGISTERED, account=req.aor, source=binding.source,
-                    contact=binding.contact, expires=binding.expires_in(req.now),
-                    user_agent=binding.user_agent, binding=binding.id, kind=change.kind,
+                    ev.REGISTERED,
+                    account=req.aor,
+                    source=binding.source,
+                    contact=binding.contact,
+                    expires=binding.expires_in(req.now),
+                    user_agent=binding.user_agent,
+                    binding=binding.id,
+                    kind=change.kind,
                 )
             else:
                 binding = change.binding
@@ -382,13 +401,18 @@ class Registrar:
                     # the heap only holds the old, later time: a shorter interval
                     # needs its own entry (a longer one is re-pushed when the old is due)
                     self.expiry.push(binding.id, binding.expires_at)
-                details: dict[str, Any] = {"contact": binding.contact, "binding": binding.id,
-                                           "expires": binding.expires_in(req.now)}
+                details: dict[str, Any] = {
+                    "contact": binding.contact,
+                    "binding": binding.id,
+                    "expires": binding.expires_in(req.now),
+                }
                 if old_contact != binding.contact or old_source != binding.source:
                     details.update(old_contact=old_contact, old_source=old_source)
                 self.events.emit(
                     ev.REFRESHED if change.kind == "refresh" else ev.SAME_DEVICE,
-                    account=req.aor, source=binding.source, **details,
+                    account=req.aor,
+                    source=binding.source,
+                    **details,
                 )
             kinds.append(change.kind)
             ops.append(BindingOp.upsert(binding.to_record()))
@@ -417,36 +441,62 @@ class Registrar:
         source = f"{req.transport}:{req.source_ip}:{req.source_port}"
         if removal.why != "replaced":
             self.events.emit(
-                ev.UNREGISTERED, account=req.aor, source=source, contact=b.contact,
-                binding=b.id, wildcard=removal.why == "wildcard",
+                ev.UNREGISTERED,
+                account=req.aor,
+                source=source,
+                contact=b.contact,
+                binding=b.id,
+                wildcard=removal.why == "wildcard",
             )
             return
         ended: list[str] = []
         if removal.kick and self.kicker is not None:
             ended = self.kicker(b, "registration-replaced")
         self.events.emit(
-            ev.REPLACED, account=req.aor, source=source,
-            old_contact=b.contact, old_source=b.source, old_binding=b.id,
-            new_contact=removal.replaced_by, new_source=source,
-            kicked=removal.kick, keep_calls=not removal.kick,
-            calls_ended=ended, policy="on" if policy.replace else "off-unreachable",
+            ev.REPLACED,
+            account=req.aor,
+            source=source,
+            old_contact=b.contact,
+            old_source=b.source,
+            old_binding=b.id,
+            new_contact=removal.replaced_by,
+            new_source=source,
+            kicked=removal.kick,
+            keep_calls=not removal.kick,
+            calls_ended=ended,
+            policy="on" if policy.replace else "off-unreachable",
         )
         if self.flapping.replaced(req.aor, req.now):
             self.events.emit(
-                ev.FLAPPING, account=req.aor, source=source,
-                limit=self.flapping.limit, window=self.flapping.window,
+                ev.FLAPPING,
+                account=req.aor,
+                source=source,
+                limit=self.flapping.limit,
+                window=self.flapping.window,
                 held_until=self.flapping.held_until(req.aor),
             )
 
-    def _committed(self, done: asyncio.Future[None], stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]) -> None:
+    def _committed(
+        self,
+        done: asyncio.Future[None],
+        stx: ServerTransaction,
+        req: RegisterRequest,
+        extra: dict[str, str],
+    ) -> None:
         if done.cancelled() or done.exception() is not None:
-            log.error("binding write failed for %s: %s", req.aor, None if done.cancelled() else done.exception())
+            log.error(
+                "binding write failed for %s: %s",
+                req.aor,
+                None if done.cancelled() else done.exception(),
+            )
             self.results["storage-error"] += 1
             stx.respond(500, "Storage Failure")
             return
         self._reply_ok(stx, req, extra)
 
-    def _reply_ok(self, stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]) -> None:
+    def _reply_ok(
+        self, stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]
+    ) -> None:
         response = stx.response(200)
         headers = response.headers
         now = self.clock()
@@ -460,8 +510,13 @@ class Registrar:
             headers.add(name, value)
         stx.send(response)
 
-    def _reject(self, stx: ServerTransaction, req: RegisterRequest, decision: Decision,
-                contacts: list[ContactRequest] | None) -> None:
+    def _reject(
+        self,
+        stx: ServerTransaction,
+        req: RegisterRequest,
+        decision: Decision,
+        contacts: list[ContactRequest] | None,
+    ) -> None:
         now = req.now
         conflict = decision.conflict
         until = min((b.expires_at for b in conflict), default=now)
@@ -473,30 +528,46 @@ class Registrar:
         if decision.flapping:
             reason = FLAP_REASON
             held = self.flapping.held_until(req.aor) or now
-            text = (f"{req.aor} is flapping between devices; replacements are held until "
-                    f"{email.utils.formatdate(held, usegmt=True)}")
+            text = (
+                f"{req.aor} is flapping between devices; replacements are held until "
+                f"{email.utils.formatdate(held, usegmt=True)}"
+            )
             retry_after = max(1, int(held - now + 0.999))
             self.results["rejected-flapping"] += 1
         else:
             reason = REJECT_REASON
-            text = (f"{req.aor} is already registered from {where} until {stamp}; "
-                    f"registration replace is off")
+            text = (
+                f"{req.aor} is already registered from {where} until {stamp}; "
+                f"registration replace is off"
+            )
             self.results["rejected-replace"] += 1
         new_contact = contacts[0].uri if contacts else None
         source = f"{req.transport}:{req.source_ip}:{req.source_port}"
         self.events.emit(
-            ev.REJECTED, account=req.aor, source=source, status=status, reason=reason,
-            new_contact=new_contact, old_contact=first.contact if first else None,
-            old_source=first.source if first else None, retry_after=retry_after,
+            ev.REJECTED,
+            account=req.aor,
+            source=source,
+            status=status,
+            reason=reason,
+            new_contact=new_contact,
+            old_contact=first.contact if first else None,
+            old_source=first.source if first else None,
+            retry_after=retry_after,
             flapping=decision.flapping,
         )
         host = stx.flow.local[0]
-        stx.respond(status, reason, {
-            "Warning": f'399 {host} "{text}"',
-            "Retry-After": str(retry_after),
-        })
+        stx.respond(
+            status,
+            reason,
+            {
+                "Warning": f'399 {host} "{text}"',
+                "Retry-After": str(retry_after),
+            },
+        )
 
-    def _challenge(self, stx: ServerTransaction, realm: str, stale: bool = False, proxy: bool = False) -> None:
+    def _challenge(
+        self, stx: ServerTransaction, realm: str, stale: bool = False, proxy: bool = False
+    ) -> None:
         self.results["challenge"] += 1
         response = stx.response(407 if proxy else 401)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
@@ -504,13 +575,17 @@ class Registrar:
             response.headers.add(name, value)
         stx.send(response)
 
-    def _auth_failed(self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str) -> None:
+    def _auth_failed(
+        self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str
+    ) -> None:
         self.results["auth-fail"] += 1
         self.events.emit(ev.AUTH_FAILED, account=aor, source=source, reason=reason)
         why = self.flood.auth_failed(ip, self.clock())
         if why is not None:
             self._flood_blocked(ip, why)
-        stx.respond(403, "Forbidden", {"Warning": f'399 {stx.flow.local[0]} "{_quote_safe(reason)}"'})
+        stx.respond(
+            403, "Forbidden", {"Warning": f'399 {stx.flow.local[0]} "{_quote_safe(reason)}"'}
+        )
 
     def _flood_blocked(self, ip: str, why: str) -> None:
         self.results["flood-blocked"] += 1
@@ -526,10 +601,7 @@ class Registrar:
     def list(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
         now = self.clock()
         items = self.location.of(account) if account else list(self.location)
-        return [
-            b for b in items
-            if b.expires_at > now and (ip is None or b.source_ip == ip)
-        ]
+        return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
 
     async def delete(self, binding_id: str, kick: bool) -> dict[str, Any] | None:
         """Remove a registration from the console; with `kick`, end its calls."""
@@ -539,8 +611,13 @@ class Registrar:
         self.location.remove(binding)
         ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
         self.events.emit(
-            ev.DELETED, account=binding.aor, source=binding.source, contact=binding.contact,
-            binding=binding.id, kicked=kick, calls_ended=ended,
+            ev.DELETED,
+            account=binding.aor,
+            source=binding.source,
+            contact=binding.contact,
+            binding=binding.id,
+            kicked=kick,
+            calls_ended=ended,
         )
         await self.store.apply([BindingOp.delete(binding.id)])
         return {"id": binding.id, "account": binding.aor, "kicked": kick, "calls_ended": ended}
@@ -568,8 +645,11 @@ class Registrar:
             ops.append(BindingOp.delete(binding.id))
             self.results["expired"] += 1
             self.events.emit(
-                ev.EXPIRED, account=binding.aor, source=binding.source,
-                contact=binding.contact, binding=binding.id,
+                ev.EXPIRED,
+                account=binding.aor,
+                source=binding.source,
+                contact=binding.contact,
+                binding=binding.id,
             )
         if ops:
             await self.store.apply(ops)
