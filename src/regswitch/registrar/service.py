@@ -111,6 +111,8 @@ class Registrar:
         self._turns: dict[str, list[_Pending]] = {}
         self._date_cache: tuple[int, str] = (0, "")
         self._expiry_task: asyncio.Task[None] | None = None
+        # the loop holds tasks weakly: running probes are kept here until done
+        self._probes: set[asyncio.Task[None]] = set()
 
     # --- start/stop ---------------------------------------------------------------
     async def restore(self) -> int:
@@ -324,7 +326,9 @@ class Registrar:
         decision = decide(self.location.of(req.aor), req, pending.contacts, policy, probed)
         if decision.outcome == "probe" and self.prober is not None and probed is None:
             self._turns[req.aor] = []
-            asyncio.get_running_loop().create_task(self._probe(pending, decision))
+            task = asyncio.get_running_loop().create_task(self._probe(pending, decision))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
             return
         if decision.outcome == "probe":
             # no prober (or already probed): what is not known unreachable is alive
