@@ -218,7 +218,8 @@ class FakeSwitch:
         return response
 
     def in_dialog(self, method: str, peer: tuple[str, int], *, call_id: str, from_: str, to: str,
-                  cseq: int, uri: str = "sip:10.0.0.100:5060", body: bytes = b"") -> Request:
+                  cseq: int, uri: str = "sip:10.0.0.100:5060", body: bytes = b"",
+                  extra: dict[str, str] | None = None) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKd{n}")
@@ -231,6 +232,8 @@ class FakeSwitch:
             h.add("Contact", f"<sip:dev@{peer[0]}:{peer[1]}>")
         if body:
             h.add("Content-Type", "application/sdp")
+        for name, value in (extra or {}).items():
+            h.add(name, value)
         request = Request(method, uri, h, body)
         self.receive(request, peer)
         return request

@@ -272,3 +272,20 @@ def test_caller_bye_while_ringing_cancels() -> None:
     assert sw.take(ALICE, 487)
     [cdr] = sw.cdrs.records
     assert (cdr.end_reason, cdr.end_direction) == ("cancelled", "caller")
+
+
+def test_refer_carried_with_refer_to() -> None:
+    """A blind transfer: the REFER reaches the other party with its Refer-To."""
+    sw = FakeSwitch()
+    a_invite, b_invite, ok = sw.answered_call()
+    sw.clear()
+    sw.in_dialog("REFER", BOB1, call_id=b_invite.call_id,
+                 from_=(b_invite.headers.get("to") or "") + ";tag=btag",
+                 to=b_invite.headers.get("from") or "", cseq=8,
+                 extra={"Refer-To": "<sip:carol@example.com>",
+                        "Referred-By": "<sip:bob@example.com>"})
+    out = sw.take(ALICE, "REFER")
+    assert out.headers.get("refer-to") == "<sip:carol@example.com>"
+    assert out.headers.get("referred-by") == "<sip:bob@example.com>"
+    assert (out.call_id, out.to.tag) == (a_invite.call_id, a_invite.from_.tag)
+    assert out.from_.tag == ok.to.tag

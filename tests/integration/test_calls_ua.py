@@ -224,3 +224,32 @@ def test_cli_calls_and_cdrs(server: RunningServer, ua: Callable[..., UA], tmp_pa
     for name, value in cdr.items():
         assert row[name] == ("" if value is None else str(value)), (name, row[name], value)
     assert rows == [row]
+
+
+@pytest.mark.parametrize(("caller_transport", "callee_transport"), [("tcp", "tcp"), ("udp", "tcp")])
+def test_call_over_tcp_uses_the_registration_connection(
+    server: RunningServer, ua: Callable[..., UA], caller_transport: str, callee_transport: str
+) -> None:
+    api = Api(server)
+    alice, bob = api.account(unique("alice")), api.account(unique("bob"))
+    callee = ua(callee_transport, server.listener(callee_transport), user=user(bob))
+    assert callee.register(user(bob), DOMAIN).status == 200
+    caller = ua(caller_transport, server.listener(caller_transport), user=user(alice))
+    tx = caller.invite(f"sip:{user(bob)}@{DOMAIN}", body=OFFER,
+                       headers={"From": f"<sip:{alice}>;tag=tcp1"})
+    invite = callee.expect_request("INVITE")  # on the connection bob registered over
+    assert invite.top_via.transport.upper() == callee_transport.upper()
+    assert f"transport={callee_transport}" in (invite.headers.get("contact") or "")
+    ok = callee.respond(invite, 200, body=ANSWER)
+    answer = caller.wait_response(tx)
+    assert answer.status == 200 and answer.body == ANSWER
+    if caller_transport == "tcp":
+        assert "transport=tcp" in (answer.headers.get("contact") or "")
+    caller.ack(answer)
+    callee.expect_request("ACK")
+    assert callee.request("BYE", dialog=callee.dialog_from_request(invite, ok)).status == 200
+    caller.respond(caller.expect_request("BYE"), 200)
+    [cdr] = api.wait_cdrs(alice)
+    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200,
+              answered=True)
+    assert cdr["callee_source"] == f"{callee_transport}:{callee.local[0]}:{callee.local[1]}"

@@ -30,6 +30,12 @@ log = logging.getLogger("regswitch.calls")
 
 RELAYED_METHODS = ("INVITE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS", "REFER")
 ACK_WAIT = 32.0  # 64*T1: how long a 2xx waits for its ACK
+# headers an in-dialog request means nothing without, carried to the other leg
+_RELAYED_HEADERS: dict[str, tuple[str, ...]] = {
+    "INFO": ("Info-Package",),
+    "NOTIFY": ("Event", "Subscription-State"),
+    "REFER": ("Refer-To", "Referred-By"),  # a blind transfer: a new INVITE to Refer-To
+}
 
 
 class B2BUA:
@@ -314,11 +320,10 @@ class B2BUA:
         if method in ("INVITE", "UPDATE"):
             leg.dialog.update_target(request)
         out = other.dialog.request(method, request.body, request.content_type)
-        if method == "INFO" or method == "NOTIFY":
-            for name in ("Info-Package", "Event", "Subscription-State"):
-                value = request.headers.get(name)
-                if value:
-                    out.headers.add(name, value)
+        for name in _RELAYED_HEADERS.get(method, ()):
+            value = request.headers.get(name)
+            if value:
+                out.headers.add(name, value)
         other_cseq = out.cseq.seq
         answered = False
 
