@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from calls.fakes import ALICE, ANSWER, BOB1, BOB2, OFFER, FakeSwitch
+from regswitch.sip.message import Headers, Request
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -289,3 +290,22 @@ def test_refer_carried_with_refer_to() -> None:
     assert out.headers.get("referred-by") == "<sip:bob@example.com>"
     assert (out.call_id, out.to.tag) == (a_invite.call_id, a_invite.from_.tag)
     assert out.from_.tag == ok.to.tag
+
+
+def test_required_extension_is_420() -> None:
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.bind("bob", BOB1)
+    h = Headers()
+    h.add("Via", "SIP/2.0/UDP 10.0.0.1:5061;branch=z9hG4bKreq")
+    h.add("Max-Forwards", "70")
+    h.add("From", "<sip:alice@example.com>;tag=r1")
+    h.add("To", "<sip:bob@example.com>")
+    h.add("Call-ID", "req@x")
+    h.add("CSeq", "1 INVITE")
+    h.add("Require", "100rel, Timer")
+    sw.receive(Request("INVITE", "sip:bob@example.com", h), ALICE)
+    reply = sw.take(ALICE, 420)
+    assert reply.headers.get("unsupported") == "100rel, timer"
+    assert sw.count(BOB1, "INVITE") == 0
+    assert sw.cdrs.records[0].final_code == 420

@@ -86,6 +86,14 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
+        if "require" in request.headers:
+            # RFC 3261 §8.2.2.3: we support no extension a caller could require
+            # (100rel, timer, ...); the legs would silently break it otherwise
+            required = sorted({t.strip().lower() for line in request.headers.get_all("require")
+                               for t in line.split(",") if t.strip()})
+            stx.respond(420, "Bad Extension", {"Unsupported": ", ".join(required)})
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 420, "rejected")
+            return
         if request.max_forwards == 0:
             # a loop through B2BUAs (each leg is a new request) ends here, as at a proxy
             stx.respond(483, "Too Many Hops")
