@@ -559,12 +559,12 @@ class Registrar:
             retry_after=retry_after,
             flapping=decision.flapping,
         )
-        host = stx.flow.local[0]
+        host = _warn_agent(stx.flow.local[0], self.default_domain)
         stx.respond(
             status,
             reason,
             {
-                "Warning": f'399 {host} "{text}"',
+                "Warning": f'399 {host} "{_quote_safe(text)}"',
                 "Retry-After": str(retry_after),
             },
         )
@@ -588,7 +588,12 @@ class Registrar:
         if why is not None:
             self._flood_blocked(ip, why)
         stx.respond(
-            403, "Forbidden", {"Warning": f'399 {stx.flow.local[0]} "{_quote_safe(reason)}"'}
+            403,
+            "Forbidden",
+            {
+                "Warning": f"399 {_warn_agent(stx.flow.local[0], self.default_domain)} "
+                f'"{_quote_safe(reason)}"'
+            },
         )
 
     def _flood_blocked(self, ip: str, why: str) -> None:
@@ -683,6 +688,13 @@ def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
     from dataclasses import replace
 
     return replace(req, now=now)
+
+
+def _warn_agent(host: str, domain: str) -> str:
+    """The warn-agent of a Warning (RFC 3261 §20.43): a hostport; not a wildcard bind."""
+    if host in ("0.0.0.0", "::", ""):
+        return domain
+    return f"[{host}]" if ":" in host else host
 
 
 def _quote_safe(text: str) -> str:
