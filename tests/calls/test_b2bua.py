@@ -309,3 +309,22 @@ def test_required_extension_is_420() -> None:
     assert reply.headers.get("unsupported") == "100rel, timer"
     assert sw.count(BOB1, "INVITE") == 0
     assert sw.cdrs.records[0].final_code == 420
+
+
+def test_update_from_the_caller_while_ringing_reaches_the_early_dialog() -> None:
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.bind("bob", BOB1)
+    a_invite = sw.invite(ALICE, "bob")
+    b_invite = sw.take(BOB1, "INVITE")
+    sw.reply(b_invite, 183, BOB1, to_tag="early", body=ANSWER)
+    ringing = sw.take(ALICE, 183)
+    assert ringing.body == ANSWER
+    sw.in_dialog("UPDATE", ALICE, call_id=a_invite.call_id,
+                 from_=a_invite.headers.get("from") or "", to=ringing.headers.get("to") or "",
+                 cseq=11, body=OFFER)
+    update = sw.take(BOB1, "UPDATE")
+    assert (update.call_id, update.to.tag, update.body) == (b_invite.call_id, "early", OFFER)
+    sw.reply(update, 200, BOB1, body=ANSWER)
+    ok = sw.take(ALICE, 200)
+    assert ok.cseq.method == "UPDATE" and ok.body == ANSWER

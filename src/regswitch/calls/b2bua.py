@@ -485,7 +485,13 @@ class B2BUA:
             self.endpoint.send_cancel(leg.invite_tx)
 
     def _other(self, call: Call, leg: Leg) -> Leg | None:
-        return call.b if leg is call.a else call.a
+        if leg is not call.a:
+            return call.a
+        if call.b is not None:
+            return call.b
+        # the caller's UPDATE/INFO while ringing: to the early dialog, if it is the only one
+        early = [fork for fork in call.active_forks() if fork.dialog.remote_tag is not None]
+        return early[0] if len(early) == 1 else None
 
     def _our_contact(self, flow: Flow) -> str:
         host = self.advertised_host or flow.local[0]
