@@ -209,3 +209,26 @@ def test_delete_registration_without_kick_keeps_its_call(
     assert event[0]["details"]["kicked"] is False
     assert [c["id"] for c in calls(server)] == [call.id]
     assert bob.received("BYE") == 0
+
+
+def test_refresh_and_unregister_show_live(
+    console: Any, server: RunningServer, ua: Any
+) -> None:
+    create_account(server, "erin")
+    page = console.open("registrations")
+    reads: list[str] = []
+    page.on("request", lambda r: reads.append(r.url) if "/api/registrations" in r.url else None)
+    phone = ua("udp", server.udp)
+    assert phone.register("erin", "regswitch.local", expires=600).status == 200
+    countdown = row(page, "erin").locator(".countdown")
+    expect(countdown).to_have_text(re.compile(r"^(9:[0-5]\d|10:00)$"))
+    reads_before = len(reads)
+
+    # A refresh (same Call-ID) patches the row from its event: no re-read.
+    assert phone.register("erin", "regswitch.local", expires=3000).status == 200
+    expect(countdown).to_have_text(re.compile(r"^(49:[0-5]\d|50:00)$"))
+    assert len(reads) == reads_before
+
+    # Expires: 0 removes it.
+    assert phone.register("erin", "regswitch.local", expires=0).status == 200
+    expect(row(page, "erin")).to_have_count(0)

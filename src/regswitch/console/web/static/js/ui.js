@@ -123,7 +123,25 @@ export function badge(text, kind = "") {
   return h("span", { class: `badge ${kind ? `badge-${kind}` : ""}` }, text);
 }
 
-/** Run fn at most every `ms` (trailing call guaranteed). */
+/**
+ * Run fn at most once per gapMs() (first call soon, a trailing call always):
+ * live updates stay prompt when rare and cheap when frequent.
+ */
+export function throttle(fn, gapMs, firstDelayMs = 50) {
+  let timer = null;
+  let last = -Infinity;
+  return () => {
+    if (timer !== null) return;
+    const wait = Math.max(firstDelayMs, last + gapMs() - performance.now());
+    timer = setTimeout(() => {
+      timer = null;
+      last = performance.now();
+      fn();
+    }, wait);
+  };
+}
+
+/** Run fn once calls stop for `ms`. */
 export function debounce(fn, ms) {
   let timer = null;
   return (...args) => {

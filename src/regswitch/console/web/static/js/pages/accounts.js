@@ -94,7 +94,7 @@ export function mount(root, { stream }) {
   let accounts = [];
   let registered = new Map(); // aor -> count
   let search = "";
-  const holder = h("div", { id: "accounts" });
+  const holder = h("div", { id: "accounts" }, h("p", { class: "muted loading" }, "Loading…"));
   const addButton = h("button", { class: "primary", id: "add-account", onclick: () => add() }, "Add account");
   const filter = h("input", {
     type: "search", placeholder: "Filter accounts", "aria-label": "Filter accounts",

@@ -8,7 +8,7 @@ const CALL_EVENTS = new Set(["call-started", "call-answered", "call-ended", "rep
 export function mount(root, { stream }) {
   let calls = [];
   let loadedAt = performance.now();
-  const holder = h("div", { id: "calls" });
+  const holder = h("div", { id: "calls" }, h("p", { class: "muted loading" }, "Loading…"));
   const count = h("span", { class: "count" });
   root.append(
     pageHeader("Calls", "Calls in progress through the B2BUA. Hanging up sends BYE (or CANCEL) to both parties.", count),

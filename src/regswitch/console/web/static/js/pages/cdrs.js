@@ -22,7 +22,7 @@ export function mount(root, { stream }) {
     field("Limit", limit),
     h("div", { class: "form-buttons" }, h("button", { type: "submit", class: "primary" }, "Search"), csv));
   form.addEventListener("input", () => updateCsvLink());
-  const holder = h("div", { id: "cdrs" });
+  const holder = h("div", { id: "cdrs" }, h("p", { class: "muted loading" }, "Loading…"));
   root.append(pageHeader("CDRs", "A record for every call attempt: who, when, how long, and why it ended."), form, holder);
 
   function query() {

@@ -114,7 +114,7 @@ export function mount(root, { stream }) {
     type: "search", placeholder: "Filter by account", "aria-label": "Filter by account", id: "event-account",
     oninput: (e) => { filter.account = e.target.value.trim().toLowerCase(); render(); },
   });
-  const list = h("ol", { class: "events", id: "events" });
+  const list = h("ol", { class: "events", id: "events" }, h("li", { class: "event empty" }, "Loading…"));
   const count = h("span", { class: "count" });
   root.append(
     pageHeader("Events", "What the switch did, live: registrations, kicks, rejections, flapping, calls, parameter changes."),

@@ -12,7 +12,7 @@ export function mount(root, { stream }) {
   const drafts = new Map(); // name -> value typed but not saved
   const errors = new Map(); // name -> last refusal from the API
   const replaceHolder = h("div", { id: "replace-holder" });
-  const listHolder = h("div", { id: "parameters" });
+  const listHolder = h("div", { id: "parameters" }, h("p", { class: "muted loading" }, "Loading…"));
   root.append(
     pageHeader("Parameters", "System parameters (VOS3000 names). A change applies to the next request; no restart."),
     replaceHolder,

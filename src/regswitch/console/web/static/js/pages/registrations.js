@@ -1,8 +1,12 @@
-// Registrations: every current binding, live. Re-read on registration events
-// from the stream; "expires in" counts down locally between reads.
+// Registrations: every current binding, live. A refresh or a reachability
+// change patches its row from the event; anything else re-reads the list
+// (throttled harder as the list grows, so a big node's refresh rate cannot
+// keep the browser busy). "Expires in" counts down locally between reads.
 
 import { api } from "../api.js";
-import { aorCell, badge, debounce, fmtDuration, fmtTime, fmtWhen, h, modal, pageHeader, table, toast } from "../ui.js";
+import {
+  aorCell, badge, fmtDuration, fmtTime, fmtWhen, h, modal, pageHeader, table, throttle, toast,
+} from "../ui.js";
 
 // Event types that change the registration list (or a row of it).
 const REGISTRATION_EVENTS = new Set([
@@ -12,10 +16,16 @@ const REGISTRATION_EVENTS = new Set([
   "call-started", "call-ended",
 ]);
 
+// Rendering tens of thousands of rows helps nobody: show the first ones and
+// let the filters narrow the rest.
+const MAX_ROWS = 500;
+
+const nowSeconds = () => performance.now() / 1000;
+
 export function mount(root, { stream }) {
   let rows = [];
+  let byId = new Map(); // binding id -> row
   let callsOf = new Map(); // binding id -> calls in progress on it
-  let loadedAt = performance.now();
   const filters = { account: "", ip: "" };
 
   const accountInput = h("input", {
@@ -27,7 +37,7 @@ export function mount(root, { stream }) {
     oninput: (e) => { filters.ip = e.target.value.trim(); render(); },
   });
   const count = h("span", { class: "count", id: "registrations-count" });
-  const holder = h("div", { id: "registrations" });
+  const holder = h("div", { id: "registrations" }, h("p", { class: "muted loading" }, "Loading…"));
   root.append(
     pageHeader("Registrations", "Every registered contact, updated live as devices register, refresh, move or are replaced."),
     h("div", { class: "filters" }, accountInput, ipInput, count),
@@ -40,9 +50,9 @@ export function mount(root, { stream }) {
       && (!filters.ip || r.source_ip.includes(filters.ip) || r.contact.includes(filters.ip)));
   }
 
+  // Local clock deadline: immune to a skew between browser and server clocks.
   function expiresIn(row) {
-    const elapsed = (performance.now() - loadedAt) / 1000;
-    return Math.max(0, row.expires_in - elapsed);
+    return Math.max(0, row.deadline - nowSeconds());
   }
 
   function expiresCell(row) {
@@ -77,10 +87,12 @@ export function mount(root, { stream }) {
   ];
 
   function render() {
-    const shown = visible();
-    count.textContent = shown.length === rows.length
+    const matching = visible();
+    const shown = matching.slice(0, MAX_ROWS);
+    count.textContent = matching.length === rows.length
       ? `${rows.length} registration${rows.length === 1 ? "" : "s"}`
-      : `${shown.length} of ${rows.length}`;
+      : `${matching.length} of ${rows.length}`;
+    if (shown.length < matching.length) count.textContent += ` (first ${shown.length} shown: filter to narrow)`;
     holder.replaceChildren(table(columns, shown, {
       empty: rows.length ? "No registration matches the filter." : "No device is registered.",
       rowAttrs: (r) => ({ dataset: { id: r.id, account: r.account }, class: r.reachable ? "" : "row-bad" }),
@@ -89,7 +101,7 @@ export function mount(root, { stream }) {
 
   function tick() {
     for (const el of holder.querySelectorAll("[data-expires]")) {
-      const row = rows.find((r) => r.id === el.dataset.expires);
+      const row = byId.get(el.dataset.expires);
       if (!row) continue;
       const left = expiresIn(row);
       el.textContent = left > 0 ? fmtDuration(left) : "expiring";
@@ -104,12 +116,14 @@ export function mount(root, { stream }) {
     loading = { again: false };
     try {
       const [data, calls] = await Promise.all([api("registrations"), api("calls")]);
+      const now = nowSeconds();
       rows = data;
+      for (const row of rows) row.deadline = now + row.expires_in;
+      byId = new Map(rows.map((r) => [r.id, r]));
       callsOf = new Map();
       for (const call of calls) {
         for (const id of call.bindings || []) callsOf.set(id, [...(callsOf.get(id) || []), call]);
       }
-      loadedAt = performance.now();
       render();
     } catch (err) {
       holder.replaceChildren(h("p", { class: "error" }, `Cannot read registrations: ${err.message}`));
@@ -119,7 +133,27 @@ export function mount(root, { stream }) {
       if (again) load();
     }
   }
-  const reload = debounce(load, 100);
+  const reload = throttle(load, () => Math.min(5000, 100 + rows.length / 20));
+  const rerender = throttle(render, () => 250);
+
+  /** Apply an event to the row it is about; false when a re-read is needed. */
+  function patch(event) {
+    const d = event.details || {};
+    const row = d.binding ? byId.get(d.binding) : null;
+    if (!row) return false;
+    if (event.type === "refreshed" && d.expires != null && !d.old_contact) {
+      row.deadline = nowSeconds() + d.expires;
+      row.expires_in = d.expires;
+      row.refreshed_at = event.time;
+      return true;
+    }
+    if (event.type === "reachability" && typeof d.reachable === "boolean") {
+      row.reachable = d.reachable;
+      rerender();
+      return true;
+    }
+    return false;
+  }
 
   async function remove(row) {
     let calls = [];
@@ -168,7 +202,7 @@ export function mount(root, { stream }) {
   }
 
   const offEvents = stream.subscribe((event) => {
-    if (REGISTRATION_EVENTS.has(event.type)) reload();
+    if (REGISTRATION_EVENTS.has(event.type) && !patch(event)) reload();
   });
   const offStatus = stream.onStatus((state) => { if (state === "live") reload(); });
   const timer = setInterval(tick, 1000);
