@@ -1,7 +1,7 @@
 // Calls in progress, live, with hang-up.
 
 import { api } from "../api.js";
-import { aorCell, badge, debounce, fmtDuration, fmtTime, h, modal, pageHeader, table, toast } from "../ui.js";
+import { aorCell, badge, debounce, fmtDuration, fmtTime, fmtWhen, h, modal, pageHeader, table, toast } from "../ui.js";
 
 const CALL_EVENTS = new Set(["call-started", "call-answered", "call-ended", "replaced", "deleted"]);
 
@@ -21,7 +21,7 @@ export function mount(root, { stream }) {
     { label: "Caller", class: "strong", cell: (c) => aorCell(c.caller) },
     { label: "Callee", class: "strong", cell: (c) => aorCell(c.callee) },
     { label: "State", cell: (c) => badge(c.state, c.state === "answered" ? "ok" : "") },
-    { label: "Started", class: "nowrap", cell: (c) => fmtTime(c.start) },
+    { label: "Started", class: "nowrap", cell: (c) => h("time", { title: fmtTime(c.start) }, fmtWhen(c.start)) },
     {
       label: "Duration", class: "nowrap",
       cell: (c) => h("span", { dataset: { duration: c.id } }, fmtDuration(duration(c))),
