@@ -428,7 +428,7 @@ class Registrar:
         if not ops:
             self._reply_ok(stx, req, pending.extra)
             return
-        done = asyncio.ensure_future(self.store.apply(ops))
+        done = self.store.submit(ops)
         done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra))
 
     def _count(self, kinds: list[str], decision: Decision) -> None:

@@ -19,6 +19,7 @@ the loop's monotonic time: they must survive a restart.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -349,6 +350,12 @@ class BindingStore(Protocol):
         Concurrent calls are group-committed. Cancelling the awaiting task
         does not withdraw the ops: they are committed anyway.
         """
+        ...
+
+    def submit(self, ops: Sequence[BindingOp]) -> asyncio.Future[None]:
+        """`apply` without a coroutine: queue `ops` now, and get a future that
+        resolves once they are committed (the hot path adds a callback to it
+        instead of creating a Task per REGISTER)."""
         ...
 
 

@@ -7,6 +7,7 @@ write-behind `add()` is therefore already "flushed".
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Self
@@ -86,6 +87,19 @@ class MemoryBindingStore:
         return list(self._rows.values())
 
     async def apply(self, ops: Sequence[BindingOp]) -> None:
+        self._write(ops)
+
+    def submit(self, ops: Sequence[BindingOp]) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        try:
+            self._write(ops)
+        except Exception as exc:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(None)
+        return fut
+
+    def _write(self, ops: Sequence[BindingOp]) -> None:
         self._life.check()
         for op in ops:
             if op.kind == "upsert":

@@ -609,12 +609,16 @@ class SqliteBindingStore(_Backend):
         return await self.read(lambda c: [_binding_from_row(r) for r in c.execute(sql)])
 
     async def apply(self, ops: Sequence[BindingOp]) -> None:
-        if not ops:
-            return
-        writer = self.check()
+        if ops:
+            await self.submit(ops)
+
+    def submit(self, ops: Sequence[BindingOp]) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        writer.submit(_Job(fut, ops=tuple(ops)))
-        await fut
+        if not ops:
+            fut.set_result(None)
+            return fut
+        self.check().submit(_Job(fut, ops=tuple(ops)))
+        return fut
 
 
 class SqliteEventStore(_Backend):
