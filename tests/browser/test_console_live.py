@@ -150,6 +150,13 @@ def test_kick_appears_live_in_events_with_old_and_new_contact(
     expect(reject).to_contain_text(new.contact)
     expect(page.locator("#events li[data-type='param-changed']").first).to_contain_text("On → Off")
 
+    # The account filter narrows to one account's events.
+    page.locator("#event-account").fill("alice")
+    expect(page.locator("#events li.event").first).to_contain_text(aor("alice"))
+    for item in page.locator("#events li.event").all():
+        expect(item.locator(".account")).to_have_text(aor("alice"))
+    page.locator("#event-account").fill("")
+
     # The alerts filter keeps only kicks, refusals, flapping and floods.
     page.locator("#event-type").select_option("@alerts")
     expect(page.locator("#events li.event")).to_have_count(2)

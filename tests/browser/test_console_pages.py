@@ -165,9 +165,16 @@ def test_hang_up_a_call_then_find_its_cdr_and_csv(
     expect(page.locator("#cdrs")).to_contain_text("No CDR matches.")
 
     page.locator("#cdr-reason").select_option("admin-hangup")
+    page.locator("#cdr-since").fill("2099-01-01T00:00:00")  # a window after the call
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("#cdrs")).to_contain_text("No CDR matches.")
+    page.locator("#cdr-since").fill("")
+    page.locator("#cdr-until").fill("2099-01-01T00:00:00")
+    page.get_by_role("button", name="Search").click()
+    expect(record).to_contain_text("admin-hangup")
     href = page.locator("#cdr-csv").get_attribute("href")
     assert href is not None and href.startswith("api/cdrs?")
-    assert "format=csv" in href and "reason=admin-hangup" in href
+    assert "format=csv" in href and "reason=admin-hangup" in href and "until=4070908800" in href
     with page.expect_download() as download_info:
         page.locator("#cdr-csv").click()
     rows = list(csv.DictReader(io.StringIO(download_info.value.path().read_text())))
