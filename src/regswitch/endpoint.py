@@ -79,6 +79,7 @@ class EndpointStats:
     malformed_responses: int = 0
     handler_errors: int = 0
     send_failures: int = 0
+    gated: int = 0  # messages dropped by the gate (blocked sources)
 
 
 class Endpoint:
@@ -106,6 +107,8 @@ class Endpoint:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
+        # drops a source's messages before the core sees them (flood blocks)
+        self.gate: Callable[[str], bool] | None = None
 
     # --- wiring -----------------------------------------------------------------
     def route(self, method: str, handler: RequestHandler) -> None:
@@ -126,6 +129,10 @@ class Endpoint:
     # --- input --------------------------------------------------------------------
     def on_data(self, data: bytes, flow: Flow) -> None:
         """Transport callback: one datagram or one framed stream message."""
+        gate = self.gate
+        if gate is not None and gate(flow.remote[0]):
+            self.stats.gated += 1
+            return
         try:
             self.tx.receive(data, flow, self.loop.time())
         except Exception:  # the core must not raise; if it does, keep serving

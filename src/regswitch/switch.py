@@ -95,6 +95,7 @@ class Switch:
         self.params.on_change(lambda name, old, new: self._apply_params())
         await self.accounts.load()
         await self.registrar.restore()
+        self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
         self.registrar.start()

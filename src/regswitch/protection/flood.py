@@ -6,6 +6,7 @@ for a while, its requests dropped and counted. Trusted networks are exempt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from regswitch.networks import IPNetwork, in_networks
@@ -54,6 +55,10 @@ class FloodGuard:
             return False
         self.dropped += 1
         return True
+
+    def is_blocked(self, ip: str, clock: Callable[[], float]) -> bool:
+        """`blocked`, reading the clock only for a source that was blocked."""
+        return ip in self._blocked and self.blocked(ip, clock())
 
     def register(self, ip: str, now: float) -> str | None:
         """Count a REGISTER from `ip`; returns a reason if it just got blocked."""

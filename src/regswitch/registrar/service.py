@@ -152,11 +152,12 @@ class Registrar:
         now = self.clock()
         flood = self.flood
         if flood.blocked(ip, now):
-            self.results["flood-dropped"] += 1
+            self._refuse_blocked(stx)
             return
         why = flood.register(ip, now)
         if why is not None:
             self._flood_blocked(ip, why)
+            self._refuse_blocked(stx)
             return
 
         # 1. validation (a ParseError from a lazy header read becomes a 400 in the endpoint)
@@ -256,7 +257,7 @@ class Registrar:
         ip = flow.remote[0]
         now = self.clock()
         if self.flood.blocked(ip, now):
-            self.results["flood-dropped"] += 1
+            self._refuse_blocked(stx)
             return None
         source = f"{flow.transport}:{ip}:{flow.remote[1]}"
         aor = self.aor_of(request.from_.uri)
@@ -595,6 +596,14 @@ class Registrar:
                 f'"{_quote_safe(reason)}"'
             },
         )
+
+    def _refuse_blocked(self, stx: ServerTransaction) -> None:
+        """The request that tripped the block (later ones are dropped before
+        they reach the transaction layer, see Endpoint.gate) still gets an
+        answer, or its server transaction would wait forever."""
+        self.results["flood-dropped"] += 1
+        retry = str(int(self.flood.limits.block))
+        stx.respond(503, "Service Unavailable", {"Retry-After": retry})
 
     def _flood_blocked(self, ip: str, why: str) -> None:
         self.results["flood-blocked"] += 1
