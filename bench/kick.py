@@ -82,6 +82,8 @@ def main(kicks: int) -> None:
             {"user": "caller", "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]},
             {"user": "callee", "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]},
         ]})
+        # two devices trading one account on purpose: no flapping hold here
+        server.call("PUT", "/api/parameters/REGISTER_FLAP_HOLD", {"value": 0})
         target = ("127.0.0.1", int(server.target.rsplit(":", 1)[1]))
         caller, old, new = Peer("a"), Peer("x"), Peer("y")
         sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
