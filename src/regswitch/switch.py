@@ -213,6 +213,8 @@ class Switch:
             "checks": checks,
             "loop_lag_ms": round(self.loop_lag * 1000, 1),
             "sip": self.listeners,
+            "domains": self.settings.domains,
+            "node": self.settings.node_id,
             "uptime": round(self.clock() - self.started_at, 1),
             "registrations": len(self.location),
             "accounts": len(self.accounts),

@@ -220,3 +220,28 @@ def test_non_loopback_api_without_token_refuses_to_start(tmp_path) -> None:  # t
     assert result.returncode == 2
     assert "requires api_token" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_events_filter_by_several_types(server: RunningServer) -> None:
+    api = server.api
+    api.post("/api/accounts", json={"user": "a", "domain": DOMAIN, "password": "p"})
+    api.put("/api/parameters/SS_ENDPOINT_EXPIRE", json={"value": 1200})
+    both = api.get("/api/events", params={"type": "param-changed,account-changed"}).json()
+    assert [e["type"] for e in both] == ["param-changed", "account-changed"]
+    repeated = api.get("/api/events", params=[("type", "param-changed"), ("type", "nothing")]).json()
+    assert [e["type"] for e in repeated] == ["param-changed"]
+
+
+def test_clearing_the_password_makes_an_ip_only_account(server: RunningServer) -> None:
+    api = server.api
+    api.post("/api/accounts", json={"user": "t", "domain": DOMAIN, "password": "p"})
+    refused = api.patch(f"/api/accounts/t@{DOMAIN}", json={"password": None})
+    assert refused.status_code == 422  # no networks: it would have no way to authenticate
+    cleared = api.patch(
+        f"/api/accounts/t@{DOMAIN}", json={"password": None, "allowed_networks": ["10.0.0.0/8"]}
+    )
+    assert cleared.status_code == 200 and cleared.json()["has_password"] is False
+
+
+def test_health_names_the_served_domains(server: RunningServer) -> None:
+    assert server.api.get("/healthz").json()["domains"] == [DOMAIN]

@@ -104,6 +104,9 @@ class Accounts:
                 raise AccountError("password must be 1-128 characters", 422)
             changes["ha1_md5"] = digest.ha1(base.user, base.domain, password, "MD5")
             changes["ha1_sha256"] = digest.ha1(base.user, base.domain, password, "SHA-256")
+        elif "password" in data and existing is not None:
+            # null clears it: the account becomes IP-only (checked below: needs networks)
+            changes["ha1_md5"] = changes["ha1_sha256"] = ""
         if "allowed_networks" in data:
             nets = data["allowed_networks"] or []
             if isinstance(nets, str):

@@ -271,9 +271,11 @@ class CdrRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventFilter:
-    """Events matching all given fields; ids strictly between the bounds."""
+    """Events matching all given fields; ids strictly between the bounds.
+    `types` (any of them) narrows like `type`; both may be given."""
 
     type: str | None = None
+    types: tuple[str, ...] = ()
     account: str | None = None
     limit: int = 100
     after_id: int | None = None

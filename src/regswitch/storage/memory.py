@@ -132,7 +132,9 @@ class MemoryEventStore:
         for rec in reversed(self._rows):
             if len(out) >= flt.limit:
                 break
-            if flt.type is not None and rec.type != flt.type:
+            if (flt.type is not None and rec.type != flt.type) or (
+                flt.types and rec.type not in flt.types
+            ):
                 continue
             if flt.account is not None and rec.account != flt.account:
                 continue

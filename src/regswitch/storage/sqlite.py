@@ -643,6 +643,9 @@ class SqliteEventStore(_Backend):
         if flt.type is not None:
             where.append("type = ?")
             args.append(flt.type)
+        if flt.types:
+            where.append(f"type IN ({', '.join('?' for _ in flt.types)})")
+            args.extend(flt.types)
         if flt.account is not None:
             where.append("account = ?")
             args.append(flt.account)

@@ -46,7 +46,11 @@ class ParameterValue(BaseModel):
     value: Any
 
 
+CLEARABLE = frozenset({"allowed_networks", "password"})
+
+
 def patch_dict(model: BaseModel) -> dict[str, Any]:
-    """Only the fields the client sent; an explicit null only where it means 'clear'."""
+    """Only the fields the client sent; an explicit null only where it means
+    'clear' (no networks; no password: an IP-only account)."""
     data = model.model_dump(exclude_unset=True)
-    return {k: v for k, v in data.items() if v is not None or k == "allowed_networks"}
+    return {k: v for k, v in data.items() if v is not None or k in CLEARABLE}

@@ -26,15 +26,16 @@ def event_view(record: EventRecord) -> dict[str, Any]:
 @router.get("")
 async def list_events(
     switch: SwitchDep,
-    type: str | None = None,
+    type: list[str] | None = Query(None, description="event type(s); repeat or comma-separate"),
     account: str | None = None,
     limit: int = Query(100, ge=1, le=10_000),
     before_id: int | None = Query(None, ge=1),
 ) -> list[dict[str, Any]]:
+    types = tuple(t.strip() for item in (type or []) for t in item.split(",") if t.strip())
     await switch.storage.events.flush()
     records = await switch.storage.events.query(
         EventFilter(
-            type=type,
+            types=types,
             account=normalise_aor(account) if account else None,
             limit=limit,
             before_id=before_id,
