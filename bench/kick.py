@@ -59,7 +59,8 @@ def register(peer: Peer, server: tuple[str, int], n: int) -> str:
     return (f"REGISTER sip:{DOMAIN} SIP/2.0\r\n{via(peer, f'r{n}{peer.name}')}Max-Forwards: 70\r\n"
             f"From: <sip:callee@{DOMAIN}>;tag=r{n}\r\nTo: <sip:callee@{DOMAIN}>\r\n"
             f"Call-ID: reg-{peer.name}-{n}\r\nCSeq: 1 REGISTER\r\n"
-            f"Contact: <sip:callee@127.0.0.1:{peer.port}>\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n")
+            f"Contact: <sip:callee@127.0.0.1:{peer.port}>\r\nExpires: 3600\r\n"
+            "Content-Length: 0\r\n\r\n")
 
 
 def reply(request: bytes, status: str, to_tag: str, peer: Peer, body: str = "") -> str:
@@ -86,14 +87,16 @@ def main(kicks: int) -> None:
         server.call("PUT", "/api/parameters/REGISTER_FLAP_HOLD", {"value": 0})
         target = ("127.0.0.1", int(server.target.rsplit(":", 1)[1]))
         caller, old, new = Peer("a"), Peer("x"), Peer("y")
-        sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        sdp = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+               "m=audio 4000 RTP/AVP 0\r\n")
         old.send(register(old, target, 0), target)
         assert old.recv_until(b"SIP/2.0 200")[0]
         latencies: list[float] = []
         for n in range(1, kicks + 1):
-            invite = (f"INVITE sip:callee@{DOMAIN} SIP/2.0\r\n{via(caller, f'i{n}')}Max-Forwards: 70\r\n"
-                      f"From: <sip:caller@{DOMAIN}>;tag=c{n}\r\nTo: <sip:callee@{DOMAIN}>\r\n"
-                      f"Call-ID: call-{n}\r\nCSeq: 1 INVITE\r\nContact: <sip:caller@127.0.0.1:{caller.port}>\r\n"
+            invite = (f"INVITE sip:callee@{DOMAIN} SIP/2.0\r\n{via(caller, f'i{n}')}"
+                      f"Max-Forwards: 70\r\nFrom: <sip:caller@{DOMAIN}>;tag=c{n}\r\n"
+                      f"To: <sip:callee@{DOMAIN}>\r\nCall-ID: call-{n}\r\nCSeq: 1 INVITE\r\n"
+                      f"Contact: <sip:caller@127.0.0.1:{caller.port}>\r\n"
                       f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}")
             caller.send(invite, target)
             b_invite, addr = old.recv_until(b"INVITE ")
@@ -102,7 +105,8 @@ def main(kicks: int) -> None:
             to_tag = TO_TAG.search(ok).group(1).decode()  # type: ignore[union-attr]
             contact = CONTACT.search(ok).group(1).decode()  # type: ignore[union-attr]
             caller.send(f"ACK {contact} SIP/2.0\r\n{via(caller, f'a{n}')}Max-Forwards: 70\r\n"
-                        f"From: <sip:caller@{DOMAIN}>;tag=c{n}\r\nTo: <sip:callee@{DOMAIN}>;tag={to_tag}\r\n"
+                        f"From: <sip:caller@{DOMAIN}>;tag=c{n}\r\n"
+                        f"To: <sip:callee@{DOMAIN}>;tag={to_tag}\r\n"
                         f"Call-ID: call-{n}\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", target)
             old.recv_until(b"ACK ")
 

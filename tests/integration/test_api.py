@@ -228,7 +228,9 @@ def test_events_filter_by_several_types(server: RunningServer) -> None:
     api.put("/api/parameters/SS_ENDPOINT_EXPIRE", json={"value": 1200})
     both = api.get("/api/events", params={"type": "param-changed,account-changed"}).json()
     assert [e["type"] for e in both] == ["param-changed", "account-changed"]
-    repeated = api.get("/api/events", params=[("type", "param-changed"), ("type", "nothing")]).json()
+    repeated = api.get(
+        "/api/events", params=[("type", "param-changed"), ("type", "nothing")]
+    ).json()
     assert [e["type"] for e in repeated] == ["param-changed"]
 
 
