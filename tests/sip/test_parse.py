@@ -444,6 +444,11 @@ def test_bad_content_length(value: str) -> None:
 
 def test_repeated_content_length() -> None:
     assert request("Content-Length: 0", "l: 0").body == b""
+    assert request("Content-Length: 05", "l: 5", body=b"hello").body == b"hello"
+    with pytest.raises(ParseError):
+        request("Content-Length: 10", "l: 1", body=b"0123456789")
+    with pytest.raises(ParseError):
+        request("Content-Length: 1", "l: x", body=b"0")
     with pytest.raises(ParseError):
         request("Content-Length: 0", "Content-Length: 1", body=b"x")
 

@@ -201,3 +201,136 @@ def test_random_header_values(seed: bytes, text: str) -> None:
 def test_seeds_round_trip() -> None:
     for data in SEEDS:
         exercise(data)
+
+
+# --- fast paths agree with the exact ones ---------------------------------------------
+
+# fragments that hit the edges of the fast-path patterns
+TOKEN = st.sampled_from(["a", "tag", "branch", "Tag", "+sip.instance", "reg-id", "x!y", "B"])
+VALUE = st.sampled_from(
+    [
+        "1",
+        "z9hG4bK-1",
+        "abc",
+        "[::1]",
+        "2001:db8::1",
+        '"q"',
+        '"a;b"',
+        '"a,b"',
+        '""',
+        '"<u:1>"',
+        '"a\\"b"',
+        "a b",
+        "a,b",
+        "",
+        " 1",
+        "1 ",
+        "<x>",
+        "\u00e9",
+        '"x',
+        "%41",
+    ]
+)
+SEP = st.sampled_from([";", " ;", "; ", ";;", " ; "])
+
+
+@st.composite
+def param_text(draw: st.DrawFn) -> str:
+    out = ""
+    for _ in range(draw(st.integers(0, 4))):
+        out += draw(SEP) + draw(TOKEN)
+        if draw(st.booleans()):
+            out += draw(st.sampled_from(["=", " = ", "= "])) + draw(VALUE)
+    return out
+
+
+def outcome(parse: Callable[[], object]) -> object:
+    try:
+        return parse()
+    except ParseError:
+        return ParseError
+
+
+@SETTINGS
+@given(
+    st.sampled_from(
+        ["", '"Alice" ', "Bob ", '"a \\"q\\"" ', "tok1 tok2", '"x"', "caller", '" <" ', "a,b "]
+    ),
+    st.sampled_from(
+        ["sip:a@b", "sip:1001@192.0.2.1:5060", "sip:a@b;lr", " sip:a@b", "sip:a b", "tel:+1"]
+    ),
+    param_text(),
+)
+def test_name_addr_fast_equals_exact(display: str, uri: str, params: str) -> None:
+    from regswitch.sip.headers import _parse_name_addr_exact, parse_name_addr
+
+    value = f"{display}<{uri}>{params}"
+    assert outcome(lambda: parse_name_addr(value)) == outcome(lambda: _parse_name_addr_exact(value))
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["UDP", "tcp", "TLS", "WS"]),
+    st.sampled_from(["192.0.2.1", "h.example.com", "[2001:db8::1]", "-h", "h_1", "[::1", "h!"]),
+    st.sampled_from(["", ":5060", ":0", ":65536", ":99999", ":", ":5x"]),
+    param_text(),
+)
+def test_via_fast_equals_exact(transport: str, host: str, port: str, params: str) -> None:
+    from regswitch.sip.headers import _parse_via_exact, parse_via
+
+    value = f"SIP/2.0/{transport} {host}{port}{params}"
+    assert outcome(lambda: parse_via(value)) == outcome(lambda: _parse_via_exact(value))
+
+
+@SETTINGS
+@given(
+    st.sampled_from(["", "alice@", "a:pw@", "a%41@", "a;b@", ":@", "a b@", "\u00e9@", "+1-2@"]),
+    st.sampled_from(["example.com", "192.0.2.1", "[2001:db8::1]", "-x", "x-", "a..b", ".a", "_s"]),
+    st.sampled_from(["", ":5060", ":0", ":65536", ":"]),
+    st.sampled_from(
+        ["", ";lr", ";transport=TCP", ";a=b;c", ";;", ";", ";a=", ";%41=1", ";a=b?x=y"]
+    ),
+)
+def test_uri_fast_equals_exact(user: str, host: str, port: str, params: str) -> None:
+    from regswitch.sip.uri import _parse_sip, parse_uri
+
+    text = f"sip:{user}{host}{port}{params}"
+    assert outcome(lambda: parse_uri(text)) == outcome(lambda: _parse_sip(text, "sip", text[4:]))
+
+
+@SETTINGS
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["username", "Realm", "nonce", "uri", "x-odd", "qop", "nc", "bad name"]
+            ),
+            st.sampled_from(
+                [
+                    '"v"',
+                    '"a, b"',
+                    '""',
+                    "MD5",
+                    "auth",
+                    "00000001",
+                    "SHA-256",
+                    "a b",
+                    '"x',
+                    "tok/en",
+                    "",
+                    '"a"b',
+                ]
+            ),
+            st.sampled_from(["=", " = ", "="]),
+        ),
+        max_size=6,
+    ),
+    st.sampled_from([", ", ",", " , ", ",, ", " ,"]),
+)
+def test_auth_fast_equals_exact(items: list[tuple[str, str, str]], sep: str) -> None:
+    from regswitch.sip.headers import _auth_params_exact, _auth_params_fast
+
+    rest = sep.join(f"{name}{eq}{value}" for name, value, eq in items)
+    fast = _auth_params_fast(rest)
+    if fast is not None:
+        assert fast == outcome(lambda: _auth_params_exact(rest.strip(" \t")))

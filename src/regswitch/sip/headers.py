@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import URI, parse_uri, split_host_port
@@ -48,7 +49,7 @@ LIST_HEADERS = frozenset(
 WS = " \t"
 _TOKEN_CHARS = r"A-Za-z0-9\-.!%*_+`'~"
 _token = re.compile(rf"[{_TOKEN_CHARS}]+\Z").match
-_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _quoted = re.compile(rf"{_QUOTED}\Z", re.S).match
 # display-name = *(token LWS) / quoted-string; bytes >= 0x80 are tolerated in
 # unquoted names (UTF-8 names that phones forget to quote)
@@ -60,6 +61,72 @@ _gen_value = re.compile(rf"[{_TOKEN_CHARS}\[\]:]+\Z").match
 # an unquoted auth-param value should be a token; '/', ':', '=' and the like
 # are tolerated (unquoted base64 opaque values are seen), separators are not
 _bad_auth_token = re.compile(r'[\s",;\\]').search
+
+# Fast paths: one match validates a whole common-case value against a subset of
+# the grammar (no LWS, no escapes outside quotes); anything else takes the
+# exact path, so both agree on everything the fast path accepts.
+_GEN = rf"[{_TOKEN_CHARS}\[\]:]+"
+_PARAMS = rf"(?:;[{_TOKEN_CHARS}]+(?:=(?:{_GEN}|{_QUOTED}))?)*"
+_param_item = re.compile(rf";([{_TOKEN_CHARS}]+)(?:=({_GEN}|{_QUOTED}))?", re.S).findall
+_HOST = r"[A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]"
+_via_fast = re.compile(
+    rf"SIP/2\.0/([A-Za-z]+) ({_HOST})(?::([0-9]{{1,5}}))?((?:;[{_TOKEN_CHARS}]+(?:={_GEN})?)*)\Z"
+).match
+_DISPLAY_TOKEN = rf"[{_TOKEN_CHARS}\x80-\xff]+"
+_name_addr_fast = re.compile(
+    rf"(?:({_QUOTED})[ \t]*|({_DISPLAY_TOKEN}(?:[ \t]+{_DISPLAY_TOKEN})*)[ \t]*)?"
+    rf'<([^<>\s"]+)>({_PARAMS})\Z',
+    re.S,
+).match
+# Parameter names phones send, already lower-case and valid tokens.
+_KNOWN_PARAMS = frozenset(
+    {
+        "tag",
+        "branch",
+        "rport",
+        "received",
+        "expires",
+        "transport",
+        "lr",
+        "q",
+        "reg-id",
+        "+sip.instance",
+        "ob",
+        "maddr",
+        "user",
+        "methods",
+        "line",
+        "rinstance",
+        "alias",
+        "ttl",
+        "comp",
+        "gr",
+        "pub-gruu",
+        "temp-gruu",
+        "+sip.ice",
+        "audio",
+        "video",
+    }
+)
+
+
+def _fast_params(text: str) -> dict[str, str | None]:
+    """Params from text already matched by _PARAMS (so it starts with ';')."""
+    params: dict[str, str | None] = {}
+    known = _KNOWN_PARAMS
+    for item in text[1:].split(";"):
+        name, eq, value = item.partition("=")
+        if '"' in value and (value[-1] != '"' or len(value) < 2 or value[0] != '"'):
+            return _fast_params_quoted(text)  # a ';' inside a quoted value
+        params[name if name in known else name.lower()] = value if eq else None
+    return params
+
+
+def _fast_params_quoted(text: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for name, value in _param_item(text):
+        params[name if name in _KNOWN_PARAMS else name.lower()] = value or None
+    return params
 
 
 def is_token(text: str) -> bool:
@@ -203,6 +270,9 @@ def parse_params(text: str) -> dict[str, str | None]:
                         raise ParseError(f"bad quoted parameter value {value[:40]!r}")
                 elif _gen_value(value) is None:
                     raise ParseError(f"bad parameter value {value[:40]!r}")
+        if name in _KNOWN_PARAMS:
+            params[name] = value
+            continue
         if not (name.isalnum() and name.isascii()) and _token(name) is None:
             raise ParseError(f"bad parameter {item[:40]!r}")
         params[name.lower()] = value
@@ -275,16 +345,16 @@ _VIA = re.compile(
 
 def parse_via(value: str) -> Via:
     """One Via value (already split from its list)."""
-    if value[:8] == "SIP/2.0/":
-        sp = value.find(" ", 8)
-        transport = value[8:sp]
-        if sp > 8 and transport.isalpha() and transport.isascii():
-            semi = value.find(";", sp)
-            hostport = value[sp + 1 :] if semi < 0 else value[sp + 1 : semi]
-            if hostport and " " not in hostport and "\t" not in hostport:
-                host, port = split_host_port(hostport, value)
-                params = _params_after_semi(value[semi + 1 :]) if semi >= 0 else {}
-                return Via(transport.upper(), host, port, params)
+    m = _via_fast(value)
+    if m is not None:
+        transport, host, port_text, param_text = m.groups()
+        port = None
+        if port_text is not None:
+            port = int(port_text)
+            if not 0 < port < 65536:
+                raise ParseError(f"bad port in Via {value[:80]!r}")
+        params = _fast_params(param_text) if param_text else {}
+        return Via(transport.upper(), host, port, params)
     return _parse_via_exact(value)
 
 
@@ -368,6 +438,14 @@ def _name_addr_exact(value: str) -> tuple[str | None, str, str]:
 
 
 def parse_name_addr(value: str) -> NameAddr:
+    m = _name_addr_fast(value)
+    if m is not None:
+        quoted, tokens, uri_text, param_text = m.groups()
+        return NameAddr(uri_text, quoted or tokens, _fast_params(param_text) if param_text else {})
+    return _parse_name_addr_exact(value)
+
+
+def _parse_name_addr_exact(value: str) -> NameAddr:
     if "<" in value:
         display, uri_text, tail = _name_addr_parts(value)
         if not uri_text or uri_text.strip(WS) != uri_text or "<" in uri_text:
@@ -428,8 +506,9 @@ def parse_contact(value: str) -> Contact:
 # --- CSeq ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
+class CSeq(NamedTuple):
+    """Sequence number and method. A tuple: built by every parse, it must be cheap."""
+
     seq: int
     method: str
 
@@ -463,60 +542,133 @@ _AUTH_PARAM = re.compile(
 )
 
 
+# auth-param names as clients spell them -> key: after the comma's space
+# (unquoted values), and with the '=' and separator before a quoted value
+_AUTH_NAMES: dict[str, str] = {}
+_AUTH_FIRST: dict[str, str] = {}
+_AUTH_NEXT: dict[str, str] = {}
+for _name in (
+    "username",
+    "realm",
+    "nonce",
+    "uri",
+    "response",
+    "algorithm",
+    "cnonce",
+    "qop",
+    "nc",
+    "opaque",
+    "stale",
+    "domain",
+    "userhash",
+    "charset",
+):
+    for _spelled in (_name, _name.capitalize(), _name.upper()):
+        _AUTH_NAMES[_spelled] = _AUTH_NAMES[" " + _spelled] = _name
+        _AUTH_FIRST[_spelled + "="] = _name
+        _AUTH_NEXT[", " + _spelled + "="] = _AUTH_NEXT["," + _spelled + "="] = _name
+_AUTH_TOKENS = frozenset(
+    {
+        "MD5",
+        "SHA-256",
+        "SHA-512-256",
+        "MD5-sess",
+        "SHA-256-sess",
+        "SHA-512-256-sess",
+        "auth",
+        "auth-int",
+        "true",
+        "false",
+        "md5",
+        "sha-256",
+    }
+)
+
+
 def parse_auth(value: str) -> tuple[str, dict[str, str]]:
     """`Digest username="u", realm="r", ...` -> ("digest", {"username": "u", ...}).
 
     Parameter names are lower-cased; quoted values unquoted.
     """
     value = value.strip(WS)
-    sp = value.find(" ")
-    tab = value.find("\t")
-    if tab >= 0 and (sp < 0 or tab < sp):
-        sp = tab
-    scheme = value[:sp] if sp > 0 else value
+    scheme, _, rest = value.partition(" ")
+    if "\t" in scheme:
+        scheme, _, more = scheme.partition("\t")
+        rest = more + " " + rest
     if not is_token(scheme):
         raise ParseError(f"bad credentials scheme {scheme[:20]!r}")
-    rest = value[sp + 1 :].strip(WS) if sp > 0 else ""
     params = _auth_params_fast(rest) if "\\" not in rest else None
     if params is None:
-        params = _auth_params_exact(rest)
+        params = _auth_params_exact(rest.strip(WS))
     return scheme.lower(), params
 
 
 def _auth_params_fast(rest: str) -> dict[str, str] | None:
-    """The common case: values without escapes. None means "take the exact path"."""
+    """Credentials the way clients write them: no escapes, no LWS around '='
+    and no junk. Splitting on '"' first leaves the quoted values whole (commas
+    inside them included). None: take the exact path, which decides."""
     params: dict[str, str] = {}
     if not rest:
         return params
-    buf = ""
-    joined = False
-    for part in rest.split(","):
-        if joined:
-            part = buf + "," + part
-        if '"' in part and part.count('"') % 2:
-            buf = part
-            joined = True
-            continue
-        joined = False
-        eq = part.find("=")
-        if eq < 0:
-            if part.strip(WS):
+    segments = rest.split('"')
+    last = len(segments) - 1
+    if last % 2:
+        return None  # an odd number of quotes
+    names = _AUTH_FIRST
+    for i in range(0, last, 2):
+        # segments[i] lies outside quotes and ends with the name of the
+        # quoted value segments[i + 1]
+        key = names.get(segments[i])
+        if key is None:
+            key = _auth_unquoted(segments[i], params, i > 0, True)
+            if key is None:
                 return None
-            continue  # an empty list element
-        name = part[:eq].strip(WS)
-        value = part[eq + 1 :].strip(WS)
-        if value[:1] == '"':
-            if value[-1] != '"' or len(value) < 2 or value.count('"') != 2:
-                return None
-            value = value[1:-1]
-        elif not value or (not value.isalnum() and _bad_auth_token(value)):
-            return None
-        if not (name.isalnum() and name.isascii()) and _token(name) is None:
-            return None
-        params[name.lower()] = value
-    if joined:
+        params[key] = segments[i + 1]
+        names = _AUTH_NEXT
+    tail = segments[last]
+    if tail and _auth_unquoted(tail, params, last > 0, False) is None:
         return None
     return params
+
+
+def _auth_unquoted(text: str, params: dict[str, str], after_quote: bool, named: bool) -> str | None:
+    """Unquoted `a=b` items of `text` into params. `after_quote`: text follows
+    a closing quote, so it must open with a comma; `named`: text ends with the
+    `name=` of a quoted value, whose key is returned. None when unsure."""
+    parts = text.split(",")
+    if after_quote:
+        if parts[0].strip(WS):
+            return None  # junk after a closing quote
+        del parts[0]
+    key = ""
+    if named:
+        if not parts:
+            return None
+        name, eq, gap = parts.pop().partition("=")
+        key = _AUTH_NAMES.get(name) or ""
+        if not key:
+            name = name.strip(WS)
+            if not is_token(name):
+                return None
+            key = name.lower()
+        if not eq or gap.strip(WS):
+            return None
+    for part in parts:
+        name, eq, value = part.partition("=")
+        found = _AUTH_NAMES.get(name)
+        if found is None:
+            if not eq:
+                if part.strip(WS):
+                    return None
+                continue  # an empty list element
+            name = name.strip(WS)
+            if not is_token(name):
+                return None
+            found = name.lower()
+        if not (value.isalnum() or value in _AUTH_TOKENS):
+            return None
+        params[found] = value
+    return key
 
 
 def _auth_params_exact(rest: str) -> dict[str, str]:
@@ -540,6 +692,10 @@ def _auth_params_exact(rest: str) -> dict[str, str]:
 
 def parse_int(value: str, what: str, maximum: int = 2**32 - 1) -> int:
     """A header number (delta-seconds, Max-Forwards...): ASCII digits, <= maximum."""
+    if value.isdigit() and value.isascii() and len(value) <= 10:
+        number = int(value)
+        if number <= maximum:
+            return number
     value = value.strip(WS)
     if not (value.isdigit() and value.isascii()) or len(value) > 10 or int(value) > maximum:
         raise ParseError(f"bad {what} {value[:20]!r}")

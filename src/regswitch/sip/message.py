@@ -168,12 +168,14 @@ class Headers:
             self._names.setdefault(key, name)
 
     def add(self, name: str, value: str) -> None:
-        _check_value(value)
-        key = header_key(name)
+        if "\r" in value or "\n" in value:
+            _check_value(value)
+        key = KNOWN_NAMES.get(name) or header_key(name)
         values = self._index.get(key)
         if values is None:
             self._index[key] = [value]
-            self._remember(key, name)
+            if key not in CANONICAL_NAMES:
+                self._names.setdefault(key, name)
         else:
             values.append(value)
 
@@ -199,7 +201,7 @@ class Headers:
         self._index.pop(header_key(name), None)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = self._index.get(header_key(name))
+        values = self._index.get(KNOWN_NAMES.get(name) or header_key(name))
         return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
@@ -317,8 +319,15 @@ class Message:
     def contacts(self) -> list[Contact]:
         """Parsed Contact values; `Contact: *` is not a contact (see contact_is_star)."""
         if self._contacts is None:
+            lines = self.headers._index.get("contact")
+            if lines is None:
+                self._contacts = []
+                return self._contacts
+            if len(lines) == 1 and "," not in lines[0] and lines[0] not in ("*", ""):
+                self._contacts = [parse_contact(lines[0])]  # the usual single contact
+                return self._contacts
             values = self.headers.values("contact")
-            if any(v.strip() == "*" for v in values):
+            if any(v == "*" for v in values):
                 if len(values) != 1:
                     raise ParseError("Contact: * must be the only contact")
                 self._contacts = []
@@ -328,13 +337,13 @@ class Message:
 
     @property
     def expires(self) -> int | None:
-        value = self.headers.get("expires")
-        return None if value is None else parse_int(value, "Expires")
+        values = self.headers._index.get("expires")
+        return None if values is None else parse_int(values[0], "Expires")
 
     @property
     def max_forwards(self) -> int | None:
-        value = self.headers.get("max-forwards")
-        return None if value is None else parse_int(value, "Max-Forwards", 255)
+        values = self.headers._index.get("max-forwards")
+        return None if values is None else parse_int(values[0], "Max-Forwards", 255)
 
     @property
     def content_type(self) -> str | None:
@@ -352,7 +361,10 @@ class Request(Message):
         body: bytes = b"",
         version: str = "SIP/2.0",
     ) -> None:
-        super().__init__(headers, body)
+        # Message.__init__ inlined: one per parsed message, it shows in profiles
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._top_via = self._cseq = self._from = self._to = self._contacts = None
         self.method = method
         self.uri = uri
         self.version = version
@@ -384,7 +396,9 @@ class Response(Message):
         body: bytes = b"",
         version: str = "SIP/2.0",
     ) -> None:
-        super().__init__(headers, body)
+        self.headers = headers if headers is not None else Headers()
+        self.body = body
+        self._top_via = self._cseq = self._from = self._to = self._contacts = None
         self.status = status
         self.reason = reason
         self.version = version

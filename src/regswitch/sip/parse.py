@@ -15,7 +15,13 @@ from __future__ import annotations
 import re
 
 from regswitch.sip.errors import ParseError
-from regswitch.sip.headers import is_token
+from regswitch.sip.headers import (
+    is_token,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+    split_list,
+)
 from regswitch.sip.message import (
     CANONICAL_NAMES,
     COMPACT_FORMS,
@@ -28,7 +34,6 @@ from regswitch.sip.message import (
 UDP_MAX_MESSAGE = 65535
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _CRLF_START = (b"\r", b"\n")
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
 
 
 class _Refold(Exception):
@@ -103,35 +108,50 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
             raise ParseError("bad continuation line") from None
     index = headers._index
 
-    content_length = None
     lengths = index.pop("content-length", None)
-    if lengths is not None:
-        for value in lengths:
-            if not (value.isdigit() and value.isascii()) or len(value) > 9:
-                raise ParseError(f"bad Content-Length {value[:20]!r}")
-            if content_length is not None and content_length != int(value):
-                raise ParseError("conflicting Content-Length headers")
-            content_length = int(value)
-
-    for key in _REQUIRED:
-        if key not in index:
-            raise ParseError(f"missing {CANONICAL_NAMES[key]} header")
-    call_id = index["call-id"]
-    if (
-        len(call_id) != 1
-        or len(index["cseq"]) != 1
-        or len(index["from"]) != 1
-        or len(index["to"]) != 1
-    ):
+    content_length = None if lengths is None else _content_length(lengths)
+    try:
+        call_id, cseq, from_, to, vias = (
+            index["call-id"],
+            index["cseq"],
+            index["from"],
+            index["to"],
+            index["via"],
+        )
+    except KeyError as exc:
+        raise ParseError(f"missing {CANONICAL_NAMES[exc.args[0]]} header") from None
+    if len(call_id) + len(cseq) + len(from_) + len(to) != 4:
         raise ParseError("repeated single-valued header (Call-ID, CSeq, From or To)")
     if not call_id[0]:
         raise ParseError("empty Call-ID")
-    if isinstance(message, Request) and message.cseq.method != message.method:
-        raise ParseError("CSeq method does not match the request method")
     # What transaction matching and dialogs read: a message that parses has
     # these valid, so no layer above meets a ParseError for them.
-    _ = message.cseq, message.top_via, message.from_, message.to
+    message._cseq = parsed_cseq = parse_cseq(cseq[0])
+    if isinstance(message, Request) and parsed_cseq.method != message.method:
+        raise ParseError("CSeq method does not match the request method")
+    via = vias[0]
+    if "," in via:
+        values = split_list(via)
+        if not values:
+            raise ParseError("empty Via header")
+        via = values[0]
+    message._top_via = parse_via(via)
+    message._from = parse_name_addr(from_[0])
+    message._to = parse_name_addr(to[0])
     return message, content_length
+
+
+def _content_length(values: list[str]) -> int:
+    value = values[0]
+    if not (value.isdigit() and value.isascii()) or len(value) > 9:
+        raise ParseError(f"bad Content-Length {value[:20]!r}")
+    length = int(value)
+    for other in values[1:]:  # repeated: fine if they all agree
+        if not (other.isdigit() and other.isascii()) or len(other) > 9:
+            raise ParseError(f"bad Content-Length {other[:20]!r}")
+        if int(other) != length:
+            raise ParseError("conflicting Content-Length headers")
+    return length
 
 
 def _start_line(start: str) -> Request | Response:

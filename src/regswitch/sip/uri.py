@@ -26,6 +26,14 @@ _paramchar_ok = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_ESCAPED})+\Z").match
 _headers_ok = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$=&]|{_ESCAPED})*\Z").match
 _scheme_ok = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z").match
 _tel_ok = re.compile(r"\+?[0-9A-Fa-f*#\-.()pPwW]+\Z").match
+# The common shape (user@host:port;params, no escapes, no headers) in one
+# match; a subset of what _parse_sip accepts, which handles everything else.
+_PARAMCHAR = r"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]"
+_sip_fast = re.compile(
+    r"(?:([A-Za-z0-9\-_.!~*'()&=+$,]+)@)?"
+    r"([A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?|\[[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\])"
+    rf"(?::([0-9]{{1,5}}))?((?:;{_PARAMCHAR}+(?:={_PARAMCHAR}+)?)*)\Z"
+).match
 
 
 @dataclass(slots=True)
@@ -116,6 +124,20 @@ def parse_uri(text: str) -> URI:
         raise ParseError(f"bad URI {text[:80]!r}")
     scheme = text[:colon].lower()
     if scheme == "sip" or scheme == "sips":
+        m = _sip_fast(text, colon + 1)
+        if m is not None:
+            user, host, port_text, param_text = m.groups()
+            port = None
+            if port_text is not None:
+                port = int(port_text)
+                if not 0 < port < 65536:
+                    raise ParseError(f"bad port in {text[:80]!r}")
+            params: dict[str, str | None] = {}
+            if param_text:
+                for item in param_text[1:].split(";"):
+                    name, eq, value = item.partition("=")
+                    params[name.lower()] = value if eq else None
+            return URI(scheme, user, host, port, params)
         return _parse_sip(text, scheme, text[colon + 1 :])
     if scheme == "tel":
         number, _, param_text = text[colon + 1 :].partition(";")
