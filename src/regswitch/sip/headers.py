@@ -112,6 +112,9 @@ _KNOWN_PARAMS = frozenset(
 
 def _fast_params(text: str) -> dict[str, str | None]:
     """Params from text already matched by _PARAMS (so it starts with ';')."""
+    if text.find(";", 1) < 0 and '"' not in text:  # one parameter: ;tag=...
+        name, eq, value = text[1:].partition("=")
+        return {name if name in _KNOWN_PARAMS else name.lower(): value if eq else None}
     params: dict[str, str | None] = {}
     known = _KNOWN_PARAMS
     for item in text[1:].split(";"):
@@ -499,7 +502,11 @@ class Contact(NameAddr):
 
 
 def parse_contact(value: str) -> Contact:
-    na = parse_name_addr(value)
+    m = _name_addr_fast(value)
+    if m is not None:
+        quoted, tokens, uri_text, param_text = m.groups()
+        return Contact(uri_text, quoted or tokens, _fast_params(param_text) if param_text else {})
+    na = _parse_name_addr_exact(value)
     return Contact(na.uri_text, na.display, na.params)
 
 

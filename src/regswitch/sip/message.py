@@ -274,7 +274,8 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        return self._required("call-id")
+        values = self.headers._index.get("call-id")
+        return values[0] if values else self._required("call-id")
 
     @property
     def cseq(self) -> CSeq:

@@ -109,7 +109,13 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
     index = headers._index
 
     lengths = index.pop("content-length", None)
-    content_length = None if lengths is None else _content_length(lengths)
+    content_length = None
+    if lengths is not None:
+        value = lengths[0]
+        if len(lengths) == 1 and value.isdigit() and value.isascii() and len(value) <= 9:
+            content_length = int(value)
+        else:
+            content_length = _content_length(lengths)
     try:
         call_id, cseq, from_, to, vias = (
             index["call-id"],

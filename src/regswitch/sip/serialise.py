@@ -124,10 +124,10 @@ def response_for(
     Timestamp on 100 and the Record-Route on 101-299 (§12.1.1)."""
     src = request.headers._index
     to = src["to"][0]
-    if to_tag is not None and status > 100 and request.to.tag is None:
+    if to_tag is not None and status > 100 and (request._to or request.to).tag is None:
         to = f"{to};tag={to_tag}"
     index = {
-        "via": list(src["via"]),
+        "via": src["via"][:],
         "from": src["from"][:1],
         "to": [to],
         "call-id": src["call-id"][:1],
@@ -137,9 +137,10 @@ def response_for(
         if "timestamp" in src:
             index["timestamp"] = src["timestamp"][:1]
     elif status < 300 and "record-route" in src:
-        index["record-route"] = list(src["record-route"])
-    headers = Headers()
+        index["record-route"] = src["record-route"][:]
+    headers = Headers.__new__(Headers)
     headers._index = index
+    headers._names = {}
     return Response(status, reason or reason_phrase(status), headers, body)
 
 
