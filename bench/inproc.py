@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from regswitch.config import Settings
-from regswitch.server import build, install_uvloop
+from regswitch.server import build, install_uvloop, tune_gc
 from regswitch.sip.flow import Flow
 
 DB = "sqlite:///TMP/b.db"
@@ -133,5 +133,6 @@ if __name__ == "__main__":
     parser.add_argument("--db", default=DB, help="storage URL; TMP is a temp dir")
     args = parser.parse_args()
     install_uvloop()
+    tune_gc()
     DB = args.db
     asyncio.run(main(args.n, args.profile))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -28,6 +29,15 @@ log = logging.getLogger("regswitch.server")
 
 
 API_SEND_BUFFER = 256 * 1024
+
+
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes. The switch keeps hundreds of thousands of live
+    objects (lingering transactions, bindings); with CPython's default
+    thresholds a full pass over them runs every few thousand messages and
+    costs a third of the CPU under load. Cycles are rare on the hot path, so
+    collecting less often only delays reclaiming them."""
+    gc.set_threshold(50_000, 20, 100)
 
 
 def install_uvloop() -> bool:
@@ -87,6 +97,7 @@ def _api_socket(settings: Settings) -> socket.socket:
 
 async def serve(settings: Settings) -> None:
     switch = await build(settings)
+    gc.freeze()  # what start-up built lives for good: never scan it again
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,6 +173,7 @@ def _write_ready(path: str, listening: list[dict[str, object]], api_url: str) ->
 def run(settings: Settings) -> None:
     setup_logging(settings.log_level, settings.log_format)
     install_uvloop()
+    tune_gc()
     if settings.db.startswith("sqlite:///") and not settings.db.endswith(":memory:"):
         Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     asyncio.run(serve(settings))

@@ -322,10 +322,14 @@ class _Writer:
     # -- producer side (event loop thread)
 
     def submit(self, job: _Job) -> None:
+        self.submit_many((job,))
+
+    def submit_many(self, jobs: Sequence[_Job]) -> None:
+        """Queue write-through jobs: one lock round and one wake-up for all."""
         with self._cond:
             if self._dead:
                 raise self._dead_error()
-            self._through.append(job)
+            self._through.extend(jobs)
             self._cond.notify()
 
     def submit_behind(self, item: object, force: bool = False) -> bool:
@@ -604,6 +608,15 @@ class SqliteParamStore(_Backend):
 
 
 class SqliteBindingStore(_Backend):
+    """Binding writes from one turn of the event loop are handed to the writer
+    together: waking the writer thread once per REGISTER would make it fight
+    the loop for the GIL and commit one row at a time."""
+
+    def __init__(self, storage: SqliteStorage) -> None:
+        super().__init__(storage)
+        self._queued: list[_Job] = []
+        self._handoff: asyncio.Handle | None = None
+
     async def load(self) -> list[BindingRecord]:
         sql = f"SELECT {_BINDING_COLS} FROM bindings"
         return await self.read(lambda c: [_binding_from_row(r) for r in c.execute(sql)])
@@ -613,12 +626,30 @@ class SqliteBindingStore(_Backend):
             await self.submit(ops)
 
     def submit(self, ops: Sequence[BindingOp]) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
         if not ops:
             fut.set_result(None)
             return fut
-        self.check().submit(_Job(fut, ops=tuple(ops)))
+        self.check()
+        self._queued.append(_Job(fut, ops=tuple(ops)))
+        if self._handoff is None:
+            self._handoff = loop.call_soon(self.hand_off)
         return fut
+
+    def hand_off(self) -> None:
+        """Pass what this loop turn queued to the writer (each job keeps its
+        own future, so a failing job still fails alone)."""
+        self._handoff = None
+        jobs, self._queued = self._queued, []
+        if not jobs:
+            return
+        try:
+            self.check().submit_many(jobs)
+        except StorageError as exc:
+            for job in jobs:
+                if not job.fut.done():  # type: ignore[union-attr]
+                    job.fut.set_exception(exc)  # type: ignore[union-attr]
 
 
 class SqliteEventStore(_Backend):
@@ -817,6 +848,7 @@ class SqliteStorage:
         """Write everything queued, then stop the threads. Idempotent."""
         if self._state != "open":
             return
+        self._bindings.hand_off()  # what this loop turn queued goes first
         self._state = "closing"
         writer = self._writer
         assert writer is not None
