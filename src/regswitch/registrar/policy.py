@@ -12,11 +12,13 @@ from typing import Any, Literal
 
 from regswitch.registrar.bindings import Binding
 
+# The inputs are built for every REGISTER and never changed after; they are
+# not `frozen` only because that triples their construction cost in CPython.
 Outcome = Literal["ok", "reject", "probe", "error"]
 RemovalWhy = Literal["unregistered", "wildcard", "replaced"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContactRequest:
     uri: str
     key: str  # comparison form of the URI (RFC 3261 §19.1.4 for what we compare)
@@ -25,7 +27,7 @@ class ContactRequest:
     reg_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RegisterRequest:
     aor: str
     call_id: str
@@ -42,7 +44,7 @@ class RegisterRequest:
     node: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Policy:
     replace: bool  # effective register_replace
     keep_calls: bool  # effective replace_keep_calls
@@ -141,7 +143,10 @@ def decide(
                 removed.add(b.id)
             continue
 
-        candidates = [b for b in live if b.id not in matched and b.id not in removed]
+        if matched or removed:
+            candidates = [b for b in live if b.id not in matched and b.id not in removed]
+        else:
+            candidates = live
         same_call = [b for b in candidates if b.call_id == req.call_id]
         target: Binding | None = None
         kind: Literal["refresh", "same-device"] = "refresh"
@@ -192,7 +197,9 @@ def decide(
         # A different device: does it exceed max_contacts? (SPEC §3.3)
         device = f"instance:{contact.instance}" if contact.instance else f"new:{len(added_devices)}"
         added_devices.append(device)
-        staying = [b for b in live if b.id not in removed]
+        staying = [b for b in live if b.id not in removed] if removed else live
+        if len(staying) + len(added_devices) <= policy.max_contacts:
+            continue  # fewer bindings than the limit: fewer devices too
         devices = _devices_oldest_first(staying)
         excess = len(devices) + len(added_devices) - policy.max_contacts
         if excess <= 0:
