@@ -58,9 +58,6 @@ _display_tokens = re.compile(
 ).match
 # gen-value = token / host / quoted-string (host brings '[', ']' and ':')
 _gen_value = re.compile(rf"[{_TOKEN_CHARS}\[\]:]+\Z").match
-# an unquoted auth-param value should be a token; '/', ':', '=' and the like
-# are tolerated (unquoted base64 opaque values are seen), separators are not
-_bad_auth_token = re.compile(r'[\s",;\\]').search
 
 # Fast paths: one match validates a whole common-case value against a subset of
 # the grammar (no LWS, no escapes outside quotes); anything else takes the
@@ -544,6 +541,8 @@ def parse_cseq(value: str) -> CSeq:
 
 # --- credentials / challenges ---------------------------------------------
 
+# exact credentials: an unquoted value should be a token; '/', ':', '=' and the
+# like are tolerated (unquoted base64 opaque values are seen), separators not
 _AUTH_PARAM = re.compile(
     rf'[ \t,]*([{_TOKEN_CHARS}]+)[ \t]*=[ \t]*(?:({_QUOTED})|([^\s,";\\]+))[ \t]*(?:,|\Z)', re.S
 )
