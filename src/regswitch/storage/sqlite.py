@@ -76,6 +76,8 @@ _BINDING_UPSERT = (
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _BINDING_COLS.split(",")[1:])
 )
+# How long events and CDRs wait on the loop to be handed to the writer together.
+BEHIND_LINGER = 0.05
 _BINDING_DELETE = "DELETE FROM bindings WHERE id = ?"
 
 _ACCOUNT_COLS = (
@@ -332,6 +334,17 @@ class _Writer:
             self._through.extend(jobs)
             self._cond.notify()
 
+    def submit_behind_many(self, items: Sequence[object]) -> int:
+        """Queue write-behind rows in one lock round; returns how many did not
+        fit (dropped)."""
+        with self._cond:
+            if self._dead:
+                return len(items)
+            room = max(0, self.max_pending - len(self._behind))
+            self._behind.extend(items[:room])
+            self._cond.notify()
+            return max(0, len(items) - room)
+
     def submit_behind(self, item: object, force: bool = False) -> bool:
         """Queue a write-behind row; False (not queued) when the queue is full
         or the writer is gone. `force` (flush markers) ignores the bound."""
@@ -345,6 +358,10 @@ class _Writer:
             self._behind.append(item)
             self._cond.notify()
             return True
+
+    @property
+    def dead(self) -> bool:
+        return self._dead
 
     @property
     def through_depth(self) -> int:
@@ -663,8 +680,7 @@ class SqliteEventStore(_Backend):
 
     def add(self, event: NewEvent) -> EventRecord:
         record = EventRecord.from_new(next(self._ids), event)
-        writer = self._s._writer_if_open()
-        if writer is None or not writer.submit_behind(record):
+        if not self._s._queue_behind(record):
             self.dropped += 1
         return record
 
@@ -703,8 +719,7 @@ class SqliteCdrStore(_Backend):
         self.dropped = 0
 
     def add(self, cdr: CdrRecord) -> None:
-        writer = self._s._writer_if_open()
-        if writer is None or not writer.submit_behind(cdr):
+        if not self._s._queue_behind(cdr):
             self.dropped += 1
 
     async def query(self, flt: CdrFilter) -> list[CdrRecord]:
@@ -768,6 +783,8 @@ class SqliteStorage:
         self._bindings = SqliteBindingStore(self)
         self._events = SqliteEventStore(self)
         self._cdrs = SqliteCdrStore(self)
+        self._behind_buf: list[object] = []
+        self._behind_handle: asyncio.TimerHandle | None = None
 
     @property
     def accounts(self) -> SqliteAccountStore:
@@ -795,7 +812,7 @@ class SqliteStorage:
         commits = w.commits if w else 0
         ops = w.ops_committed if w else 0
         return {
-            "write_behind_depth": w.behind_depth if w else 0,
+            "write_behind_depth": (w.behind_depth if w else 0) + len(self._behind_buf),
             "write_through_depth": w.through_depth if w else 0,
             "write_behind_capacity": self._max_pending,
             "events_dropped": self._events.dropped,
@@ -849,6 +866,7 @@ class SqliteStorage:
         if self._state != "open":
             return
         self._bindings.hand_off()  # what this loop turn queued goes first
+        self._hand_off_behind()
         self._state = "closing"
         writer = self._writer
         assert writer is not None
@@ -888,7 +906,38 @@ class SqliteStorage:
     def _writer_if_open(self) -> _Writer | None:
         return self._writer if self._state == "open" else None
 
+    def _queue_behind(self, item: EventRecord | CdrRecord) -> bool:
+        """Buffer a write-behind row on the loop for up to BEHIND_LINGER s, so
+        the writer thread wakes once per batch rather than once per event (a
+        wake-up per event makes it fight the loop for the GIL and commit rows
+        one by one). False when it cannot be queued (closed or full)."""
+        writer = self._writer_if_open()
+        if writer is None or writer.dead:
+            return False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop: hand it over at once
+            return writer.submit_behind(item)
+        if len(self._behind_buf) + writer.behind_depth >= writer.max_pending:
+            return False
+        self._behind_buf.append(item)
+        if self._behind_handle is None:
+            self._behind_handle = loop.call_later(BEHIND_LINGER, self._hand_off_behind)
+        return True
+
+    def _hand_off_behind(self) -> None:
+        if self._behind_handle is not None:
+            self._behind_handle.cancel()
+            self._behind_handle = None
+        items, self._behind_buf = self._behind_buf, []
+        writer = self._writer
+        if items and writer is not None:
+            lost = items[len(items) - writer.submit_behind_many(items) :]
+            self._events.dropped += sum(1 for x in lost if isinstance(x, EventRecord))
+            self._cdrs.dropped += sum(1 for x in lost if isinstance(x, CdrRecord))
+
     async def _flush_behind(self) -> None:
+        self._hand_off_behind()
         writer = self._check_open()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         writer.submit_behind(_Job(fut), force=True)
