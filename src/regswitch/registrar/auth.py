@@ -50,10 +50,15 @@ class NonceCounter:
         return True
 
     def _purge(self, now: float) -> None:
+        """Drop expired nonces from the front: the dict keeps first-seen order,
+        so this costs what it removes, not a scan of every live nonce."""
         horizon = now - self.lifetime - 1
-        stale = [n for n, (_, first) in self._seen.items() if first < horizon]
-        for nonce in stale:
-            del self._seen[nonce]
+        seen = self._seen
+        while seen:
+            nonce = next(iter(seen))
+            if seen[nonce][1] >= horizon:
+                break
+            del seen[nonce]
 
     def __len__(self) -> int:
         return len(self._seen)
