@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -334,3 +335,39 @@ def test_auth_fast_equals_exact(items: list[tuple[str, str, str]], sep: str) -> 
     fast = _auth_params_fast(rest)
     if fast is not None:
         assert fast == outcome(lambda: _auth_params_exact(rest.strip(" \t")))
+
+
+# --- no input makes the parser quadratic ---------------------------------------------
+
+PATHOLOGICAL = {
+    "list of unbalanced quotes": lambda n: 'Contact: "' + ",a" * n,
+    "list of unclosed <": lambda n: "Contact: <" + ",a" * n,
+    "params after an open quote": lambda n: 'Contact: <sip:a@b> ;a="' + ";a" * n,
+    "escaped credentials": lambda n: "Authorization: Digest " + 'a="b\\"", ' * n,
+    "empty credentials": lambda n: "Authorization: Digest " + "," * n,
+    "folded lines": lambda n: "Subject: a" + "\r\n b" * n,
+    "contacts": lambda n: "Contact: " + "<sip:a@b>," * n,
+    "headers": lambda n: "X-A: b\r\n" * n,
+}
+
+
+def _cpu_seconds(line: str) -> float:
+    data = (
+        "REGISTER sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+        f"{line}\r\nContent-Length: 0\r\n\r\n"
+    ).encode("latin-1")
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        exercise(data)
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def test_pathological_inputs_are_linear() -> None:
+    """8x the input must cost far less than 64x the time (what quadratic gives)."""
+    for name, make in PATHOLOGICAL.items():
+        small = max(_cpu_seconds(make(1000)), 1e-4)
+        large = _cpu_seconds(make(8000))
+        assert large / small < 30, f"{name}: {small:.4f}s -> {large:.4f}s"

@@ -142,21 +142,22 @@ def split_list(value: str) -> list[str]:
     if '"' not in value and "<" not in value:
         return [p for p in (part.strip(WS) for part in parts) if p]
     if "\\" not in value:
-        # Re-join the pieces a comma inside quotes or <...> cut apart; a piece
+        # Re-join the pieces a comma inside quotes or <...> cut apart; an item
         # is whole when its quotes pair up and it closes every '<' it opens.
+        # Running counts keep this linear whatever the input.
         out: list[str] = []
-        buf = ""
-        joined = False
-        for part in parts:
-            buf = buf + "," + part if joined else part
-            if buf.count('"') % 2 == 0 and buf.count("<") == buf.count(">"):
-                item = buf.strip(WS)
+        first = 0
+        quotes = opens = 0
+        for i, part in enumerate(parts):
+            quotes += part.count('"')
+            opens += part.count("<") - part.count(">")
+            if quotes % 2 == 0 and opens == 0:
+                item = (part if first == i else ",".join(parts[first : i + 1])).strip(WS)
                 if item:
                     out.append(item)
-                joined = False
-            else:
-                joined = True
-        if not joined:
+                first = i + 1
+                quotes = opens = 0
+        if first == len(parts):
             return out
     return _split_list_exact(value)
 
@@ -205,16 +206,15 @@ def _split_params(text: str) -> list[str]:
     if "\\" in text:
         return _split_params_exact(text)
     out: list[str] = []
-    buf = ""
-    joined = False
-    for part in parts:
-        buf = buf + ";" + part if joined else part
-        if buf.count('"') % 2 == 0:
-            out.append(buf)
-            joined = False
-        else:
-            joined = True
-    if joined:
+    first = 0
+    quotes = 0
+    for i, part in enumerate(parts):  # re-join what a ';' inside quotes cut apart
+        quotes += part.count('"')
+        if quotes % 2 == 0:
+            out.append(part if first == i else ";".join(parts[first : i + 1]))
+            first = i + 1
+            quotes = 0
+    if first != len(parts):
         raise ParseError("unterminated quoted string")
     return out
 
@@ -677,12 +677,15 @@ def _auth_unquoted(text: str, params: dict[str, str], after_quote: bool, named: 
     return key
 
 
+_auth_trailer = re.compile(r"[ \t,]*\Z").match
+
+
 def _auth_params_exact(rest: str) -> dict[str, str]:
     params: dict[str, str] = {}
     pos = 0
     end = len(rest)
     while pos < end:
-        if not rest[pos:].strip(" \t,"):
+        if _auth_trailer(rest, pos):
             break  # trailing empty list elements
         m = _AUTH_PARAM.match(rest, pos)
         if m is None:

@@ -237,8 +237,10 @@ def _other_name(name: str, colon: str, line: str, headers: Headers) -> str:
 
 def _unfold(lines: list[str]) -> list[str]:
     """Lines with each continuation (leading SP/HTAB) joined to the line before
-    by one SP (RFC 3261 §7.3.1)."""
+    by one SP (RFC 3261 §7.3.1). Pieces are collected and joined once, so a
+    header folded ten thousand times costs no more than a long one."""
     out = [lines[0]]
+    pieces: list[str] = []  # of the last line of `out`, when it has continuations
     for line in lines[1:]:
         if not line:
             raise _Reframe  # an empty line: the header block ended before
@@ -248,7 +250,14 @@ def _unfold(lines: list[str]) -> list[str]:
                 raise ParseError("continuation line before the first header")
             rest = line.strip(" \t\r")
             if rest:
-                out[-1] = out[-1].rstrip("\r").rstrip(" \t") + " " + rest
+                if not pieces:
+                    pieces.append(out[-1].rstrip("\r").rstrip(" \t"))
+                pieces.append(rest)
         else:
+            if pieces:
+                out[-1] = " ".join(pieces)
+                pieces = []
             out.append(line)
+    if pieces:
+        out[-1] = " ".join(pieces)
     return out
