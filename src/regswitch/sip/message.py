@@ -1,8 +1,16 @@
 """SIP requests and responses: raw header lines, typed views parsed on first use.
 
 Header values are `str` decoded as latin-1, so any byte sequence (UTF-8 display
-names included) round-trips unchanged. Content-Length is never stored as a
-header: the serialiser writes it from the body.
+names included) round-trips unchanged; `value.encode("latin-1").decode()`
+gives the text. A value an application sets with characters beyond latin-1
+goes out as UTF-8. Content-Length is never stored as a header: the
+serialiser writes it from the body.
+
+Typed views (top_via, from_, to, cseq, contacts, ruri) are parsed once and
+cached; CSeq, the top Via, From and To are parsed by parse_message itself, so
+they never raise on a parsed message. The others raise ParseError when the
+header is malformed. Values added by hand must not hold CR or LF
+(LocalProtocolError).
 """
 
 from __future__ import annotations
