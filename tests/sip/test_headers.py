@@ -317,16 +317,21 @@ def test_contact_defaults() -> None:
     [
         "expires=abc",
         "expires=-1",
-        "expires=4294967296",
-        "expires=280297596632815",
         "q=high",
         "q=1.5",
     ],
 )
 def test_contact_bad_values_raise_when_read(param: str) -> None:
+    # (an expires beyond 2**32-1 is not bad: it reads as 2**32-1, see below)
     c = parse_contact(f"<sip:a@b>;{param}")
     with pytest.raises(ParseError):
         _ = c.expires if param.startswith("expires") else c.q
+
+
+@pytest.mark.parametrize("huge", ["4294967296", "280297596632815", "9" * 40])
+def test_huge_expires_reads_as_the_largest_delta_seconds(huge: str) -> None:
+    # RFC 3261 §20.19 / RFC 4475 §3.1.2.19: treat it as 2**32-1, the registrar clamps it
+    assert parse_contact(f"<sip:a@b>;expires={huge}").expires == 2**32 - 1
 
 
 # --- CSeq --------------------------------------------------------------------------

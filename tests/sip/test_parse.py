@@ -544,7 +544,6 @@ def test_response_that_cannot_be_parsed() -> None:
         ("Max-Forwards: 300", lambda m: m.max_forwards),
         ("Max-Forwards: -1", lambda m: m.max_forwards),
         ("Expires: soon", lambda m: m.expires),
-        ("Expires: " + "9" * 30, lambda m: m.expires),
         ("Contact: <sip:a@b", lambda m: m.contacts),
         ("Contact: <sip:a@b>;expires=x", lambda m: m.contacts[0].expires),
         ("Contact: <sip:a@exa mple.com>", lambda m: m.contacts[0].uri),

@@ -18,7 +18,7 @@ from regswitch.storage.base import Account
 DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AuthResult:
     outcome: Literal["ok", "challenge", "forbidden"]
     reason: str = ""
@@ -78,11 +78,24 @@ class Authenticator:
         self._nc = NonceCounter(nonce_lifetime)
         # the order challenges are offered in (AUTH_ALGORITHMS)
         self.algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+        self._templates: dict[tuple[str, bool, tuple[str, ...]], list[tuple[str, ...]]] = {}
 
     def challenges(self, realm: str, stale: bool = False) -> list[str]:
         """WWW-Authenticate values, one per algorithm, sharing one nonce."""
         nonce = self._signer.make(self._clock(), self._salt())
-        return [digest.challenge(realm, nonce, alg, stale=stale) for alg in self.algorithms]
+        key = (realm, stale, self.algorithms)
+        templates = self._templates.get(key)
+        if templates is None:
+            # one challenge per REGISTER: build each text once, fill in the nonce
+            marker = "\x00"
+            templates = [
+                tuple(digest.challenge(realm, marker, alg, stale=stale).split(marker))
+                for alg in self.algorithms
+            ]
+            if len(self._templates) > 1024:
+                self._templates.clear()
+            self._templates[key] = templates
+        return [head + nonce + tail for head, tail in templates]
 
     def check(
         self, request: Request, account: Account, header: str = "authorization"
@@ -93,6 +106,8 @@ class Authenticator:
             return AuthResult("challenge")
         creds = None
         for value in values:
+            if value.lstrip()[:7].lower() != "digest ":
+                continue  # another scheme (Basic...): not for us, challenge instead
             try:
                 candidate = digest.Credentials.parse(value)
             except ParseError as exc:

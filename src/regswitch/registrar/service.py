@@ -39,6 +39,7 @@ from regswitch.registrar.policy import (
     decide,
 )
 from regswitch.sip.errors import ParseError
+from regswitch.sip.flow import Flow
 from regswitch.sip.headers import Contact
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
@@ -179,17 +180,16 @@ class Registrar:
 
         # 3. account and IP authentication
         entry = self.accounts.get(aor)
-        source = f"{flow.transport}:{ip}:{flow.remote[1]}"
         if entry is None or not entry.account.enabled:
             if not request.headers.get("authorization"):
                 self._challenge(stx, aor.partition("@")[2])
                 return
-            self._auth_failed(stx, aor, ip, source, "unknown or disabled account")
+            self._auth_failed(stx, aor, ip, _source(flow), "unknown or disabled account")
             return
         account = entry.account
         if entry.networks and not in_networks(ip, entry.networks):
             self._auth_failed(
-                stx, aor, ip, source, f"source {ip} outside the account's allowed networks"
+                stx, aor, ip, _source(flow), f"source {ip} outside the account's allowed networks"
             )
             return
         # 4. digest (skipped for an IP-only account: networks and no password)
@@ -201,11 +201,12 @@ class Registrar:
                 self._challenge(stx, account.domain, result.stale)
                 return
             if result.outcome == "forbidden":
-                self._auth_failed(stx, aor, ip, source, result.reason)
+                self._auth_failed(stx, aor, ip, _source(flow), result.reason)
                 return
 
         # 5. expires per contact
         wanted: list[ContactRequest] | None
+        outbound = False
         if star:
             wanted = None
         else:
@@ -221,6 +222,7 @@ class Registrar:
                     stx.respond(423, None, {"Min-Expires": str(minimum)})
                     return
                 wanted.append(_contact_request(contact, min(requested, maximum)))
+                outbound = outbound or contact.reg_id is not None
 
         register = RegisterRequest(
             aor=aor,
@@ -233,14 +235,12 @@ class Registrar:
             local_port=flow.local[1],
             conn_id=flow.conn_id,
             user_agent=request.headers.get("user-agent"),
-            path=tuple(request.headers.values("path")),
+            path=tuple(request.headers.values("path")) if "path" in request.headers else (),
             now=now,
             node=self.node,
         )
         extra: dict[str, str] = {}
-        if any(c.reg_id for c in wanted or ()) and "outbound" in (
-            request.headers.get("supported") or ""
-        ):
+        if outbound and "outbound" in (request.headers.get("supported") or ""):
             extra["Require"] = "outbound"
         pending = _Pending(stx, register, wanted, entry, extra)
         queue = self._turns.get(aor)
@@ -259,7 +259,7 @@ class Registrar:
         if self.flood.blocked(ip, now):
             self._refuse_blocked(stx)
             return None
-        source = f"{flow.transport}:{ip}:{flow.remote[1]}"
+        source = _source(flow)
         aor = self.aor_of(request.from_.uri)
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
@@ -718,3 +718,7 @@ def _is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _source(flow: Flow) -> str:
+    return f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}"

@@ -473,7 +473,7 @@ class Contact(NameAddr):
     @property
     def expires(self) -> int | None:
         value = self.params.get("expires")
-        return None if value is None else parse_int(value, "Contact expires")
+        return None if value is None else parse_delta_seconds(value, "Contact expires")
 
     @property
     def instance(self) -> str | None:
@@ -697,6 +697,15 @@ def _auth_params_exact(rest: str) -> dict[str, str]:
 
 
 # --- numbers ---------------------------------------------------------------
+
+
+def parse_delta_seconds(value: str, what: str) -> int:
+    """delta-seconds (Expires): RFC 3261 §20.19 treats any larger number as
+    2**32-1 rather than an error (RFC 4475 §3.1.2.19 sends one)."""
+    text = value.strip(WS)
+    if text.isdigit() and text.isascii():
+        return min(int(text[:12]), 2**32 - 1)
+    raise ParseError(f"bad {what} {text[:20]!r}")
 
 
 def parse_int(value: str, what: str, maximum: int = 2**32 - 1) -> int:

@@ -26,6 +26,7 @@ from regswitch.sip.headers import (
     Via,
     parse_contact,
     parse_cseq,
+    parse_delta_seconds,
     parse_int,
     parse_name_addr,
     parse_via,
@@ -347,7 +348,7 @@ class Message:
     @property
     def expires(self) -> int | None:
         values = self.headers._index.get("expires")
-        return None if values is None else parse_int(values[0], "Expires")
+        return None if values is None else parse_delta_seconds(values[0], "Expires")
 
     @property
     def max_forwards(self) -> int | None:
