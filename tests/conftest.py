@@ -30,6 +30,13 @@ from support.ua import UA  # noqa: E402
 __all__ = ["in_ci", "require_module", "require_tool"]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in
+    the main thread while its browser is open, which the asyncio tests of
+    other directories cannot share."""
+    items.sort(key=lambda item: "browser" in item.path.parts)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for line in (
         "integration: starts a real regswitch server subprocess",
