@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 from collections.abc import Callable
 
@@ -44,7 +45,9 @@ class Keepalive:
         self.events = events
         self.clock = clock
         self.domain = domain
-        self._last_sent: dict[str, float] = {}
+        self._due: list[tuple[float, str]] = []  # (when, binding id)
+        self._watched: set[str] = set()
+        location.on_add.append(self.watch)
         self._awaiting: dict[str, bool] = {}  # binding id -> an OPTIONS is unanswered
         self._nat_cache: dict[str, tuple[str, str, bool]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -171,29 +174,31 @@ class Keepalive:
             except Exception:
                 log.exception("keepalive pass failed")
 
+    def watch(self, binding: Binding) -> None:
+        """A new binding: its first keepalive is due one period from now."""
+        if binding.id not in self._watched:
+            self._watched.add(binding.id)
+            period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+            heapq.heappush(self._due, (self.clock() + period, binding.id))
+
     def tick(self) -> int:
-        """Send the keepalives that are due; returns how many."""
-        if not self.params.values["SS_SIP_NAT_KEEP_ALIVE"]:
-            return 0
+        """Send the keepalives that are due; returns how many. A heap of due
+        times: the cost follows the keepalives sent, not the bindings held."""
+        enabled = self.params.values["SS_SIP_NAT_KEEP_ALIVE"]
         period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
         now = self.clock()
+        due = self._due
         count = 0
-        live: set[str] = set()
-        for binding in self.location:
-            live.add(binding.id)
-            if not self.behind_nat(binding):
+        while due and due[0][0] <= now:
+            _, binding_id = heapq.heappop(due)
+            binding = self.location.get(binding_id)
+            if binding is None:
+                self._watched.discard(binding_id)
+                self._awaiting.pop(binding_id, None)
+                self._nat_cache.pop(binding_id, None)
                 continue
-            last = self._last_sent.get(binding.id)
-            if last is None:
-                # first keepalive one period after registering
-                self._last_sent[binding.id] = now
-                continue
-            if now - last >= period:
-                self._last_sent[binding.id] = now
+            heapq.heappush(due, (now + period, binding_id))
+            if enabled and self.behind_nat(binding):
                 self._keepalive(binding)
                 count += 1
-        for gone in [k for k in self._last_sent if k not in live]:
-            self._last_sent.pop(gone, None)
-            self._awaiting.pop(gone, None)
-            self._nat_cache.pop(gone, None)
         return count

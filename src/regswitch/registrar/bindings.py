@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
 from regswitch.sip.flow import Flow
@@ -119,6 +119,8 @@ class Location:
     def __init__(self) -> None:
         self._by_aor: dict[str, list[Binding]] = {}
         self._by_id: dict[str, Binding] = {}
+        # told of every binding added (keepalive schedules it)
+        self.on_add: list[Callable[[Binding], None]] = []
 
     def of(self, aor: str) -> list[Binding]:
         return self._by_aor.get(aor, [])
@@ -129,6 +131,8 @@ class Location:
     def add(self, binding: Binding) -> None:
         self._by_id[binding.id] = binding
         self._by_aor.setdefault(binding.aor, []).append(binding)
+        for listener in self.on_add:
+            listener(binding)
 
     def remove(self, binding: Binding) -> bool:
         if self._by_id.pop(binding.id, None) is None:
