@@ -134,3 +134,35 @@ def test_account_registers_with_digest_from_pjsua_and_test_ua(
     assert listed.status_code == 200, listed.text
     accounts = sorted(b["account"] for b in listed.json())
     assert accounts == ["alice@example.com", "bob@example.com", "bob@example.com"], accounts
+
+
+def test_options_advertises_allow_accept_supported(
+    server: RunningServer, ua: Callable[..., UA]
+) -> None:
+    resp = ua("udp", server.udp).request("OPTIONS")
+    assert resp.status == 200
+    allow = {m.strip() for m in (resp.headers.get("Allow") or "").split(",")}
+    assert {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER"} <= allow
+    assert "application/sdp" in (resp.headers.get("Accept") or "")
+    assert resp.headers.get("Supported") is not None
+
+
+@pytest.mark.parametrize("method", ["SUBSCRIBE", "PUBLISH", "FOOBAR"])
+def test_unimplemented_methods_get_501_with_allow(
+    server: RunningServer, ua: Callable[..., UA], method: str
+) -> None:
+    resp = ua("udp", server.udp).request(method)
+    assert resp.status == 501
+    assert "REGISTER" in (resp.headers.get("Allow") or "")
+
+
+def test_wrong_sip_version_gets_505(server: RunningServer, ua: Callable[..., UA]) -> None:
+    phone = ua("udp", server.udp)
+    host, port = phone.local
+    phone.send_raw(
+        f"OPTIONS sip:{server.target('udp')} SIP/3.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-smoke-v3\r\n"
+        f"From: <sip:smoke@{host}>;tag=v3\r\nTo: <sip:{server.target('udp')}>\r\n"
+        "Call-ID: v3@smoke\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n".encode()
+    )
+    assert phone.recv_raw(timeout=5).startswith(b"SIP/2.0 505 ")
