@@ -153,17 +153,28 @@ class SippResult:
         return self
 
 
+_HANDED_OUT: list[int] = []  # recent answers, not given twice in a row
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP right now (SIPp binds both for UAS roles)."""
+    """A port free for both UDP and TCP right now (SIPp binds both for UAS roles).
+
+    Never one of the last ports handed out: two SIPp devices started one
+    after the other must not share a port (and so a contact), or a test of
+    "a second device" would quietly test "the same device again"."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
             udp.bind((host, 0))
             port = int(udp.getsockname()[1])
+            if port in _HANDED_OUT:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
                 try:
                     tcp.bind((host, port))
                 except OSError:
                     continue
+                _HANDED_OUT.append(port)
+                del _HANDED_OUT[:-256]
                 return port
     raise SippError("no free port")
 
