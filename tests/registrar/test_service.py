@@ -39,3 +39,67 @@ def test_warn_agent_is_a_hostport() -> None:
     assert _warn_agent("2001:db8::1", "example.com") == "[2001:db8::1]"
     assert _warn_agent("0.0.0.0", "example.com") == "example.com"
     assert _warn_agent("::", "example.com") == "example.com"
+
+
+def test_binding_flow_goes_to_the_contact_unless_behind_nat() -> None:
+    from regswitch.registrar.bindings import Binding
+
+    def binding(contact: str, nat: bool, transport: str = "udp") -> Binding:
+        return Binding(
+            id="b",
+            aor="a@d",
+            contact=contact,
+            transport=transport,
+            source_ip="127.0.0.1",
+            source_port=5071,
+            local_ip="127.0.0.1",
+            local_port=5060,
+            conn_id=7,
+            call_id="c",
+            cseq=1,
+            expires_at=9e9,
+            instance=None,
+            reg_id=None,
+            user_agent=None,
+            path=(),
+            registered_at=1.0,
+            refreshed_at=1.0,
+            nat=nat,
+        )
+
+    # registered on behalf of a device on another port (SIPp's register_contact)
+    assert binding("sip:uas@127.0.0.1:5072", nat=False).flow.remote == ("127.0.0.1", 5072)
+    assert binding("sip:uas@127.0.0.1", nat=False).flow.remote == ("127.0.0.1", 5060)
+    # behind NAT: only the source reaches it
+    assert binding("sip:uas@192.168.1.9:5060", nat=True).flow.remote == ("127.0.0.1", 5071)
+    # a host name is not resolved: the source it is
+    assert binding("sip:uas@phone.example:5072", nat=False).flow.remote == ("127.0.0.1", 5071)
+    # a connection: its own far end
+    tcp = binding("sip:uas@127.0.0.1:5072;transport=tcp", nat=False, transport="tcp").flow
+    assert tcp.remote == ("127.0.0.1", 5071) and tcp.conn_id == 7
+
+
+def test_nat_detection_from_via_and_contact() -> None:
+    from regswitch.registrar.service import _behind_nat
+    from regswitch.sip.flow import Flow
+    from regswitch.sip.parse import parse_message
+
+    def nat(via: str, contact: str, source: tuple[str, int]) -> bool:
+        request = parse_message(
+            (
+                f"REGISTER sip:d SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK1\r\n"
+                "From: <sip:a@d>;tag=1\r\nTo: <sip:a@d>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+                f"Contact: <{contact}>\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+        )
+        flow = Flow("udp", source, ("127.0.0.1", 5060))
+        return _behind_nat(request, flow, request.contacts)  # type: ignore[union-attr]
+
+    # the phone's own address is not where it came from: NAT
+    assert nat("192.168.1.9:5060", "sip:a@192.168.1.9:5060", ("203.0.113.7", 40000))
+    # Via right, but the Contact is a private address of another host: NAT
+    assert nat("203.0.113.7:40000", "sip:a@10.1.2.3:5060", ("203.0.113.7", 40000))
+    # a public device registering itself: not NAT
+    assert not nat("203.0.113.7:5060", "sip:a@203.0.113.7:5060", ("203.0.113.7", 5060))
+    # a registration for another port of the same host (SIPp register_contact): not NAT
+    assert not nat("127.0.0.1:5071", "sip:uas@127.0.0.1:5072", ("127.0.0.1", 5071))

@@ -50,9 +50,31 @@ async def test_migrations_recorded_once_and_wal_enabled(db: Path) -> None:
             pass
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
-            (1, "initial")
+            (1, "initial"),
+            (2, "binding_nat"),
         ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_bindings(db: Path) -> None:
+    from regswitch.storage.sqlite import _migrations
+
+    first = _migrations()[0][2]
+    with sqlite3.connect(db) as conn:  # a database written by the first release
+        conn.executescript(first)
+        conn.execute(
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT, applied_at REAL)"
+        )
+        conn.execute("INSERT INTO schema_version VALUES (1, 'initial', 0)")
+        conn.execute(
+            "INSERT INTO bindings (id, aor, contact, transport, source_ip, source_port, "
+            "local_ip, local_port, conn_id, call_id, cseq, expires_at, registered_at, "
+            "refreshed_at) VALUES ('b1', 'a@d', 'sip:a@1.2.3.4', 'udp', '1.2.3.4', 5060, "
+            "'127.0.0.1', 5060, 0, 'c', 1, 9e9, 1, 1)"
+        )
+    async with SqliteStorage(db) as s:
+        (record,) = await s.bindings.load()
+        assert record.id == "b1" and record.nat is True  # unknown before 002: assume NAT
 
 
 async def test_newer_schema_refused(db: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
+from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
+from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import BindingRecord
 
 
@@ -33,19 +36,35 @@ class Binding:
     refreshed_at: float
     reachable: bool = True
     node: str = ""
+    nat: bool = True
     # not stored: derived or runtime state
     contact_key: str = ""
     missed_keepalives: int = 0
+    _target: tuple[str, tuple[str, int]] | None = None  # (contact, its address)
 
     @property
     def flow(self) -> Flow:
-        """Where requests to this binding go: its source address (NAT-safe)."""
-        return Flow(
-            self.transport,
-            (self.source_ip, self.source_port),
-            (self.local_ip, self.local_port),
-            self.conn_id,
-        )
+        """Where requests to this binding go. Behind NAT (or on a connection):
+        the address the REGISTER came from, the only one that reaches the
+        device. Otherwise the Contact's address, which a registration made on
+        behalf of a device may set to another port or host."""
+        remote = (self.source_ip, self.source_port)
+        if not self.nat and self.transport == "udp":
+            remote = self._contact_address() or remote
+        return Flow(self.transport, remote, (self.local_ip, self.local_port), self.conn_id)
+
+    def _contact_address(self) -> tuple[str, int] | None:
+        target = self._target
+        if target is not None and target[0] == self.contact:
+            return target[1]
+        try:
+            uri = parse_uri(self.contact)
+            ipaddress.ip_address(uri.host.strip("[]"))
+        except (ParseError, ValueError):
+            return None  # a host name: we do not resolve names; use the source
+        address = (uri.host.strip("[]"), uri.port or (5061 if uri.scheme == "sips" else 5060))
+        self._target = (self.contact, address)
+        return address
 
     @property
     def source(self) -> str:
@@ -81,6 +100,7 @@ class Binding:
             refreshed_at=self.refreshed_at,
             reachable=self.reachable,
             node=self.node,
+            nat=self.nat,
         )
 
     @classmethod
@@ -109,6 +129,7 @@ class Binding:
             "expires_at": self.expires_at,
             "expires_in": self.expires_in(now),
             "reachable": self.reachable,
+            "nat": self.nat,
             "node": self.node,
         }
 

@@ -42,6 +42,7 @@ class RegisterRequest:
     path: tuple[str, ...]
     now: float
     node: str = ""
+    nat: bool = True  # the source differs from the top Via's sent-by
 
 
 @dataclass(slots=True)
@@ -105,6 +106,7 @@ def binding_values(req: RegisterRequest, contact: ContactRequest) -> dict[str, A
         "refreshed_at": req.now,
         "reachable": True,
         "node": req.node,
+        "nat": req.nat,
     }
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import functools
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -41,6 +43,7 @@ from regswitch.registrar.policy import (
 from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.headers import Contact
+from regswitch.sip.message import Request
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
 
@@ -238,6 +241,7 @@ class Registrar:
             path=tuple(request.headers.values("path")) if "path" in request.headers else (),
             now=now,
             node=self.node,
+            nat=_behind_nat(request, flow, contacts),
         )
         extra: dict[str, str] = {}
         if outbound and "outbound" in (request.headers.get("supported") or ""):
@@ -694,8 +698,6 @@ def _contact_line(b: Binding, now: float) -> str:
 
 
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
-    from dataclasses import replace
-
     return replace(req, now=now)
 
 
@@ -711,8 +713,6 @@ def _quote_safe(text: str) -> str:
 
 
 def _is_ip_literal(host: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -722,3 +722,30 @@ def _is_ip_literal(host: str) -> bool:
 
 def _source(flow: Flow) -> str:
     return f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}"
+
+
+def _behind_nat(request: Request, flow: Flow, contacts: list[Contact]) -> bool:
+    """Is the device behind NAT? (Kamailio's nat_uac_test does the same tests.)
+    Yes when its own idea of its address, the top Via, is not where the
+    REGISTER came from (RFC 3581's reasoning), or when its Contact names a
+    private address on another host than the source. Otherwise the Contact is
+    reachable as written: it may be a registration made for another port or
+    host."""
+    source_ip, source_port = flow.remote
+    via = request.top_via
+    port = via.port or (5061 if via.transport == "TLS" else 5060)
+    if via.host.strip("[]") != source_ip or port != source_port:
+        return True
+    for contact in contacts:
+        host = contact.uri.host.strip("[]")
+        if host != source_ip and _private(host):
+            return True
+    return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _private(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_private
+    except ValueError:
+        return False  # a name

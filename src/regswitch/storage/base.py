@@ -170,6 +170,8 @@ class BindingRecord:
     refreshed_at: float
     reachable: bool = True
     node: str = ""
+    # behind NAT when it registered: requests go to the source, not the Contact
+    nat: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, tuple):

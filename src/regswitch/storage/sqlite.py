@@ -69,10 +69,10 @@ _MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _BINDING_COLS = (
     "id, aor, contact, transport, source_ip, source_port, local_ip, local_port, conn_id, "
     "call_id, cseq, expires_at, instance, reg_id, user_agent, path, registered_at, "
-    "refreshed_at, reachable, node"
+    "refreshed_at, reachable, node, nat"
 )
 _BINDING_UPSERT = (
-    f"INSERT INTO bindings ({_BINDING_COLS}) VALUES ({', '.join('?' * 20)}) "
+    f"INSERT INTO bindings ({_BINDING_COLS}) VALUES ({', '.join('?' * 21)}) "
     "ON CONFLICT (id) DO UPDATE SET "
     + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _BINDING_COLS.split(",")[1:])
 )
@@ -106,7 +106,7 @@ def _binding_row(r: BindingRecord) -> tuple[Any, ...]:
         r.id, r.aor, r.contact, r.transport, r.source_ip, r.source_port, r.local_ip,
         r.local_port, r.conn_id, r.call_id, r.cseq, r.expires_at, r.instance, r.reg_id,
         r.user_agent, json.dumps(list(r.path)) if r.path else "[]", r.registered_at,
-        r.refreshed_at, 1 if r.reachable else 0, r.node,
+        r.refreshed_at, 1 if r.reachable else 0, r.node, 1 if r.nat else 0,
     )  # fmt: skip
 
 
@@ -117,6 +117,7 @@ def _binding_from_row(row: Sequence[Any]) -> BindingRecord:
         call_id=row[9], cseq=row[10], expires_at=row[11], instance=row[12], reg_id=row[13],
         user_agent=row[14], path=tuple(json.loads(row[15])) if row[15] != "[]" else (),
         registered_at=row[16], refreshed_at=row[17], reachable=bool(row[18]), node=row[19],
+        nat=bool(row[20]),
     )  # fmt: skip
 
 
