@@ -49,6 +49,10 @@ def install_uvloop() -> bool:
     return True
 
 
+def _not_listening_yet(data: bytes, flow: object) -> None:
+    raise RuntimeError("a transport delivered data before the endpoint existed")
+
+
 async def build(settings: Settings) -> Switch:
     """Everything wired, nothing listening yet."""
     loop = asyncio.get_running_loop()
@@ -67,14 +71,13 @@ async def build(settings: Settings) -> Switch:
         server_header=settings.server_header,
         max_stream_message=settings.max_message_stream,
     )
-    holder: list[Endpoint] = []
-    transports = TransportManager(
-        lambda data, flow: holder[0].on_data(data, flow), limits, ssl_context
-    )
+    # transports and endpoint refer to each other: the handler is set once
+    # both exist (before any listener starts, which takes it from here)
+    transports = TransportManager(_not_listening_yet, limits, ssl_context)
     endpoint = Endpoint(
         txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
     )
-    holder.append(endpoint)
+    transports.handler = endpoint.on_data
     switch = Switch(settings, endpoint, transports)
     await switch.open()
     return switch
@@ -149,8 +152,9 @@ async def _run_api(switch: Switch, sock: socket.socket, settings: Settings) -> N
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", loop="none", http="h11"
     )
+    # uvicorn captures SIGINT/SIGTERM while serving and ends serve() on them,
+    # which ends the switch too (serve() waits for whichever finishes first)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     try:
         await server.serve(sockets=[sock])
     finally:
