@@ -53,13 +53,13 @@ lint: venv
 	echo "lint-imports"; $(BIN)/lint-imports || rc=1; \
 	exit $$rc
 
-# Placeholder until the benchmark scripts land: runs bench/run.py if present.
+# Benchmarks, not tests: regswitch against sippy (parse) and Kamailio (needs
+# the Debian packages kamailio and kamailio-sqlite-modules, and ../shared/bench).
 bench: venv system
-	@if [ -f bench/run.py ]; then \
-		$(BIN)/python bench/run.py $(BENCH_ARGS); \
-	else \
-		echo "bench: no bench/run.py yet"; \
-	fi
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python bench/parse.py $(BENCH_ARGS)
+	$(BIN)/python bench/register.py
+	$(BIN)/python bench/calls.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis build dist
