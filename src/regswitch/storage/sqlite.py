@@ -78,6 +78,9 @@ _BINDING_UPSERT = (
 )
 # How long events and CDRs wait on the loop to be handed to the writer together.
 BEHIND_LINGER = 0.05
+# How long binding writes wait on the loop to be handed over together (a
+# REGISTER is answered after its commit, so this is added to its latency).
+BINDING_LINGER = 0.002
 _BINDING_DELETE = "DELETE FROM bindings WHERE id = ?"
 
 _ACCOUNT_COLS = (
@@ -138,8 +141,12 @@ def _account_from_row(row: Sequence[Any]) -> Account:
     )  # fmt: skip
 
 
+# One encoder for every event row: json.dumps with options builds a new one per call.
+_encode_details = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def _event_row(e: EventRecord) -> tuple[Any, ...]:
-    details = json.dumps(e.details, separators=(",", ":"), default=str) if e.details else "{}"
+    details = _encode_details(e.details) if e.details else "{}"
     return (e.id, e.time, e.type, e.account, e.source, details)
 
 
@@ -652,7 +659,7 @@ class SqliteBindingStore(_Backend):
         self.check()
         self._queued.append(_Job(fut, ops=tuple(ops)))
         if self._handoff is None:
-            self._handoff = loop.call_soon(self.hand_off)
+            self._handoff = loop.call_later(BINDING_LINGER, self.hand_off)
         return fut
 
     def hand_off(self) -> None:
