@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -19,10 +18,9 @@ def parse_networks(networks: tuple[str, ...] | list[str]) -> tuple[IPNetwork, ..
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=65536)
 def in_networks(ip: str, networks: tuple[IPNetwork, ...]) -> bool:
-    """Is `ip` inside one of `networks`? Cached: the same phones and the same
-    accounts ask again at every REGISTER, and parsing an address is not cheap."""
+    """Is `ip` inside one of `networks`? (Callers cache the answer per source:
+    parsing an address is not cheap.)"""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

@@ -6,10 +6,10 @@ import asyncio
 import builtins
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from regswitch.networks import IPNetwork, parse_networks
+from regswitch.networks import IPNetwork, in_networks, parse_networks
 from regswitch.sip import digest
 from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor
 
@@ -37,10 +37,20 @@ class AccountError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AccountEntry:
-    """An account with its networks parsed once."""
+    """An account with its networks parsed once, and the answers to "is this
+    source allowed?" remembered (the same phones ask at every REGISTER)."""
 
     account: Account
     networks: tuple[IPNetwork, ...]
+    _allowed: dict[str, bool] = field(default_factory=dict)
+
+    def allows(self, ip: str) -> bool:
+        known = self._allowed.get(ip)
+        if known is None:
+            if len(self._allowed) > 1024:
+                self._allowed.clear()
+            known = self._allowed[ip] = in_networks(ip, self.networks)
+        return known
 
 
 def split_aor(aor: str) -> tuple[str, str]:

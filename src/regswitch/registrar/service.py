@@ -24,7 +24,6 @@ from urllib.parse import unquote
 from regswitch import events as ev
 from regswitch.endpoint import ServerTransaction
 from regswitch.events import EventBus
-from regswitch.networks import in_networks
 from regswitch.params import Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
@@ -190,7 +189,7 @@ class Registrar:
             self._auth_failed(stx, aor, ip, _source(flow), "unknown or disabled account")
             return
         account = entry.account
-        if entry.networks and not in_networks(ip, entry.networks):
+        if entry.networks and not entry.allows(ip):
             self._auth_failed(
                 stx, aor, ip, _source(flow), f"source {ip} outside the account's allowed networks"
             )
@@ -275,7 +274,7 @@ class Registrar:
             )
             return None
         if entry.networks:
-            if in_networks(ip, entry.networks):
+            if entry.allows(ip):
                 return aor
             self._auth_failed(
                 stx, aor, ip, source, f"source {ip} outside the account's allowed networks"
