@@ -185,6 +185,7 @@ class Keepalive:
         """Send the keepalives that are due; returns how many. A heap of due
         times: the cost follows the keepalives sent, not the bindings held."""
         enabled = self.params.values["SS_SIP_NAT_KEEP_ALIVE"]
+        everyone = self.params.values["NAT_KEEP_ALIVE_ALL"]
         period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
         now = self.clock()
         due = self._due
@@ -198,7 +199,7 @@ class Keepalive:
                 self._nat_cache.pop(binding_id, None)
                 continue
             heapq.heappush(due, (now + period, binding_id))
-            if enabled and self.behind_nat(binding):
+            if enabled and (everyone or self.behind_nat(binding)):
                 self._keepalive(binding)
                 count += 1
         return count

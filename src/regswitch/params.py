@@ -97,6 +97,11 @@ SPECS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec("SS_SIP_NAT_KEEP_ALIVE", "On", "switch", "Send keepalives to endpoints behind NAT."),
     ParamSpec(
+        "NAT_KEEP_ALIVE_ALL", "Off", "switch",
+        "On: keepalives go to every binding, not only to those behind NAT (source differs "
+        "from the contact).",
+    ),
+    ParamSpec(
         "SS_SIP_NAT_KEEP_ALIVE_PERIOD",
         "30",
         "int",

@@ -1,0 +1,114 @@
+"""Keepalive scheduling without sockets: a fake endpoint records what is sent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from regswitch.events import EventBus
+from regswitch.keepalive import Keepalive
+from regswitch.params import Params
+from regswitch.registrar.bindings import Binding, Location
+from regswitch.storage.base import EventRecord, NewEvent
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, event: NewEvent) -> EventRecord:
+        self.n += 1
+        return EventRecord.from_new(self.n, event)
+
+
+class FakeEndpoint:
+    server_header = "test"
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.raw: list[bytes] = []
+
+    def send_request(self, request: Any, flow: Any, on_event: Any) -> str:
+        self.requests.append((request, flow))
+        return "tx"
+
+    def send_raw(self, data: bytes, flow: Any) -> bool:
+        self.raw.append(data)
+        return True
+
+
+def binding(binding_id: str, contact: str, source_port: int) -> Binding:
+    return Binding(
+        id=binding_id,
+        aor="a@d",
+        contact=contact,
+        transport="udp",
+        source_ip="127.0.0.1",
+        source_port=source_port,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        call_id="c",
+        cseq=1,
+        expires_at=9e9,
+        instance=None,
+        reg_id=None,
+        user_agent=None,
+        path=(),
+        registered_at=1.0,
+        refreshed_at=1.0,
+    )
+
+
+def setup() -> tuple[Keepalive, FakeEndpoint, Location, Params, Clock]:
+    clock, params, location, endpoint = Clock(), Params(), Location(), FakeEndpoint()
+    keepalive = Keepalive(endpoint, location, params, EventBus(Sink(), clock), clock, "d")  # type: ignore[arg-type]
+    return keepalive, endpoint, location, params, clock
+
+
+def test_only_nat_bindings_get_keepalives_one_period_after_registering() -> None:
+    keepalive, endpoint, location, params, clock = setup()
+    location.add(binding("nat", "sip:a@192.168.1.5:5060", 40000))  # source differs from contact
+    location.add(binding("open", "sip:a@127.0.0.1:5062", 5062))
+    assert keepalive.tick() == 0
+    clock.now += params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    assert keepalive.tick() == 1
+    ((request, flow),) = endpoint.requests
+    assert request.method == "OPTIONS" and request.uri == "sip:a@192.168.1.5:5060"
+    assert flow.remote == ("127.0.0.1", 40000)  # to the NAT's address, not the contact
+
+
+def test_keepalives_to_every_binding_when_configured() -> None:
+    keepalive, _, location, params, clock = setup()
+    params.apply("NAT_KEEP_ALIVE_ALL", "On")
+    location.add(binding("open", "sip:a@127.0.0.1:5062", 5062))
+    clock.now += params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    assert keepalive.tick() == 1
+
+
+def test_raw_text_keepalive_and_removed_bindings_are_forgotten() -> None:
+    keepalive, endpoint, location, params, clock = setup()
+    params.apply("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "HELLO")
+    b = binding("nat", "sip:a@192.168.1.5:5060", 40000)
+    location.add(b)
+    clock.now += params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    assert keepalive.tick() == 1 and endpoint.raw == [b"HELLO"]
+    location.remove(b)
+    clock.now += params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    assert keepalive.tick() == 0
+    assert not keepalive._watched  # nothing left scheduled
+
+
+def test_keepalive_switch_off_sends_nothing() -> None:
+    keepalive, endpoint, location, params, clock = setup()
+    params.apply("SS_SIP_NAT_KEEP_ALIVE", "Off")
+    location.add(binding("nat", "sip:a@192.168.1.5:5060", 40000))
+    clock.now += 3 * params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    assert keepalive.tick() == 0 and not endpoint.requests
