@@ -57,9 +57,9 @@ async def test_migrations_recorded_once_and_wal_enabled(db: Path) -> None:
 
 
 async def test_a_version_1_database_is_migrated_and_keeps_its_bindings(db: Path) -> None:
-    from regswitch.storage.sqlite import _migrations
+    from regswitch.storage.sqlite_schema import migrations
 
-    first = _migrations()[0][2]
+    first = migrations()[0][2]
     with sqlite3.connect(db) as conn:  # a database written by the first release
         conn.executescript(first)
         conn.execute(

@@ -28,16 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
-import re
 import sqlite3
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -54,514 +49,29 @@ from regswitch.storage.base import (
     StorageError,
     normalise_aor,
 )
+from regswitch.storage.sqlite_schema import (
+    ACCOUNT_COLS,
+    ACCOUNT_UPSERT,
+    BINDING_COLS,
+    CDR_COLS,
+    account_from_row,
+    account_row,
+    binding_from_row,
+    cdr_from_row,
+    event_from_row,
+)
+from regswitch.storage.sqlite_writer import Job, Writer, wrap_error
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _Fn = Callable[[sqlite3.Connection], Any]
 
-#: Write-behind rows per transaction (bounds the commit latency they add).
-_BEHIND_PER_TX = 5000
-_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
-# --------------------------------------------------------------------------- rows
-
-_BINDING_COLS = (
-    "id, aor, contact, transport, source_ip, source_port, local_ip, local_port, conn_id, "
-    "call_id, cseq, expires_at, instance, reg_id, user_agent, path, registered_at, "
-    "refreshed_at, reachable, node, nat"
-)
-_BINDING_UPSERT = (
-    f"INSERT INTO bindings ({_BINDING_COLS}) VALUES ({', '.join('?' * 21)}) "
-    "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _BINDING_COLS.split(",")[1:])
-)
 # How long events and CDRs wait on the loop to be handed to the writer together.
 BEHIND_LINGER = 0.05
 # How long binding writes wait on the loop to be handed over together (a
 # REGISTER is answered after its commit, so this is added to its latency).
 BINDING_LINGER = 0.002
-_BINDING_DELETE = "DELETE FROM bindings WHERE id = ?"
-
-_ACCOUNT_COLS = (
-    "aor, username, domain, ha1_md5, ha1_sha256, allowed_networks, max_contacts, "
-    "register_replace, replace_keep_calls, enabled, created_at, updated_at"
-)
-_ACCOUNT_UPSERT = (
-    f"INSERT OR REPLACE INTO accounts ({_ACCOUNT_COLS}) VALUES ({', '.join('?' * 12)})"
-)
-
-_EVENT_INSERT = (
-    "INSERT OR REPLACE INTO events (id, time, type, account, source, details) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
-)
-
-_CDR_COLS = (
-    "id, caller, callee, caller_contact, callee_contact, caller_source, callee_source, "
-    "a_call_id, b_call_id, start_time, answer_time, end_time, billable_seconds, final_code, "
-    "end_reason, end_direction"
-)
-_CDR_INSERT = f"INSERT OR REPLACE INTO cdrs ({_CDR_COLS}) VALUES ({', '.join('?' * 16)})"
-
-
-def _binding_row(r: BindingRecord) -> tuple[Any, ...]:
-    return (
-        r.id, r.aor, r.contact, r.transport, r.source_ip, r.source_port, r.local_ip,
-        r.local_port, r.conn_id, r.call_id, r.cseq, r.expires_at, r.instance, r.reg_id,
-        r.user_agent, json.dumps(list(r.path)) if r.path else "[]", r.registered_at,
-        r.refreshed_at, 1 if r.reachable else 0, r.node, 1 if r.nat else 0,
-    )  # fmt: skip
-
-
-def _binding_from_row(row: Sequence[Any]) -> BindingRecord:
-    return BindingRecord(
-        id=row[0], aor=row[1], contact=row[2], transport=row[3], source_ip=row[4],
-        source_port=row[5], local_ip=row[6], local_port=row[7], conn_id=row[8],
-        call_id=row[9], cseq=row[10], expires_at=row[11], instance=row[12], reg_id=row[13],
-        user_agent=row[14], path=tuple(json.loads(row[15])) if row[15] != "[]" else (),
-        registered_at=row[16], refreshed_at=row[17], reachable=bool(row[18]), node=row[19],
-        nat=bool(row[20]),
-    )  # fmt: skip
-
-
-def _account_row(a: Account) -> tuple[Any, ...]:
-    return (
-        a.aor, a.user, a.domain, a.ha1_md5, a.ha1_sha256, json.dumps(list(a.allowed_networks)),
-        a.max_contacts, a.register_replace, a.replace_keep_calls, 1 if a.enabled else 0,
-        a.created_at, a.updated_at,
-    )  # fmt: skip
-
-
-def _account_from_row(row: Sequence[Any]) -> Account:
-    return Account(
-        user=row[1], domain=row[2], ha1_md5=row[3], ha1_sha256=row[4],
-        allowed_networks=tuple(json.loads(row[5])), max_contacts=row[6],
-        register_replace=row[7], replace_keep_calls=row[8], enabled=bool(row[9]),
-        created_at=row[10], updated_at=row[11],
-    )  # fmt: skip
-
-
-# One encoder for every event row: json.dumps with options builds a new one per call.
-_encode_details = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def _event_row(e: EventRecord) -> tuple[Any, ...]:
-    details = _encode_details(e.details) if e.details else "{}"
-    return (e.id, e.time, e.type, e.account, e.source, details)
-
-
-def _event_from_row(row: Sequence[Any]) -> EventRecord:
-    return EventRecord(
-        id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
-        details=json.loads(row[5]),
-    )  # fmt: skip
-
-
-def _cdr_row(c: CdrRecord) -> tuple[Any, ...]:
-    return (
-        c.id, c.caller, c.callee, c.caller_contact, c.callee_contact, c.caller_source,
-        c.callee_source, c.a_call_id, c.b_call_id, c.start, c.answer, c.end,
-        c.billable_seconds, c.final_code, c.end_reason, c.end_direction,
-    )  # fmt: skip
-
-
-def _cdr_from_row(row: Sequence[Any]) -> CdrRecord:
-    return CdrRecord(
-        id=row[0], caller=row[1], callee=row[2], caller_contact=row[3], callee_contact=row[4],
-        caller_source=row[5], callee_source=row[6], a_call_id=row[7], b_call_id=row[8],
-        start=row[9], answer=row[10], end=row[11], billable_seconds=row[12],
-        final_code=row[13], end_reason=row[14], end_direction=row[15],
-    )  # fmt: skip
-
-
-# --------------------------------------------------------------------------- migrations
-
-
-def _migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every bundled migration, in order."""
-    folder = resources.files("regswitch.storage").joinpath("schema", "sqlite")
-    found = []
-    for entry in folder.iterdir():
-        m = _MIGRATION_RE.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StorageError(f"SQLite migrations must be numbered 001, 002, ...: {versions}")
-    return found
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a migration into statements (executescript would commit midway)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf
-            buf = ""
-
-
-def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date, one transaction per migration; return the version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version ("
-        "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-    )
-    migrations = _migrations()
-    latest = migrations[-1][0] if migrations else 0
-    for version, name, sql in migrations:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Re-read inside the write lock: another process may have migrated.
-            (current,) = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_version"
-            ).fetchone()
-            if current > latest:
-                raise StorageError(
-                    f"database schema version {current} is newer than this regswitch "
-                    f"supports ({latest}); upgrade regswitch"
-                )
-            if version > current:
-                for stmt in _statements(sql):
-                    conn.execute(stmt)
-                conn.execute(
-                    "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-    return latest
-
-
-# --------------------------------------------------------------------------- writer
-
-
-class _Job:
-    """A write-through unit: binding ops or a function, plus the future to settle."""
-
-    __slots__ = ("error", "fn", "fut", "ops", "result")
-
-    def __init__(
-        self,
-        fut: asyncio.Future[Any] | None,
-        ops: Sequence[BindingOp] | None = None,
-        fn: _Fn | None = None,
-    ) -> None:
-        self.fut = fut
-        self.ops = ops
-        self.fn = fn
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def size(self) -> int:
-        return len(self.ops) if self.ops is not None else 1
-
-
-def _settle(jobs: list[_Job]) -> None:
-    """Runs on the loop: hand each job's outcome to its awaiting coroutine."""
-    for job in jobs:
-        fut = job.fut
-        if fut is None or fut.done():
-            continue  # a flush marker, or the awaiting task was cancelled
-        if job.error is not None:
-            fut.set_exception(job.error)
-        else:
-            fut.set_result(job.result)
-
-
-def _wrap(exc: Exception) -> Exception:
-    if isinstance(exc, sqlite3.Error):
-        err = StorageError(f"SQLite: {exc}")
-        err.__cause__ = exc
-        return err
-    return exc  # a programming error (bad record): keep its own type
-
-
-class _BindingWriter:
-    """Coalesces consecutive binding ops of one batch into executemany calls."""
-
-    __slots__ = ("conn", "kind", "rows")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.kind = ""
-        self.rows: list[tuple[Any, ...]] = []
-
-    def add(self, op: BindingOp) -> None:
-        if op.kind != self.kind:
-            self.flush()
-            self.kind = op.kind
-        if op.kind == "upsert":
-            assert op.record is not None
-            self.rows.append(_binding_row(op.record))
-        else:
-            self.rows.append((op.binding_id,))
-
-    def flush(self) -> None:
-        if self.rows:
-            sql = _BINDING_UPSERT if self.kind == "upsert" else _BINDING_DELETE
-            self.conn.executemany(sql, self.rows)
-            self.rows = []
-
-
-class _Writer:
-    """The writer thread and its two queues (see the module docstring)."""
-
-    def __init__(self, connect: Callable[[], sqlite3.Connection], max_pending: int) -> None:
-        self._connect = connect
-        self.max_pending = max_pending
-        self._cond = threading.Condition(threading.Lock())
-        self._through: deque[_Job] = deque()
-        # EventRecord | CdrRecord rows, or a _Job flush marker.
-        self._behind: deque[object] = deque()
-        self._stopping = False
-        self._dead = False  # the thread has exited: nothing queued now would be run
-        self._thread: threading.Thread | None = None
-        self.broken: BaseException | None = None
-        self.commits = 0
-        self.ops_committed = 0
-        self.last_batch = 0
-        self.max_batch = 0
-        self.write_errors = 0
-        self.commit_seconds = 0.0
-
-    # -- producer side (event loop thread)
-
-    def submit(self, job: _Job) -> None:
-        self.submit_many((job,))
-
-    def submit_many(self, jobs: Sequence[_Job]) -> None:
-        """Queue write-through jobs: one lock round and one wake-up for all."""
-        with self._cond:
-            if self._dead:
-                raise self._dead_error()
-            self._through.extend(jobs)
-            self._cond.notify()
-
-    def submit_behind_many(self, items: Sequence[object]) -> int:
-        """Queue write-behind rows in one lock round; returns how many did not
-        fit (dropped)."""
-        with self._cond:
-            if self._dead:
-                return len(items)
-            room = max(0, self.max_pending - len(self._behind))
-            self._behind.extend(items[:room])
-            self._cond.notify()
-            return max(0, len(items) - room)
-
-    def submit_behind(self, item: object, force: bool = False) -> bool:
-        """Queue a write-behind row; False (not queued) when the queue is full
-        or the writer is gone. `force` (flush markers) ignores the bound."""
-        with self._cond:
-            if self._dead:
-                if force:
-                    raise self._dead_error()
-                return False
-            if not force and len(self._behind) >= self.max_pending:
-                return False
-            self._behind.append(item)
-            self._cond.notify()
-            return True
-
-    @property
-    def dead(self) -> bool:
-        return self._dead
-
-    @property
-    def through_depth(self) -> int:
-        return len(self._through)
-
-    @property
-    def behind_depth(self) -> int:
-        return len(self._behind)
-
-    def start(self, opened: Callable[[BaseException | None], None]) -> None:
-        self._thread = threading.Thread(
-            target=self._main, args=(opened,), name="regswitch-sqlite-writer", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
-
-    def join(self, timeout: float) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    # -- writer thread
-
-    def _main(self, opened: Callable[[BaseException | None], None]) -> None:
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = self._connect()
-            migrate(conn)
-        except BaseException as exc:  # report it to open() instead of dying silently
-            if conn is not None:
-                conn.close()
-            self._dead = True
-            opened(exc)
-            return
-        opened(None)
-        batch: tuple[list[_Job], list[object]] = ([], [])
-        try:
-            while True:
-                through, behind, stop = self._take()
-                batch = (through, behind)
-                if through or behind:
-                    self._write(conn, through, behind)
-                batch = ([], [])
-                if stop:
-                    break
-        except BaseException as exc:  # a bug: never leave coroutines waiting forever
-            log.exception("SQLite writer failed; storage is now unusable")
-            self.broken = exc
-            self._fail_pending()  # first: marks the writer dead before anyone wakes
-            err = self._dead_error()
-            jobs = [*batch[0], *(x for x in batch[1] if isinstance(x, _Job))]
-            for job in jobs:
-                job.error = err
-            self._resolve(jobs, [])
-        finally:
-            conn.close()
-            self._fail_pending()
-
-    def _take(self) -> tuple[list[_Job], list[object], bool]:
-        with self._cond:
-            while not self._through and not self._behind and not self._stopping:
-                self._cond.wait()
-            through = list(self._through)
-            self._through.clear()
-            n = min(len(self._behind), _BEHIND_PER_TX)
-            behind = [self._behind.popleft() for _ in range(n)]
-            stop = self._stopping and not self._through and not self._behind
-        return through, behind, stop
-
-    def _write(self, conn: sqlite3.Connection, through: list[_Job], behind: list[object]) -> None:
-        t0 = time.perf_counter()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            bw = _BindingWriter(conn)
-            for job in through:
-                if job.ops is not None:
-                    for op in job.ops:
-                        bw.add(op)
-                elif job.fn is not None:
-                    bw.flush()
-                    job.result = job.fn(conn)
-            bw.flush()
-            self._write_behind(conn, behind)
-            conn.execute("COMMIT")
-        except Exception:
-            log.warning("SQLite group commit failed; retrying its jobs one by one", exc_info=True)
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._write_one_by_one(conn, through, behind)
-        else:
-            rows = sum(1 for x in behind if not isinstance(x, _Job))
-            ops = sum(j.size() for j in through) + rows
-            self.commits += 1
-            self.ops_committed += ops
-            self.last_batch = ops
-            self.max_batch = max(self.max_batch, ops)
-        self.commit_seconds += time.perf_counter() - t0
-        self._resolve(through, behind)
-
-    def _write_behind(self, conn: sqlite3.Connection, behind: list[object]) -> None:
-        events = [_event_row(x) for x in behind if isinstance(x, EventRecord)]
-        cdrs = [_cdr_row(x) for x in behind if isinstance(x, CdrRecord)]
-        if events:
-            conn.executemany(_EVENT_INSERT, events)
-        if cdrs:
-            conn.executemany(_CDR_INSERT, cdrs)
-
-    def _write_one_by_one(
-        self, conn: sqlite3.Connection, through: list[_Job], behind: list[object]
-    ) -> None:
-        """The slow path after a failed group commit: one transaction again, but a
-        savepoint per job, so a failing job is rolled back alone and reported to
-        its own caller only. If even the commit fails, every job gets that error."""
-        done: list[_Job] = []
-        rows = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in through:
-                conn.execute("SAVEPOINT job")
-                try:
-                    if job.ops is not None:
-                        bw = _BindingWriter(conn)
-                        for op in job.ops:
-                            bw.add(op)
-                        bw.flush()
-                    elif job.fn is not None:
-                        job.result = job.fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    job.error = _wrap(exc)
-                    self.write_errors += 1
-                else:
-                    done.append(job)
-                conn.execute("RELEASE job")
-            for item in behind:
-                if isinstance(item, _Job):
-                    continue
-                conn.execute("SAVEPOINT row")
-                try:
-                    self._write_behind(conn, [item])
-                    rows += 1
-                except Exception:
-                    conn.execute("ROLLBACK TO row")
-                    log.exception("SQLite: dropped a write-behind row that could not be written")
-                    self.write_errors += 1
-                conn.execute("RELEASE row")
-            conn.execute("COMMIT")
-        except Exception as exc:  # the database itself is failing (I/O, full, locked)
-            log.exception("SQLite commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            err = _wrap(exc)
-            for job in through:
-                if job.error is None:  # done, or never reached: nothing was committed
-                    job.error = err
-                    self.write_errors += 1
-            self.write_errors += rows
-            return
-        self.commits += 1
-        self.ops_committed += sum(j.size() for j in done) + rows
-
-    def _resolve(self, through: list[_Job], behind: list[object]) -> None:
-        """Settle the batch's futures with one thread-safe call per loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        for job in itertools.chain(through, (x for x in behind if isinstance(x, _Job))):
-            if job.fut is not None:
-                by_loop.setdefault(job.fut.get_loop(), []).append(job)
-        for loop, jobs in by_loop.items():
-            # RuntimeError: that loop is closed, nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, jobs)
-
-    def _dead_error(self) -> StorageError:
-        if self.broken is not None:
-            return StorageError(f"SQLite writer failed: {self.broken!r}")
-        return StorageClosedError("SQLite writer stopped")
-
-    def _fail_pending(self) -> None:
-        with self._cond:
-            self._dead = True  # under the lock: no submit can slip in after the drain
-            through = list(self._through)
-            self._through.clear()
-            behind = [x for x in self._behind if isinstance(x, _Job)]
-            self.write_errors += len(self._behind) - len(behind)  # rows lost with the writer
-            self._behind.clear()
-        err = self._dead_error()
-        for job in through + behind:
-            job.error = err
-        self._resolve(through + behind, [])
 
 
 # --------------------------------------------------------------------------- stores
@@ -573,13 +83,13 @@ class _Backend:
     def __init__(self, storage: SqliteStorage) -> None:
         self._s = storage
 
-    def check(self) -> _Writer:
+    def check(self) -> Writer:
         return self._s._check_open()
 
     async def write(self, fn: _Fn) -> Any:
         writer = self.check()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        writer.submit(_Job(fut, fn=fn))
+        writer.submit(Job(fut, fn=fn))
         return await fut
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -588,27 +98,27 @@ class _Backend:
 
 class SqliteAccountStore(_Backend):
     async def list_all(self) -> list[Account]:
-        sql = f"SELECT {_ACCOUNT_COLS} FROM accounts ORDER BY aor"
+        sql = f"SELECT {ACCOUNT_COLS} FROM accounts ORDER BY aor"
         # Rows become records on the reader thread, not on the event loop.
-        return await self.read(lambda c: [_account_from_row(r) for r in c.execute(sql)])
+        return await self.read(lambda c: [account_from_row(r) for r in c.execute(sql)])
 
     async def get(self, aor: str) -> Account | None:
         key = normalise_aor(aor)
         row = await self.read(
             lambda c: c.execute(
-                f"SELECT {_ACCOUNT_COLS} FROM accounts WHERE aor = ?", (key,)
+                f"SELECT {ACCOUNT_COLS} FROM accounts WHERE aor = ?", (key,)
             ).fetchone()
         )
-        return _account_from_row(row) if row is not None else None
+        return account_from_row(row) if row is not None else None
 
     async def put(self, account: Account) -> None:
-        row = _account_row(account)
-        await self.write(lambda c: c.execute(_ACCOUNT_UPSERT, row))
+        row = account_row(account)
+        await self.write(lambda c: c.execute(ACCOUNT_UPSERT, row))
 
     async def put_many(self, accounts: Sequence[Account]) -> None:
-        rows = [_account_row(a) for a in accounts]
+        rows = [account_row(a) for a in accounts]
         if rows:
-            await self.write(lambda c: c.executemany(_ACCOUNT_UPSERT, rows))
+            await self.write(lambda c: c.executemany(ACCOUNT_UPSERT, rows))
 
     async def delete(self, aor: str) -> bool:
         key = normalise_aor(aor)
@@ -639,12 +149,12 @@ class SqliteBindingStore(_Backend):
 
     def __init__(self, storage: SqliteStorage) -> None:
         super().__init__(storage)
-        self._queued: list[_Job] = []
+        self._queued: list[Job] = []
         self._handoff: asyncio.Handle | None = None
 
     async def load(self) -> list[BindingRecord]:
-        sql = f"SELECT {_BINDING_COLS} FROM bindings"
-        return await self.read(lambda c: [_binding_from_row(r) for r in c.execute(sql)])
+        sql = f"SELECT {BINDING_COLS} FROM bindings"
+        return await self.read(lambda c: [binding_from_row(r) for r in c.execute(sql)])
 
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         if ops:
@@ -657,7 +167,7 @@ class SqliteBindingStore(_Backend):
             fut.set_result(None)
             return fut
         self.check()
-        self._queued.append(_Job(fut, ops=tuple(ops)))
+        self._queued.append(Job(fut, ops=tuple(ops)))
         if self._handoff is None:
             self._handoff = loop.call_later(BINDING_LINGER, self.hand_off)
         return fut
@@ -715,7 +225,7 @@ class SqliteEventStore(_Backend):
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(flt.limit)
-        return await self.read(lambda c: [_event_from_row(r) for r in c.execute(sql, args)])
+        return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
@@ -745,12 +255,12 @@ class SqliteCdrStore(_Backend):
         if flt.until is not None:
             where.append("start_time < ?")
             args.append(flt.until)
-        sql = f"SELECT {_CDR_COLS} FROM cdrs"
+        sql = f"SELECT {CDR_COLS} FROM cdrs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY start_time DESC, rowid DESC LIMIT ?"
         args.append(flt.limit)
-        return await self.read(lambda c: [_cdr_from_row(r) for r in c.execute(sql, args)])
+        return await self.read(lambda c: [cdr_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
@@ -782,7 +292,7 @@ class SqliteStorage:
         self._synchronous = synchronous.upper()
         self._max_pending = max_pending
         self._busy_ms = int(busy_timeout * 1000)
-        self._writer: _Writer | None = None
+        self._writer: Writer | None = None
         self._state = "closed"  # closed -> open -> closing -> closed
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
@@ -853,7 +363,7 @@ class SqliteStorage:
 
             loop.call_soon_threadsafe(done)
 
-        writer = _Writer(self._connect_writer, self._max_pending)
+        writer = Writer(self._connect_writer, self._max_pending)
         writer.start(report)
         await opened
         self._writer = writer
@@ -882,7 +392,7 @@ class SqliteStorage:
         done: asyncio.Future[Any] = loop.create_future()
         # The marker is settled after everything queued before it committed.
         with contextlib.suppress(StorageError):  # the writer died: nothing more to write
-            writer.submit_behind(_Job(done), force=True)
+            writer.submit_behind(Job(done), force=True)
             await done
         writer.stop()
         await asyncio.to_thread(writer.join, 10.0)
@@ -903,7 +413,7 @@ class SqliteStorage:
 
     # -- internals used by the stores
 
-    def _check_open(self) -> _Writer:
+    def _check_open(self) -> Writer:
         writer = self._writer
         if self._state != "open" or writer is None:
             raise StorageClosedError(f"SQLite storage {self.path} is not open")
@@ -911,7 +421,7 @@ class SqliteStorage:
             raise StorageError(f"SQLite writer failed: {writer.broken!r}")
         return writer
 
-    def _writer_if_open(self) -> _Writer | None:
+    def _writer_if_open(self) -> Writer | None:
         return self._writer if self._state == "open" else None
 
     def _queue_behind(self, item: EventRecord | CdrRecord) -> bool:
@@ -948,7 +458,7 @@ class SqliteStorage:
         self._hand_off_behind()
         writer = self._check_open()
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        writer.submit_behind(_Job(fut), force=True)
+        writer.submit_behind(Job(fut), force=True)
         await fut
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -957,7 +467,7 @@ class SqliteStorage:
         if self._reader is None:
             # ":memory:": the writer's connection is the only view of the data.
             fut: asyncio.Future[T] = loop.create_future()
-            writer.submit(_Job(fut, fn=fn))
+            writer.submit(Job(fut, fn=fn))
             return await fut
 
         def run() -> T:
@@ -966,7 +476,7 @@ class SqliteStorage:
             try:
                 return fn(self._reader_conn)
             except sqlite3.Error as exc:
-                raise _wrap(exc) from exc
+                raise wrap_error(exc) from exc
 
         return await loop.run_in_executor(self._reader, run)
 
