@@ -4,7 +4,6 @@ migrations (numbered files in schema/sqlite/, applied in order)."""
 from __future__ import annotations
 
 import json
-import logging
 import re
 import sqlite3
 import time
@@ -19,8 +18,6 @@ from regswitch.storage.base import (
     EventRecord,
     StorageError,
 )
-
-log = logging.getLogger(__name__)
 
 _MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
