@@ -27,7 +27,10 @@ class Clock:
 
 def account(user: str = "alice", password: str = "pw") -> Account:
     return Account(
-        user=user, domain=REALM, created_at=0.0, updated_at=0.0,
+        user=user,
+        domain=REALM,
+        created_at=0.0,
+        updated_at=0.0,
         ha1_md5=digest.ha1(user, REALM, password, "MD5"),
         ha1_sha256=digest.ha1(user, REALM, password, "SHA-256"),
     )
@@ -55,8 +58,9 @@ def register(authz: str | None = None) -> Request:
 
 
 def answer(ch: Challenge, password: str = "pw", user: str = "alice", nc: int = 1) -> Request:
-    return register(authorization(ch, method="REGISTER", uri=URI, username=user,
-                                  password=password, nc=nc))
+    return register(
+        authorization(ch, method="REGISTER", uri=URI, username=user, password=password, nc=nc)
+    )
 
 
 # -- NonceCounter -------------------------------------------------------------------------

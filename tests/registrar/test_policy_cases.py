@@ -10,21 +10,46 @@ NOW = 1_000_000.0
 OFF = Policy(replace=False, keep_calls=False, max_contacts=1, if_unreachable=False)
 
 
-def binding(contact: str, *, call_id: str, cseq: int = 1, instance: str | None = None,
-            bid: str = "b1") -> Binding:
+def binding(
+    contact: str, *, call_id: str, cseq: int = 1, instance: str | None = None, bid: str = "b1"
+) -> Binding:
     return Binding(
-        id=bid, aor="alice@example.com", contact=contact, transport="udp", source_ip="10.0.0.1",
-        source_port=5060, local_ip="127.0.0.1", local_port=5060, conn_id=0, call_id=call_id,
-        cseq=cseq, expires_at=NOW + 100, instance=instance, reg_id=None, user_agent=None, path=(),
-        registered_at=NOW - 100, refreshed_at=NOW - 100, contact_key=contact,
+        id=bid,
+        aor="alice@example.com",
+        contact=contact,
+        transport="udp",
+        source_ip="10.0.0.1",
+        source_port=5060,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        call_id=call_id,
+        cseq=cseq,
+        expires_at=NOW + 100,
+        instance=instance,
+        reg_id=None,
+        user_agent=None,
+        path=(),
+        registered_at=NOW - 100,
+        refreshed_at=NOW - 100,
+        contact_key=contact,
     )
 
 
 def request(call_id: str, cseq: int) -> RegisterRequest:
     return RegisterRequest(
-        aor="alice@example.com", call_id=call_id, cseq=cseq, transport="udp",
-        source_ip="192.0.2.9", source_port=40000, local_ip="127.0.0.1", local_port=5060,
-        conn_id=0, user_agent=None, path=(), now=NOW,
+        aor="alice@example.com",
+        call_id=call_id,
+        cseq=cseq,
+        transport="udp",
+        source_ip="192.0.2.9",
+        source_port=40000,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        user_agent=None,
+        path=(),
+        now=NOW,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from regswitch.registrar.service import _warn_agent, contact_key
+from regswitch.registrar.contacts import contact_key, warn_agent
 from regswitch.sip.uri import parse_uri
 
 
@@ -35,10 +35,10 @@ def test_contact_key_differs(a: str, b: str) -> None:
 
 
 def test_warn_agent_is_a_hostport() -> None:
-    assert _warn_agent("192.0.2.1", "example.com") == "192.0.2.1"
-    assert _warn_agent("2001:db8::1", "example.com") == "[2001:db8::1]"
-    assert _warn_agent("0.0.0.0", "example.com") == "example.com"
-    assert _warn_agent("::", "example.com") == "example.com"
+    assert warn_agent("192.0.2.1", "example.com") == "192.0.2.1"
+    assert warn_agent("2001:db8::1", "example.com") == "[2001:db8::1]"
+    assert warn_agent("0.0.0.0", "example.com") == "example.com"
+    assert warn_agent("::", "example.com") == "example.com"
 
 
 def test_binding_flow_goes_to_the_contact_unless_behind_nat() -> None:
@@ -80,7 +80,7 @@ def test_binding_flow_goes_to_the_contact_unless_behind_nat() -> None:
 
 
 def test_nat_detection_from_via_and_contact() -> None:
-    from regswitch.registrar.service import _behind_nat
+    from regswitch.registrar.contacts import behind_nat
     from regswitch.sip.flow import Flow
     from regswitch.sip.parse import parse_message
 
@@ -93,7 +93,7 @@ def test_nat_detection_from_via_and_contact() -> None:
             ).encode()
         )
         flow = Flow("udp", source, ("127.0.0.1", 5060))
-        return _behind_nat(request, flow, request.contacts)  # type: ignore[union-attr]
+        return behind_nat(request, flow, request.contacts)  # type: ignore[union-attr]
 
     # the phone's own address is not where it came from: NAT
     assert nat("192.168.1.9:5060", "sip:a@192.168.1.9:5060", ("203.0.113.7", 40000))

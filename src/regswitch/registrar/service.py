@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
-import functools
-import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,6 +28,16 @@ from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.accounts import AccountEntry, Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Binding, Location
+from regswitch.registrar.contacts import (
+    behind_nat,
+    contact_key,
+    contact_line,
+    contact_request,
+    is_ip_literal,
+    quote_safe,
+    source_of,
+    warn_agent,
+)
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.policy import (
     ContactRequest,
@@ -40,9 +48,6 @@ from regswitch.registrar.policy import (
     decide,
 )
 from regswitch.sip.errors import ParseError
-from regswitch.sip.flow import Flow
-from regswitch.sip.headers import Contact
-from regswitch.sip.message import Request
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
 
@@ -54,14 +59,6 @@ FLAP_REASON = "Registration Flapping"
 
 Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
-
-
-def contact_key(uri: URI) -> str:
-    """Comparison form of a contact URI (the parts RFC 3261 §19.1.4 compares)."""
-    transport = uri.params.get("transport")
-    user = unquote(uri.user) if uri.user is not None else ""
-    key = f"{uri.scheme}:{user}@{uri.host.lower()}:{uri.port or ''}"
-    return f"{key};transport={transport.lower()}" if transport else key
 
 
 @dataclass(slots=True)
@@ -186,12 +183,12 @@ class Registrar:
             if not request.headers.get("authorization"):
                 self._challenge(stx, aor.partition("@")[2])
                 return
-            self._auth_failed(stx, aor, ip, _source(flow), "unknown or disabled account")
+            self._auth_failed(stx, aor, ip, source_of(flow), "unknown or disabled account")
             return
         account = entry.account
         if entry.networks and not entry.allows(ip):
             self._auth_failed(
-                stx, aor, ip, _source(flow), f"source {ip} outside the account's allowed networks"
+                stx, aor, ip, source_of(flow), f"source {ip} outside the account's allowed networks"
             )
             return
         # 4. digest (skipped for an IP-only account: networks and no password)
@@ -203,7 +200,7 @@ class Registrar:
                 self._challenge(stx, account.domain, result.stale)
                 return
             if result.outcome == "forbidden":
-                self._auth_failed(stx, aor, ip, _source(flow), result.reason)
+                self._auth_failed(stx, aor, ip, source_of(flow), result.reason)
                 return
 
         # 5. expires per contact
@@ -223,7 +220,7 @@ class Registrar:
                     self.results["interval-too-brief"] += 1
                     stx.respond(423, None, {"Min-Expires": str(minimum)})
                     return
-                wanted.append(_contact_request(contact, min(requested, maximum)))
+                wanted.append(contact_request(contact, min(requested, maximum)))
                 outbound = outbound or contact.reg_id is not None
 
         register = RegisterRequest(
@@ -240,7 +237,7 @@ class Registrar:
             path=tuple(request.headers.values("path")) if "path" in request.headers else (),
             now=now,
             node=self.node,
-            nat=_behind_nat(request, flow, contacts),
+            nat=behind_nat(request, flow, contacts),
         )
         extra: dict[str, str] = {}
         if outbound and "outbound" in (request.headers.get("supported") or ""):
@@ -262,7 +259,7 @@ class Registrar:
         if self.flood.blocked(ip, now):
             self._refuse_blocked(stx)
             return None
-        source = _source(flow)
+        source = source_of(flow)
         aor = self.aor_of(request.from_.uri)
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
@@ -295,7 +292,7 @@ class Registrar:
         host = uri.host.lower()
         if host in self.domains:
             return f"{unquote(uri.user)}@{host}"
-        if host in self.own_hosts or (_is_ip_literal(host) and "*" in self.own_hosts):
+        if host in self.own_hosts or (is_ip_literal(host) and "*" in self.own_hosts):
             return f"{unquote(uri.user)}@{self.default_domain}"
         return None
 
@@ -510,7 +507,7 @@ class Registrar:
         now = self.clock()
         for b in self.location.of(req.aor):
             if b.expires_at > now:
-                headers.add("Contact", _contact_line(b, now))
+                headers.add("Contact", contact_line(b, now))
         for path in req.path:
             headers.add("Path", path)
         headers.add("Date", self._date(now))
@@ -563,12 +560,12 @@ class Registrar:
             retry_after=retry_after,
             flapping=decision.flapping,
         )
-        host = _warn_agent(stx.flow.local[0], self.default_domain)
+        host = warn_agent(stx.flow.local[0], self.default_domain)
         stx.respond(
             status,
             reason,
             {
-                "Warning": f'399 {host} "{_quote_safe(text)}"',
+                "Warning": f'399 {host} "{quote_safe(text)}"',
                 "Retry-After": str(retry_after),
             },
         )
@@ -595,8 +592,8 @@ class Registrar:
             403,
             "Forbidden",
             {
-                "Warning": f"399 {_warn_agent(stx.flow.local[0], self.default_domain)} "
-                f'"{_quote_safe(reason)}"'
+                "Warning": f"399 {warn_agent(stx.flow.local[0], self.default_domain)} "
+                f'"{quote_safe(reason)}"'
             },
         )
 
@@ -677,74 +674,5 @@ class Registrar:
         return len(ops)
 
 
-def _contact_request(contact: Contact, expires: int) -> ContactRequest:
-    return ContactRequest(
-        uri=contact.uri_text,
-        key=contact_key(contact.uri),
-        expires=expires,
-        instance=contact.instance,
-        reg_id=contact.reg_id,
-    )
-
-
-def _contact_line(b: Binding, now: float) -> str:
-    line = f"<{b.contact}>;expires={b.expires_in(now)}"
-    if b.instance:
-        line += f';+sip.instance="{b.instance}"'
-    if b.reg_id:
-        line += f";reg-id={b.reg_id}"
-    return line
-
-
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
     return replace(req, now=now)
-
-
-def _warn_agent(host: str, domain: str) -> str:
-    """The warn-agent of a Warning (RFC 3261 §20.43): a hostport; not a wildcard bind."""
-    if host in ("0.0.0.0", "::", ""):
-        return domain
-    return f"[{host}]" if ":" in host else host
-
-
-def _quote_safe(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
-def _source(flow: Flow) -> str:
-    return f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}"
-
-
-def _behind_nat(request: Request, flow: Flow, contacts: list[Contact]) -> bool:
-    """Is the device behind NAT? (Kamailio's nat_uac_test does the same tests.)
-    Yes when its own idea of its address, the top Via, is not where the
-    REGISTER came from (RFC 3581's reasoning), or when its Contact names a
-    private address on another host than the source. Otherwise the Contact is
-    reachable as written: it may be a registration made for another port or
-    host."""
-    source_ip, source_port = flow.remote
-    via = request.top_via
-    port = via.port or (5061 if via.transport == "TLS" else 5060)
-    if via.host.strip("[]") != source_ip or port != source_port:
-        return True
-    for contact in contacts:
-        host = contact.uri.host.strip("[]")
-        if host != source_ip and _private(host):
-            return True
-    return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _private(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_private
-    except ValueError:
-        return False  # a name
