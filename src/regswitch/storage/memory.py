@@ -189,41 +189,21 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         self._life = _Lifecycle()
-        self._accounts = MemoryAccountStore(self._life)
-        self._params = MemoryParamStore(self._life)
-        self._bindings = MemoryBindingStore(self._life)
-        self._events = MemoryEventStore(self._life)
-        self._cdrs = MemoryCdrStore(self._life)
-
-    @property
-    def accounts(self) -> MemoryAccountStore:
-        return self._accounts
-
-    @property
-    def params(self) -> MemoryParamStore:
-        return self._params
-
-    @property
-    def bindings(self) -> MemoryBindingStore:
-        return self._bindings
-
-    @property
-    def events(self) -> MemoryEventStore:
-        return self._events
-
-    @property
-    def cdrs(self) -> MemoryCdrStore:
-        return self._cdrs
+        self.accounts = MemoryAccountStore(self._life)
+        self.params = MemoryParamStore(self._life)
+        self.bindings = MemoryBindingStore(self._life)
+        self.events = MemoryEventStore(self._life)
+        self.cdrs = MemoryCdrStore(self._life)
 
     @property
     def stats(self) -> Mapping[str, float]:
-        commits = self._bindings.commits
-        ops = self._bindings.ops_committed
+        commits = self.bindings.commits
+        ops = self.bindings.ops_committed
         return {
             "write_behind_depth": 0,
             "write_through_depth": 0,
-            "events_dropped": self._events.dropped,
-            "cdrs_dropped": self._cdrs.dropped,
+            "events_dropped": self.events.dropped,
+            "cdrs_dropped": self.cdrs.dropped,
             "commits": commits,
             "ops_committed": ops,
             "ops_per_commit": ops / commits if commits else 0.0,

@@ -296,33 +296,13 @@ class SqliteStorage:
         self._state = "closed"  # closed -> open -> closing -> closed
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
-        self._accounts = SqliteAccountStore(self)
-        self._params = SqliteParamStore(self)
-        self._bindings = SqliteBindingStore(self)
-        self._events = SqliteEventStore(self)
-        self._cdrs = SqliteCdrStore(self)
+        self.accounts = SqliteAccountStore(self)
+        self.params = SqliteParamStore(self)
+        self.bindings = SqliteBindingStore(self)
+        self.events = SqliteEventStore(self)
+        self.cdrs = SqliteCdrStore(self)
         self._behind_buf: list[object] = []
         self._behind_handle: asyncio.TimerHandle | None = None
-
-    @property
-    def accounts(self) -> SqliteAccountStore:
-        return self._accounts
-
-    @property
-    def params(self) -> SqliteParamStore:
-        return self._params
-
-    @property
-    def bindings(self) -> SqliteBindingStore:
-        return self._bindings
-
-    @property
-    def events(self) -> SqliteEventStore:
-        return self._events
-
-    @property
-    def cdrs(self) -> SqliteCdrStore:
-        return self._cdrs
 
     @property
     def stats(self) -> Mapping[str, float]:
@@ -333,8 +313,8 @@ class SqliteStorage:
             "write_behind_depth": (w.behind_depth if w else 0) + len(self._behind_buf),
             "write_through_depth": w.through_depth if w else 0,
             "write_behind_capacity": self._max_pending,
-            "events_dropped": self._events.dropped,
-            "cdrs_dropped": self._cdrs.dropped,
+            "events_dropped": self.events.dropped,
+            "cdrs_dropped": self.cdrs.dropped,
             "commits": commits,
             "ops_committed": ops,
             "ops_per_commit": ops / commits if commits else 0.0,
@@ -374,7 +354,7 @@ class SqliteStorage:
             (last,) = await self._read(
                 lambda c: c.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()
             )
-            self._events.start_ids_after(last)
+            self.events.start_ids_after(last)
         except BaseException:
             await self.close()
             raise
@@ -383,7 +363,7 @@ class SqliteStorage:
         """Write everything queued, then stop the threads. Idempotent."""
         if self._state != "open":
             return
-        self._bindings.hand_off()  # what this loop turn queued goes first
+        self.bindings.hand_off()  # what this loop turn queued goes first
         self._hand_off_behind()
         self._state = "closing"
         writer = self._writer
@@ -451,8 +431,8 @@ class SqliteStorage:
         writer = self._writer
         if items and writer is not None:
             lost = items[len(items) - writer.submit_behind_many(items) :]
-            self._events.dropped += sum(1 for x in lost if isinstance(x, EventRecord))
-            self._cdrs.dropped += sum(1 for x in lost if isinstance(x, CdrRecord))
+            self.events.dropped += sum(1 for x in lost if isinstance(x, EventRecord))
+            self.cdrs.dropped += sum(1 for x in lost if isinstance(x, CdrRecord))
 
     async def _flush_behind(self) -> None:
         self._hand_off_behind()
