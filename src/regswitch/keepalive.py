@@ -9,7 +9,6 @@ pinhole open but prove nothing, so only OPTIONS moves reachability.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.params import Params
+from regswitch.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.message import Headers, Request
@@ -50,18 +50,15 @@ class Keepalive:
         location.on_add.append(self.watch)
         self._awaiting: dict[str, bool] = {}  # binding id -> an OPTIONS is unanswered
         self._nat_cache: dict[str, tuple[str, str, bool]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(1.0, self.tick, "keepalive")
         self.sent = 0
         self.replies = 0
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._periodic.stop()
 
     # --- reachability -------------------------------------------------------------
     def mark(self, binding: Binding, reachable: bool) -> None:
@@ -165,14 +162,6 @@ class Keepalive:
         payload = b"\r\n\r\n" if message.upper() == "CRLF" else message.encode("utf-8", "replace")
         self.sent += 1
         self.endpoint.send_raw(payload, binding.flow)
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                self.tick()
-            except Exception:
-                log.exception("keepalive pass failed")
 
     def watch(self, binding: Binding) -> None:
         """A new binding: its first keepalive is due one period from now."""

@@ -10,7 +10,6 @@ waits, and while it does, later REGISTERs of that account queue behind it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import logging
 from collections import Counter
@@ -23,6 +22,7 @@ from regswitch import events as ev
 from regswitch.endpoint import ServerTransaction
 from regswitch.events import EventBus
 from regswitch.params import Params
+from regswitch.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.accounts import AccountEntry, Accounts
@@ -110,7 +110,8 @@ class Registrar:
         self.results: Counter[str] = Counter()
         self._turns: dict[str, list[_Pending]] = {}
         self._date_cache: tuple[int, str] = (0, "")
-        self._expiry_task: asyncio.Task[None] | None = None
+        # within a second of expiry (SPEC §3.5): checked four times a second
+        self._expirer = Periodic(0.25, self.expire_due, "expiry")
         # the loop holds tasks weakly: running probes are kept here until done
         self._probes: set[asyncio.Task[None]] = set()
 
@@ -136,13 +137,10 @@ class Registrar:
         return len(self.location)
 
     def start(self) -> None:
-        self._expiry_task = asyncio.get_running_loop().create_task(self._expire_loop())
+        self._expirer.start()
 
     async def stop(self) -> None:
-        if self._expiry_task is not None:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+        await self._expirer.stop()
 
     # --- REGISTER -----------------------------------------------------------------
     def handle(self, stx: ServerTransaction) -> None:
@@ -641,14 +639,6 @@ class Registrar:
         return {"id": binding.id, "account": binding.aor, "kicked": kick, "calls_ended": ended}
 
     # --- expiry -------------------------------------------------------------------
-    async def _expire_loop(self) -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            try:
-                await self.expire_due()
-            except Exception:
-                log.exception("expiry pass failed")
-
     async def expire_due(self) -> int:
         now = self.clock()
         ops: list[BindingOp] = []
