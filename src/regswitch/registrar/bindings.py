@@ -12,31 +12,11 @@ from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import BindingRecord
 
 
-@dataclass(slots=True)
-class Binding:
-    """One registered contact of an account. Times are wall-clock epochs."""
+@dataclass(slots=True, kw_only=True)
+class Binding(BindingRecord):
+    """One registered contact of an account, live: the stored fields
+    (BindingRecord; times are wall-clock epochs) plus what only memory needs."""
 
-    id: str
-    aor: str
-    contact: str
-    transport: str
-    source_ip: str
-    source_port: int
-    local_ip: str
-    local_port: int
-    conn_id: int
-    call_id: str
-    cseq: int
-    expires_at: float
-    instance: str | None
-    reg_id: str | None
-    user_agent: str | None
-    path: tuple[str, ...]
-    registered_at: float
-    refreshed_at: float
-    reachable: bool = True
-    node: str = ""
-    nat: bool = True
     # not stored: derived or runtime state
     contact_key: str = ""
     missed_keepalives: int = 0
