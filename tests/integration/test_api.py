@@ -247,3 +247,40 @@ def test_clearing_the_password_makes_an_ip_only_account(server: RunningServer) -
 
 def test_health_names_the_served_domains(server: RunningServer) -> None:
     assert server.api.get("/healthz").json()["domains"] == [DOMAIN]
+
+
+def test_registrations_page_with_total_count(server: RunningServer) -> None:
+    import socket
+
+    server.api.post(
+        "/api/accounts/import",
+        json={
+            "accounts": [
+                {"user": f"u{i}", "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]}
+                for i in range(5)
+            ]
+        },
+    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    port = sock.getsockname()[1]
+    for i in range(5):
+        sock.sendto(
+            (
+                f"REGISTER sip:{DOMAIN} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bKp{i}\r\n"
+                f"From: <sip:u{i}@{DOMAIN}>;tag={i}\r\nTo: <sip:u{i}@{DOMAIN}>\r\n"
+                f"Call-ID: page{i}\r\nCSeq: 1 REGISTER\r\n"
+                f"Contact: <sip:u{i}@127.0.0.1:{port}>\r\nContent-Length: 0\r\n\r\n"
+            ).encode(),
+            server.udp,
+        )
+        assert sock.recv(65535).startswith(b"SIP/2.0 200")
+    sock.close()
+    everything = server.api.get("/api/registrations")
+    assert everything.headers["X-Total-Count"] == "5" and len(everything.json()) == 5
+    page = server.api.get("/api/registrations", params={"limit": 2, "offset": 3})
+    assert [r["account"] for r in page.json()] == [f"u3@{DOMAIN}", f"u4@{DOMAIN}"]
+    assert page.headers["X-Total-Count"] == "5"
+    assert server.api.get("/api/registrations", params={"limit": 0}).status_code == 422

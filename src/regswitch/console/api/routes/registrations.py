@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Response
 
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
@@ -15,11 +15,21 @@ router = APIRouter(prefix="/api/registrations", tags=["registrations"])
 
 @router.get("")
 async def list_registrations(
-    switch: SwitchDep, account: str | None = None, ip: str | None = None
+    switch: SwitchDep,
+    response: Response,
+    account: str | None = None,
+    ip: str | None = None,
+    limit: int | None = Query(None, ge=1, le=100_000, description="page size (all when absent)"),
+    offset: int = Query(0, ge=0),
 ) -> list[dict[str, Any]]:
+    """Current registrations ordered by account, then age; `X-Total-Count`
+    gives the number before paging."""
     now = switch.clock()
     items = switch.registrar.list(normalise_aor(account) if account else None, ip)
-    return [b.view(now) for b in sorted(items, key=lambda b: (b.aor, b.registered_at))]
+    items.sort(key=lambda b: (b.aor, b.registered_at))
+    response.headers["X-Total-Count"] = str(len(items))
+    page = items[offset : offset + limit] if limit is not None else items[offset:]
+    return [b.view(now) for b in page]
 
 
 @router.get("/{binding_id}")
