@@ -64,8 +64,10 @@ class ServerTransaction:
                 response.headers.add(name, value)
         self.send(response)
 
-    def send(self, response: Response) -> None:
-        self.endpoint.respond(self.tx_id, response)
+    def send(self, response: Response, *, forget: bool = False) -> None:
+        """Send it; `forget` keeps no transaction state after a final
+        non-INVITE response (see TransactionLayer.respond)."""
+        self.endpoint.respond(self.tx_id, response, forget=forget)
 
 
 RequestHandler = Callable[[ServerTransaction], None]
@@ -140,11 +142,11 @@ class Endpoint:
         self.pump()
 
     # --- output -------------------------------------------------------------------
-    def respond(self, tx_id: str, response: Response) -> None:
+    def respond(self, tx_id: str, response: Response, *, forget: bool = False) -> None:
         counts = self.stats.responses_sent
         counts[response.status] = counts.get(response.status, 0) + 1
         try:
-            self.tx.respond(tx_id, response, self.loop.time())
+            self.tx.respond(tx_id, response, self.loop.time(), forget=forget)
         except LocalProtocolError as exc:
             log.debug("response to a finished transaction dropped: %s", exc)
         self.pump()

@@ -274,6 +274,28 @@ def test_retransmission_after_final_is_answered_at_its_own_source() -> None:
     assert layer.outgoing() == [(ok, moved)]
 
 
+def test_forget_keeps_no_state_after_a_final_non_invite_response() -> None:
+    layer = make_layer()
+    data = sip_request_bytes("REGISTER")
+    event = new_request(layer, data)
+    layer.respond(event.tx_id, response_for(event.request, 401, to_tag="t"), 0.0, forget=True)
+    [(challenge, _)] = responses(layer)
+    assert challenge.status == 401 and layer.server_transactions == 0
+    # a retransmission is a new request now: the TU answers it again
+    again = new_request(layer, data)
+    assert again.tx_id == event.tx_id and layer.stats.retransmissions_absorbed == 0
+    layer.respond(again.tx_id, response_for(again.request, 401, to_tag="u"), 0.1)
+    assert layer.server_transactions == 1  # without forget it lingers for Timer J
+
+
+def test_forget_does_not_end_an_invite_transaction() -> None:
+    layer = make_layer()
+    event = new_request(layer, sip_request_bytes("INVITE"))
+    layer.outgoing()  # the 100 Trying
+    layer.respond(event.tx_id, response_for(event.request, 486, to_tag="t"), 0.0, forget=True)
+    assert layer.server_transactions == 1  # it still waits for the ACK (Timer H)
+
+
 # ------------------------------------------------------------ client side
 
 

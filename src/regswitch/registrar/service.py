@@ -576,7 +576,9 @@ class Registrar:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.auth.challenges(realm, stale):
             response.headers.add(name, value)
-        stx.send(response)
+        # a challenge keeps no state (as Kamailio's www_challenge): a lost 401
+        # costs the phone one retransmission, answered with a fresh challenge
+        stx.send(response, forget=not proxy)
 
     def _auth_failed(
         self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str

@@ -390,12 +390,20 @@ class TransactionLayer:
 
     # ----------------------------------------------------------- TU commands
 
-    def respond(self, tx_id: str, response: Response, now: float) -> None:
-        """Send `response` through server transaction `tx_id`."""
+    def respond(self, tx_id: str, response: Response, now: float, *, forget: bool = False) -> None:
+        """Send `response` through server transaction `tx_id`.
+
+        `forget` ends a non-INVITE transaction with its final response instead
+        of keeping it for Timer J: a retransmitted request is then a new
+        request and is answered again (what a stateless challenge wants: no
+        state is kept for REGISTERs that may never come back).
+        """
         tx = self._server.get(tx_id)
         if tx is None or tx.state is State.TERMINATED:
             raise LocalProtocolError(f"no server transaction {tx_id!r}")
         self._respond_tx(tx, response, now)
+        if forget and not tx.invite and response.status >= 200:
+            self._a_terminate(tx, None, None, now)
 
     def _respond_tx(self, tx: ServerTransaction, response: Response, now: float) -> None:
         entry = tx.table.get((tx.state, response_input(response.status)))
