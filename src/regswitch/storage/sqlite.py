@@ -203,32 +203,37 @@ class SqliteEventStore(_Backend):
         return record
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.type is not None:
-            where.append("type = ?")
-            args.append(flt.type)
-        if flt.types:
-            where.append(f"type IN ({', '.join('?' for _ in flt.types)})")
-            args.extend(flt.types)
-        if flt.account is not None:
-            where.append("account = ?")
-            args.append(flt.account)
-        if flt.after_id is not None:
-            where.append("id > ?")
-            args.append(flt.after_id)
-        if flt.before_id is not None:
-            where.append("id < ?")
-            args.append(flt.before_id)
-        sql = "SELECT id, time, type, account, source, details FROM events"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(flt.limit)
+        sql, args = _select(
+            "SELECT id, time, type, account, source, details FROM events",
+            [
+                ("type = ?", [flt.type]),
+                (f"type IN ({', '.join('?' for _ in flt.types)})", list(flt.types)),
+                ("account = ?", [flt.account]),
+                ("id > ?", [flt.after_id]),
+                ("id < ?", [flt.before_id]),
+            ],
+            "id DESC",
+            flt.limit,
+        )
         return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
+
+
+def _select(
+    base: str, conditions: list[tuple[str, list[Any]]], order: str, limit: int
+) -> tuple[str, list[Any]]:
+    """`base WHERE ... ORDER BY order LIMIT ?` with the conditions whose
+    arguments were given (a filter field left as None, or empty, drops out)."""
+    where: list[str] = []
+    args: list[Any] = []
+    for clause, values in conditions:
+        if values and all(v is not None for v in values):
+            where.append(clause)
+            args.extend(values)
+    sql = base + (" WHERE " + " AND ".join(where) if where else "")
+    return f"{sql} ORDER BY {order} LIMIT ?", [*args, limit]
 
 
 class SqliteCdrStore(_Backend):
@@ -241,25 +246,17 @@ class SqliteCdrStore(_Backend):
             self.dropped += 1
 
     async def query(self, flt: CdrFilter) -> list[CdrRecord]:
-        where: list[str] = []
-        args: list[Any] = []
-        if flt.account is not None:
-            where.append("(caller = ? OR callee = ?)")
-            args += [flt.account, flt.account]
-        if flt.reason is not None:
-            where.append("end_reason = ?")
-            args.append(flt.reason)
-        if flt.since is not None:
-            where.append("start_time >= ?")
-            args.append(flt.since)
-        if flt.until is not None:
-            where.append("start_time < ?")
-            args.append(flt.until)
-        sql = f"SELECT {CDR_COLS} FROM cdrs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY start_time DESC, rowid DESC LIMIT ?"
-        args.append(flt.limit)
+        sql, args = _select(
+            f"SELECT {CDR_COLS} FROM cdrs",
+            [
+                ("(caller = ? OR callee = ?)", [flt.account, flt.account]),
+                ("end_reason = ?", [flt.reason]),
+                ("start_time >= ?", [flt.since]),
+                ("start_time < ?", [flt.until]),
+            ],
+            "start_time DESC, rowid DESC",
+            flt.limit,
+        )
         return await self.read(lambda c: [cdr_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
