@@ -9,6 +9,7 @@ from regswitch.keepalive import Keepalive
 from regswitch.params import Params
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.storage.base import EventRecord, NewEvent
+from support.builders import make_binding
 
 
 class Clock:
@@ -45,25 +46,8 @@ class FakeEndpoint:
 
 
 def binding(binding_id: str, contact: str, source_port: int) -> Binding:
-    return Binding(
-        id=binding_id,
-        aor="a@d",
-        contact=contact,
-        transport="udp",
-        source_ip="127.0.0.1",
-        source_port=source_port,
-        local_ip="127.0.0.1",
-        local_port=5060,
-        conn_id=0,
-        call_id="c",
-        cseq=1,
-        expires_at=9e9,
-        instance=None,
-        reg_id=None,
-        user_agent=None,
-        path=(),
-        registered_at=1.0,
-        refreshed_at=1.0,
+    return make_binding(
+        id=binding_id, aor="a@d", contact=contact, source_ip="127.0.0.1", source_port=source_port
     )
 
 

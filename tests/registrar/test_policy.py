@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 from regswitch.registrar.bindings import Binding
 from regswitch.registrar.policy import (
@@ -11,6 +12,7 @@ from regswitch.registrar.policy import (
     RegisterRequest,
     decide,
 )
+from support.builders import make_binding
 
 NOW = 1_000_000.0
 _ids = itertools.count(1)
@@ -22,37 +24,21 @@ OFF = Policy(replace=False, keep_calls=False, max_contacts=1, if_unreachable=Tru
 def binding(
     contact: str = "sip:a@10.0.0.1:5060",
     *,
-    call_id: str = "c1",
-    cseq: int = 1,
     ip: str = "10.0.0.1",
     port: int = 5060,
-    instance: str | None = None,
-    reg_id: str | None = None,
     registered_at: float = NOW - 100,
     expires_at: float = NOW + 100,
-    reachable: bool = True,
+    **fields: Any,
 ) -> Binding:
-    return Binding(
+    return make_binding(
         id=f"b{next(_ids)}",
-        aor="alice@example.com",
         contact=contact,
-        transport="udp",
         source_ip=ip,
         source_port=port,
-        local_ip="127.0.0.1",
-        local_port=5060,
-        conn_id=0,
-        call_id=call_id,
-        cseq=cseq,
-        expires_at=expires_at,
-        instance=instance,
-        reg_id=reg_id,
-        user_agent=None,
-        path=(),
         registered_at=registered_at,
         refreshed_at=registered_at,
-        reachable=reachable,
-        contact_key=contact,
+        expires_at=expires_at,
+        **fields,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from regswitch.registrar.bindings import Binding
 from regswitch.registrar.policy import ContactRequest, Policy, RegisterRequest, decide
+from support.builders import make_binding
 
 NOW = 1_000_000.0
 OFF = Policy(replace=False, keep_calls=False, max_contacts=1, if_unreachable=False)
@@ -13,26 +14,15 @@ OFF = Policy(replace=False, keep_calls=False, max_contacts=1, if_unreachable=Fal
 def binding(
     contact: str, *, call_id: str, cseq: int = 1, instance: str | None = None, bid: str = "b1"
 ) -> Binding:
-    return Binding(
+    return make_binding(
         id=bid,
-        aor="alice@example.com",
         contact=contact,
-        transport="udp",
-        source_ip="10.0.0.1",
-        source_port=5060,
-        local_ip="127.0.0.1",
-        local_port=5060,
-        conn_id=0,
         call_id=call_id,
         cseq=cseq,
-        expires_at=NOW + 100,
         instance=instance,
-        reg_id=None,
-        user_agent=None,
-        path=(),
+        expires_at=NOW + 100,
         registered_at=NOW - 100,
         refreshed_at=NOW - 100,
-        contact_key=contact,
     )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from regswitch.registrar.bindings import Binding
 from regswitch.registrar.contacts import contact_key, warn_agent
 from regswitch.sip.uri import parse_uri
+from support.builders import make_binding
 
 
 @pytest.mark.parametrize(
@@ -42,29 +44,14 @@ def test_warn_agent_is_a_hostport() -> None:
 
 
 def test_binding_flow_goes_to_the_contact_unless_behind_nat() -> None:
-    from regswitch.registrar.bindings import Binding
-
     def binding(contact: str, nat: bool, transport: str = "udp") -> Binding:
-        return Binding(
-            id="b",
-            aor="a@d",
+        return make_binding(
             contact=contact,
+            nat=nat,
             transport=transport,
             source_ip="127.0.0.1",
             source_port=5071,
-            local_ip="127.0.0.1",
-            local_port=5060,
             conn_id=7,
-            call_id="c",
-            cseq=1,
-            expires_at=9e9,
-            instance=None,
-            reg_id=None,
-            user_agent=None,
-            path=(),
-            registered_at=1.0,
-            refreshed_at=1.0,
-            nat=nat,
         )
 
     # registered on behalf of a device on another port (SIPp's register_contact)
