@@ -28,11 +28,21 @@ from support.sipp import SippProcess, SippResult, SippRunner, free_port
 DOMAIN = "regswitch.local"
 LOOPBACK = ["127.0.0.0/8"]
 REASONS = {
-    200: "OK", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
-    480: "Temporarily Unavailable", 486: "Busy Here", 487: "Request Terminated",
+    200: "OK",
+    403: "Forbidden",
+    404: "Not Found",
+    408: "Request Timeout",
+    480: "Temporarily Unavailable",
+    486: "Busy Here",
+    487: "Request Terminated",
     603: "Decline",
 }
 _CALL_ID = re.compile(r"(?im)^(?:call-id|i)[ \t]*:[ \t]*(\S+)[ \t]*\r?$")
+
+
+def user(aor: str) -> str:
+    """The user part of `user@domain`."""
+    return aor.partition("@")[0]
 
 
 def unique(name: str) -> str:
@@ -139,6 +149,7 @@ def call_ids(proc: SippProcess | SippResult) -> set[str]:
 
 def wait_trace(proc: SippProcess, needle: str, timeout: float = 10.0) -> None:
     """Wait until SIPp's message trace contains `needle` (e.g. 'SIP/2.0 180')."""
+
     def probe() -> bool:
         try:
             return needle in proc.messages_path.read_text(errors="replace")
@@ -160,25 +171,54 @@ class Devices:
         """Register `user` from `port` (a new free one by default); returns the port."""
         port = port or free_port()
         self.sipp.run(
-            scenario("call_register", code), self.target, local_port=port, calls=1, timeout=10,
+            scenario("call_register", code),
+            self.target,
+            local_port=port,
+            calls=1,
+            timeout=10,
             extra=["-s", user],
         ).check(1)
         return port
 
-    def device(self, name: str, port: int, *, code: int | None = None, pause_ms: int = 0,
-               timeout: float = 25) -> SippProcess:
+    def device(
+        self,
+        name: str,
+        port: int,
+        *,
+        code: int | None = None,
+        pause_ms: int = 0,
+        timeout: float = 25,
+    ) -> SippProcess:
         """Start a callee device's scenario (tests/sipp/<name>.xml) on `port`, in the background."""
         return self.sipp.start(
-            scenario(name, code), None, local_port=port, calls=1, timeout=timeout,
+            scenario(name, code),
+            None,
+            local_port=port,
+            calls=1,
+            timeout=timeout,
             extra=["-d", str(pause_ms)],
         )
 
-    def caller(self, name: str, caller: str, callee: str, *, port: int | None = None,
-               code: int | None = None, pause_ms: int = 0, timeout: float = 25) -> SippProcess:
+    def caller(
+        self,
+        name: str,
+        caller: str,
+        callee: str,
+        *,
+        port: int | None = None,
+        code: int | None = None,
+        pause_ms: int = 0,
+        timeout: float = 25,
+    ) -> SippProcess:
         """Start a caller (tests/sipp/<name>.xml) calling `callee`, in the background."""
         return self.sipp.start(
-            scenario(name, code), self.target, local_port=port or 0, calls=1, timeout=timeout,
-            keys={"caller": caller}, extra=["-s", callee, "-d", str(pause_ms)],
+            scenario(name, code),
+            self.target,
+            local_port=port or 0,
+            calls=1,
+            timeout=timeout,
+            keys={"caller": caller},
+            extra=["-s", callee, "-d", str(pause_ms)],
         )
 
 

@@ -8,26 +8,12 @@ from collections.abc import Callable
 
 import pytest
 
-from calls.harness import Api, Devices, check_cdr, unique
+from calls.harness import Api, Devices, check_cdr, unique, user
 from support.server import RunningServer
 from support.sipp import SippRunner
 
 ServerFactory = Callable[..., RunningServer]
 pytestmark = [pytest.mark.integration, pytest.mark.sipp, pytest.mark.timeout(60)]
-
-
-def user(aor: str) -> str:
-    return aor.partition("@")[0]
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Api:
-    return Api(server)
-
-
-@pytest.fixture
-def devs(sipp: SippRunner, server: RunningServer) -> Devices:
-    return Devices(sipp, server)
 
 
 def test_answered_call_hung_up_by_caller(api: Api, devs: Devices) -> None:
@@ -38,9 +24,20 @@ def test_answered_call_hung_up_by_caller(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)  # got the caller's offer unchanged, then the BYE
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b,
-              min_seconds=0.25)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+        min_seconds=0.25,
+    )
     assert api.cdrs(bob) == [cdr]  # the callee's account finds the same record
     api.wait_no_calls()
 
@@ -53,9 +50,20 @@ def test_answered_call_hung_up_by_callee(api: Api, devs: Devices) -> None:
     b = callee.wait().check(1)
     a = caller.wait().check(1)  # the callee's BYE reached the caller
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200,
-              answered=True, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b,
-              min_seconds=0.25)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="callee",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+        min_seconds=0.25,
+    )
 
 
 def test_busy_callee_486_reaches_the_caller(api: Api, devs: Devices) -> None:
@@ -66,8 +74,19 @@ def test_busy_callee_486_reaches_the_caller(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)  # and the switch ACKed the 486
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="busy", direction="callee", code=486,
-              answered=False, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="busy",
+        direction="callee",
+        code=486,
+        answered=False,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
 
 
 def test_decline_603_is_rejected(api: Api, devs: Devices) -> None:
@@ -90,8 +109,19 @@ def test_caller_cancel_487(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="cancelled", direction="caller", code=487,
-              answered=False, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="cancelled",
+        direction="caller",
+        code=487,
+        answered=False,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
 
 
 def test_callee_not_registered_480(api: Api, devs: Devices) -> None:
@@ -99,8 +129,17 @@ def test_callee_not_registered_480(api: Api, devs: Devices) -> None:
     caller = devs.caller("call_uac_fail", user(alice), user(bob), code=480)
     a = caller.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="not-registered", direction="system",
-              code=480, answered=False, caller_port=caller.port, a_leg=a)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="not-registered",
+        direction="system",
+        code=480,
+        answered=False,
+        caller_port=caller.port,
+        a_leg=a,
+    )
     assert cdr["callee_contact"] is None and cdr["callee_source"] is None
     assert cdr["b_call_id"] is None
 
@@ -111,8 +150,17 @@ def test_unknown_callee_404(api: Api, devs: Devices) -> None:
     caller = devs.caller("call_uac_fail", user(alice), ghost, code=404)
     a = caller.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=f"{ghost}@regswitch.local", reason="rejected",
-              direction="system", code=404, answered=False, caller_port=caller.port, a_leg=a)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=f"{ghost}@regswitch.local",
+        reason="rejected",
+        direction="system",
+        code=404,
+        answered=False,
+        caller_port=caller.port,
+        a_leg=a,
+    )
     assert cdr["b_call_id"] is None
 
 
@@ -124,8 +172,19 @@ def test_reinvite_carried_both_ways(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
 
 
 def test_fork_to_two_devices_first_answer_wins_other_cancelled(api: Api, devs: Devices) -> None:
@@ -141,8 +200,19 @@ def test_fork_to_two_devices_first_answer_wins_other_cancelled(api: Api, devs: D
     w = winner.wait().check(1)
     loser.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=port1, a_leg=a, b_leg=w)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=port1,
+        a_leg=a,
+        b_leg=w,
+    )
 
 
 def test_no_answer_timeout_408(server_factory: ServerFactory, sipp: SippRunner) -> None:
@@ -155,8 +225,19 @@ def test_no_answer_timeout_408(server_factory: ServerFactory, sipp: SippRunner) 
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="no-answer", direction="system", code=408,
-              answered=False, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="no-answer",
+        direction="system",
+        code=408,
+        answered=False,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert cdr["end"] - cdr["start"] >= 0.95, cdr
 
 
@@ -170,7 +251,18 @@ def test_max_call_duration_ends_the_call(server_factory: ServerFactory, sipp: Si
     a = caller.wait().check(1)  # BYE to both parties
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="timeout", direction="system", code=200,
-              answered=True, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b,
-              min_seconds=0.95)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="timeout",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+        min_seconds=0.95,
+    )
     assert cdr["end"] - cdr["answer"] < 3, cdr

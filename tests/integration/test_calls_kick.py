@@ -17,25 +17,9 @@ from typing import Any
 
 import pytest
 
-from calls.harness import Api, Devices, check_cdr, contact, source, unique, wait_trace
-from support.server import RunningServer
-from support.sipp import SippRunner
+from calls.harness import Api, Devices, check_cdr, contact, source, unique, user, wait_trace
 
 pytestmark = [pytest.mark.integration, pytest.mark.sipp, pytest.mark.timeout(60)]
-
-
-def user(aor: str) -> str:
-    return aor.partition("@")[0]
-
-
-@pytest.fixture
-def api(server: RunningServer) -> Api:
-    return Api(server)
-
-
-@pytest.fixture
-def devs(sipp: SippRunner, server: RunningServer) -> Devices:
-    return Devices(sipp, server)
 
 
 def only_event(api: Api, type: str, aor: str) -> dict[str, Any]:
@@ -58,14 +42,26 @@ def test_answered_call_kicked_by_new_callee_device(api: Api, devs: Devices) -> N
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
     assert cdr["id"] == call["id"]
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-replaced", direction="system",
-              code=200, answered=True, caller_port=caller.port, callee_port=old_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-replaced",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=old_port,
+        a_leg=a,
+        b_leg=b,
+    )
     event = only_event(api, "replaced", bob)
     assert event["calls_ended"] == [call["id"]]
     assert event["kicked"] is True
-    assert (event["old_contact"], event["old_source"]) == (contact(user(bob), old_port),
-                                                           source(old_port))
+    assert (event["old_contact"], event["old_source"]) == (
+        contact(user(bob), old_port),
+        source(old_port),
+    )
     assert event["new_source"] == source(new_port)
     assert [r["source_port"] for r in api.registrations(bob)] == [new_port]
     api.wait_no_calls()
@@ -91,9 +87,19 @@ def test_answered_call_kicked_by_new_caller_device(api: Api, devs: Devices) -> N
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-replaced", direction="system",
-              code=200, answered=True, caller_port=alice_port, callee_port=bob_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-replaced",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=alice_port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert only_event(api, "replaced", alice)["calls_ended"] == [call["id"]]
 
 
@@ -109,9 +115,19 @@ def test_ringing_call_kicked_cancel_to_device_480_to_caller(api: Api, devs: Devi
     b = callee.wait().check(1)  # CANCEL -> 200, 487 -> ACK
     a = caller.wait().check(1)  # 480
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-replaced", direction="system",
-              code=480, answered=False, caller_port=caller.port, callee_port=old_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-replaced",
+        direction="system",
+        code=480,
+        answered=False,
+        caller_port=caller.port,
+        callee_port=old_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert only_event(api, "replaced", bob)["calls_ended"] == [call["id"]]
 
 
@@ -130,9 +146,19 @@ def test_outgoing_unanswered_call_kicked_cancel_to_callee_487_to_device(
     b = callee.wait().check(1)  # CANCEL toward the callee
     a = caller.wait().check(1)  # 487 toward the device
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-replaced", direction="system",
-              code=487, answered=False, caller_port=alice_port, callee_port=bob_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-replaced",
+        direction="system",
+        code=487,
+        answered=False,
+        caller_port=alice_port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert only_event(api, "replaced", alice)["calls_ended"] == [call["id"]]
 
 
@@ -155,9 +181,20 @@ def test_replace_off_new_device_refused_call_goes_on(api: Api, devs: Devices) ->
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
     assert cdr["id"] == call["id"]
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=old_port, a_leg=a, b_leg=b,
-              min_seconds=1.9)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=old_port,
+        a_leg=a,
+        b_leg=b,
+        min_seconds=1.9,
+    )
     assert api.events("replaced", bob) == []
     assert only_event(api, "rejected", bob)["old_source"] == source(old_port)
 
@@ -176,9 +213,19 @@ def test_replace_off_but_old_device_silent_is_kicked(api: Api, devs: Devices) ->
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-replaced", direction="system",
-              code=200, answered=True, caller_port=caller.port, callee_port=old_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-replaced",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=old_port,
+        a_leg=a,
+        b_leg=b,
+    )
     event = only_event(api, "replaced", bob)
     assert (event["calls_ended"], event["policy"]) == ([call["id"]], "off-unreachable")
     assert [r["source_port"] for r in api.registrations(bob)] == [new_port]
@@ -202,9 +249,20 @@ def test_replace_keep_calls_binding_replaced_call_ends_normally(api: Api, devs: 
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
     assert cdr["id"] == call["id"]
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=old_port, a_leg=a, b_leg=b,
-              min_seconds=1.9)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=old_port,
+        a_leg=a,
+        b_leg=b,
+        min_seconds=1.9,
+    )
 
 
 def test_console_delete_with_kick(api: Api, devs: Devices) -> None:
@@ -221,9 +279,19 @@ def test_console_delete_with_kick(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="registration-deleted", direction="system",
-              code=200, answered=True, caller_port=caller.port, callee_port=bob_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="registration-deleted",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     event = only_event(api, "deleted", bob)
     assert (event["kicked"], event["calls_ended"]) == (True, [call["id"]])
     assert api.registrations(bob) == []
@@ -246,8 +314,19 @@ def test_console_delete_without_kick(api: Api, devs: Devices) -> None:
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
     assert cdr["id"] == call["id"]
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True, caller_port=caller.port, callee_port=bob_port, a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="normal",
+        direction="caller",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert only_event(api, "deleted", bob)["kicked"] is False
 
 
@@ -263,8 +342,18 @@ def test_admin_hangup(api: Api, devs: Devices) -> None:
     a = caller.wait().check(1)
     b = callee.wait().check(1)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="admin-hangup", direction="system",
-              code=200, answered=True, caller_port=caller.port, callee_port=bob_port,
-              a_leg=a, b_leg=b)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="admin-hangup",
+        direction="system",
+        code=200,
+        answered=True,
+        caller_port=caller.port,
+        callee_port=bob_port,
+        a_leg=a,
+        b_leg=b,
+    )
     assert api.http.delete(f"/api/calls/{call['id']}").status_code == 404
     api.wait_no_calls()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from calls.harness import DOMAIN, Api, check_cdr, unique, wait_for
+from calls.harness import DOMAIN, Api, check_cdr, unique, user, wait_for
 from support.server import RunningServer
 from support.ua import UA
 
@@ -31,10 +31,6 @@ ANSWER = (
     b"v=0\r\no=bob 2808844564 2808844564 IN IP4 192.0.2.20\r\ns=answer\r\n"
     b"c=IN IP4 192.0.2.20\r\nt=0 0\r\nm=audio 49172 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-def user(aor: str) -> str:
-    return aor.partition("@")[0]
 
 
 def received(agent: UA, first_line: str) -> bytes:
@@ -53,16 +49,27 @@ def test_legs_share_no_dialog_identity(server: RunningServer, ua: Callable[..., 
     caller = ua("udp", server.udp, user=user(alice))
     a_call_id = "a-leg-call-id-7f3e@192.0.2.10"
     a_tag = "a-leg-tag-91c2"
-    tx = caller.invite(f"sip:{user(bob)}@{DOMAIN}", body=OFFER, headers={
-        "Call-ID": a_call_id,
-        "CSeq": "4711 INVITE",
-        "From": f'"Alice Caller" <sip:{alice}>;tag={a_tag}',
-        "X-Private": "a-leg-secret",
-        "Subject": "a-leg-subject",
-    })
+    tx = caller.invite(
+        f"sip:{user(bob)}@{DOMAIN}",
+        body=OFFER,
+        headers={
+            "Call-ID": a_call_id,
+            "CSeq": "4711 INVITE",
+            "From": f'"Alice Caller" <sip:{alice}>;tag={a_tag}',
+            "X-Private": "a-leg-secret",
+            "Subject": "a-leg-subject",
+        },
+    )
     a_branch = tx.branch
-    a_secrets = [a_call_id, a_tag, a_branch, "a-leg-secret", "a-leg-subject",
-                 f"{caller.local[0]}:{caller.local[1]}", "4711"]
+    a_secrets = [
+        a_call_id,
+        a_tag,
+        a_branch,
+        "a-leg-secret",
+        "a-leg-subject",
+        f"{caller.local[0]}:{caller.local[1]}",
+        "4711",
+    ]
 
     invite = callee.expect_request("INVITE")
     raw = received(callee, "INVITE ")
@@ -78,15 +85,23 @@ def test_legs_share_no_dialog_identity(server: RunningServer, ua: Callable[..., 
     assert invite.uri == callee.contact
     b_tag = "b-leg-tag-5d8a"
     callee.respond(invite, 180, to_tag=b_tag)
-    ringing = wait_for("a 180 at the caller",
-                       lambda: next((r for r in tx.provisionals if r.status == 180), None), 5)
+    ringing = wait_for(
+        "a 180 at the caller",
+        lambda: next((r for r in tx.provisionals if r.status == 180), None),
+        5,
+    )
     ok = callee.respond(invite, 200, body=ANSWER, to_tag=b_tag)
 
     answer = caller.wait_response(tx)
     assert answer.status == 200
     raw = received(caller, "SIP/2.0 200")
-    b_secrets = [invite.call_id, b_tag, invite.from_.tag or "?", invite.top_via.branch or "?",
-                 f"{callee.local[0]}:{callee.local[1]}"]
+    b_secrets = [
+        invite.call_id,
+        b_tag,
+        invite.from_.tag or "?",
+        invite.top_via.branch or "?",
+        f"{callee.local[0]}:{callee.local[1]}",
+    ]
     for secret in b_secrets:
         assert secret.encode() not in raw, (secret, raw)
     assert answer.body == ANSWER
@@ -111,8 +126,9 @@ def test_legs_share_no_dialog_identity(server: RunningServer, ua: Callable[..., 
     caller.respond(bye, 200)
 
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200,
-              answered=True)
+    check_cdr(
+        cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200, answered=True
+    )
     assert (cdr["a_call_id"], cdr["b_call_id"]) == (a_call_id, invite.call_id)
     assert cdr["caller_source"] == f"udp:{caller.local[0]}:{caller.local[1]}"
     assert cdr["callee_contact"] == callee.contact
@@ -127,16 +143,24 @@ def test_digest_caller_and_info_relayed(server: RunningServer, ua: Callable[...,
     caller = ua("udp", server.udp, user=user(alice))
     uri = f"sip:{user(bob)}@{DOMAIN}"
     from_ = f"<sip:{alice}>;tag=dig1"
-    tx = caller.invite(uri, body=OFFER,
-                       headers={"From": from_, "Call-ID": "dig@t", "CSeq": "1 INVITE"})
+    tx = caller.invite(
+        uri, body=OFFER, headers={"From": from_, "Call-ID": "dig@t", "CSeq": "1 INVITE"}
+    )
     challenge = caller.wait_response(tx)
     assert challenge.status == 407
     chosen = caller.choose_challenge(challenge)
     assert chosen is not None
     authz = caller.authorization(chosen, "INVITE", uri, user(alice), "alice-secret")
-    tx = caller.invite(uri, body=OFFER, headers={
-        "From": from_, "Call-ID": "dig@t", "CSeq": "2 INVITE", authz[0]: authz[1],
-    })
+    tx = caller.invite(
+        uri,
+        body=OFFER,
+        headers={
+            "From": from_,
+            "Call-ID": "dig@t",
+            "CSeq": "2 INVITE",
+            authz[0]: authz[1],
+        },
+    )
     invite = callee.expect_request("INVITE")
     assert b"Proxy-Authorization" not in received(callee, "INVITE ")
     ok = callee.respond(invite, 200, body=ANSWER)
@@ -147,12 +171,18 @@ def test_digest_caller_and_info_relayed(server: RunningServer, ua: Callable[...,
 
     # INFO caller -> callee, body and type as sent; the callee's error answer comes back
     a_dialog = caller.dialog_from_response(answer)
-    info = caller.build_request("INFO", headers={"Content-Type": "application/dtmf-relay"},
-                                body=b"Signal=5\r\nDuration=160\r\n", dialog=a_dialog)
+    info = caller.build_request(
+        "INFO",
+        headers={"Content-Type": "application/dtmf-relay"},
+        body=b"Signal=5\r\nDuration=160\r\n",
+        dialog=a_dialog,
+    )
     info_tx = caller.send_request(info, a_dialog.dest)
     got = callee.expect_request("INFO")
     assert (got.body, got.headers.get("content-type")) == (
-        b"Signal=5\r\nDuration=160\r\n", "application/dtmf-relay")
+        b"Signal=5\r\nDuration=160\r\n",
+        "application/dtmf-relay",
+    )
     assert got.call_id == invite.call_id
     callee.respond(got, 415, "Unsupported Media Type")
     assert caller.wait_response(info_tx).status == 415
@@ -162,8 +192,9 @@ def test_digest_caller_and_info_relayed(server: RunningServer, ua: Callable[...,
     bye = callee.expect_request("BYE")
     callee.respond(bye, 200)
     [cdr] = api.wait_cdrs(alice)  # one CDR: the challenged INVITE was no call attempt
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200,
-              answered=True)
+    check_cdr(
+        cdr, caller=alice, callee=bob, reason="normal", direction="caller", code=200, answered=True
+    )
     assert cdr["a_call_id"] == "dig@t"
     assert ok.to.tag and ok.to.tag.encode() not in received(caller, "SIP/2.0 200")
 
@@ -173,7 +204,11 @@ def cli(server: RunningServer, *args: str) -> str:
     env.update(COLUMNS="250", NO_COLOR="1")
     proc = subprocess.run(
         [sys.executable, "-m", "regswitch", "--api", server.api_url, *args],
-        capture_output=True, text=True, timeout=30, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
     )
     assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
     return proc.stdout
@@ -185,8 +220,9 @@ def test_cli_calls_and_cdrs(server: RunningServer, ua: Callable[..., UA], tmp_pa
     callee = ua("udp", server.udp, user=user(bob))
     assert callee.register(user(bob), DOMAIN).status == 200
     caller = ua("udp", server.udp, user=user(alice))
-    tx = caller.invite(f"sip:{user(bob)}@{DOMAIN}", body=OFFER,
-                       headers={"From": f"<sip:{alice}>;tag=cli1"})
+    tx = caller.invite(
+        f"sip:{user(bob)}@{DOMAIN}", body=OFFER, headers={"From": f"<sip:{alice}>;tag=cli1"}
+    )
     invite = callee.expect_request("INVITE")
     callee.respond(invite, 200, body=ANSWER)
     answer = caller.wait_response(tx)
@@ -204,8 +240,15 @@ def test_cli_calls_and_cdrs(server: RunningServer, ua: Callable[..., UA], tmp_pa
     caller.respond(caller.expect_request("BYE"), 200)
     callee.respond(callee.expect_request("BYE"), 200)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="admin-hangup", direction="system",
-              code=200, answered=True)
+    check_cdr(
+        cdr,
+        caller=alice,
+        callee=bob,
+        reason="admin-hangup",
+        direction="system",
+        code=200,
+        answered=True,
+    )
 
     listed = json.loads(cli(server, "--json", "cdr", "list", "--account", alice))
     assert listed == [cdr]
@@ -235,8 +278,9 @@ def test_call_over_tcp_uses_the_registration_connection(
     callee = ua(callee_transport, server.listener(callee_transport), user=user(bob))
     assert callee.register(user(bob), DOMAIN).status == 200
     caller = ua(caller_transport, server.listener(caller_transport), user=user(alice))
-    tx = caller.invite(f"sip:{user(bob)}@{DOMAIN}", body=OFFER,
-                       headers={"From": f"<sip:{alice}>;tag=tcp1"})
+    tx = caller.invite(
+        f"sip:{user(bob)}@{DOMAIN}", body=OFFER, headers={"From": f"<sip:{alice}>;tag=tcp1"}
+    )
     invite = callee.expect_request("INVITE")  # on the connection bob registered over
     assert invite.top_via.transport.upper() == callee_transport.upper()
     assert f"transport={callee_transport}" in (invite.headers.get("contact") or "")
@@ -250,6 +294,7 @@ def test_call_over_tcp_uses_the_registration_connection(
     assert callee.request("BYE", dialog=callee.dialog_from_request(invite, ok)).status == 200
     caller.respond(caller.expect_request("BYE"), 200)
     [cdr] = api.wait_cdrs(alice)
-    check_cdr(cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200,
-              answered=True)
+    check_cdr(
+        cdr, caller=alice, callee=bob, reason="normal", direction="callee", code=200, answered=True
+    )
     assert cdr["callee_source"] == f"{callee_transport}:{callee.local[0]}:{callee.local[1]}"
