@@ -15,12 +15,11 @@ from SIPp's message log.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from support import wait_until
 from support.server import RunningServer
 from support.sipp import SippProcess, SippResult, SippRunner, free_port
 
@@ -36,18 +35,6 @@ DEVICE_LIFETIME_MS = 120_000  # devices outlive any test; teardown ends them
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)  # the API is the only window on the server's state
 
 
 def aor(user: str) -> str:
@@ -152,11 +139,20 @@ class Phones:
     def start(self, user: str, ua: str = "SIPp phone", expires: int = 3600) -> Device:
         """Start a device; it REGISTERs at once (don't wait for the result)."""
         proc = self.sipp.start(
-            SCENARIOS / "device.xml", self.server.target("udp"), transport="u1", calls=1,
+            SCENARIOS / "device.xml",
+            self.server.target("udp"),
+            transport="u1",
+            calls=1,
             timeout=DEVICE_LIFETIME_MS / 1000 + 30,
             keys={"ua": ua, "expires": expires},
-            extra=["-s", user, "-oocsf", str(SCENARIOS / "device_ooc.xml"),
-                   "-d", str(DEVICE_LIFETIME_MS)],
+            extra=[
+                "-s",
+                user,
+                "-oocsf",
+                str(SCENARIOS / "device_ooc.xml"),
+                "-d",
+                str(DEVICE_LIFETIME_MS),
+            ],
         )
         device = Device(user, proc)
         self.devices.append(device)
@@ -171,8 +167,14 @@ class Phones:
     def refused(self, user: str, ua: str = "SIPp second phone") -> SippResult:
         """A REGISTER for `user` from a new port that must get 403."""
         return self.sipp.run(
-            SCENARIOS / "register_refused.xml", self.server.target("udp"), transport="u1",
-            calls=1, timeout=15, keys={"ua": ua}, extra=["-s", user], local_port=free_port(),
+            SCENARIOS / "register_refused.xml",
+            self.server.target("udp"),
+            transport="u1",
+            calls=1,
+            timeout=15,
+            keys={"ua": ua},
+            extra=["-s", user],
+            local_port=free_port(),
         )
 
     def call(self, caller: str, callee: str) -> ActiveCall:
@@ -180,8 +182,12 @@ class Phones:
         answered call from /api/calls. The caller holds the call until a BYE ends it."""
         before = {c["id"] for c in calls(self.server)}
         proc = self.sipp.start(
-            SCENARIOS / "caller.xml", self.server.target("udp"), transport="u1", calls=1,
-            timeout=DEVICE_LIFETIME_MS / 1000, keys={"caller": caller, "ua": "SIPp caller"},
+            SCENARIOS / "caller.xml",
+            self.server.target("udp"),
+            transport="u1",
+            calls=1,
+            timeout=DEVICE_LIFETIME_MS / 1000,
+            keys={"caller": caller, "ua": "SIPp caller"},
             extra=["-s", callee],
         )
         self.callers.append(proc)

@@ -17,11 +17,10 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support import sipp_scenario
+from support import sipp_scenario, wait_until
 from support.server import RunningServer
 from support.sipp import SippProcess, SippResult, SippRunner, free_port
 
@@ -57,21 +56,6 @@ def scenario(name: str, code: int | None = None) -> Path | str:
         return path
     text = path.read_text(encoding="iso-8859-1")
     return text.replace("@CODE@", str(code)).replace("@REASON@", REASONS.get(code, "Failed"))
-
-
-def wait_for(
-    what: str, probe: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05
-) -> Any:
-    """Poll `probe` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = probe()
-        if last:
-            return last
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-        time.sleep(interval)  # nothing to block on but the condition itself
 
 
 class Api:
@@ -112,13 +96,13 @@ class Api:
         return None
 
     def wait_call(self, caller: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
-        call: dict[str, Any] = wait_for(
-            f"a call from {caller} in state {state}", lambda: self.call_of(caller, state), timeout
+        call: dict[str, Any] = wait_until(
+            lambda: self.call_of(caller, state), timeout, f"a call from {caller} in state {state}"
         )
         return call
 
     def wait_no_calls(self, timeout: float = 10.0) -> None:
-        wait_for("no call in progress", lambda: not self.calls() or None, timeout)
+        wait_until(lambda: not self.calls() or None, timeout, "no call in progress")
 
     def cdrs(self, aor: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self.get("/api/cdrs", account=aor)
@@ -129,7 +113,7 @@ class Api:
             found = self.cdrs(aor)
             return found if len(found) >= count else None
 
-        result: list[dict[str, Any]] = wait_for(f"{count} CDR(s) of {aor}", probe, timeout)
+        result: list[dict[str, Any]] = wait_until(probe, timeout, f"{count} CDR(s) of {aor}")
         assert len(result) == count, result
         return result
 
@@ -156,7 +140,7 @@ def wait_trace(proc: SippProcess, needle: str, timeout: float = 10.0) -> None:
         except OSError:
             return False
 
-    wait_for(f"{needle!r} in {proc.messages_path}", probe, timeout)
+    wait_until(probe, timeout, f"{needle!r} in {proc.messages_path}")
 
 
 class Devices:

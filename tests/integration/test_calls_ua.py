@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from calls.harness import DOMAIN, Api, check_cdr, unique, user, wait_for
+from calls.harness import DOMAIN, Api, check_cdr, unique, user
+from support import wait_until
 from support.server import RunningServer
 from support.ua import UA
 
@@ -85,10 +86,10 @@ def test_legs_share_no_dialog_identity(server: RunningServer, ua: Callable[..., 
     assert invite.uri == callee.contact
     b_tag = "b-leg-tag-5d8a"
     callee.respond(invite, 180, to_tag=b_tag)
-    ringing = wait_for(
-        "a 180 at the caller",
+    ringing = wait_until(
         lambda: next((r for r in tx.provisionals if r.status == 180), None),
         5,
+        "a 180 at the caller",
     )
     ok = callee.respond(invite, 200, body=ANSWER, to_tag=b_tag)
 

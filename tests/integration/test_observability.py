@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import shutil
 import socket
 import subprocess
 import threading
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from support import require_tool, wait_until
 from support.server import RunningServer
 from support.sipp import SippRunner
 
@@ -140,12 +140,11 @@ def test_metrics_text_is_valid_exposition(server: RunningServer, tmp_path: Path)
         "regswitch_register",
         "regswitch_kicks",
     }
-    promtool = shutil.which("promtool")
-    if promtool:
-        result = subprocess.run(
-            [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+    promtool = require_tool("promtool", "Debian package prometheus; `make system`")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_event_stream_live_and_resume_with_last_event_id(
@@ -202,10 +201,11 @@ def test_stalled_stream_client_does_not_slow_registrations(
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     stalled.connect((host, int(port)))
     stalled.sendall(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
-    deadline = time.monotonic() + 5
-    while metrics(server)[("regswitch_event_stream_clients", ())] < 1:
-        assert time.monotonic() < deadline, "the stalled client never subscribed"
-        time.sleep(0.05)
+    wait_until(
+        lambda: metrics(server)[("regswitch_event_stream_clients", ())] >= 1,
+        5,
+        "the stalled client to subscribe",
+    )
 
     csv = tmp_path / "users.csv"
     csv.write_text("SEQUENTIAL\n" + "".join(f"user{i:05d};\n" for i in range(1, users + 1)))

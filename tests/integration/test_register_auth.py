@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from support import wait_until
 from support.digest import Challenge, challenges_in
 from support.register_helpers import (
     DOMAIN,
@@ -19,7 +20,6 @@ from support.register_helpers import (
     registrations,
     set_param,
     sipp_register,
-    wait_until,
 )
 from support.server import RunningServer
 from support.sipp import SippRunner
@@ -97,8 +97,9 @@ def test_challenges_follow_auth_algorithms(server: RunningServer, ua: Callable[.
 @sipp_test
 def test_wrong_password_is_403_and_changes_nothing(server: RunningServer, sipp: SippRunner) -> None:
     create_account(server, "alice", "pw-alice")
-    run = sipp_register(sipp, server, "alice", "not-the-password",
-                        scenario="register_auth_rejected")
+    run = sipp_register(
+        sipp, server, "alice", "not-the-password", scenario="register_auth_rejected"
+    )
     assert run.statuses == [401, 403]
     assert not registrations(server, "alice")
     failed = only(events(server, "auth-failed", "alice"), "auth-failed event")
@@ -187,8 +188,9 @@ def test_credentials_of_another_user_are_403(server: RunningServer, sipp: SippRu
     create_account(server, "alice", "pw-alice")
     create_account(server, "bob", "pw-bob")
     # To: alice, authenticated (correctly) as bob
-    run = sipp_register(sipp, server, "alice", "pw-bob", auth_user="bob",
-                        scenario="register_auth_rejected")
+    run = sipp_register(
+        sipp, server, "alice", "pw-bob", auth_user="bob", scenario="register_auth_rejected"
+    )
     assert run.statuses == [401, 403]
     assert not registrations(server, "alice") and not registrations(server, "bob")
     failed = only(events(server, "auth-failed", "alice"))
@@ -206,8 +208,9 @@ def test_unauthenticated_register_never_evicts(
     # replace On (default): only an authenticated REGISTER could take over
     sipp_register(sipp, server, "alice", None, scenario="register_unauthenticated")
     sipp_register(sipp, server, "alice", "wrong", scenario="register_auth_rejected")
-    sipp_register(sipp, server, "alice", "pw-bob", auth_user="bob",
-                  scenario="register_auth_rejected")
+    sipp_register(
+        sipp, server, "alice", "pw-bob", auth_user="bob", scenario="register_auth_rejected"
+    )
     # a replayed Authorization (of bob's own registration) carrying alice's AOR
     device = Device(ua("udp", server.udp), "alice")
     device.challenge = Device(device.ua, "nobody").fetch_challenge()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
+from support import wait_until
 from support.digest import challenges_in
 from support.register_helpers import (
     Device,
@@ -19,7 +20,6 @@ from support.register_helpers import (
     registrations,
     set_params,
     sipp_register,
-    wait_until,
 )
 from support.server import RunningServer
 from support.sipp import SippRunner
@@ -36,14 +36,16 @@ def test_interval_too_brief_is_423_with_min_expires(
     server: RunningServer, sipp: SippRunner
 ) -> None:
     create_account(server, "alice", "pw")
-    run = sipp_register(sipp, server, "alice", "pw", expires=30,
-                        scenario="register_interval_too_brief")
+    run = sipp_register(
+        sipp, server, "alice", "pw", expires=30, scenario="register_interval_too_brief"
+    )
     assert run.statuses == [401, 423]
     assert run.final.headers.get("Min-Expires") == "60"  # SS_ENDPOINT_MIN_EXPIRE default
 
     set_params(server, SS_ENDPOINT_MIN_EXPIRE=120)  # live
-    run = sipp_register(sipp, server, "alice", "pw", expires=90,
-                        scenario="register_interval_too_brief")
+    run = sipp_register(
+        sipp, server, "alice", "pw", expires=90, scenario="register_interval_too_brief"
+    )
     assert run.final.headers.get("Min-Expires") == "120"
     assert not registrations(server, "alice")
     assert not events(server, "registered")
@@ -65,9 +67,7 @@ def test_long_interval_is_clamped_to_ss_endpoint_expire(
 
 
 @pytest.mark.sipp
-def test_query_lists_and_expires_zero_unregisters(
-    server: RunningServer, sipp: SippRunner
-) -> None:
+def test_query_lists_and_expires_zero_unregisters(server: RunningServer, sipp: SippRunner) -> None:
     create_account(server, "alice", "pw")
     run = sipp_register(sipp, server, "alice", "pw", scenario="register_unregister")
     assert run.statuses == [401, 200, 200, 200]
@@ -86,8 +86,9 @@ def test_query_changes_nothing(server: RunningServer, ua: Callable[..., UA]) -> 
     device = Device(ua("udp", server.udp), "alice")
     assert device.register("pw", expires=300).status == 200
     before = only(registrations(server, "alice"))
-    query = device.wait(device.send(device.request(contact="", expires=600,
-                                                   authz=device.authz("pw", nc=2))))
+    query = device.wait(
+        device.send(device.request(contact="", expires=600, authz=device.authz("pw", nc=2)))
+    )
     assert query.status == 200
     assert [c.uri_text for c in query.contacts] == [device.contact]
     after = only(registrations(server, "alice"))
@@ -130,9 +131,14 @@ def test_bindings_expire_within_a_second(
     assert set(due) == {"alice@regswitch.local", "bob@regswitch.local"}
 
     wait_until(lambda: not registrations(server), 5, "both bindings to expire")
-    expired = {e["account"]: e for e in wait_until(
-        lambda: events(server, "expired") if len(events(server, "expired")) == 2 else None,
-        2, "two expired events")}
+    expired = {
+        e["account"]: e
+        for e in wait_until(
+            lambda: events(server, "expired") if len(events(server, "expired")) == 2 else None,
+            2,
+            "two expired events",
+        )
+    }
     for account, expires_at in due.items():
         late = expired[account]["time"] - expires_at
         assert 0 <= late <= 1.0, (account, late)

@@ -59,8 +59,10 @@ def test_refresh_then_cseq_not_higher_is_500(server: RunningServer, sipp: SippRu
     assert binding["cseq"] == 3  # the refresh counted, the repeat did not
     assert binding["expires_in"] <= 300  # the repeat asked for 999: nothing changed
     assert binding["contact"] == run.contact
-    assert [e["type"] for e in events(server, user="alice") if e["type"] != "account-changed"] \
-        == ["registered", "refreshed"]
+    assert [e["type"] for e in events(server, user="alice") if e["type"] != "account-changed"] == [
+        "registered",
+        "refreshed",
+    ]
 
 
 @pytest.mark.sipp
@@ -70,10 +72,12 @@ def test_nat_rebinding_same_call_id_updates_the_source(
     create_account(server, "alice", "pw")
     _off(server)  # a refresh is never a conflict, not even under Off
     behind_nat = free_port()  # the phone's private contact port, not where it sends from
-    first = sipp_register(sipp, server, "alice", "pw", call_id="rebind-1@nat",
-                          base_cseq=1, contact_port=behind_nat)
-    moved = sipp_register(sipp, server, "alice", "pw", call_id="rebind-1@nat",
-                          base_cseq=10, contact_port=behind_nat)
+    first = sipp_register(
+        sipp, server, "alice", "pw", call_id="rebind-1@nat", base_cseq=1, contact_port=behind_nat
+    )
+    moved = sipp_register(
+        sipp, server, "alice", "pw", call_id="rebind-1@nat", base_cseq=10, contact_port=behind_nat
+    )
     assert moved.final.status == 200
     assert moved.port != first.port
 
@@ -221,7 +225,8 @@ def test_max_contacts_two_third_device_replaces_the_oldest(
 
     third = sipp_register(sipp, server, "alice", "pw")
     assert sorted(c.uri_text for c in third.final.contacts) == sorted(
-        [second.contact, third.contact])
+        [second.contact, third.contact]
+    )
     assert sorted(_contacts("alice", server)) == sorted([second.contact, third.contact])
     replaced = only(events(server, "replaced", "alice"))["details"]
     assert replaced["old_contact"] == first.contact and replaced["new_contact"] == third.contact
@@ -242,8 +247,10 @@ def test_replace_switch_flipped_live_between_two_registers(
     new = sipp_register(sipp, server, "alice", "pw")
     assert new.final.status == 200
     assert _contacts("alice", server) == [new.contact]
-    changes = [(e["details"]["name"], e["details"]["old"], e["details"]["new"])
-               for e in events(server, "param-changed")]
+    changes = [
+        (e["details"]["name"], e["details"]["old"], e["details"]["new"])
+        for e in events(server, "param-changed")
+    ]
     assert ("SS_ENDPOINT_REGISTER_REPLACE", "On", "Off") in changes
     assert ("SS_ENDPOINT_REGISTER_REPLACE", "Off", "On") in changes
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
+from support import wait_until
 from support.register_helpers import (
     DOMAIN,
     Device,
@@ -19,7 +20,6 @@ from support.register_helpers import (
     registrations,
     set_params,
     sipp_register,
-    wait_until,
 )
 from support.server import RunningServer
 from support.sipp import SippRunner, free_port
@@ -46,8 +46,16 @@ def test_register_flood_blocks_the_source(
     server = server_factory(env=UNTRUSTED_LOOPBACK)
     create_account(server, "alice", "pw")
     set_params(server, REGISTER_FLOOD_LIMIT=5, REGISTER_FLOOD_WINDOW=60, FLOOD_BLOCK_TIME=4)
-    run = sipp_register(sipp, server, "alice", None, scenario="register_unauthenticated",
-                        calls=10, rate=50, check=False)
+    run = sipp_register(
+        sipp,
+        server,
+        "alice",
+        None,
+        scenario="register_unauthenticated",
+        calls=10,
+        rate=50,
+        check=False,
+    )
     # the first five are answered (401); from the sixth on the source is blocked
     # and its requests are dropped unanswered
     assert run.result.successful == 5 and run.result.failed == 5, run.result.describe()
@@ -84,8 +92,7 @@ def test_authentication_failure_flood_blocks_the_source(
     server = server_factory(env=UNTRUSTED_LOOPBACK)
     create_account(server, "alice", "pw")
     set_params(server, AUTH_FAIL_LIMIT=3)
-    run = sipp_register(sipp, server, "alice", "guess", scenario="register_auth_rejected",
-                        calls=4)
+    run = sipp_register(sipp, server, "alice", "guess", scenario="register_auth_rejected", calls=4)
     assert run.statuses == [401, 403] * 4
     blocked = only(events(server, "flood-blocked"))
     assert "more than 3 failed authentications" in blocked["details"]["reason"]
@@ -156,16 +163,23 @@ def test_nat_keepalives_mark_reachability_and_unreachable_binding_can_be_taken_o
             options = device.ua.expect_request("OPTIONS", timeout=8)
             assert options.uri == device.contact, n
     # ...and the binding is marked unreachable
-    wait_until(lambda: not only(registrations(server, "alice"))["reachable"], 8,
-               "alice to be marked unreachable")
-    wait_until(lambda: not only(registrations(server, "carol"))["reachable"], 2,
-               "carol to be marked unreachable")
+    wait_until(
+        lambda: not only(registrations(server, "alice"))["reachable"],
+        8,
+        "alice to be marked unreachable",
+    )
+    wait_until(
+        lambda: not only(registrations(server, "carol"))["reachable"],
+        2,
+        "carol to be marked unreachable",
+    )
 
     # a reply marks it reachable again
     fourth = alice.ua.expect_request("OPTIONS", timeout=3)
     alice.ua.respond(fourth, 200)
-    wait_until(lambda: only(registrations(server, "alice"))["reachable"], 3,
-               "alice to be reachable again")
+    wait_until(
+        lambda: only(registrations(server, "alice"))["reachable"], 3, "alice to be reachable again"
+    )
     changes = [e["details"]["reachable"] for e in events(server, "reachability", "alice")]
     assert changes == [False, True]
 

@@ -72,8 +72,14 @@ def test_burst_of_5000_options_over_udp_all_answered(
     server: RunningServer, sipp: SippRunner
 ) -> None:
     result = sipp.run(
-        sipp_scenario("options"), server.target("udp"), transport="u1",
-        calls=5000, rate=2000, rate_period_ms=1000, timeout=60, trace_msg=False,
+        sipp_scenario("options"),
+        server.target("udp"),
+        transport="u1",
+        calls=5000,
+        rate=2000,
+        rate_period_ms=1000,
+        timeout=60,
+        trace_msg=False,
     )
     result.check(5000)
 
@@ -109,16 +115,25 @@ def test_account_registers_with_digest_from_pjsua_and_test_ua(
     for user in ("alice", "bob"):
         created = server.api.post(
             "/api/accounts",
-            json={"user": user, "domain": "example.com", "password": f"pw-{user}",
-                  "max_contacts": 2},
+            json={
+                "user": user,
+                "domain": "example.com",
+                "password": f"pw-{user}",
+                "max_contacts": 2,
+            },
         )
         assert created.status_code == 201, created.text
     host, port = server.listener(transport)
 
     phone = pjsua("alice")
     phone.register(
-        f"sip:{host}:{port}", "alice", "example.com", "pw-alice", expires=300,
-        transport=transport, ca=str(tls_cert.ca),
+        f"sip:{host}:{port}",
+        "alice",
+        "example.com",
+        "pw-alice",
+        expires=300,
+        transport=transport,
+        ca=str(tls_cert.ca),
     )
     event = phone.wait_reg(timeout=15)
     assert (event["code"], event["active"]) == (200, True), event

@@ -10,7 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -54,3 +57,22 @@ def sipp_scenario(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(path)
     return path
+
+
+T = TypeVar("T")
+
+
+def wait_until(
+    check: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.05
+) -> T:
+    """Call `check` until it returns something truthy; that value, or AssertionError
+    (with the last value seen) after `timeout` seconds. For state seen only by
+    polling (the API, a SIPp trace file): there is no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {value!r}")
+        time.sleep(interval)

@@ -180,13 +180,24 @@ def authorization(
     nc_text = f"{nc:08x}"
     if response is None:
         response = digest_response(
-            algorithm=algorithm, username=username, realm=challenge.realm,
-            password=password, method=method, uri=uri, nonce=challenge.nonce,
-            nc=nc_text, cnonce=cnonce, qop=qop,
+            algorithm=algorithm,
+            username=username,
+            realm=challenge.realm,
+            password=password,
+            method=method,
+            uri=uri,
+            nonce=challenge.nonce,
+            nc=nc_text,
+            cnonce=cnonce,
+            qop=qop,
         )
     parts = [
-        f'username="{username}"', f'realm="{challenge.realm}"', f'nonce="{challenge.nonce}"',
-        f'uri="{uri}"', f'response="{response}"', f"algorithm={algorithm}",
+        f'username="{username}"',
+        f'realm="{challenge.realm}"',
+        f'nonce="{challenge.nonce}"',
+        f'uri="{uri}"',
+        f'response="{response}"',
+        f"algorithm={algorithm}",
     ]
     if qop:
         parts += [f'cnonce="{cnonce}"', f"qop={qop}", f"nc={nc_text}"]

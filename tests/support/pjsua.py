@@ -53,8 +53,12 @@ class PjsuaPhone:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, str(AGENT), "--log-level", str(self.log_level)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-            text=True, bufsize=1, cwd=self.workdir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+            cwd=self.workdir,
         )
         self._reader = threading.Thread(target=self._read, name="pjsua-events", daemon=True)
         self._reader.start()
@@ -119,10 +123,26 @@ class PjsuaPhone:
 
     # -- conveniences --------------------------------------------------------------
 
-    def register(self, registrar: str, user: str, domain: str, password: str | None = None,
-                 transport: str = "udp", acc: str = "default", **extra: Any) -> Event:
-        return self.command("register", registrar=registrar, user=user, domain=domain,
-                            password=password, transport=transport, acc=acc, **extra)
+    def register(
+        self,
+        registrar: str,
+        user: str,
+        domain: str,
+        password: str | None = None,
+        transport: str = "udp",
+        acc: str = "default",
+        **extra: Any,
+    ) -> Event:
+        return self.command(
+            "register",
+            registrar=registrar,
+            user=user,
+            domain=domain,
+            password=password,
+            transport=transport,
+            acc=acc,
+            **extra,
+        )
 
     def wait_reg(self, timeout: float = 10.0, acc: str = "default") -> Event:
         """The next final registration outcome of account `acc`."""
@@ -145,8 +165,11 @@ class PjsuaPhone:
 
     def wait_call_state(self, state: str, timeout: float = 10.0, call: int | None = None) -> Event:
         return self.wait_event(
-            lambda e: e["event"] == "call_state" and e["state"] == state
-            and (call is None or e["call"] == call),
+            lambda e: (
+                e["event"] == "call_state"
+                and e["state"] == state
+                and (call is None or e["call"] == call)
+            ),
             timeout,
         )
 

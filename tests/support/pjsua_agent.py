@@ -114,8 +114,9 @@ class Phone:
             acfg.sipConfig.proxies.append(proxy)
         if cmd.get("password") is not None:
             acfg.sipConfig.authCreds.append(
-                pj.AuthCredInfo("digest", "*", cmd.get("auth_user", cmd["user"]), 0,
-                                cmd["password"])
+                pj.AuthCredInfo(
+                    "digest", "*", cmd.get("auth_user", cmd["user"]), 0, cmd["password"]
+                )
             )
         acfg.natConfig.sipOutboundUse = 1 if cmd.get("outbound", False) else 0
         acfg.natConfig.contactRewriteUse = 0
@@ -173,16 +174,25 @@ class Account(pj.Account):  # type: ignore[misc]
     def onRegState(self, prm: Any) -> None:  # pjsua2's callback name
         info = self.getInfo()
         emit(
-            "reg_state", acc=self.name, code=int(prm.code), reason=str(prm.reason),
-            active=bool(info.regIsActive), expires=int(prm.expiration),
+            "reg_state",
+            acc=self.name,
+            code=int(prm.code),
+            reason=str(prm.reason),
+            active=bool(info.regIsActive),
+            expires=int(prm.expiration),
         )
 
     def onIncomingCall(self, prm: Any) -> None:
         call = Call(self.phone, self, prm.callId)
         info = call.getInfo()
         self.phone.calls[info.id] = call
-        emit("incoming_call", call=info.id, acc=self.name, **{"from": info.remoteUri},
-             to=info.localUri)
+        emit(
+            "incoming_call",
+            call=info.id,
+            acc=self.name,
+            **{"from": info.remoteUri},
+            to=info.localUri,
+        )
 
 
 class Call(pj.Call):  # type: ignore[misc]
@@ -192,8 +202,13 @@ class Call(pj.Call):  # type: ignore[misc]
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
-        emit("call_state", call=info.id, state=info.stateText, code=int(info.lastStatusCode),
-             reason=str(info.lastReason))
+        emit(
+            "call_state",
+            call=info.id,
+            state=info.stateText,
+            code=int(info.lastStatusCode),
+            reason=str(info.lastReason),
+        )
 
 
 def main() -> int:
@@ -219,8 +234,11 @@ def main() -> int:
     phone = Phone(args.log_level, args.bind)
     emit("ready", udp_port=phone.ports["udp"], tcp_port=phone.ports["tcp"])
     handlers = {
-        "register": phone.register, "unregister": phone.unregister, "call": phone.call,
-        "answer": phone.answer, "hangup": phone.hangup,
+        "register": phone.register,
+        "unregister": phone.unregister,
+        "call": phone.call,
+        "answer": phone.answer,
+        "hangup": phone.hangup,
     }
     running = True
     network_shutdown = True

@@ -18,8 +18,7 @@
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,38 +34,24 @@ from .sipp import SippProcess, SippResult, SippRunner, free_port
 from .ua import UA, ClientTransaction, new_call_id, new_tag
 
 DOMAIN = "regswitch.local"  # the server's default domain: its own addresses mean it too
-T = TypeVar("T")
 
 
 # -- waiting -----------------------------------------------------------------------
-
-
-def wait_until(
-    check: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.05
-) -> T:
-    """Call `check` until it returns something truthy; that value, or AssertionError
-    (with the last value seen) after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {value!r}")
-        time.sleep(interval)  # polling the API: there is no event to wait on
 
 
 # -- the console API ---------------------------------------------------------------
 
 
 def _ok(response: Any) -> Any:
-    assert response.status_code < 300, f"{response.request.method} {response.request.url}: " \
-        f"{response.status_code} {response.text}"
+    assert response.status_code < 300, (
+        f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
+    )
     return response.json()
 
 
-def create_account(server: RunningServer, user: str, password: str | None = "pw",
-                   **fields: Any) -> dict[str, Any]:
+def create_account(
+    server: RunningServer, user: str, password: str | None = "pw", **fields: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"user": user, "domain": DOMAIN, **fields}
     if password is not None:
         body["password"] = password
@@ -95,8 +80,9 @@ def registrations(server: RunningServer, user: str | None = None) -> list[dict[s
     return list(_ok(server.api.get("/api/registrations", params=params)))
 
 
-def events(server: RunningServer, type: str | None = None, user: str | None = None,
-           limit: int = 1000) -> list[dict[str, Any]]:
+def events(
+    server: RunningServer, type: str | None = None, user: str | None = None, limit: int = 1000
+) -> list[dict[str, Any]]:
     """Recorded events, oldest first."""
     params: dict[str, Any] = {"limit": limit}
     if type:
@@ -104,6 +90,9 @@ def events(server: RunningServer, type: str | None = None, user: str | None = No
     if user:
         params["account"] = f"{user}@{DOMAIN}"
     return list(reversed(_ok(server.api.get("/api/events", params=params))))
+
+
+T = TypeVar("T")
 
 
 def only(items: Sequence[T], what: str = "item") -> T:
@@ -174,17 +163,29 @@ class SippRegister:
 def write_inf(path: Path, user: str, auth_user: str | None, password: str | None) -> Path:
     """A SIPp -inf file: field0 = the AOR user, field1 = the [authentication] keyword
     (SIPp 3.6 cannot nest [fieldN] inside [authentication])."""
-    auth = "" if password is None else (
-        f"[authentication username={auth_user or user} password={password}]"
+    auth = (
+        ""
+        if password is None
+        else (f"[authentication username={auth_user or user} password={password}]")
     )
     path.write_text(f"SEQUENTIAL\n{user};{auth}\n", encoding="iso-8859-1")
     return path
 
 
 def _sipp_setup(
-    sipp: SippRunner, scenario: str, user: str, password: str | None, auth_user: str | None,
-    expires: int, contact_port: int | None, contact_params: str, local_port: int | None,
-    call_id: str | None, base_cseq: int | None, auto_answer: bool, transport: str = "udp",
+    sipp: SippRunner,
+    scenario: str,
+    user: str,
+    password: str | None,
+    auth_user: str | None,
+    expires: int,
+    contact_port: int | None,
+    contact_params: str,
+    local_port: int | None,
+    call_id: str | None,
+    base_cseq: int | None,
+    auto_answer: bool,
+    transport: str = "udp",
 ) -> tuple[dict[str, Any], int, int]:
     port = local_port or free_port()
     workdir = sipp._dir(f"{scenario}-")
@@ -246,11 +247,28 @@ def sipp_register(
     With `check`, the run must be clean (exit 0, every call successful).
     """
     kwargs, port, cport = _sipp_setup(
-        sipp, scenario, user, password, auth_user, expires, contact_port, contact_params,
-        local_port, call_id, base_cseq, auto_answer, transport,
+        sipp,
+        scenario,
+        user,
+        password,
+        auth_user,
+        expires,
+        contact_port,
+        contact_params,
+        local_port,
+        call_id,
+        base_cseq,
+        auto_answer,
+        transport,
     )
-    result = sipp.run(sipp_scenario(scenario), server.target(transport), calls=calls, rate=rate,
-                      timeout=timeout, **kwargs)
+    result = sipp.run(
+        sipp_scenario(scenario),
+        server.target(transport),
+        calls=calls,
+        rate=rate,
+        timeout=timeout,
+        **kwargs,
+    )
     if check:
         result.check(calls)
     return _collect(result, port, user, cport)
@@ -273,17 +291,34 @@ class PendingSipp:
 
 
 def sipp_register_start(
-    sipp: SippRunner, server: RunningServer, user: str, password: str | None = "pw", *,
-    scenario: str = "register_digest", expires: int = 300, contact_params: str = "",
+    sipp: SippRunner,
+    server: RunningServer,
+    user: str,
+    password: str | None = "pw",
+    *,
+    scenario: str = "register_digest",
+    expires: int = 300,
+    contact_params: str = "",
     timeout: float = 15,
 ) -> PendingSipp:
     """As sipp_register, but return as soon as SIPp runs; `.finish()` waits for it."""
     kwargs, port, cport = _sipp_setup(
-        sipp, scenario, user, password, None, expires, None, contact_params, None, None, None,
+        sipp,
+        scenario,
+        user,
+        password,
+        None,
+        expires,
+        None,
+        contact_params,
+        None,
+        None,
+        None,
         False,
     )
-    process = sipp.start(sipp_scenario(scenario), server.target("udp"), calls=1,
-                         timeout=timeout, **kwargs)
+    process = sipp.start(
+        sipp_scenario(scenario), server.target("udp"), calls=1, timeout=timeout, **kwargs
+    )
     return PendingSipp(process, port, user, cport)
 
 
@@ -312,9 +347,15 @@ class Device:
     def ruri(self) -> str:
         return f"sip:{DOMAIN}"
 
-    def request(self, *, expires: int | None = 300, contact: str | None = None,
-                authz: tuple[str, str] | None = None, cseq: int | None = None,
-                extra: Sequence[tuple[str, str]] = ()) -> Request:
+    def request(
+        self,
+        *,
+        expires: int | None = 300,
+        contact: str | None = None,
+        authz: tuple[str, str] | None = None,
+        cseq: int | None = None,
+        extra: Sequence[tuple[str, str]] = (),
+    ) -> Request:
         """The next REGISTER (CSeq + 1 unless given). `contact` "" sends none (a query)."""
         self.cseq = cseq if cseq is not None else self.cseq + 1
         value = self.contact if contact is None else contact
@@ -352,19 +393,41 @@ class Device:
         self.challenge = found[0]
         return self.challenge
 
-    def authz(self, password: str, nc: int = 1, user: str | None = None,
-              challenge: Challenge | None = None) -> tuple[str, str]:
+    def authz(
+        self,
+        password: str,
+        nc: int = 1,
+        user: str | None = None,
+        challenge: Challenge | None = None,
+    ) -> tuple[str, str]:
         """An Authorization header answering the kept challenge with `nc`."""
         ch = challenge or self.challenge
         assert ch is not None, "fetch_challenge() first"
-        value = authorization(ch, method="REGISTER", uri=self.ruri, username=user or self.user,
-                              password=password, nc=nc)
+        value = authorization(
+            ch,
+            method="REGISTER",
+            uri=self.ruri,
+            username=user or self.user,
+            password=password,
+            nc=nc,
+        )
         return ch.authorization_header, value
 
-    def register(self, password: str, *, expires: int | None = 300, nc: int = 1,
-                 contact: str | None = None, timeout: float = 8.0) -> Response:
+    def register(
+        self,
+        password: str,
+        *,
+        expires: int | None = 300,
+        nc: int = 1,
+        contact: str | None = None,
+        timeout: float = 8.0,
+    ) -> Response:
         """Challenge (if none kept) and an authenticated REGISTER with `nc`."""
         if self.challenge is None:
             self.fetch_challenge()
-        return self.wait(self.send(self.request(expires=expires, contact=contact,
-                                                authz=self.authz(password, nc))), timeout)
+        return self.wait(
+            self.send(
+                self.request(expires=expires, contact=contact, authz=self.authz(password, nc))
+            ),
+            timeout,
+        )

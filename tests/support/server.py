@@ -92,21 +92,26 @@ class RunningServer:
         args = [*self.command, "--sip", "udp:127.0.0.1:0", "--sip", "tcp:127.0.0.1:0"]
         if self.tls_files is not None:
             args += [
-                "--sip", "tls:127.0.0.1:0",
-                "--tls-cert", str(self.tls_files.cert), "--tls-key", str(self.tls_files.key),
+                "--sip",
+                "tls:127.0.0.1:0",
+                "--tls-cert",
+                str(self.tls_files.cert),
+                "--tls-key",
+                str(self.tls_files.key),
             ]
         args += [
-            "--api", "127.0.0.1:0",
-            "--db", self.db_url,
-            "--ready-file", str(self.ready_path),
+            "--api",
+            "127.0.0.1:0",
+            "--db",
+            self.db_url,
+            "--ready-file",
+            str(self.ready_path),
             *self.extra_args,
         ]
         return args
 
     def environment(self) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)
-        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_STRIPPED_ENV_PREFIXES)}
         env["PYTHONUNBUFFERED"] = "1"
         # Plain tracebacks in the log file (typer/rich draw boxes otherwise).
         env["_TYPER_STANDARD_TRACEBACK"] = "1"

@@ -332,9 +332,15 @@ def build_command(
         cmd += ["-m", str(calls)]
     cmd += [
         "-nostdin",
-        "-timeout", f"{int(timeout)}s", "-timeout_error",
-        "-trace_stat", "-stf", str(workdir / "stats.csv"),
-        "-trace_err", "-error_file", str(workdir / "errors.log"),
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        "-trace_stat",
+        "-stf",
+        str(workdir / "stats.csv"),
+        "-trace_err",
+        "-error_file",
+        str(workdir / "errors.log"),
     ]
     if trace_msg:
         cmd += ["-trace_msg", "-message_file", str(workdir / "messages.log")]
@@ -382,9 +388,20 @@ def run_sipp(
     """
     workdir = _workdir(workdir)
     cmd = build_command(
-        scenario, target, workdir=workdir, transport=transport, inf=inf, extra=extra,
-        calls=calls, timeout=timeout, local_port=local_port, keys=keys, rate=rate,
-        rate_period_ms=rate_period_ms, tls=tls, trace_msg=trace_msg,
+        scenario,
+        target,
+        workdir=workdir,
+        transport=transport,
+        inf=inf,
+        extra=extra,
+        calls=calls,
+        timeout=timeout,
+        local_port=local_port,
+        keys=keys,
+        rate=rate,
+        rate_period_ms=rate_period_ms,
+        tls=tls,
+        trace_msg=trace_msg,
     )
     proc = SippProcess(cmd, workdir, local_port, timeout, "127.0.0.1", transport)
     return proc.wait()
@@ -419,8 +436,18 @@ def start_sipp(
         attempt_dir = workdir if attempt == 0 else workdir / f"retry{attempt}"
         attempt_dir.mkdir(parents=True, exist_ok=True)
         cmd = build_command(
-            scenario, target, workdir=attempt_dir, transport=transport, inf=inf, extra=extra,
-            calls=calls, timeout=timeout, local_port=port, keys=keys, rate=rate, tls=tls,
+            scenario,
+            target,
+            workdir=attempt_dir,
+            transport=transport,
+            inf=inf,
+            extra=extra,
+            calls=calls,
+            timeout=timeout,
+            local_port=port,
+            keys=keys,
+            rate=rate,
+            tls=tls,
             trace_msg=trace_msg,
         )
         proc = SippProcess(cmd, attempt_dir, port, timeout, "127.0.0.1", transport)

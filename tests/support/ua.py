@@ -604,8 +604,9 @@ class UA:
     def ack(self, resp: Response, headers: HeaderArg = None, body: bytes = b"") -> Request:
         """ACK a 2xx to our INVITE (a new transaction; RFC 3261 §13.2.2.4)."""
         dialog = self.dialog_from_response(resp)
-        req = self.build_request("ACK", headers=headers, body=body, dialog=dialog,
-                                 cseq=resp.cseq.seq)
+        req = self.build_request(
+            "ACK", headers=headers, body=body, dialog=dialog, cseq=resp.cseq.seq
+        )
         self._send(serialise(req), dialog.dest)
         return req
 
@@ -693,7 +694,11 @@ class UA:
                 headers.set(*authz)
             reg.cseq = seq
             return self.request(
-                "REGISTER", ruri, _as_mapping(headers), call_id=reg.call_id, cseq=seq,
+                "REGISTER",
+                ruri,
+                _as_mapping(headers),
+                call_id=reg.call_id,
+                cseq=seq,
                 timeout=timeout,
             )
 
