@@ -72,6 +72,9 @@ BEHIND_LINGER = 0.05
 # How long binding writes wait on the loop to be handed over together (a
 # REGISTER is answered after its commit, so this is added to its latency).
 BINDING_LINGER = 0.002
+#: The writer's page cache (KiB) and WAL size (pages) between checkpoints.
+WRITER_CACHE_KIB = 65536
+WAL_CHECKPOINT_PAGES = 10000
 
 
 # --------------------------------------------------------------------------- stores
@@ -465,6 +468,11 @@ class SqliteStorage:
             if str(mode).lower() != "wal":
                 raise StorageError(f"cannot switch {self.path} to WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        # Each group commit dirties a few random binding and index pages: keep
+        # them cached, and checkpoint the WAL in bigger, rarer steps (about a
+        # third of the writer's CPU under a registration storm).
+        conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
         return conn
 
     def _connect_reader(self) -> sqlite3.Connection:

@@ -32,7 +32,9 @@ BINDING_COLS = (
 BINDING_UPSERT = (
     f"INSERT INTO bindings ({BINDING_COLS}) VALUES ({', '.join('?' * 21)}) "
     "ON CONFLICT (id) DO UPDATE SET "
-    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in BINDING_COLS.split(",")[1:])
+    # a binding never changes account: leaving aor out of the update spares
+    # its index a rewrite on every refresh
+    + ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in BINDING_COLS.split(",")[2:])
 )
 BINDING_DELETE = "DELETE FROM bindings WHERE id = ?"
 
