@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import cProfile
 import hashlib
+import os
 import pstats
 import re
 import tempfile
@@ -34,12 +35,12 @@ class Capture:
         return True
 
 
-def register(user: str, port: int, cseq: int, auth: str = "") -> bytes:
+def register(user: str, port: int, cseq: int, auth: str = "", call: int = 0) -> bytes:
     return (
         f"REGISTER sip:127.0.0.1:5060 SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{user}-{cseq}\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-{user}-{call}-{cseq}\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag={cseq}\r\n"
-        f"To: <sip:{user}@127.0.0.1>\r\nCall-ID: {user}-{port}@127.0.0.1\r\n"
+        f"To: <sip:{user}@127.0.0.1>\r\nCall-ID: {call}-{user}-{port}@127.0.0.1\r\n"
         f"CSeq: {cseq} REGISTER\r\n"
         f"Contact: <sip:{user}@127.0.0.1:{port}>\r\n{auth}Expires: 3600\r\n"
         f"User-Agent: regswitch-bench\r\nContent-Length: 0\r\n\r\n"
@@ -67,7 +68,15 @@ async def main(n: int, profile: bool) -> None:
     switch.set_listeners([{"transport": "udp", "host": "127.0.0.1", "port": 5060}])
     users = [f"user{i:05d}" for i in range(1, 10001)]
     await switch.accounts.import_many(
-        [{"user": u, "domain": "regswitch.local", "password": f"pw-{u}"} for u in users]
+        [
+            {
+                "user": u,
+                "domain": "regswitch.local",
+                "password": f"pw-{u}",
+                "allowed_networks": ["127.0.0.0/8"],
+            }
+            for u in users
+        ]
     )
     flow_cache: dict[int, Flow] = {}
 
@@ -87,14 +96,17 @@ async def main(n: int, profile: bool) -> None:
     round_ = 0
     while done < n:
         round_ += 1
-        items = [(users[(done + k) % len(users)], 20000 + (done + k) % 30000) for k in range(batch)]
+        # as SIPp's register_digest: one port, a new Call-ID per registration,
+        # so each user's binding is updated as the same device
+        items = [(users[(done + k) % len(users)], 5071) for k in range(batch)]
         for user, port in items:
-            on_data(register(user, port, 2 * round_), flow(port))
+            on_data(register(user, port, 1, call=round_), flow(port))
         challenges = capture.out
         capture.out = []
         for (user, port), reply in zip(items, challenges, strict=True):
             nonce = NONCE.search(reply).group(1).decode()  # type: ignore[union-attr]
-            on_data(register(user, port, 2 * round_ + 1, authorization(user, nonce)), flow(port))
+            credentials = authorization(user, nonce)
+            on_data(register(user, port, 2, credentials, call=round_), flow(port))
         while len(capture.out) < batch:
             await asyncio.sleep(0)
         assert all(r.startswith(b"SIP/2.0 200") for r in capture.out), capture.out[0][:200]
@@ -123,7 +135,10 @@ async def main(n: int, profile: bool) -> None:
     print(f"OPTIONS: {cpu / n * 1e6:.1f} us CPU each")
     await switch.close()
     if prof:
-        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+        stats = pstats.Stats(prof).sort_stats("tottime")
+        stats.print_stats(30)
+        if os.environ.get("INPROC_CALLERS"):
+            stats.print_callers(os.environ["INPROC_CALLERS"])
 
 
 if __name__ == "__main__":
