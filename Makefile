@@ -20,13 +20,18 @@ BENCH_ARGS ?=
 # Lint only what exists: git does not keep empty directories.
 LINT_PATHS := $(wildcard src tests bench)
 
-.PHONY: help venv system run test lint bench clean
+# The hot path compiled with mypyc (scripts/build-native.sh), rebuilt when a source changes.
+NATIVE_SOURCES := $(wildcard src/regswitch/*.py src/regswitch/sip/*.py src/regswitch/registrar/*.py src/regswitch/protection/*.py)
+NATIVE_STAMP := src/regswitch/.compiled
+
+.PHONY: help venv system build clean-build run test lint bench clean
 
 help:
 	@echo "make run     start regswitch on SIP udp+tcp $(SIP_HOST):$(SIP_PORT), API $(API), $(DB)"
 	@echo "make test    set up (venv + system tools) and run the whole test suite"
 	@echo "make lint    ruff, mypy --strict, import-linter"
-	@echo "make venv | system | bench | clean"
+	@echo "make build   compile the hot path with mypyc (run, test and bench do it first)"
+	@echo "make venv | system | clean-build | bench | clean"
 
 venv: $(STAMP)
 
@@ -36,13 +41,21 @@ $(STAMP): pyproject.toml scripts/ensure-venv.sh
 system:
 	@scripts/setup-system.sh
 
-run: venv
+build: venv $(NATIVE_STAMP)
+
+$(NATIVE_STAMP): $(NATIVE_SOURCES) scripts/build-native.sh $(STAMP)
+	@VENV=$(VENV) scripts/build-native.sh
+
+clean-build:
+	@scripts/build-native.sh clean
+
+run: build
 	@mkdir -p var
 	$(BIN)/regswitch serve \
 		--sip udp:$(SIP_HOST):$(SIP_PORT) --sip tcp:$(SIP_HOST):$(SIP_PORT) \
 		--api $(API) --db $(DB) $(RUN_ARGS)
 
-test: venv system
+test: build system
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 # All three run (so one report shows every problem); any failure fails lint.
@@ -55,12 +68,13 @@ lint: venv
 
 # Benchmarks, not tests: regswitch against sippy (parse) and Kamailio (needs
 # the Debian packages kamailio and kamailio-sqlite-modules, and ../shared/bench).
-bench: venv system
+bench: build system
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/parse.py $(BENCH_ARGS)
 	$(BIN)/python bench/register.py
 	$(BIN)/python bench/calls.py
 
 clean:
+	@scripts/build-native.sh clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis build dist
 	find . -name __pycache__ -type d -prune -not -path './.git/*' -exec rm -rf {} +

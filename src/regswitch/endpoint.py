@@ -34,8 +34,6 @@ class Sender(Protocol):
 class ServerTransaction:
     """A received request and the means to answer it (once finally)."""
 
-    __slots__ = ("endpoint", "flow", "request", "to_tag", "tx_id")
-
     def __init__(self, endpoint: Endpoint, tx_id: str, request: Request, flow: Flow) -> None:
         self.endpoint = endpoint
         self.tx_id = tx_id

@@ -8,8 +8,6 @@ import os
 
 
 class RandomIds:
-    __slots__ = ("_buf", "_pos", "_size")
-
     def __init__(self, pool: int = 8192) -> None:
         self._size = pool
         self._buf = b""
