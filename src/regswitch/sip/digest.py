@@ -12,12 +12,9 @@ computed over exactly the octets the client sent.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import re
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -81,9 +78,11 @@ class NonceSigner:
     (BLAKE2's keyed mode is a MAC, RFC 7693 §2.9, and five times cheaper than
     HMAC-SHA256 in CPython: it runs for every REGISTER).
 
-    The nonce is url-safe base64 (no padding) of
-    `issue time in ms (8 bytes, big-endian) | salt (UTF-8) | tag (16 bytes)`.
-    Anyone can read the time; only the key holder can make a valid one.
+    The nonce is `<issue time in ms, hex>-<salt>-<tag, 32 hex digits>`, the
+    tag taken over the exact text before it: only the key holder can make a
+    valid one, and each has one spelling only (the caller's nc table is keyed
+    by it). Anyone can read the time. A salt with characters outside
+    [A-Za-z0-9_] goes in as the hex of its UTF-8.
     """
 
     TAG_SIZE = 16
@@ -100,24 +99,28 @@ class NonceSigner:
         self._key = key if len(key) <= 64 else hashlib.blake2b(key).digest()
         self.lifetime = lifetime
 
-    def _tag(self, payload: bytes) -> bytes:
-        return hashlib.blake2b(payload, key=self._key, digest_size=self.TAG_SIZE).digest()
+    def _tag(self, payload: str) -> str:
+        return hashlib.blake2b(
+            payload.encode("ascii"), key=self._key, digest_size=self.TAG_SIZE
+        ).hexdigest()
 
     def make(self, now: float, salt: str) -> str:
-        payload = struct.pack(">q", round(now * 1000)) + _encode(salt)
-        raw = payload + self._tag(payload)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        if _salt_safe(salt) is None:
+            salt = _encode(salt).hex()
+        payload = f"{round(now * 1000):x}-{salt}"
+        return f"{payload}-{self._tag(payload)}"
 
     def issued_at(self, nonce: str) -> float | None:
         """The issue time of a well-signed nonce, else None."""
-        raw = self._decode(nonce)
-        if raw is None:
+        if len(nonce) > 512 or not nonce.isascii():
             return None
-        payload, tag = raw[: -self.TAG_SIZE], raw[-self.TAG_SIZE :]
+        payload, dash, tag = nonce.rpartition("-")
+        if not dash or len(tag) != 2 * self.TAG_SIZE:
+            return None
         if not hmac.compare_digest(tag, self._tag(payload)):
             return None
-        (millis,) = struct.unpack(">q", payload[:8])
-        return float(millis) / 1000.0
+        # signed by us, so written by make(): the time is plain hex
+        return int(payload.partition("-")[0], 16) / 1000.0
 
     def check(self, nonce: str, now: float) -> Literal["ok", "stale", "bad"]:
         """Return "ok", "stale" (ours, but older than the lifetime) or "bad"
@@ -130,21 +133,8 @@ class NonceSigner:
             return "stale"
         return "ok"
 
-    def _decode(self, nonce: str) -> bytes | None:
-        if not nonce or len(nonce) > 512 or not nonce.isascii():
-            return None
-        try:
-            raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-        except (binascii.Error, ValueError):
-            return None
-        # b64decode skips characters outside the alphabet: insist on the
-        # canonical spelling so one nonce has exactly one string form (the
-        # caller's nc table is keyed by it).
-        if base64.urlsafe_b64encode(raw).rstrip(b"=") != nonce.encode("ascii"):
-            return None
-        if len(raw) < 8 + self.TAG_SIZE:
-            return None
-        return raw
+
+_salt_safe = re.compile(r"[A-Za-z0-9_]*\Z").match
 
 
 def _quote(text: str) -> str:
@@ -239,6 +229,22 @@ class Credentials:
         return int(self.nc, 16) if self.nc else 1
 
 
+# H(method:uri) for qop=auth: phones re-register to the same Request-URI, so
+# a bounded memo saves one hash per REGISTER (pure: keyed by every input).
+_HA2_MEMO: dict[tuple[Callable[[bytes], str], str, str], str] = {}
+_HA2_MEMO_SIZE = 4096
+
+
+def _ha2(h: Callable[[bytes], str], method: str, uri: str) -> str:
+    key = (h, method, uri)
+    a2 = _HA2_MEMO.get(key)
+    if a2 is None:
+        if len(_HA2_MEMO) >= _HA2_MEMO_SIZE:
+            _HA2_MEMO.clear()
+        a2 = _HA2_MEMO[key] = h(_encode(f"{method}:{uri}"))
+    return a2
+
+
 def expected_response(
     ha1_hex: str, method: str, uri: str, creds: Credentials, body: bytes = b""
 ) -> str:
@@ -257,7 +263,7 @@ def expected_response(
     if creds.qop == "auth-int":
         a2 = h(_encode(f"{method}:{uri}:") + h(body).encode("ascii"))
     else:
-        a2 = h(_encode(f"{method}:{uri}"))
+        a2 = _ha2(h, method, uri)
     if creds.qop:
         return h(_encode(f"{a1}:{creds.nonce}:{creds.nc}:{creds.cnonce}:{creds.qop}:{a2}"))
     return h(_encode(f"{a1}:{creds.nonce}:{a2}"))
