@@ -69,6 +69,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self._flows: dict[tuple[object, ...], Flow] = {}
         self._transport: asyncio.DatagramTransport | None = None
         self._paused = False
+        self._out: list[tuple[bytes, Address]] = []  # see send()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._errors = ThrottledLog(log)
         self.local: Address = ("", 0)
 
@@ -77,6 +79,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # Neither loop's datagram transport subclasses asyncio.DatagramTransport.
         self._transport = cast(asyncio.DatagramTransport, transport)
+        self._loop = asyncio.get_running_loop()
         name = transport.get_extra_info("sockname")
         self.local = (name[0], name[1])
 
@@ -132,20 +135,43 @@ class UdpProtocol(asyncio.DatagramProtocol):
         return self._flows.get(remote) or self._new_flow(remote)
 
     def send(self, data: bytes, remote: Address) -> bool:
+        """Queue `data` for `remote`; False if the listener cannot send now.
+
+        Datagrams go out together once the loop has handled what it read in
+        this turn (up to 32 datagrams per wake-up with uvloop). A `sendto`
+        that wakes a peer asleep in its poll pays for that wake-up, a costly
+        one in a VM; back to back, only the first does. Under the REGISTER
+        benchmark this cut the CPU per registration by about 12 % and raised
+        the best rate from 6,000 to 8,000/s (README, "Benchmarks"), for well
+        under a millisecond of added latency.
+        """
         transport = self._transport
         if transport is None or self._paused:
             self._stats.udp_send_dropped += 1
             return False
-        try:
-            transport.sendto(data, remote)
-        except (OSError, ValueError, RuntimeError) as exc:
-            # e.g. an IPv6 destination on an IPv4 socket, or a closing transport
-            self._stats.udp_send_dropped += 1
-            log.debug("UDP sendto %s failed: %s", remote, exc)
-            return False
-        self._stats.datagrams_out += 1
-        self._stats.udp_bytes_out += len(data)
+        out = self._out
+        out.append((data, remote))
+        if len(out) == 1 and self._loop is not None:
+            self._loop.call_soon(self.flush)
         return True
+
+    def flush(self) -> None:
+        """Send what is queued now (a send error drops that datagram only)."""
+        out, self._out = self._out, []
+        transport = self._transport
+        stats = self._stats
+        for data, remote in out:
+            if transport is None or self._paused:
+                stats.udp_send_dropped += 1
+                continue
+            try:
+                transport.sendto(data, remote)
+            except (OSError, ValueError, RuntimeError) as exc:
+                stats.udp_send_dropped += 1
+                log.debug("UDP sendto %s failed: %s", remote, exc)
+                continue
+            stats.datagrams_out += 1
+            stats.udp_bytes_out += len(data)
 
     @property
     def is_open(self) -> bool:
@@ -153,6 +179,7 @@ class UdpProtocol(asyncio.DatagramProtocol):
 
     def close(self) -> None:
         if self._transport is not None:
+            self.flush()  # e.g. the BYEs of calls ended by a shutdown
             self._transport.close()
 
 
