@@ -288,10 +288,11 @@ class Registrar:
         if uri.scheme not in ("sip", "sips") or not uri.user:
             return None
         host = uri.host.lower()
+        user = uri.user if "%" not in uri.user else unquote(uri.user)
         if host in self.domains:
-            return f"{unquote(uri.user)}@{host}"
+            return f"{user}@{host}"
         if host in self.own_hosts or (is_ip_literal(host) and "*" in self.own_hosts):
-            return f"{unquote(uri.user)}@{self.default_domain}"
+            return f"{user}@{self.default_domain}"
         return None
 
     def effective_policy(self, entry: AccountEntry, now: float) -> Policy:

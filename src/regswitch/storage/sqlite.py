@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -164,7 +165,9 @@ class SqliteBindingStore(_Backend):
             await self.submit(ops)
 
     def submit(self, ops: Sequence[BindingOp]) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
+        loop = self._s.running_loop()
+        if loop is None:
+            raise RuntimeError("SqliteBindingStore.submit needs a running event loop")
         fut: asyncio.Future[None] = loop.create_future()
         if not ops:
             fut.set_result(None)
@@ -293,6 +296,9 @@ class SqliteStorage:
         self._max_pending = max_pending
         self._busy_ms = int(busy_timeout * 1000)
         self._writer: Writer | None = None
+        # the loop open() ran on, and its thread (see running_loop)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._state = "closed"  # closed -> open -> closing -> closed
         self._reader: ThreadPoolExecutor | None = None
         self._reader_conn: sqlite3.Connection | None = None
@@ -330,6 +336,7 @@ class SqliteStorage:
         if self._state != "closed":
             return
         loop = asyncio.get_running_loop()
+        self._loop, self._loop_thread = loop, threading.get_ident()
         opened: asyncio.Future[None] = loop.create_future()
 
         def report(exc: BaseException | None) -> None:
@@ -404,6 +411,18 @@ class SqliteStorage:
     def _writer_if_open(self) -> Writer | None:
         return self._writer if self._state == "open" else None
 
+    def running_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop, None off any loop. The one storage was opened on
+        is recognised without asyncio.get_running_loop(), which makes a
+        getpid() system call: this runs twice per REGISTER."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() == self._loop_thread and loop.is_running():
+            return loop
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+
     def _queue_behind(self, item: EventRecord | CdrRecord) -> bool:
         """Buffer a write-behind row on the loop for up to BEHIND_LINGER s, so
         the writer thread wakes once per batch rather than once per event (a
@@ -412,9 +431,8 @@ class SqliteStorage:
         writer = self._writer_if_open()
         if writer is None or writer.dead:
             return False
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on a loop: hand it over at once
+        loop = self.running_loop()
+        if loop is None:  # not on a loop: hand it over at once
             return writer.submit_behind(item)
         if len(self._behind_buf) + writer.behind_depth >= writer.max_pending:
             return False
