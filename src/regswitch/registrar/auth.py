@@ -25,6 +25,19 @@ class AuthResult:
     stale: bool = False
     username: str | None = None
 
+    # explicit: mypyc compiles it (see sip.uri.URI.__init__)
+    def __init__(
+        self,
+        outcome: Literal["ok", "challenge", "forbidden"],
+        reason: str = "",
+        stale: bool = False,
+        username: str | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.reason = reason
+        self.stale = stale
+        self.username = username
+
 
 OK = AuthResult("ok")
 

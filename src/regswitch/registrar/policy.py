@@ -26,6 +26,21 @@ class ContactRequest:
     instance: str | None = None
     reg_id: str | None = None
 
+    # explicit, here and below: mypyc compiles it (see sip.uri.URI.__init__)
+    def __init__(
+        self,
+        uri: str,
+        key: str,
+        expires: int,
+        instance: str | None = None,
+        reg_id: str | None = None,
+    ) -> None:
+        self.uri = uri
+        self.key = key
+        self.expires = expires
+        self.instance = instance
+        self.reg_id = reg_id
+
 
 @dataclass(slots=True)
 class RegisterRequest:
@@ -44,6 +59,38 @@ class RegisterRequest:
     node: str = ""
     nat: bool = True  # the source differs from the top Via's sent-by
 
+    def __init__(
+        self,
+        aor: str,
+        call_id: str,
+        cseq: int,
+        transport: str,
+        source_ip: str,
+        source_port: int,
+        local_ip: str,
+        local_port: int,
+        conn_id: int,
+        user_agent: str | None,
+        path: tuple[str, ...],
+        now: float,
+        node: str = "",
+        nat: bool = True,
+    ) -> None:
+        self.aor = aor
+        self.call_id = call_id
+        self.cseq = cseq
+        self.transport = transport
+        self.source_ip = source_ip
+        self.source_port = source_port
+        self.local_ip = local_ip
+        self.local_port = local_port
+        self.conn_id = conn_id
+        self.user_agent = user_agent
+        self.path = path
+        self.now = now
+        self.node = node
+        self.nat = nat
+
 
 @dataclass(slots=True)
 class Policy:
@@ -52,6 +99,20 @@ class Policy:
     max_contacts: int
     if_unreachable: bool
     flap_held: bool = False
+
+    def __init__(
+        self,
+        replace: bool,
+        keep_calls: bool,
+        max_contacts: int,
+        if_unreachable: bool,
+        flap_held: bool = False,
+    ) -> None:
+        self.replace = replace
+        self.keep_calls = keep_calls
+        self.max_contacts = max_contacts
+        self.if_unreachable = if_unreachable
+        self.flap_held = flap_held
 
 
 @dataclass(slots=True)
@@ -62,6 +123,16 @@ class Change:
     values: dict[str, Any]
     kind: Literal["new", "refresh", "same-device", "new-flow"]
 
+    def __init__(
+        self,
+        binding: Binding | None,
+        values: dict[str, Any],
+        kind: Literal["new", "refresh", "same-device", "new-flow"],
+    ) -> None:
+        self.binding = binding
+        self.values = values
+        self.kind = kind
+
 
 @dataclass(slots=True)
 class Removal:
@@ -69,6 +140,18 @@ class Removal:
     why: RemovalWhy
     kick: bool = False  # end its calls (replace without keep-calls)
     replaced_by: str | None = None  # contact that took its place
+
+    def __init__(
+        self,
+        binding: Binding,
+        why: RemovalWhy,
+        kick: bool = False,
+        replaced_by: str | None = None,
+    ) -> None:
+        self.binding = binding
+        self.why = why
+        self.kick = kick
+        self.replaced_by = replaced_by
 
 
 @dataclass(slots=True)
@@ -82,6 +165,26 @@ class Decision:
     reason: str | None = None
     conflict: list[Binding] = field(default_factory=list)
     flapping: bool = False
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        changes: list[Change] | None = None,
+        removals: list[Removal] | None = None,
+        probe: list[Binding] | None = None,
+        status: int = 200,
+        reason: str | None = None,
+        conflict: list[Binding] | None = None,
+        flapping: bool = False,
+    ) -> None:
+        self.outcome = outcome
+        self.changes = [] if changes is None else changes
+        self.removals = [] if removals is None else removals
+        self.probe = [] if probe is None else probe
+        self.status = status
+        self.reason = reason
+        self.conflict = [] if conflict is None else conflict
+        self.flapping = flapping
 
 
 def binding_values(req: RegisterRequest, contact: ContactRequest) -> dict[str, Any]:

@@ -71,6 +71,21 @@ class _Pending:
     entry: AccountEntry
     extra: dict[str, str]
 
+    # explicit: mypyc compiles it (see sip.uri.URI.__init__)
+    def __init__(
+        self,
+        stx: ServerTransaction,
+        req: RegisterRequest,
+        contacts: list[ContactRequest] | None,
+        entry: AccountEntry,
+        extra: dict[str, str],
+    ) -> None:
+        self.stx = stx
+        self.req = req
+        self.contacts = contacts
+        self.entry = entry
+        self.extra = extra
+
 
 class Registrar:
     def __init__(

@@ -323,6 +323,21 @@ class Via:
     params: dict[str, str | None] = field(default_factory=dict)
     protocol: str = "SIP/2.0"
 
+    # explicit: compiled by mypyc (see uri.URI.__init__)
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None,
+        params: dict[str, str | None] | None = None,
+        protocol: str = "SIP/2.0",
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = {} if params is None else params
+        self.protocol = protocol
+
     @property
     def branch(self) -> str | None:
         return self.params.get("branch")
@@ -380,6 +395,19 @@ class NameAddr:
     display: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
     _uri: URI | None = None
+
+    # explicit: compiled by mypyc (see uri.URI.__init__)
+    def __init__(
+        self,
+        uri_text: str,
+        display: str | None = None,
+        params: dict[str, str | None] | None = None,
+        _uri: URI | None = None,
+    ) -> None:
+        self.uri_text = uri_text
+        self.display = display
+        self.params = {} if params is None else params
+        self._uri = _uri
 
     @property
     def uri(self) -> URI:
@@ -468,7 +496,7 @@ def _parse_name_addr_exact(value: str) -> NameAddr:
     return NameAddr(uri_text, None, _params_after_semi(value[semi + 1 :]) if semi >= 0 else {})
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)  # NameAddr's compiled __init__
 class Contact(NameAddr):
     @property
     def expires(self) -> int | None:
