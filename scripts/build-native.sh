@@ -3,9 +3,10 @@
 # sans-IO SIP core (regswitch/sip/) and what every REGISTER runs through
 # (endpoint, registrar, events, flood/flapping guards, ids, networks). The same
 # typed Python (mypy --strict clean), about a fifth less CPU per registration
-# (README, "Performance"). Python imports an extension before the .py of the
+# (README, "Benchmarks"). Python imports an extension before the .py of the
 # same name; regswitch/__init__.py refuses a module whose source changed after
-# compiling, so a stale build is never run by mistake (`make build` again, or
+# compiling (by content, against the sha256 list in src/regswitch/.compiled),
+# so a stale build is never run by mistake (`make build` again, or
 # `make clean-build`).
 #
 # Needs a C compiler and the Python headers. Without them regswitch runs the
@@ -72,4 +73,5 @@ if ! (cd src && "$PY" -m mypyc "${modules[@]}") >"$log" 2>&1; then
 fi
 rm -f "$log"
 rm -rf src/build
-touch "$STAMP"
+# what was compiled, by content: regswitch/__init__.py checks it at import
+(cd src && sha256sum "${modules[@]}") >"$STAMP"
