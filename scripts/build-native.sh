@@ -42,10 +42,10 @@ fi
 fail() {
     clean
     if [ "${CI:-}" = "true" ]; then
-        echo "build-native: $1 (CI=true: the compiled core is required)" >&2
+        echo "build-native: $1 (CI=true: the compiled build is required)" >&2
         exit 1
     fi
-    echo "build-native: $1; regswitch runs its SIP core uncompiled (slower)" >&2
+    echo "build-native: $1; regswitch runs uncompiled (the same code, slower)" >&2
     exit 0
 }
 
