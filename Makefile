@@ -21,7 +21,7 @@ BENCH_ARGS ?=
 LINT_PATHS := $(wildcard src tests bench)
 
 # The hot path compiled with mypyc (scripts/build-native.sh), rebuilt when a source changes.
-NATIVE_SOURCES := $(wildcard src/regswitch/*.py src/regswitch/sip/*.py src/regswitch/registrar/*.py src/regswitch/protection/*.py)
+NATIVE_SOURCES := $(shell scripts/build-native.sh --list) src/regswitch/__init__.py
 NATIVE_STAMP := src/regswitch/.compiled
 
 .PHONY: help venv system build clean-build run test lint bench clean

@@ -34,10 +34,13 @@ clean() {
     rm -rf src/build
 }
 
-if [ "${1:-}" = "clean" ]; then
-    clean
-    exit 0
-fi
+# shellcheck disable=SC2086  # the globs are meant to expand, inside src/
+modules=($(cd src && eval "echo $MODULES"))
+
+case "${1:-}" in
+    clean) clean; exit 0 ;;
+    --list) printf 'src/%s\n' "${modules[@]}"; exit 0 ;;  # the Makefile's dependencies
+esac
 
 fail() {
     clean
@@ -62,8 +65,6 @@ command -v cc >/dev/null 2>&1 || fail "no C compiler (apt-get install gcc)"
 [ -f "$headers/Python.h" ] || fail "no Python headers in $headers (apt-get install python3-dev)"
 
 clean
-# shellcheck disable=SC2086  # the globs are meant to expand, inside src/
-modules=($(cd src && eval "echo $MODULES"))
 echo "build-native: compiling ${#modules[@]} modules with mypyc"
 log=$(mktemp)
 if ! (cd src && "$PY" -m mypyc "${modules[@]}") >"$log" 2>&1; then
