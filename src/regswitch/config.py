@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "REGSWITCH_"
-_LIST_FIELDS = {"sip", "domains", "trusted_networks"}
+_LIST_FIELDS = {"sip", "domains", "trusted_networks", "api_allowed_hosts"}
 
 
 class Settings(BaseModel):
@@ -20,6 +20,11 @@ class Settings(BaseModel):
     sip: list[str] = Field(default_factory=lambda: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"])
     api: str = "127.0.0.1:8080"
     api_token: str | None = None
+    # Host header names the API answers besides its own address (DNS rebinding
+    # defence); "*" turns the check off.
+    api_allowed_hosts: list[str] = Field(default_factory=list)
+    api_tls_cert: str | None = None  # serve the API over HTTPS with this PEM pair
+    api_tls_key: str | None = None
     db: str = "sqlite:///var/regswitch.db"
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -80,6 +85,8 @@ class Settings(BaseModel):
             raise ValueError("tls_cert and tls_key go together")
         if any(s.startswith("tls:") for s in self.sip) and not self.tls_cert:
             raise ValueError("a tls: listener needs tls_cert and tls_key")
+        if bool(self.api_tls_cert) != bool(self.api_tls_key):
+            raise ValueError("api_tls_cert and api_tls_key go together")
         host = api_host(self.api)
         if not _is_loopback(host) and not self.api_token:
             raise ValueError(f"the API on non-loopback address {host} requires api_token")

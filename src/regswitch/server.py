@@ -116,7 +116,8 @@ async def serve(settings: Settings) -> None:
 
     api_sock = _api_socket(settings)
     api_addr = api_sock.getsockname()
-    api_url = f"http://{_url_host(api_addr[0])}:{api_addr[1]}"
+    scheme = "https" if settings.api_tls_cert else "http"
+    api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
     api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
 
     for item in listening:
@@ -150,7 +151,14 @@ async def _run_api(switch: Switch, sock: socket.socket, settings: Settings) -> N
 
     app = create_app(switch)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", loop="none", http="h11"
+        app,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="none",
+        http="h11",
+        ssl_certfile=settings.api_tls_cert,
+        ssl_keyfile=settings.api_tls_key,
     )
     # uvicorn captures SIGINT/SIGTERM while serving and ends serve() on them,
     # which ends the switch too (serve() waits for whichever finishes first)
@@ -159,6 +167,18 @@ async def _run_api(switch: Switch, sock: socket.socket, settings: Settings) -> N
         await server.serve(sockets=[sock])
     finally:
         sock.close()
+
+
+def check_api_tls(settings: Settings) -> None:
+    """Load the API's certificate pair now, so a bad one is a one-line start
+    error rather than an API task that dies after the switch is up."""
+    if settings.api_tls_cert and settings.api_tls_key:
+        try:
+            server_ssl_context(settings.api_tls_cert, settings.api_tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load api_tls_cert/api_tls_key ({settings.api_tls_cert}): {exc}"
+            ) from exc
 
 
 def _url_host(host: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from storage_builders import make_binding, make_cdr, make_event
+from storage_builders import make_account, make_binding, make_cdr, make_event
 
 from regswitch.storage.base import (
     BindingOp,
@@ -326,3 +326,33 @@ async def test_locked_database_fails_apply_instead_of_acknowledging(db: Path) ->
         await s.bindings.apply([BindingOp.upsert(make_binding("b2"))])  # recovered
         assert [b.id for b in await s.bindings.load()] == ["b2"]
         assert s.stats["write_errors"] >= 1
+
+
+# --------------------------------------------------------------------------- file mode
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+async def test_a_new_database_and_its_wal_files_are_owner_only(db: Path) -> None:
+    old = os.umask(0o022)  # the usual umask, which left the file 0644 before
+    try:
+        async with SqliteStorage(db) as storage:
+            await storage.accounts.put(make_account())
+            side = [Path(f"{db}-wal"), Path(f"{db}-shm")]
+            assert all(p.exists() for p in side)
+            assert [_mode(p) for p in (db, *side)] == [0o600, 0o600, 0o600]
+    finally:
+        os.umask(old)
+
+
+async def test_an_existing_world_readable_database_is_made_private(db: Path) -> None:
+    async with SqliteStorage(db):
+        pass
+    db.chmod(0o644)
+    Path(f"{db}-wal").write_bytes(b"")
+    Path(f"{db}-wal").chmod(0o644)
+    async with SqliteStorage(db):
+        assert _mode(db) == 0o600
+        assert _mode(Path(f"{db}-wal")) == 0o600

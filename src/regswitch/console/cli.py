@@ -1,7 +1,8 @@
 """`regswitch` command line: `serve`, and the operator commands over the HTTP API.
 
 Every operator command talks to the API (`--api URL`, env REGSWITCH_API,
-token from `--token` / REGSWITCH_API_TOKEN). Human tables by default, `--json`
+token from REGSWITCH_API_TOKEN, `--token-file` or `--token`). Secrets given
+as arguments show in `ps`: see secret_input.py for the other ways. Human tables by default, `--json`
 for scripts. A bad argument or an API error is one line on stderr and exit
 code 2 (bad argument) or 1 (the API refused or is unreachable).
 """
@@ -47,12 +48,21 @@ def main_options(
         str, typer.Option("--api", envvar="REGSWITCH_API", help="admin API URL")
     ] = ctx.api,
     token: Annotated[
-        str | None, typer.Option("--token", envvar="REGSWITCH_API_TOKEN", help="API bearer token")
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="REGSWITCH_API_TOKEN",
+            help="API bearer token; '-' prompts. Prefer env REGSWITCH_API_TOKEN or "
+            "--token-file: a value here shows in ps",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None, typer.Option("--token-file", help="read the API bearer token from this file")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     ctx.api = api if "://" in api else f"http://{api}"
-    ctx.token = token
+    ctx.token = _secret("the API token", token if token_file is None else None, file=token_file)
     ctx.json = as_json
 
 
@@ -120,6 +130,30 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+_PASSWORD_HELP = (
+    "digest password; '-' prompts (or reads a line from stdin). A value here shows in ps: "
+    "prefer '-', --password-file or --password-env"
+)
+PasswordFile = Annotated[
+    str | None, typer.Option("--password-file", help="read the password from this file")
+]
+PasswordEnv = Annotated[
+    str | None,
+    typer.Option("--password-env", help="read the password from this environment variable"),
+]
+
+
+def _secret(
+    label: str, value: str | None, *, file: str | None = None, env: str | None = None
+) -> str | None:
+    from regswitch.console.secret_input import SecretError, read_secret
+
+    try:
+        return read_secret(label, value, file=file, env=env, confirm=True)
+    except SecretError as exc:
+        fail(str(exc), 2)
+
+
 def _override(value: str | None, name: str) -> str | None:
     if value is None:
         return None
@@ -133,7 +167,9 @@ def _override(value: str | None, name: str) -> str | None:
 @account_app.command("add")
 def account_add(
     aor: Annotated[str, typer.Argument(help="user@domain")],
-    password: Annotated[str | None, typer.Option(help="digest password")] = None,
+    password: Annotated[str | None, typer.Option(help=_PASSWORD_HELP)] = None,
+    password_file: PasswordFile = None,
+    password_env: PasswordEnv = None,
     network: Annotated[
         list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")
     ] = None,
@@ -153,7 +189,7 @@ def account_add(
     body = {
         "user": user,
         "domain": domain,
-        "password": password,
+        "password": _secret("password", password, file=password_file, env=password_env),
         "allowed_networks": network or [],
         "max_contacts": max_contacts,
         "register_replace": _override(replace, "--replace"),
@@ -188,7 +224,9 @@ def account_show(aor: str) -> None:
 @account_app.command("set")
 def account_set(
     aor: str,
-    password: Annotated[str | None, typer.Option()] = None,
+    password: Annotated[str | None, typer.Option(help=_PASSWORD_HELP)] = None,
+    password_file: PasswordFile = None,
+    password_env: PasswordEnv = None,
     network: Annotated[
         list[str] | None, typer.Option("--network", help="allowed CIDR (repeatable)")
     ] = None,
@@ -200,6 +238,7 @@ def account_set(
 ) -> None:
     """Change an account."""
     patch: dict[str, Any] = {}
+    password = _secret("password", password, file=password_file, env=password_env)
     if password is not None:
         patch["password"] = password
     if network:
@@ -416,7 +455,27 @@ def serve(
     domain: Annotated[
         list[str] | None, typer.Option("--domain", help="served SIP domain (repeatable)")
     ] = None,
-    api_token: Annotated[str | None, typer.Option(help="bearer token required by the API")] = None,
+    api_token: Annotated[
+        str | None,
+        typer.Option(
+            help="bearer token required by the API; '-' prompts. A value here shows in ps: "
+            "prefer env REGSWITCH_API_TOKEN, --api-token-file or api_token in --config"
+        ),
+    ] = None,
+    api_token_file: Annotated[
+        str | None, typer.Option(help="read the API bearer token from this file")
+    ] = None,
+    api_tls_cert: Annotated[
+        str | None, typer.Option(help="serve the API over HTTPS: certificate (PEM)")
+    ] = None,
+    api_tls_key: Annotated[str | None, typer.Option(help="the API's TLS private key (PEM)")] = None,
+    api_allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-allowed-host",
+            help="a Host name the API answers besides its address (repeatable; '*' = any)",
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
     log_format: Annotated[str | None, typer.Option(help="text or json")] = None,
     ready_file: Annotated[
@@ -427,8 +486,9 @@ def serve(
     from pydantic import ValidationError
 
     from regswitch.config import load_settings
-    from regswitch.server import run
+    from regswitch.server import check_api_tls, run
 
+    api_token = _secret("the API token", api_token, file=api_token_file)
     try:
         settings = load_settings(
             config,
@@ -440,11 +500,15 @@ def serve(
                 "tls_key": tls_key,
                 "domains": domain or None,
                 "api_token": api_token,
+                "api_tls_cert": api_tls_cert,
+                "api_tls_key": api_tls_key,
+                "api_allowed_hosts": api_allowed_host or None,
                 "log_level": log_level,
                 "log_format": log_format,
                 "ready_file": ready_file,
             },
         )
+        check_api_tls(settings)
     except (ValidationError, ValueError, OSError) as exc:
         fail(_one_line(exc), 2)
     run(settings)

@@ -29,7 +29,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -479,6 +481,8 @@ class SqliteStorage:
         return await loop.run_in_executor(self._reader, run)
 
     def _connect_writer(self) -> sqlite3.Connection:
+        if not self.in_memory:
+            make_private(self.path)
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         if not self.in_memory:
@@ -503,6 +507,30 @@ class SqliteStorage:
         if self._reader_conn is not None:
             self._reader_conn.close()
             self._reader_conn = None
+
+
+PRIVATE_MODE = 0o600
+# SQLite creates these next to the database with the database file's mode.
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def make_private(path: str) -> None:
+    """Create the database file owner-only, and take group/other access away
+    from an existing one (and its WAL files): it holds HA1 hashes, which are
+    as good as passwords to anyone who can read them."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, PRIVATE_MODE)  # umask can only narrow it
+    except OSError as exc:
+        raise StorageError(f"cannot open SQLite database {path}: {exc.strerror}") from exc
+    os.close(fd)
+    for name in (path, *(path + side for side in _SIDE_FILES)):
+        try:
+            mode = stat.S_IMODE(os.stat(name).st_mode)
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(name, mode & 0o700)
+            log.warning("%s was readable by others (mode %o); now %o", name, mode, mode & 0o700)
 
 
 def _open_error(path: str, exc: BaseException) -> BaseException:
