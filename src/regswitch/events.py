@@ -2,6 +2,11 @@
 
 A subscriber (the SSE stream) has a bounded queue; one that cannot keep up
 is dropped, so a slow console never slows SIP.
+
+What is stored is bounded too: strings are cut to size (storage/caps.py), and
+failure events that any packet can cause, one per packet, are written only
+up to a rate per source; the rest are counted (`suppressed`, in /metrics)
+and the next one written from that source says how many it stands for.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from regswitch.storage.base import EventRecord, NewEvent
+from regswitch.storage.caps import capped_event
 
 log = logging.getLogger("regswitch.events")
 
@@ -36,6 +43,60 @@ CALL_ANSWERED = "call-answered"
 CALL_ENDED = "call-ended"
 
 
+# Failures that unauthenticated packets cause, one event per packet.
+RATE_LIMITED = frozenset({AUTH_FAILED})
+_TRANSPORT_PREFIXES = ("udp:", "tcp:", "tls:")
+
+
+@dataclass(frozen=True, slots=True)
+class FailureEventLimit:
+    """Failure events written per fixed window: per source host, and in all."""
+
+    per_source: int = 10
+    total: int = 600
+    window: float = 60.0
+    # sources whose suppressed count is remembered until their next event
+    max_sources: int = 10_000
+
+
+def source_host(source: str | None) -> str:
+    """The host of an event source: "udp:192.0.2.1:5060" -> "192.0.2.1"."""
+    if source is None:
+        return ""
+    if source.startswith(_TRANSPORT_PREFIXES):
+        source = source[4:].rpartition(":")[0]  # transport:host:port, host maybe IPv6
+    return source.strip("[]")
+
+
+class FailureEventLimiter:
+    """Which failure events to write. Fixed windows, so the state is reset in
+    O(1) when a window ends rather than scanned; the tables are bounded."""
+
+    def __init__(self, limit: FailureEventLimit) -> None:
+        self.limit = limit
+        self._window_end = float("-inf")
+        self._written: dict[str, int] = {}  # source -> events written this window
+        self._total = 0
+        self._held: dict[str, int] = {}  # source -> suppressed since its last written event
+
+    def admit(self, key: str, now: float) -> int | None:
+        """None to suppress; else how many from `key` were suppressed before it."""
+        limit = self.limit
+        if now >= self._window_end:
+            self._window_end = now + limit.window
+            self._written.clear()
+            self._total = 0
+        written = self._written.get(key, 0)
+        if written >= limit.per_source or self._total >= limit.total:
+            held = self._held
+            if key in held or len(held) < limit.max_sources:
+                held[key] = held.get(key, 0) + 1
+            return None
+        self._written[key] = written + 1
+        self._total += 1
+        return self._held.pop(key, 0)
+
+
 class EventSink(Protocol):
     def add(self, event: NewEvent) -> EventRecord: ...
 
@@ -56,10 +117,18 @@ class Subscriber:
 
 
 class EventBus:
-    def __init__(self, sink: EventSink, clock: Callable[[], float], backlog: int = 2000) -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        clock: Callable[[], float],
+        backlog: int = 2000,
+        failure_limit: FailureEventLimit | None = None,
+    ) -> None:
         self._sink = sink
         self._clock = clock
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # events written, by type
+        self.suppressed: Counter[str] = Counter()  # rate-limited away, by type
+        self._failures = FailureEventLimiter(failure_limit or FailureEventLimit())
         self._backlog: deque[EventRecord] = deque(maxlen=backlog)
         self._subscribers: set[Subscriber] = set()
         self.subscribers_dropped = 0
@@ -71,10 +140,18 @@ class EventBus:
         account: str | None = None,
         source: str | None = None,
         **details: Any,
-    ) -> EventRecord:
-        record = self._sink.add(
-            NewEvent(time=self._clock(), type=type, account=account, source=source, details=details)
-        )
+    ) -> EventRecord | None:
+        """Record an event; None when it was a rate-limited failure (counted only)."""
+        now = self._clock()
+        if type in RATE_LIMITED:
+            held = self._failures.admit(source_host(source), now)
+            if held is None:
+                self.suppressed[type] += 1
+                return None
+            if held:
+                details["suppressed"] = held
+        event = NewEvent(time=now, type=type, account=account, source=source, details=details)
+        record = self._sink.add(capped_event(event))
         self.counts[type] += 1
         self._backlog.append(record)
         if self._subscribers:

@@ -42,6 +42,7 @@ class Snapshot:
     flood_dropped: int = 0
     flood_blocked_sources: int = 0
     events_by_type: Mapping[str, int] = field(default_factory=dict)
+    events_suppressed: Mapping[str, int] = field(default_factory=dict)
     event_stream_clients: int = 0
     event_stream_clients_dropped: int = 0
     keepalives_sent: int = 0
@@ -109,6 +110,12 @@ class SwitchCollector(Collector):
         yield _counter("flood_dropped", "Requests dropped from blocked sources.", s.flood_dropped)
         yield _gauge("flood_blocked_sources", "Sources blocked right now.", s.flood_blocked_sources)
         yield _labelled_counter("events", "Events recorded, by type.", "type", s.events_by_type)
+        yield _labelled_counter(
+            "events_suppressed",
+            "Failure events not written (over the per-source rate), by type.",
+            "type",
+            s.events_suppressed,
+        )
         yield _gauge(
             "event_stream_clients", "Live event-stream (SSE) clients.", s.event_stream_clients
         )

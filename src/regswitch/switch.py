@@ -25,6 +25,7 @@ from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.service import Registrar
+from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
 from regswitch.transport.manager import TransportManager
 
@@ -74,7 +75,7 @@ class Switch:
             endpoint,
             self.registrar,
             self.events,
-            self.storage.cdrs,
+            CappedCdrs(self.storage.cdrs),
             self.clock,
             advertised_host=settings.advertised_host,
             no_answer_timeout=settings.no_answer_timeout,
@@ -191,6 +192,7 @@ class Switch:
             flood_dropped=self.flood.dropped,
             flood_blocked_sources=len(self.flood.blocked_sources(self.clock())),
             events_by_type=dict(self.events.counts),
+            events_suppressed=dict(self.events.suppressed),
             event_stream_clients=self.events.subscriber_count,
             event_stream_clients_dropped=self.events.subscribers_dropped,
             keepalives_sent=self.keepalive.sent,

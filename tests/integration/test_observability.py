@@ -200,7 +200,7 @@ def test_stalled_stream_client_does_not_slow_registrations(
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
     stalled.connect((host, int(port)))
-    stalled.sendall(b"GET /api/events/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+    stalled.sendall(f"GET /api/events/stream HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
     wait_until(
         lambda: metrics(server)[("regswitch_event_stream_clients", ())] >= 1,
         5,
