@@ -45,6 +45,8 @@ class Settings(BaseModel):
     max_connections: int = 10000
     max_connections_per_ip: int = 100
     max_message_stream: int = 65536
+    # bytes buffered over all TCP/TLS connections (partial messages, unsent output)
+    max_stream_buffered: int = 64 * 1024 * 1024
     no_answer_timeout: float = 60.0
     max_call_duration: float = 7200.0
     log_level: str = "info"

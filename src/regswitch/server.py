@@ -61,6 +61,7 @@ async def build(settings: Settings) -> Switch:
         tcp_idle_timeout=settings.tcp_idle_timeout,
         max_connections=settings.max_connections,
         max_connections_per_ip=settings.max_connections_per_ip,
+        max_stream_buffered=settings.max_stream_buffered,
     )
     ssl_context: ssl.SSLContext | None = None
     if settings.tls_cert and settings.tls_key:

@@ -5,6 +5,7 @@ counted in /metrics."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Callable
 
@@ -77,3 +78,54 @@ def test_bad_credentials_from_one_source_write_a_bounded_number_of_rows(
     assert 'regswitch_events_suppressed_total{type="auth-failed"} 20.0' in metrics
     # still refused every time, and the right password still works
     assert ua("udp", server.udp).register("alice", DOMAIN, password="pw").status == 200
+
+
+def _transport_stat(server: RunningServer, stat: str) -> float:
+    for line in server.api.get("/metrics").text.splitlines():
+        if line.startswith(f'regswitch_transport{{stat="{stat}"}} '):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no transport stat {stat}")
+
+
+def test_many_slow_tcp_clients_stay_within_the_byte_bound(
+    server_factory: Callable[..., RunningServer], ua: Callable[..., UA]
+) -> None:
+    bound = 1024 * 1024
+    server = server_factory(env={"REGSWITCH_MAX_STREAM_BUFFERED": str(bound)})
+    partial = b"REGISTER sip:x SIP/2.0\r\nX-Pad: " + b"p" * 60_000  # never ends
+    clients = []
+    try:
+        for _ in range(40):  # 2.4 MB of half-sent messages, 30 s message timeout
+            sock = socket.create_connection(server.tcp, timeout=5)
+            sock.sendall(partial)
+            clients.append(sock)
+
+        def still_open() -> list[socket.socket]:
+            alive = []
+            for sock in clients:
+                sock.settimeout(0.01)
+                try:
+                    if sock.recv(1) == b"":
+                        continue
+                except TimeoutError:
+                    alive.append(sock)
+                except OSError:
+                    continue
+            return alive
+
+        # closed by the bound, not by the 30 s message timeout
+        alive = wait_until(
+            lambda: (a := still_open()) and len(a) * len(partial) <= bound and a, 10,
+            "the server to close connections beyond the bound",
+        )
+        assert len(alive) >= 5  # the bound sheds down to 3/4, not everything
+        assert _transport_stat(server, "stream_buffered_peak") <= bound + 256 * 1024
+        assert _transport_stat(server, "pressure_closed") >= 40 - len(alive)
+        assert _transport_stat(server, "message_timeouts") == 0
+        # a subscriber on TCP is still served
+        create_account(server, "alice", "pw")
+        phone = ua("tcp", server.tcp)
+        assert phone.register("alice", DOMAIN, password="pw").status == 200
+    finally:
+        for sock in clients:
+            sock.close()

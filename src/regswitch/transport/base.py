@@ -120,8 +120,12 @@ class ListenerInfo:
 class TransportLimits:
     """Bounds that keep a bad peer from exhausting memory or descriptors.
 
-    Worst-case stream memory is about max_connections x (max_message_stream
-    + one read) for framers, plus write_buffer_high per slow reader.
+    Per connection, a framer holds at most max_message_stream + one read and
+    a slow reader at most write_buffer_high; max_connections of each would be
+    10,000 x (64 kB + 1 MB). So the total over all connections is bounded too:
+    above half of max_stream_buffered the idle and half-sent connections go
+    early (pressure_idle_timeout, pressure_message_timeout); above all of it,
+    the connections holding the most bytes are closed until 3/4 remain.
     """
 
     max_message_udp: int = 65535
@@ -134,6 +138,10 @@ class TransportLimits:
     socket_buffer: int = 4 * 1024 * 1024
     # A peer whose unread output passes this is closed (it is not reading).
     write_buffer_high: int = 1024 * 1024
+    # Read + write bytes buffered over all TCP/TLS connections.
+    max_stream_buffered: int = 64 * 1024 * 1024
+    pressure_idle_timeout: float = 30.0
+    pressure_message_timeout: float = 5.0
     connect_timeout: float = 5.0
     tls_handshake_timeout: float = 10.0
     # UDP keeps one Flow per source address; FIFO-evicted beyond this.
@@ -169,6 +177,9 @@ class TransportStats:
     idle_closed: int = 0
     message_timeouts: int = 0
     slow_reader_closed: int = 0
+    stream_buffered_bytes: int = 0  # now, over all TCP/TLS connections
+    stream_buffered_peak: int = 0
+    pressure_closed: int = 0  # closed early or shed to keep stream_buffered in bounds
     framing_errors: int = 0
     send_failures: int = 0
     handler_errors: int = 0

@@ -2,7 +2,8 @@
 
 One `StreamConnection` (an asyncio.Protocol: cheaper than StreamReader) per
 socket, each with its own StreamFramer. `StreamHub` owns the listeners and
-the connection table and enforces the limits in TransportLimits.
+the connection table and enforces the limits in TransportLimits, including
+the bound on bytes buffered over all connections (see `StreamHub._relieve`).
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ class StreamConnection(asyncio.Protocol):
         self._deadline = 0.0  # when _timer fires
         self._partial_since = 0.0  # loop time a partial message began; 0 = none
         self._admitted_ip: str | None = None
+        self._held = 0  # buffered bytes as last counted in hub.buffered
+        self._shed = False  # closed for buffer pressure: no longer counted
 
     # asyncio callbacks
 
@@ -141,6 +144,8 @@ class StreamConnection(asyncio.Protocol):
             )
             self.abort()
             return
+        if framer.buffered != self._held:
+            hub._account(self)
         if framer.idle:
             self._partial_since = 0.0
         elif not self._partial_since:
@@ -207,16 +212,26 @@ class StreamConnection(asyncio.Protocol):
             if transport is None or transport.is_closing():
                 return False
             transport.write(data)
-            self.hub.stats.stream_bytes_out += len(data)
-            self.last_activity = self.hub.loop.time()
+            hub = self.hub
+            hub.stats.stream_bytes_out += len(data)
+            self.last_activity = hub.loop.time()
+            if self._held or transport.get_write_buffer_size():  # else nothing is held
+                hub._account(self)
             return True
         if self.state == _CONNECTING and self.outgoing:
             if self._pending_size + len(data) > self.hub.limits.write_buffer_high:
                 return False
             self._pending.append(data)
             self._pending_size += len(data)
+            self.hub._account(self)
             return True
         return False
+
+    def buffered(self) -> int:
+        """Bytes held for this connection now: a partial message, unsent output."""
+        transport = self._transport
+        unsent = transport.get_write_buffer_size() if transport is not None else self._pending_size
+        return self._framer.buffered + unsent
 
     def close(self) -> None:
         """Close after flushing what is buffered (abort if nothing can flush)."""
@@ -255,6 +270,8 @@ class StreamConnection(asyncio.Protocol):
         self._timer = None
         if self.state != _OPEN:
             return
+        if self._held:
+            self.hub._account(self)  # output drained since the last write shows here
         limits = self.hub.limits
         now = self.hub.loop.time()
         idle_due = self.last_activity + limits.tcp_idle_timeout
@@ -303,6 +320,10 @@ class StreamHub:
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.buffered = 0  # sum of the connections' _held
+        self._next_recount = 0.0
+        self._next_sweep = 0.0
+        self._pressure_timer: asyncio.TimerHandle | None = None
 
     # listeners
 
@@ -437,7 +458,93 @@ class StreamHub:
             except Exception:
                 self.errors.exception("connection-closed callback failed for %s", conn.flow)
 
+    # buffered bytes over all connections
+
+    def _account(self, conn: StreamConnection) -> None:
+        """Count `conn`'s buffered bytes anew; relieve the pressure if too many."""
+        if conn._shed:
+            return
+        held = conn.buffered()
+        total = self.buffered + held - conn._held
+        conn._held = held
+        self._set_total(total)
+        if total > self.limits.max_stream_buffered // 2:
+            self._relieve()
+
+    def _set_total(self, total: int) -> None:
+        self.buffered = total
+        stats = self.stats
+        stats.stream_buffered_bytes = total
+        if total > stats.stream_buffered_peak:
+            stats.stream_buffered_peak = total
+
+    def _release(self, conn: StreamConnection) -> None:
+        self._set_total(self.buffered - conn._held)
+        conn._held = 0
+
+    def _relieve(self) -> None:
+        """Above half the bound, close connections idle for pressure_idle_timeout
+        or with a message incomplete for pressure_message_timeout (once a
+        second); above the bound, close the connections holding the most bytes
+        (a slowloris sender or a peer not reading) until 3/4 remain."""
+        limits = self.limits
+        now = self.loop.time()
+        if now >= self._next_recount:
+            # written bytes drain without telling us: count them again (not
+            # on every write, the table may hold 10,000 connections)
+            self._next_recount = now + 0.05
+            self._set_total(sum(self._recount(c) for c in list(self._conns.values())))
+        soft = limits.max_stream_buffered // 2
+        if self.buffered > soft and now >= self._next_sweep:
+            self._next_sweep = now + 1.0
+            for conn in list(self._conns.values()):
+                if conn.state != _OPEN or conn._shed:
+                    continue
+                idle = conn.last_activity + limits.pressure_idle_timeout <= now
+                partial = conn._partial_since
+                slow = bool(partial) and partial + limits.pressure_message_timeout <= now
+                if idle or slow:
+                    self._shed(conn, "idle" if idle else "message incomplete")
+        if self.buffered > limits.max_stream_buffered:
+            target = limits.max_stream_buffered * 3 // 4
+            holders = sorted(
+                (c for c in self._conns.values() if c._held and not c._shed),
+                key=lambda c: c._held,
+                reverse=True,
+            )
+            for conn in holders:
+                if self.buffered <= target:
+                    break
+                self._shed(conn, f"holds {conn._held} bytes")
+        if self.buffered > soft and self._pressure_timer is None and not self._closing:
+            # no traffic may come to call us again: look once more in a second
+            self._pressure_timer = self.loop.call_later(1.0, self._pressure_tick)
+
+    def _recount(self, conn: StreamConnection) -> int:
+        if not conn._shed:
+            conn._held = conn.buffered()
+        return conn._held
+
+    def _pressure_tick(self) -> None:
+        self._pressure_timer = None
+        self._next_recount = 0.0
+        self._relieve()
+
+    def _shed(self, conn: StreamConnection, why: str) -> None:
+        self.stats.pressure_closed += 1
+        self.notices.log(
+            logging.INFO,
+            "closing %s connection %s: stream buffers near their bound (%s)",
+            conn.kind,
+            conn.remote,
+            why,
+        )
+        self._release(conn)
+        conn._shed = True
+        conn.abort()
+
     def _forget(self, conn: StreamConnection) -> None:
+        self._release(conn)
         if self._conns.get(conn.conn_id) is conn:
             del self._conns[conn.conn_id]
         key = (conn.kind, conn.remote) if conn.remote is not None else None
@@ -454,6 +561,9 @@ class StreamHub:
 
     async def close(self) -> None:
         self._closing = True
+        if self._pressure_timer is not None:
+            self._pressure_timer.cancel()
+            self._pressure_timer = None
         for server in self._servers:
             server.close()
         for task in list(self._tasks):
