@@ -146,10 +146,12 @@ PasswordEnv = Annotated[
 def _secret(
     label: str, value: str | None, *, file: str | None = None, env: str | None = None
 ) -> str | None:
+    """A secret from its value, file or environment variable; a prompt for '-'
+    (asked twice for a password being set, where a typo would lock the account)."""
     from regswitch.console.secret_input import SecretError, read_secret
 
     try:
-        return read_secret(label, value, file=file, env=env, confirm=True)
+        return read_secret(label, value, file=file, env=env, confirm=label == "password")
     except SecretError as exc:
         fail(str(exc), 2)
 
