@@ -1,9 +1,9 @@
 """`regswitch` command line: `serve`, and the operator commands over the HTTP API.
 
 Every operator command talks to the API (`--api URL`, env REGSWITCH_API,
-token from REGSWITCH_API_TOKEN, `--token-file` or `--token`). Secrets given
-as arguments show in `ps`: see secret_input.py for the other ways. Human tables by default, `--json`
-for scripts. A bad argument or an API error is one line on stderr and exit
+token from REGSWITCH_API_TOKEN, `--token-file` or `--token`; secrets given
+as arguments show in `ps`, see secret_input.py). Human tables by default,
+`--json` for scripts. A bad argument or an API error is one line on stderr and exit
 code 2 (bad argument) or 1 (the API refused or is unreachable).
 """
 
@@ -144,14 +144,18 @@ PasswordEnv = Annotated[
 
 
 def _secret(
-    label: str, value: str | None, *, file: str | None = None, env: str | None = None
+    label: str,
+    value: str | None,
+    *,
+    file: str | None = None,
+    env: str | None = None,
+    confirm: bool = False,
 ) -> str | None:
-    """A secret from its value, file or environment variable; a prompt for '-'
-    (asked twice for a password being set, where a typo would lock the account)."""
+    """A secret from its value, file or environment variable, or a prompt for '-'."""
     from regswitch.console.secret_input import SecretError, read_secret
 
     try:
-        return read_secret(label, value, file=file, env=env, confirm=label == "password")
+        return read_secret(label, value, file=file, env=env, confirm=confirm)
     except SecretError as exc:
         fail(str(exc), 2)
 
@@ -188,10 +192,12 @@ def account_add(
     user, at, domain = aor.rpartition("@")
     if not at or not user or not domain:
         fail(f"bad account {aor!r}: expected user@domain", 2)
+    # asked twice at a prompt: a typo would lock the device out
+    new_password = _secret("password", password, file=password_file, env=password_env, confirm=True)
     body = {
         "user": user,
         "domain": domain,
-        "password": _secret("password", password, file=password_file, env=password_env),
+        "password": new_password,
         "allowed_networks": network or [],
         "max_contacts": max_contacts,
         "register_replace": _override(replace, "--replace"),
@@ -240,7 +246,7 @@ def account_set(
 ) -> None:
     """Change an account."""
     patch: dict[str, Any] = {}
-    password = _secret("password", password, file=password_file, env=password_env)
+    password = _secret("password", password, file=password_file, env=password_env, confirm=True)
     if password is not None:
         patch["password"] = password
     if network:

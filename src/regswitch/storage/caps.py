@@ -52,8 +52,7 @@ def capped_event(event: NewEvent) -> NewEvent:
     """`event` with its strings cut to size (the same object when nothing is long)."""
     account, source, details = event.account, event.source, event.details
     long_detail = any(
-        (isinstance(v, str) and len(v) > MAX_DETAIL)
-        or (isinstance(v, list | tuple) and v)
+        (isinstance(v, str) and len(v) > MAX_DETAIL) or (isinstance(v, list | tuple) and v)
         for v in details.values()
     )
     if (

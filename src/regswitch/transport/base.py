@@ -140,7 +140,9 @@ class TransportLimits:
     write_buffer_high: int = 1024 * 1024
     # Read + write bytes buffered over all TCP/TLS connections.
     max_stream_buffered: int = 64 * 1024 * 1024
-    pressure_idle_timeout: float = 30.0
+    # Above RFC 5626's recommended TCP keepalive interval (95-120 s), so a
+    # phone that keeps its flow alive is not taken for idle.
+    pressure_idle_timeout: float = 150.0
     pressure_message_timeout: float = 5.0
     connect_timeout: float = 5.0
     tls_handshake_timeout: float = 10.0

@@ -482,17 +482,18 @@ class StreamHub:
         self._set_total(self.buffered - conn._held)
         conn._held = 0
 
-    def _relieve(self) -> None:
+    def _relieve(self, recount: bool = False) -> None:
         """Above half the bound, close connections idle for pressure_idle_timeout
         or with a message incomplete for pressure_message_timeout (once a
         second); above the bound, close the connections holding the most bytes
         (a slowloris sender or a peer not reading) until 3/4 remain."""
         limits = self.limits
         now = self.loop.time()
-        if now >= self._next_recount:
-            # written bytes drain without telling us: count them again (not
-            # on every write, the table may hold 10,000 connections)
-            self._next_recount = now + 0.05
+        if recount or (self.buffered > limits.max_stream_buffered and now >= self._next_recount):
+            # Output drains without telling us, so a count may be stale-high:
+            # count again before shedding anyone (at most every 0.1 s, the
+            # table may hold 10,000 connections).
+            self._next_recount = now + 0.1
             self._set_total(sum(self._recount(c) for c in list(self._conns.values())))
         soft = limits.max_stream_buffered // 2
         if self.buffered > soft and now >= self._next_sweep:
@@ -527,8 +528,7 @@ class StreamHub:
 
     def _pressure_tick(self) -> None:
         self._pressure_timer = None
-        self._next_recount = 0.0
-        self._relieve()
+        self._relieve(recount=True)
 
     def _shed(self, conn: StreamConnection, why: str) -> None:
         self.stats.pressure_closed += 1
