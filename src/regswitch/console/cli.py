@@ -143,19 +143,12 @@ PasswordEnv = Annotated[
 ]
 
 
-def _secret(
-    label: str,
-    value: str | None,
-    *,
-    file: str | None = None,
-    env: str | None = None,
-    confirm: bool = False,
-) -> str | None:
-    """A secret from its value, file or environment variable, or a prompt for '-'."""
+def _secret(label: str, value: str | None, **sources: Any) -> str | None:
+    """read_secret (file=, env=, confirm=), a bad source being a one-line exit 2."""
     from regswitch.console.secret_input import SecretError, read_secret
 
     try:
-        return read_secret(label, value, file=file, env=env, confirm=confirm)
+        return read_secret(label, value, **sources)
     except SecretError as exc:
         fail(str(exc), 2)
 
