@@ -25,6 +25,24 @@ log = logging.getLogger("regswitch.endpoint")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
 ACCEPT = "application/sdp"
 SUPPORTED = "path, outbound, gruu"
+# what a request may Require of us (RFC 3261 §8.2.2.3): what we advertise
+SUPPORTED_EXTENSIONS = frozenset(t.strip() for t in SUPPORTED.split(","))
+URI_SCHEMES = ("sip", "sips", "tel")
+
+
+def required_extensions(request: Request, supported: frozenset[str]) -> list[str]:
+    """The option tags of the request's Require headers that are not in
+    `supported`, sorted and lower-cased (empty: nothing unsupported)."""
+    if "require" not in request.headers:
+        return []
+    return sorted(
+        {
+            tag
+            for line in request.headers.get_all("require")
+            for tag in (t.strip().lower() for t in line.split(","))
+            if tag and tag not in supported
+        }
+    )
 
 
 class Sender(Protocol):
@@ -109,6 +127,9 @@ class Endpoint:
         self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
         # drops a source's messages before the core sees them (flood blocks)
         self.gate: Callable[[str], bool] | None = None
+        # methods whose handler inspects Require itself (the B2BUA: after
+        # authentication, so the refusal gets a CDR)
+        self.self_checked: set[str] = set()
 
     # --- wiring -----------------------------------------------------------------
     def route(self, method: str, handler: RequestHandler) -> None:
@@ -270,6 +291,8 @@ class Endpoint:
             stx.respond(501, None, {"Allow": ALLOW})
             return
         try:
+            if not self._inspect(stx):
+                return
             handler(stx)
         except ParseError as exc:
             # a header read lazily by the handler turned out malformed
@@ -280,6 +303,36 @@ class Endpoint:
             self.stats.handler_errors += 1
             log.exception("%s handler failed", request.method)
             stx.respond(500, "Server Internal Error")
+
+    def _inspect(self, stx: ServerTransaction) -> bool:
+        """RFC 3261 §8.2.2 inspection, the same for every method and before
+        any handler, so a refused request costs no account lookup: the
+        Request-URI scheme (416); the Request-URI, every Via, Contact and
+        Max-Forwards parse (else ParseError: 400); Require (420, except for
+        the methods in `self_checked`). False: answered."""
+        request = stx.request
+        uri = request.uri
+        if not uri.startswith("sip:"):
+            scheme = uri.partition(":")[0].lower()
+            if scheme not in URI_SCHEMES:
+                stx.respond(416, "Unsupported URI Scheme")
+                return False
+        headers = request.headers
+        _ = request.ruri
+        via_lines = headers.get_all("via")
+        if len(via_lines) > 1 or "," in via_lines[0]:  # the top one is parsed already
+            _ = request.vias
+        if "contact" in headers:
+            _ = request.contacts
+        if "max-forwards" in headers:
+            _ = request.max_forwards
+        if request.method in self.self_checked:
+            return True
+        unsupported = required_extensions(request, SUPPORTED_EXTENSIONS)
+        if unsupported:
+            stx.respond(420, "Bad Extension", {"Unsupported": ", ".join(unsupported)})
+            return False
+        return True
 
     def _malformed(self, event: ev.MalformedReceived) -> None:
         reply = error_response_for_raw(event.data, event.error, self.server_header)

@@ -195,6 +195,10 @@ class Switch:
             event_stream_clients_dropped=self.events.subscribers_dropped,
             keepalives_sent=self.keepalive.sent,
             keepalive_replies=self.keepalive.replies,
+            keepalives_received={
+                "udp": self.transports.stats.udp_keepalives,
+                "stream": self.transports.stats.keepalive_pings,
+            },
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage=dict(self.storage.stats),
             transport=self.transports.stats.snapshot(),
