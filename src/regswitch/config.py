@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from regswitch.transport.base import ListenSpec
+
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks"}
 
@@ -45,6 +47,15 @@ class Settings(BaseModel):
     log_level: str = "info"
     log_format: str = "text"
     ready_file: str | None = None
+
+    @field_validator("sip")
+    @classmethod
+    def _listeners(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one SIP listener is needed")
+        for text in value:
+            ListenSpec.parse(text)  # ValueError naming the value
+        return value
 
     @field_validator("log_level")
     @classmethod

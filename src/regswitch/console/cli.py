@@ -427,7 +427,7 @@ def serve(
     from pydantic import ValidationError
 
     from regswitch.config import load_settings
-    from regswitch.server import run
+    from regswitch.server import StartupError, run
 
     try:
         settings = load_settings(
@@ -447,7 +447,10 @@ def serve(
         )
     except (ValidationError, ValueError, OSError) as exc:
         fail(_one_line(exc), 2)
-    run(settings)
+    try:
+        run(settings)
+    except StartupError as exc:
+        fail(str(exc), 2)
 
 
 def _one_line(exc: Exception) -> str:
@@ -456,7 +459,9 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        # pydantic prefixes a validator's own message with "Value error, "
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
     return str(exc).splitlines()[0]
 
 
