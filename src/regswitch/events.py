@@ -34,6 +34,7 @@ ACCOUNT_CHANGED = "account-changed"
 CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"
 CALL_ENDED = "call-ended"
+DOMAIN_CHANGED = "domain-changed"
 
 
 class EventSink(Protocol):
@@ -127,3 +128,15 @@ class EventBus:
 
     def recent(self) -> list[EventRecord]:
         return list(self._backlog)
+
+
+def _event_types() -> frozenset[str]:
+    """Every type above: the module's upper-case string constants (computed,
+    so a type added to the list cannot be forgotten here)."""
+    return frozenset(
+        value for name, value in globals().items() if name.isupper() and isinstance(value, str)
+    )
+
+
+#: what `/api/events?type=` accepts
+EVENT_TYPES: frozenset[str] = _event_types()

@@ -9,7 +9,9 @@ code 2 (bad argument) or 1 (the API refused or is unreachable).
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -95,18 +97,23 @@ def show(data: Any, columns: list[str] | None = None, title: str | None = None) 
         table = Table(show_header=False, title=title)
         for key, value in data.items():
             table.add_row(str(key), _cell(value))
-        console.print(table)
-        return
-    rows = list(data)
-    if not rows:
-        console.print("(none)")
-        return
-    columns = columns or list(rows[0].keys())
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+    else:
+        rows = list(data)
+        if not rows:
+            console.print("(none)")
+            return
+        columns = columns or list(rows[0].keys())
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+    # Never truncate or fold a cell (an AOR or id cut with "…" cannot be
+    # copied back into a command): a table wider than the terminal is
+    # printed at its natural width and the terminal wraps the lines.
+    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+    if natural > console.width:
+        console = Console(width=natural)
     console.print(table)
 
 
@@ -465,5 +472,34 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
-def main() -> None:
-    app(prog_name="regswitch")
+def json_anywhere(args: Sequence[str]) -> list[str]:
+    """`--json` is an option of the whole program; accept it after the
+    subcommand too (`regswitch cdr list --json`) by moving it to the front."""
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    if "--json" not in args[:end]:
+        return args
+    return ["--json", *(a for i, a in enumerate(args) if a != "--json" or i >= end)]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: usage errors are one line (click's rich box is not), exit 2."""
+    # click's exceptions, wherever this typer takes click from (newer ones vendor it)
+    errors = sys.modules[typer.BadParameter.__module__]
+
+    args = json_anywhere(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=args, prog_name="regswitch", standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:
+        exc.show()  # the help text, as `--help` prints it
+        raise SystemExit(2) from None
+    except errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "regswitch"
+        typer.echo(f"error: {exc.format_message()} (see: {where} --help)", err=True)
+        raise SystemExit(2) from None
+    except errors.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except errors.Abort:
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
