@@ -16,6 +16,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from regswitch.console.cli_domains import domain_app
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -32,6 +34,7 @@ app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(domain_app, name="domain")
 
 
 class _Ctx:
@@ -152,6 +155,9 @@ def account_add(
         str, typer.Option("--keep-calls", help="replace_keep_calls: inherit|on|off")
     ] = "inherit",
     disabled: Annotated[bool, typer.Option("--disabled", help="create disabled")] = False,
+    create_domain: Annotated[
+        bool, typer.Option("--create-domain", help="also serve its domain if it is not")
+    ] = False,
 ) -> None:
     """Create an account."""
     user, at, domain = aor.rpartition("@")
@@ -166,6 +172,7 @@ def account_add(
         "register_replace": _override(replace, "--replace"),
         "replace_keep_calls": _override(keep_calls, "--keep-calls"),
         "enabled": not disabled,
+        "create_domain": create_domain,
     }
     show(call("POST", "/api/accounts", json=body))
 
