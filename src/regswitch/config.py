@@ -142,8 +142,13 @@ def load_settings(
     """Merge the layers; raises ValueError (pydantic's ValidationError is one) on bad input."""
     data: dict[str, Any] = {}
     if config_file is not None:
-        with open(config_file, "rb") as f:
-            data.update(tomllib.load(f))
+        try:
+            with open(config_file, "rb") as f:
+                data.update(tomllib.load(f))
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {config_file}: {exc}") from None
     data.update(_from_env(dict(os.environ) if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return Settings.model_validate(data)

@@ -142,3 +142,13 @@ def test_ready_hint_is_a_command_that_works(
     assert command_hint() == "regswitch"  # PATH finds this very one
     monkeypatch.setattr(sys, "argv", ["/somewhere/regswitch/__main__.py", "serve"])
     assert command_hint() == f"{sys.executable} -m regswitch"
+
+
+def test_config_file_errors_name_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "none.toml"
+    text = one_line_exit_2(serve(tmp_path, "--config", str(missing)))
+    assert text == f"error: cannot read config file {missing}: No such file or directory"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("sip = [\n")
+    text = one_line_exit_2(serve(tmp_path, "--config", str(broken)))
+    assert text.startswith(f"error: config file {broken}: ")
