@@ -134,3 +134,11 @@ def test_unknown_request_uri_scheme_is_416_for_every_method(uri: str) -> None:
         ep.on_data(request(method, uri=uri), Flow("udp", PEER, PEER))
         assert sender.sent[0].startswith(b"SIP/2.0 416 Unsupported URI Scheme\r\n")
         assert handled == []
+
+
+def test_require_with_a_non_token_is_400_not_echoed() -> None:
+    ep, sender, handled = endpoint()
+    ep.on_data(request("OPTIONS", "Require: good, <sip:x@y>"), Flow("udp", PEER, PEER))
+    (reply,) = sender.sent
+    assert reply.startswith(b"SIP/2.0 400 ") and b"Unsupported" not in reply
+    assert handled == []

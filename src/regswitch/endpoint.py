@@ -16,6 +16,7 @@ from typing import Protocol
 from regswitch.sip import events as ev
 from regswitch.sip.errors import LocalProtocolError, ParseError
 from regswitch.sip.flow import Flow
+from regswitch.sip.headers import is_token
 from regswitch.sip.message import Request, Response
 from regswitch.sip.serialise import _phrase_safe, error_response_for_raw, response_for
 from regswitch.sip.txlayer import TransactionLayer
@@ -32,17 +33,21 @@ URI_SCHEMES = ("sip", "sips", "tel")
 
 def required_extensions(request: Request, supported: frozenset[str]) -> list[str]:
     """The option tags of the request's Require headers that are not in
-    `supported`, sorted and lower-cased (empty: nothing unsupported)."""
+    `supported`, sorted and lower-cased (empty: nothing unsupported).
+    ParseError (400) for a tag that is not a token: only tokens are echoed
+    back in Unsupported."""
     if "require" not in request.headers:
         return []
-    return sorted(
-        {
-            tag
-            for line in request.headers.get_all("require")
-            for tag in (t.strip().lower() for t in line.split(","))
-            if tag and tag not in supported
-        }
-    )
+    tags = {
+        tag
+        for line in request.headers.get_all("require")
+        for tag in (t.strip().lower() for t in line.split(","))
+        if tag
+    }
+    for tag in tags:
+        if not is_token(tag):
+            raise ParseError(f"bad option tag in Require {tag[:40]!r}")
+    return sorted(tags - supported)
 
 
 class Sender(Protocol):
