@@ -49,9 +49,22 @@ def test_account_in_an_unserved_domain_is_refused_naming_the_fix(server: Running
     created = server.api.post("/api/accounts", json={**body, "create_domain": True})
     assert created.status_code == 201, created.text
     assert "example.org" in names(server)
+    imported = server.api.post(
+        "/api/accounts/import",
+        json={
+            "accounts": [
+                {"user": "bob", "domain": "bulk.example", "password": "pw"},
+                body | {"user": "al2"},
+            ],
+            "create_domain": True,
+        },
+    )
+    assert imported.status_code == 200 and imported.json() == {"created": 2, "updated": 0}
+    assert names(server) == ["bulk.example", "example.org", "regswitch.local"]
     events = server.api.get("/api/events", params={"type": "domain-changed"}).json()
     assert [(e["details"]["action"], e["details"]["domain"]) for e in events] == [
-        ("created", "example.org")
+        ("created", "bulk.example"),
+        ("created", "example.org"),
     ]
 
 
