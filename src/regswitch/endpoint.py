@@ -323,14 +323,15 @@ class Endpoint:
                 stx.respond(416, "Unsupported URI Scheme")
                 return False
         headers = request.headers
-        _ = request.ruri
+        # read for the ParseError alone (one name per type: mypyc types each name)
+        _ruri = request.ruri
         via_lines = headers.get_all("via")
         if len(via_lines) > 1 or "," in via_lines[0]:  # the top one is parsed already
-            _ = request.vias
+            _vias = request.vias
         if "contact" in headers:
-            _ = request.contacts
+            _contacts = request.contacts
         if "max-forwards" in headers:
-            _ = request.max_forwards
+            _max_forwards = request.max_forwards
         if request.method in self.self_checked:
             return True
         unsupported = required_extensions(request, SUPPORTED_EXTENSIONS)
