@@ -77,3 +77,25 @@ def test_calls_column_counts_calls_from_unregistered_devices(
     expect(page.locator("#registrations-count")).to_have_text(
         "2 registrations · 2 calls from devices not registered"
     )
+
+
+def test_account_in_a_new_domain_is_refused_until_the_domain_is_served(
+    console: Any, server: RunningServer
+) -> None:
+    create_account(server, "alice")
+    page = console.open("accounts")
+    page.locator("#add-account").click()
+    dialog = page.locator("dialog.account-dialog")
+    dialog.locator("input[name=user]").fill("erin")
+    dialog.locator("input[name=domain]").fill("customer.example")
+    dialog.locator("input[name=password]").fill("pw")
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog.locator(".error")).to_contain_text("domain customer.example is not served")
+    assert server.api.get("/api/accounts/erin@customer.example").status_code == 404
+
+    dialog.locator("input[name=create_domain]").check()
+    dialog.get_by_role("button", name="Add account").click()
+    expect(dialog).to_have_count(0)
+    expect(page.locator("#accounts tr[data-aor='erin@customer.example']")).to_be_visible()
+    served = [d["name"] for d in server.api.get("/api/domains").json()]
+    assert "customer.example" in served
