@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System tools the tests drive: SIPp (Debian package sip-tester), Chromium for
 # browser tests (used at /usr/bin/chromium; never `playwright install`), and
-# openssl for the self-signed TLS test certificate, and promtool (Debian package
-# prometheus) to check the /metrics exposition.
+# openssl for the self-signed TLS test certificate, promtool (Debian package
+# prometheus) to check the /metrics exposition, and baresip (baresip-core) as a
+# real phone following the README's phone set-up.
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -14,6 +15,7 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks /metrics
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)  # README's phone set-up
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

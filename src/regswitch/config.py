@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from regswitch.transport.base import ListenSpec
+
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks", "api_allowed_hosts"}
 
@@ -52,6 +54,15 @@ class Settings(BaseModel):
     log_level: str = "info"
     log_format: str = "text"
     ready_file: str | None = None
+
+    @field_validator("sip")
+    @classmethod
+    def _listeners(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one SIP listener is needed")
+        for text in value:
+            ListenSpec.parse(text)  # ValueError naming the value
+        return value
 
     @field_validator("log_level")
     @classmethod
@@ -140,8 +151,13 @@ def load_settings(
     """Merge the layers; raises ValueError (pydantic's ValidationError is one) on bad input."""
     data: dict[str, Any] = {}
     if config_file is not None:
-        with open(config_file, "rb") as f:
-            data.update(tomllib.load(f))
+        try:
+            with open(config_file, "rb") as f:
+                data.update(tomllib.load(f))
+        except OSError as exc:
+            raise ValueError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"config file {config_file}: {exc}") from None
     data.update(_from_env(dict(os.environ) if environ is None else environ))
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return Settings.model_validate(data)

@@ -16,6 +16,7 @@ from typing import Protocol
 from regswitch.sip import events as ev
 from regswitch.sip.errors import LocalProtocolError, ParseError
 from regswitch.sip.flow import Flow
+from regswitch.sip.headers import is_token
 from regswitch.sip.message import Request, Response
 from regswitch.sip.serialise import _phrase_safe, error_response_for_raw, response_for
 from regswitch.sip.txlayer import TransactionLayer
@@ -25,6 +26,28 @@ log = logging.getLogger("regswitch.endpoint")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
 ACCEPT = "application/sdp"
 SUPPORTED = "path, outbound, gruu"
+# what a request may Require of us (RFC 3261 §8.2.2.3): what we advertise
+SUPPORTED_EXTENSIONS = frozenset(t.strip() for t in SUPPORTED.split(","))
+URI_SCHEMES = ("sip", "sips", "tel")
+
+
+def required_extensions(request: Request, supported: frozenset[str]) -> list[str]:
+    """The option tags of the request's Require headers that are not in
+    `supported`, sorted and lower-cased (empty: nothing unsupported).
+    ParseError (400) for a tag that is not a token: only tokens are echoed
+    back in Unsupported."""
+    if "require" not in request.headers:
+        return []
+    tags = {
+        tag
+        for line in request.headers.get_all("require")
+        for tag in (t.strip().lower() for t in line.split(","))
+        if tag
+    }
+    for tag in tags:
+        if not is_token(tag):
+            raise ParseError(f"bad option tag in Require {tag[:40]!r}")
+    return sorted(tags - supported)
 
 
 class Sender(Protocol):
@@ -109,6 +132,9 @@ class Endpoint:
         self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
         # drops a source's messages before the core sees them (flood blocks)
         self.gate: Callable[[str], bool] | None = None
+        # methods whose handler inspects Require itself (the B2BUA: after
+        # authentication, so the refusal gets a CDR)
+        self.self_checked: set[str] = set()
 
     # --- wiring -----------------------------------------------------------------
     def route(self, method: str, handler: RequestHandler) -> None:
@@ -270,6 +296,8 @@ class Endpoint:
             stx.respond(501, None, {"Allow": ALLOW})
             return
         try:
+            if not self._inspect(stx):
+                return
             handler(stx)
         except ParseError as exc:
             # a header read lazily by the handler turned out malformed
@@ -280,6 +308,37 @@ class Endpoint:
             self.stats.handler_errors += 1
             log.exception("%s handler failed", request.method)
             stx.respond(500, "Server Internal Error")
+
+    def _inspect(self, stx: ServerTransaction) -> bool:
+        """RFC 3261 §8.2.2 inspection, the same for every method and before
+        any handler, so a refused request costs no account lookup: the
+        Request-URI scheme (416); the Request-URI, every Via, Contact and
+        Max-Forwards parse (else ParseError: 400); Require (420, except for
+        the methods in `self_checked`). False: answered."""
+        request = stx.request
+        uri = request.uri
+        if not uri.startswith("sip:"):
+            scheme = uri.partition(":")[0].lower()
+            if scheme not in URI_SCHEMES:
+                stx.respond(416, "Unsupported URI Scheme")
+                return False
+        headers = request.headers
+        # read for the ParseError alone (one name per type: mypyc types each name)
+        _ruri = request.ruri
+        via_lines = headers.get_all("via")
+        if len(via_lines) > 1 or "," in via_lines[0]:  # the top one is parsed already
+            _vias = request.vias
+        if "contact" in headers:
+            _contacts = request.contacts
+        if "max-forwards" in headers:
+            _max_forwards = request.max_forwards
+        if request.method in self.self_checked:
+            return True
+        unsupported = required_extensions(request, SUPPORTED_EXTENSIONS)
+        if unsupported:
+            stx.respond(420, "Bad Extension", {"Unsupported": ", ".join(unsupported)})
+            return False
+        return True
 
     def _malformed(self, event: ev.MalformedReceived) -> None:
         reply = error_response_for_raw(event.data, event.error, self.server_header)

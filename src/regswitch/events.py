@@ -41,6 +41,17 @@ ACCOUNT_CHANGED = "account-changed"
 CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"
 CALL_ENDED = "call-ended"
+DOMAIN_CHANGED = "domain-changed"
+
+#: What `/api/events?type=` accepts (tests/test_event_types.py checks that
+#: every type above is listed).
+EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        REGISTERED, REFRESHED, SAME_DEVICE, UNREGISTERED, EXPIRED, REPLACED, REJECTED,
+        AUTH_FAILED, PARAM_CHANGED, FLOOD_BLOCKED, FLAPPING, REACHABILITY, DELETED,
+        ACCOUNT_CHANGED, CALL_STARTED, CALL_ANSWERED, CALL_ENDED, DOMAIN_CHANGED,
+    }
+)  # fmt: skip
 
 
 # Failures that unauthenticated packets cause, one event per packet.

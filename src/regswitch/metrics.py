@@ -47,6 +47,7 @@ class Snapshot:
     event_stream_clients_dropped: int = 0
     keepalives_sent: int = 0
     keepalive_replies: int = 0
+    keepalives_received: Mapping[str, int] = field(default_factory=dict)
     unreachable_bindings: int = 0
     storage: Mapping[str, float] = field(default_factory=dict)
     transport: Mapping[str, int] = field(default_factory=dict)
@@ -126,6 +127,12 @@ class SwitchCollector(Collector):
         )
         yield _counter("keepalives_sent", "NAT keepalives and probes sent.", s.keepalives_sent)
         yield _counter("keepalive_replies", "Replies to OPTIONS keepalives.", s.keepalive_replies)
+        yield _labelled_counter(
+            "keepalives_received",
+            "CRLF keepalives received from phones (not parse errors), by transport.",
+            "transport",
+            s.keepalives_received,
+        )
         yield _gauge("unreachable_bindings", "Bindings marked unreachable.", s.unreachable_bindings)
         yield _gauge("loop_lag_seconds", "Event-loop lag at the last check.", s.loop_lag_seconds)
         storage = GaugeMetricFamily(

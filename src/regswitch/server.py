@@ -8,9 +8,11 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from regswitch.ids import new_id
 from regswitch.logs import setup_logging
 from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
+from regswitch.storage.base import StorageError
 from regswitch.switch import Switch
 from regswitch.transport.base import ListenSpec, TransportLimits
 from regswitch.transport.manager import TransportManager
@@ -29,6 +32,24 @@ log = logging.getLogger("regswitch.server")
 
 
 API_SEND_BUFFER = 256 * 1024
+
+
+class StartupError(Exception):
+    """The switch cannot start; the message is one line for the operator
+    (the CLI prints it and exits 2)."""
+
+
+def _os_reason(exc: OSError) -> str:
+    """"address already in use", not asyncio's sentence around it."""
+    if exc.errno and not isinstance(exc, ssl.SSLError):
+        return os.strerror(exc.errno).lower()
+    return str(exc)
+
+
+async def _close_quietly(switch: Switch) -> None:
+    """Close what a failed start opened; the start-up error is what to report."""
+    with contextlib.suppress(Exception):
+        await switch.close()
 
 
 def tune_gc() -> None:
@@ -65,7 +86,13 @@ async def build(settings: Settings) -> Switch:
     )
     ssl_context: ssl.SSLContext | None = None
     if settings.tls_cert and settings.tls_key:
-        ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
+        try:
+            ssl_context = server_ssl_context(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(
+                f"cannot load the TLS certificate {settings.tls_cert} or key "
+                f"{settings.tls_key}: {_os_reason(exc)}"
+            ) from None
     txlayer = TransactionLayer(
         id_factory=new_id,
         timers=Timers(t1=settings.t1, t2=settings.t2, t4=settings.t4),
@@ -79,8 +106,15 @@ async def build(settings: Settings) -> Switch:
         txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
     )
     transports.handler = endpoint.on_data
-    switch = Switch(settings, endpoint, transports)
-    await switch.open()
+    try:
+        switch = Switch(settings, endpoint, transports)
+    except ValueError as exc:  # the storage URL
+        raise StartupError(str(exc)) from None
+    try:
+        await switch.open()
+    except (StorageError, OSError) as exc:
+        await _close_quietly(switch)
+        raise StartupError(str(exc).splitlines()[0]) from None
     return switch
 
 
@@ -93,7 +127,11 @@ def _api_socket(settings: Settings) -> socket.socket:
     # kernel's autotuning, which on loopback grows to megabytes: a stalled
     # event-stream client then blocks its writer (and gets dropped) early.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, API_SEND_BUFFER)
-    sock.bind((host, api_port(settings.api)))
+    try:
+        sock.bind((host, api_port(settings.api)))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen on API {settings.api}: {_os_reason(exc)}") from None
     sock.listen(512)
     sock.setblocking(False)
     return sock
@@ -109,13 +147,20 @@ async def serve(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
 
     listening = []
-    for text in settings.sip:
-        spec = ListenSpec.parse(text)
-        host, port = await switch.transports.listen(spec)
-        listening.append({"transport": spec.transport, "host": host, "port": port})
-    switch.set_listeners(listening)
+    try:
+        for text in settings.sip:
+            spec = ListenSpec.parse(text)
+            try:
+                host, port = await switch.transports.listen(spec)
+            except OSError as exc:
+                raise StartupError(f"cannot listen on {text}: {_os_reason(exc)}") from None
+            listening.append({"transport": spec.transport, "host": host, "port": port})
+        switch.set_listeners(listening)
+        api_sock = _api_socket(settings)
+    except StartupError:
+        await _close_quietly(switch)
+        raise
 
-    api_sock = _api_socket(settings)
     api_addr = api_sock.getsockname()
     scheme = "https" if settings.api_tls_cert else "http"
     api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
@@ -127,7 +172,7 @@ async def serve(settings: Settings) -> None:
     sip_text = ", ".join(f"{i['transport']}:{i['host']}:{i['port']}" for i in listening)
     print(
         f"regswitch ready: SIP {sip_text}; API {api_url}\n"
-        f"  add a first account:  regswitch --api {api_url} account add "
+        f"  add a first account:  {command_hint()} --api {api_url} account add "
         f"alice@{settings.default_domain}"
         " --password secret",
         flush=True,
@@ -195,10 +240,35 @@ def _write_ready(path: str, listening: list[dict[str, object]], api_url: str) ->
     tmp.replace(target)
 
 
+def command_hint() -> str:
+    """How the operator runs this `regswitch` again: the bare name when that
+    is what PATH finds, else the path it was started by (e.g.
+    .venv/bin/regswitch), else `python -m regswitch`."""
+    started = sys.argv[0] if sys.argv else ""
+    if Path(started).name == "regswitch":
+        found = shutil.which("regswitch")
+        if found and Path(found).resolve() == Path(started).resolve():
+            return "regswitch"
+        return started
+    return f"{sys.executable} -m regswitch"
+
+
+def check_db_path(db: str) -> None:
+    """A SQLite file's directory must exist: a typo in --db must not create
+    a tree of directories somewhere unexpected."""
+    if not db.startswith("sqlite:///") or db.partition("?")[0].endswith(":memory:"):
+        return
+    parent = Path(db.removeprefix("sqlite:///").partition("?")[0]).parent
+    if not parent.is_dir():
+        raise StartupError(
+            f"--db {db}: directory {parent} does not exist (create it first: mkdir -p {parent})"
+        )
+
+
 def run(settings: Settings) -> None:
+    """Serve until a signal; StartupError when the switch cannot start."""
     setup_logging(settings.log_level, settings.log_format)
     install_uvloop()
     tune_gc()
-    if settings.db.startswith("sqlite:///") and not settings.db.endswith(":memory:"):
-        Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    check_db_path(settings.db)
     asyncio.run(serve(settings))

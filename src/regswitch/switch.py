@@ -24,6 +24,7 @@ from regswitch.protection.flood import FloodGuard, FloodLimits
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
+from regswitch.registrar.domains import Domains
 from regswitch.registrar.service import Registrar
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
@@ -45,6 +46,7 @@ class Switch:
         self.params = Params()
         self.events = EventBus(self.storage.events, self.clock)
         self.accounts = Accounts(self.storage.accounts, self.clock)
+        self.domains = Domains(self.storage.domains, self.clock, settings.domains)
         self.location = Location()
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
         self.auth = Authenticator(
@@ -71,6 +73,7 @@ class Switch:
             endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
         )
         self.registrar.prober = self.keepalive.probe
+        self.registrar.domains = self.domains.names  # live: added and removed from the console
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,
@@ -94,6 +97,7 @@ class Switch:
         self.params.load(await self.storage.params.load())
         self._apply_params()
         self.params.on_change(lambda name, old, new: self._apply_params())
+        await self.domains.load()
         await self.accounts.load()
         await self.registrar.restore()
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
@@ -197,6 +201,10 @@ class Switch:
             event_stream_clients_dropped=self.events.subscribers_dropped,
             keepalives_sent=self.keepalive.sent,
             keepalive_replies=self.keepalive.replies,
+            keepalives_received={
+                "udp": self.transports.stats.udp_keepalives,
+                "stream": self.transports.stats.keepalive_pings,
+            },
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage=dict(self.storage.stats),
             transport=self.transports.stats.snapshot(),
@@ -215,7 +223,7 @@ class Switch:
             "checks": checks,
             "loop_lag_ms": round(self.loop_lag * 1000, 1),
             "sip": self.listeners,
-            "domains": self.settings.domains,
+            "domains": sorted(self.domains.names),
             "node": self.settings.node_id,
             "uptime": round(self.clock() - self.started_at, 1),
             "registrations": len(self.location),

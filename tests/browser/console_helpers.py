@@ -14,6 +14,7 @@ from SIPp's message log.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,13 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DOMAIN = "regswitch.local"  # the server's default domain; SIP to 127.0.0.1 maps to it
 DEVICE_LIFETIME_MS = 120_000  # devices outlive any test; teardown ends them
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+# Screenshots go to a build directory, never over the tracked docs/*.png
+# (refreshing those is a deliberate step of its own).
+SCREENSHOTS = Path(
+    os.environ.get(
+        "REGSWITCH_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "screenshots"
+    )
+)
 
 T = TypeVar("T")
 
@@ -226,9 +233,10 @@ class Console:
         return self.page
 
     def screenshot(self, name: str) -> Path:
-        """Save docs/<name>.png (the README shows these)."""
-        DOCS.mkdir(exist_ok=True)
-        path = DOCS / f"{name}.png"
+        """Save <name>.png under SCREENSHOTS (build/screenshots, or
+        $REGSWITCH_SCREENSHOTS)."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
         self.page.locator("#toasts").evaluate("el => el.replaceChildren()")
         self.page.evaluate("document.activeElement && document.activeElement.blur()")
         # The top bar down to the end of the page's content: no empty canvas below.

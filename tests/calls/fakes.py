@@ -219,11 +219,11 @@ class FakeSwitch:
 
     def in_dialog(self, method: str, peer: tuple[str, int], *, call_id: str, from_: str, to: str,
                   cseq: int, uri: str = "sip:10.0.0.100:5060", body: bytes = b"",
-                  extra: dict[str, str] | None = None) -> Request:
+                  extra: dict[str, str] | None = None, max_forwards: int = 70) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKd{n}")
-        h.add("Max-Forwards", "70")
+        h.add("Max-Forwards", str(max_forwards))
         h.add("From", from_)
         h.add("To", to)
         h.add("Call-ID", call_id)

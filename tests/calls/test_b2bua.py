@@ -328,3 +328,17 @@ def test_update_from_the_caller_while_ringing_reaches_the_early_dialog() -> None
     sw.reply(update, 200, BOB1, body=ANSWER)
     ok = sw.take(ALICE, 200)
     assert ok.cseq.method == "UPDATE" and ok.body == ANSWER
+
+
+def test_in_dialog_request_with_max_forwards_0_is_483_not_relayed() -> None:
+    sw = FakeSwitch()
+    a_invite, _, ok = sw.answered_call()
+    sw.take(BOB1, "ACK")
+    sw.in_dialog("INFO", ALICE, call_id=a_invite.call_id, from_=a_invite.headers.get("from") or "",
+                 to=ok.headers.get("to") or "", cseq=11, max_forwards=0)
+    assert sw.take(ALICE, 483).cseq.method == "INFO"
+    assert sw.count(BOB1, "INFO") == 0
+    # the BYE is ours to answer, not relayed as the same request: 0 hops left is fine
+    sw.in_dialog("BYE", ALICE, call_id=a_invite.call_id, from_=a_invite.headers.get("from") or "",
+                 to=ok.headers.get("to") or "", cseq=12, max_forwards=0)
+    assert sw.take(ALICE, 200).cseq.method == "BYE"

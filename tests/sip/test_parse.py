@@ -626,7 +626,7 @@ INVALID = sorted(p.stem for p in (RFC4475 / "invalid").glob("*.sip"))
 
 
 def test_fixture_sets_complete() -> None:
-    assert len(VALID) == 28 and len(INVALID) == 21
+    assert len(VALID) == 28 and len(INVALID) == 23
 
 
 def read_everything(m: Request | Response) -> None:
@@ -655,10 +655,22 @@ def test_rfc4475_invalid(name: str) -> None:
     reads: dict[str, Callable[[Request | Response], object]] = {
         "regbadct": lambda m: m.contacts,
         "escruri": lambda m: m.ruri if isinstance(m, Request) else None,
+        "x-mfneg": lambda m: m.max_forwards,
     }
     assert name in reads, f"{name} parsed without error"
     with pytest.raises(ParseError):
         reads[name](m)
+
+
+def test_nul_only_as_a_quoted_pair() -> None:
+    with pytest.raises(ParseError, match="NUL"):
+        parse_message(load(RFC4475 / "invalid" / "x-nulhdr.sip"))
+    for line in ("Subject: \x00", "X-Odd: a\x00", "Max-Forwards: 7\x000"):
+        with pytest.raises(ParseError, match="NUL"):
+            request(line)
+    assert request('Subject: "quoted \\\x00 pair"').headers.get("subject") == (
+        '"quoted \\\x00 pair"'
+    )
 
 
 def test_wsinv() -> None:

@@ -10,6 +10,7 @@ from storage_builders import Backend, make_account, make_binding, make_cdr, make
 from regswitch.storage.base import (
     BindingOp,
     CdrFilter,
+    Domain,
     EventFilter,
     Storage,
     StorageClosedError,
@@ -21,6 +22,27 @@ pytestmark = pytest.mark.timeout(20)
 def need_durable(backend: Backend) -> None:
     if not backend.durable:
         pytest.skip(f"{backend.name} keeps no data across reopen")
+
+
+# --------------------------------------------------------------------------- domains
+
+
+async def test_domains_put_list_delete_and_survive_reopen(backend: Backend) -> None:
+    store = backend.make()
+    async with store:
+        await store.domains.put(Domain(name="Example.ORG", created_at=1.5))
+        await store.domains.put(Domain(name="a.example", created_at=2.0))
+        await store.domains.put(Domain(name="example.org", created_at=3.0))  # replaces
+        assert await store.domains.list_all() == [
+            Domain(name="a.example", created_at=2.0),
+            Domain(name="example.org", created_at=3.0),
+        ]
+        assert await store.domains.delete("A.example") is True
+        assert await store.domains.delete("a.example") is False
+    if not backend.durable:
+        return
+    async with backend.make() as again:
+        assert await again.domains.list_all() == [Domain(name="example.org", created_at=3.0)]
 
 
 # --------------------------------------------------------------------------- accounts

@@ -15,7 +15,7 @@ from typing import Any
 
 from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, end_reason_for
-from regswitch.endpoint import Endpoint, ServerTransaction
+from regswitch.endpoint import Endpoint, ServerTransaction, required_extensions
 from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.registrar.bindings import Binding
@@ -70,6 +70,7 @@ class B2BUA:
     def install(self) -> None:
         endpoint = self.endpoint
         endpoint.route("INVITE", self.on_invite)
+        endpoint.self_checked.add("INVITE")  # Require and Max-Forwards: see on_invite
         for method in ("BYE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "REFER", "PRACK"):
             endpoint.route(method, self.on_in_dialog)
         endpoint.on_ack(self.on_ack)
@@ -86,11 +87,10 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
-        if "require" in request.headers:
-            # RFC 3261 §8.2.2.3: we support no extension a caller could require
-            # (100rel, timer, ...); the legs would silently break it otherwise
-            required = sorted({t.strip().lower() for line in request.headers.get_all("require")
-                               for t in line.split(",") if t.strip()})
+        # RFC 3261 §8.2.2.3: we support no extension a caller could require
+        # (100rel, timer, ...); the legs would silently break it otherwise
+        required = required_extensions(request, frozenset())
+        if required:
             stx.respond(420, "Bad Extension", {"Unsupported": ", ".join(required)})
             self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 420, "rejected")
             return
@@ -324,6 +324,9 @@ class B2BUA:
         other = self._other(call, leg)
         if other is None or call.ended or not other.active:
             stx.respond(481, "Call/Transaction Does Not Exist")
+            return
+        if request.max_forwards == 0:
+            stx.respond(483, "Too Many Hops")  # relayed as a new request: a loop ends here
             return
         if method in ("INVITE", "UPDATE"):
             leg.dialog.update_target(request)

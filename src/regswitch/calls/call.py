@@ -134,6 +134,8 @@ class Call:
             "b_call_id": callee_leg.dialog.call_id if callee_leg else None,
             "forks": len(self.forks),
             "bindings": sorted(self.binding_ids()),
+            # None: placed by a device of the caller that is not registered
+            "caller_binding": self.caller_binding_id,
         }
 
 

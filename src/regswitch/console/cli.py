@@ -10,10 +10,14 @@ code 2 (bad argument) or 1 (the API refused or is unreachable).
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any, NoReturn
 
 import typer
+
+from regswitch.console.cli_domains import domain_app
 
 app = typer.Typer(
     add_completion=False,
@@ -31,6 +35,7 @@ app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(domain_app, name="domain")
 
 
 class _Ctx:
@@ -105,18 +110,23 @@ def show(data: Any, columns: list[str] | None = None, title: str | None = None) 
         table = Table(show_header=False, title=title)
         for key, value in data.items():
             table.add_row(str(key), _cell(value))
-        console.print(table)
-        return
-    rows = list(data)
-    if not rows:
-        console.print("(none)")
-        return
-    columns = columns or list(rows[0].keys())
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column)
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
+    else:
+        rows = list(data)
+        if not rows:
+            console.print("(none)")
+            return
+        columns = columns or list(rows[0].keys())
+        table = Table(title=title)
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+    # Never truncate or fold a cell (an AOR or id cut with "…" cannot be
+    # copied back into a command): a table wider than the terminal is
+    # printed at its natural width and the terminal wraps the lines.
+    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
+    if natural > console.width:
+        console = Console(width=natural)
     console.print(table)
 
 
@@ -180,6 +190,9 @@ def account_add(
         str, typer.Option("--keep-calls", help="replace_keep_calls: inherit|on|off")
     ] = "inherit",
     disabled: Annotated[bool, typer.Option("--disabled", help="create disabled")] = False,
+    create_domain: Annotated[
+        bool, typer.Option("--create-domain", help="also serve its domain if it is not")
+    ] = False,
 ) -> None:
     """Create an account."""
     user, at, domain = aor.rpartition("@")
@@ -196,6 +209,7 @@ def account_add(
         "register_replace": _override(replace, "--replace"),
         "replace_keep_calls": _override(keep_calls, "--keep-calls"),
         "enabled": not disabled,
+        "create_domain": create_domain,
     }
     show(call("POST", "/api/accounts", json=body))
 
@@ -487,7 +501,7 @@ def serve(
     from pydantic import ValidationError
 
     from regswitch.config import load_settings
-    from regswitch.server import check_api_tls, run
+    from regswitch.server import StartupError, check_api_tls, run
 
     api_token = _secret("the API token", api_token, file=api_token_file)
     try:
@@ -512,7 +526,10 @@ def serve(
         check_api_tls(settings)
     except (ValidationError, ValueError, OSError) as exc:
         fail(_one_line(exc), 2)
-    run(settings)
+    try:
+        run(settings)
+    except StartupError as exc:
+        fail(str(exc), 2)
 
 
 def _one_line(exc: Exception) -> str:
@@ -521,9 +538,40 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        # pydantic prefixes a validator's own message with "Value error, "
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        return f"{where}: {message}" if where else message
     return str(exc).splitlines()[0]
 
 
-def main() -> None:
-    app(prog_name="regswitch")
+def json_anywhere(args: Sequence[str]) -> list[str]:
+    """`--json` is an option of the whole program; accept it after the
+    subcommand too (`regswitch cdr list --json`) by moving it to the front."""
+    args = list(args)
+    end = args.index("--") if "--" in args else len(args)
+    if "--json" not in args[:end]:
+        return args
+    return ["--json", *(a for i, a in enumerate(args) if a != "--json" or i >= end)]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: usage errors are one line (click's rich box is not), exit 2."""
+    # click's exceptions, wherever this typer takes click from (newer ones vendor it)
+    errors = sys.modules[typer.BadParameter.__module__]
+
+    args = json_anywhere(sys.argv[1:] if argv is None else argv)
+    try:
+        code = app(args=args, prog_name="regswitch", standalone_mode=False)
+    except errors.NoArgsIsHelpError as exc:
+        exc.show()  # the help text, as `--help` prints it
+        raise SystemExit(2) from None
+    except errors.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "regswitch"
+        typer.echo(f"error: {exc.format_message()} (see: {where} --help)", err=True)
+        raise SystemExit(2) from None
+    except errors.ClickException as exc:
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    except errors.Abort:
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

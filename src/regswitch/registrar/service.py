@@ -173,16 +173,17 @@ class Registrar:
             self._refuse_blocked(stx)
             return
 
-        # 1. validation (a ParseError from a lazy header read becomes a 400 in the endpoint)
+        # 1. validation (a ParseError from a lazy header read becomes a 400 in the endpoint):
+        # the whole message first, so a malformed one is a 400 whatever its domain
         to_uri = request.to.uri
+        star = request.contact_is_star
+        contacts = request.contacts
+        header_expires = request.expires
         aor = self.aor_of(to_uri)
         if aor is None:
             self.results["forbidden-domain"] += 1
             stx.respond(403, "Domain Not Served")
             return
-        star = request.contact_is_star
-        contacts = request.contacts
-        header_expires = request.expires
         if star and (header_expires != 0 or len(request.headers.values("contact")) != 1):
             self.results["bad-request"] += 1
             stx.respond(400, "Contact * requires Expires: 0 and no other contact")

@@ -92,6 +92,8 @@ def parse_message(
 
 
 def _parse_head(head: str) -> tuple[Request | Response, int | None]:
+    if "\x00" in head:
+        _check_nul(head)
     lines = head.split("\n")
     start = lines[0]
     if start[-1:] == "\r":
@@ -145,6 +147,17 @@ def _parse_head(head: str) -> tuple[Request | Response, int | None]:
     message._from = parse_name_addr(from_[0])
     message._to = parse_name_addr(to[0])
     return message, content_length
+
+
+def _check_nul(head: str) -> None:
+    """A NUL octet is allowed in the header block only as a quoted-pair
+    (backslash NUL, RFC 3261 §25.1; RFC 4475 intmeth); anywhere else it
+    would truncate the value in any C peer the header is relayed to."""
+    at = head.find("\x00")
+    while at >= 0:
+        if at == 0 or head[at - 1] != "\\":
+            raise ParseError("NUL byte in the header block")
+        at = head.find("\x00", at + 1)
 
 
 def _content_length(values: list[str]) -> int:

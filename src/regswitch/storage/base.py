@@ -36,6 +36,8 @@ __all__ = [
     "CdrFilter",
     "CdrRecord",
     "CdrStore",
+    "Domain",
+    "DomainStore",
     "EventFilter",
     "EventRecord",
     "EventStore",
@@ -139,6 +141,20 @@ class Account:
     def aor(self) -> str:
         """The key: `user@domain`."""
         return f"{self.user}@{self.domain}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Domain:
+    """A SIP domain the switch serves (accounts live in one)."""
+
+    name: str
+    created_at: float
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("a domain name must not be empty")
+        if self.name != self.name.lower():
+            object.__setattr__(self, "name", self.name.lower())  # the key: one spelling
 
 
 @dataclass(slots=True, kw_only=True)
@@ -337,6 +353,21 @@ class AccountStore(Protocol):
 
 
 @runtime_checkable
+class DomainStore(Protocol):
+    async def list_all(self) -> list[Domain]:
+        """Every served domain, by name."""
+        ...
+
+    async def put(self, domain: Domain) -> None:
+        """Insert or replace (keyed by name); write-through."""
+        ...
+
+    async def delete(self, name: str) -> bool:
+        """Remove; True if it existed. Write-through."""
+        ...
+
+
+@runtime_checkable
 class ParamStore(Protocol):
     async def load(self) -> dict[str, str]:
         """Every stored parameter (those never set are absent: defaults apply)."""
@@ -419,6 +450,9 @@ class Storage(Protocol):
 
     @property
     def params(self) -> ParamStore: ...
+
+    @property
+    def domains(self) -> DomainStore: ...
 
     @property
     def bindings(self) -> BindingStore: ...

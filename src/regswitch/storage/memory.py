@@ -18,6 +18,7 @@ from regswitch.storage.base import (
     BindingRecord,
     CdrFilter,
     CdrRecord,
+    Domain,
     EventFilter,
     EventRecord,
     NewEvent,
@@ -59,6 +60,24 @@ class MemoryAccountStore:
     async def delete(self, aor: str) -> bool:
         self._life.check()
         return self._rows.pop(normalise_aor(aor), None) is not None
+
+
+class MemoryDomainStore:
+    def __init__(self, life: _Lifecycle) -> None:
+        self._life = life
+        self._rows: dict[str, Domain] = {}
+
+    async def list_all(self) -> list[Domain]:
+        self._life.check()
+        return sorted(self._rows.values(), key=lambda d: d.name)
+
+    async def put(self, domain: Domain) -> None:
+        self._life.check()
+        self._rows[domain.name] = domain
+
+    async def delete(self, name: str) -> bool:
+        self._life.check()
+        return self._rows.pop(name.lower(), None) is not None
 
 
 class MemoryParamStore:
@@ -191,6 +210,7 @@ class MemoryStorage:
         self._life = _Lifecycle()
         self.accounts = MemoryAccountStore(self._life)
         self.params = MemoryParamStore(self._life)
+        self.domains = MemoryDomainStore(self._life)
         self.bindings = MemoryBindingStore(self._life)
         self.events = MemoryEventStore(self._life)
         self.cdrs = MemoryCdrStore(self._life)

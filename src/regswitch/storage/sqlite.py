@@ -45,6 +45,7 @@ from regswitch.storage.base import (
     BindingRecord,
     CdrFilter,
     CdrRecord,
+    Domain,
     EventFilter,
     EventRecord,
     NewEvent,
@@ -130,6 +131,26 @@ class SqliteAccountStore(_Backend):
         key = normalise_aor(aor)
         deleted: bool = await self.write(
             lambda c: c.execute("DELETE FROM accounts WHERE aor = ?", (key,)).rowcount > 0
+        )
+        return deleted
+
+
+class SqliteDomainStore(_Backend):
+    async def list_all(self) -> list[Domain]:
+        rows = await self.read(
+            lambda c: c.execute("SELECT name, created_at FROM domains ORDER BY name").fetchall()
+        )
+        return [Domain(name=name, created_at=created) for name, created in rows]
+
+    async def put(self, domain: Domain) -> None:
+        row = (domain.name, domain.created_at)
+        sql = "INSERT OR REPLACE INTO domains (name, created_at) VALUES (?, ?)"
+        await self.write(lambda c: c.execute(sql, row))
+
+    async def delete(self, name: str) -> bool:
+        key = name.lower()
+        deleted: bool = await self.write(
+            lambda c: c.execute("DELETE FROM domains WHERE name = ?", (key,)).rowcount > 0
         )
         return deleted
 
@@ -306,6 +327,7 @@ class SqliteStorage:
         self._reader_conn: sqlite3.Connection | None = None
         self.accounts = SqliteAccountStore(self)
         self.params = SqliteParamStore(self)
+        self.domains = SqliteDomainStore(self)
         self.bindings = SqliteBindingStore(self)
         self.events = SqliteEventStore(self)
         self.cdrs = SqliteCdrStore(self)

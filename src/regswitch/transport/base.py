@@ -169,7 +169,8 @@ class TransportStats:
     stream_messages_in: int = 0
     stream_bytes_in: int = 0
     stream_bytes_out: int = 0
-    keepalive_pings: int = 0
+    keepalive_pings: int = 0  # RFC 5626 double-CRLF pings on streams (answered CRLF)
+    udp_keepalives: int = 0  # datagrams of nothing but CR/LF (phones' NAT keepalives)
     connections_open: int = 0
     connections_accepted: int = 0
     connections_outgoing: int = 0

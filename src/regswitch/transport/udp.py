@@ -23,6 +23,7 @@ from regswitch.transport.base import (
 log = logging.getLogger("regswitch.transport.udp")
 
 Address = tuple[str, int]
+_CRLF_START = (b"\r", b"\n")
 
 
 def set_socket_buffers(sock: socket.socket, size: int) -> tuple[int, int]:
@@ -89,6 +90,11 @@ class UdpProtocol(asyncio.DatagramProtocol):
         stats.udp_bytes_in += len(data)
         if len(data) > self._max:
             stats.udp_oversize_dropped += 1
+            return
+        if data[:1] in _CRLF_START and not data.strip(b"\r\n"):
+            # a NAT keepalive (linphone, pjsip send CRLF CRLF): not a message,
+            # not a parse error, and nothing to answer over UDP
+            stats.udp_keepalives += 1
             return
         flow = self._flows.get(addr)
         if flow is None:

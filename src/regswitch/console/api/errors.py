@@ -33,6 +33,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            # pydantic says "0: JSON decode error": say it in words, with where
+            detail = (first.get("ctx") or {}).get("error")
+            return error_response(
+                400,
+                "the request body is not valid JSON"
+                + (f" ({str(detail)[:200]})" if detail else "")
+                + "; send a JSON object with Content-Type: application/json",
+            )
+        if first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+            return error_response(400, "a JSON body is required")
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = str(first.get("msg", "invalid request"))
         return error_response(422, f"{where}: {message}" if where else message)

@@ -20,6 +20,8 @@ class AccountCreate(BaseModel):
     register_replace: Override = "inherit"
     replace_keep_calls: Override = "inherit"
     enabled: bool = True
+    # serve the account's domain too if it is not (else 422 naming the fix)
+    create_domain: bool = False
 
 
 class AccountPatch(BaseModel):
@@ -38,6 +40,13 @@ class AccountImport(BaseModel):
 
     accounts: list[AccountCreate] = Field(max_length=100_000)
     replace_existing: bool = False
+    create_domain: bool = False  # serve every domain the accounts name
+
+
+class DomainCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    domain: str = Field(min_length=1, max_length=253)
 
 
 class ParameterValue(BaseModel):

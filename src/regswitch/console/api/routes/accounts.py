@@ -9,15 +9,37 @@ from fastapi import APIRouter
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import AccountCreate, AccountImport, AccountPatch, patch_dict
-from regswitch.events import ACCOUNT_CHANGED
+from regswitch.events import ACCOUNT_CHANGED, DOMAIN_CHANGED
 from regswitch.registrar.accounts import AccountError, account_view
 from regswitch.storage.base import normalise_aor
+from regswitch.switch import Switch
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
 
 def _fail(exc: AccountError) -> ApiError:
     return ApiError(exc.status, str(exc))
+
+
+def unserved_domains(switch: Switch, domains: list[str], create: bool) -> list[str]:
+    """The domains to create after the accounts are stored; 422 naming the
+    fix when some are not served and the client did not ask to create them
+    (an account nobody can register with is a mistake, not a success)."""
+    missing = switch.domains.unserved(d.strip() for d in domains)
+    if missing and not create:
+        first = missing[0]
+        raise ApiError(
+            422,
+            f"domain {first} is not served: add it first (regswitch domain add {first}, "
+            'or POST /api/domains), or send "create_domain": true',
+        )
+    return missing
+
+
+async def serve_domains(switch: Switch, names: list[str]) -> None:
+    for name in names:
+        domain = await switch.domains.add(name)
+        switch.events.emit(DOMAIN_CHANGED, source="api", action="created", domain=domain.name)
 
 
 @router.get("")
@@ -27,22 +49,27 @@ async def list_accounts(switch: SwitchDep) -> list[dict[str, Any]]:
 
 @router.post("", status_code=201)
 async def create_account(body: AccountCreate, switch: SwitchDep) -> dict[str, Any]:
+    missing = unserved_domains(switch, [body.domain], body.create_domain)
     try:
-        account = await switch.accounts.create(body.model_dump())
+        account = await switch.accounts.create(body.model_dump(exclude={"create_domain"}))
     except AccountError as exc:
         raise _fail(exc) from None
+    await serve_domains(switch, missing)
     switch.events.emit(ACCOUNT_CHANGED, account=account.aor, source="api", action="created")
     return account_view(account)
 
 
 @router.post("/import")
 async def import_accounts(body: AccountImport, switch: SwitchDep) -> dict[str, int]:
+    missing = unserved_domains(switch, [a.domain for a in body.accounts], body.create_domain)
     try:
         result = await switch.accounts.import_many(
-            [a.model_dump() for a in body.accounts], body.replace_existing
+            [a.model_dump(exclude={"create_domain"}) for a in body.accounts],
+            body.replace_existing,
         )
     except AccountError as exc:
         raise _fail(exc) from None
+    await serve_domains(switch, missing)
     switch.events.emit(ACCOUNT_CHANGED, source="api", action="imported", **result)
     return result
 

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Query
 
 from regswitch.console.api.deps import SwitchDep
+from regswitch.console.api.errors import ApiError
+from regswitch.events import EVENT_TYPES
 from regswitch.storage.base import EventFilter, EventRecord, normalise_aor
 
 router = APIRouter(prefix="/api/events", tags=["events"])
@@ -23,6 +25,17 @@ def event_view(record: EventRecord) -> dict[str, Any]:
     }
 
 
+def check_types(types: tuple[str, ...] | list[str]) -> None:
+    """An unknown type is a mistake (a filter that can never match), not an empty list."""
+    unknown = sorted(set(types) - EVENT_TYPES)
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown event type {', '.join(map(repr, unknown))}; "
+            f"one of {', '.join(sorted(EVENT_TYPES))}",
+        )
+
+
 @router.get("")
 async def list_events(
     switch: SwitchDep,
@@ -32,6 +45,7 @@ async def list_events(
     before_id: int | None = Query(None, ge=1),
 ) -> list[dict[str, Any]]:
     types = tuple(t.strip() for item in (type or []) for t in item.split(",") if t.strip())
+    check_types(types)
     await switch.storage.events.flush()
     records = await switch.storage.events.query(
         EventFilter(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from regswitch.console.api.deps import SwitchDep
-from regswitch.console.api.routes.events import event_view
+from regswitch.console.api.routes.events import check_types, event_view
 from regswitch.metrics import render
 from regswitch.storage.base import normalise_aor
 
@@ -36,6 +36,7 @@ async def event_stream(
     if last_event_id and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
     types = [t for item in (type or []) for t in item.split(",") if t]
+    check_types(types)
     sub = switch.events.subscribe(
         types or None, normalise_aor(account) if account else None, resume
     )

@@ -33,6 +33,8 @@ function accountForm(account, defaultDomain) {
   const replace = select("register_replace", account?.register_replace || "inherit");
   const keepCalls = select("replace_keep_calls", account?.replace_keep_calls || "inherit");
   const enabled = h("input", { name: "enabled", type: "checkbox", checked: account ? account.enabled : true });
+  // an account in a domain the switch does not serve is refused unless asked
+  const createDomain = h("input", { name: "create_domain", type: "checkbox" });
 
   const node = h("div", { class: "form-grid account-form" },
     field("User", user), field("Domain", domain),
@@ -41,7 +43,8 @@ function accountForm(account, defaultDomain) {
     field("Max contacts", maxContacts, "Devices registered at once; 1 = one registration per account."),
     field("Replace (register_replace)", replace, "inherit: follow SS_ENDPOINT_REGISTER_REPLACE."),
     field("Keep calls on replace", keepCalls, "inherit: follow REGISTER_REPLACE_KEEP_CALLS."),
-    h("label", { class: "field checkbox" }, enabled, h("span", {}, "Enabled")));
+    h("label", { class: "field checkbox" }, enabled, h("span", {}, "Enabled")),
+    isNew ? h("label", { class: "field checkbox" }, createDomain, h("span", {}, "Serve the domain too if it is new")) : null);
 
   function read() {
     const data = {
@@ -52,7 +55,7 @@ function accountForm(account, defaultDomain) {
       enabled: enabled.checked,
     };
     if (password.value) data.password = password.value;
-    if (isNew) Object.assign(data, { user: user.value.trim(), domain: domain.value.trim() });
+    if (isNew) Object.assign(data, { user: user.value.trim(), domain: domain.value.trim(), create_domain: createDomain.checked });
     return data;
   }
   return { node, read };

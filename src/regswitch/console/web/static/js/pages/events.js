@@ -8,11 +8,12 @@ import { badge, fmtClock, fmtTime, h, pageHeader } from "../ui.js";
 const TYPES = [
   "registered", "refreshed", "same-device", "unregistered", "expired", "replaced", "rejected",
   "deleted", "reachability", "flapping", "flood-blocked", "auth-failed", "param-changed",
-  "account-changed", "call-started", "call-answered", "call-ended",
+  "account-changed", "domain-changed", "call-started", "call-answered", "call-ended",
 ];
-// What an operator watches for: a device thrown out, a device refused, two
-// devices fighting over one account, a source blocked.
-const ALERTS = new Set(["replaced", "rejected", "flapping", "flood-blocked"]);
+// What an operator watches for: a device thrown out (by another device or
+// from the console), a device refused, two devices fighting over one account,
+// a source blocked.
+const ALERTS = new Set(["replaced", "deleted", "rejected", "flapping", "flood-blocked"]);
 const ALERTS_FILTER = "@alerts";
 const KEEP = 500;
 
@@ -83,6 +84,8 @@ function summary(event) {
     case "account-changed":
       return [[`account ${d.action}`, d.fields ? ` (${d.fields.join(", ")})` : ""],
         d.created != null ? `created ${d.created}, updated ${d.updated ?? 0}` : ""];
+    case "domain-changed":
+      return [[`domain ${d.action}: `, mono(d.domain)]];
     default:
       return [Object.entries(d).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ")];
   }

@@ -26,6 +26,9 @@ export function mount(root, { stream }) {
   let rows = [];
   let byId = new Map(); // binding id -> row
   let callsOf = new Map(); // binding id -> calls in progress on it
+  // account -> its calls in progress placed by a device that is not registered
+  // (an IP-authenticated desk phone, a second softphone): no binding holds them
+  let unregisteredCallsOf = new Map();
   const filters = { account: "", ip: "" };
 
   const accountInput = h("input", {
@@ -74,7 +77,15 @@ export function mount(root, { stream }) {
     { label: "Expires in", class: "nowrap", cell: expiresCell },
     {
       label: "Calls", class: "num",
-      cell: (r) => { const n = (callsOf.get(r.id) || []).length; return n ? badge(String(n), "ok") : "0"; },
+      cell: (r) => {
+        const n = (callsOf.get(r.id) || []).length;
+        const off = (unregisteredCallsOf.get(r.account) || []).length;
+        return h("span", { class: "calls-count", dataset: { calls: String(n), unregistered: String(off) } },
+          n ? badge(String(n), "ok") : "0",
+          off ? [" ", h("span", {
+            class: "badge badge-warn", title: `${off} call${off === 1 ? "" : "s"} of ${r.account} placed by a device that is not registered`,
+          }, `+${off} unregistered`)] : null);
+      },
     },
     {
       label: "Reachability",
@@ -93,6 +104,9 @@ export function mount(root, { stream }) {
       ? `${rows.length} registration${rows.length === 1 ? "" : "s"}`
       : `${matching.length} of ${rows.length}`;
     if (shown.length < matching.length) count.textContent += ` (first ${shown.length} shown: filter to narrow)`;
+    // an account with no registration at all has no row to count its calls on
+    const off = [...unregisteredCallsOf.values()].reduce((sum, calls) => sum + calls.length, 0);
+    if (off) count.textContent += ` · ${off} call${off === 1 ? "" : "s"} from devices not registered`;
     holder.replaceChildren(table(columns, shown, {
       empty: rows.length ? "No registration matches the filter." : "No device is registered.",
       rowAttrs: (r) => ({ dataset: { id: r.id, account: r.account }, class: r.reachable ? "" : "row-bad" }),
@@ -121,8 +135,12 @@ export function mount(root, { stream }) {
       for (const row of rows) row.deadline = now + row.expires_in;
       byId = new Map(rows.map((r) => [r.id, r]));
       callsOf = new Map();
+      unregisteredCallsOf = new Map();
       for (const call of calls) {
         for (const id of call.bindings || []) callsOf.set(id, [...(callsOf.get(id) || []), call]);
+        if (!call.caller_binding) {
+          unregisteredCallsOf.set(call.caller, [...(unregisteredCallsOf.get(call.caller) || []), call]);
+        }
       }
       render();
     } catch (err) {
