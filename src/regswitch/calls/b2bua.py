@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from regswitch import events as ev
-from regswitch.calls.call import Call, Leg, end_reason_for
+from regswitch.calls.call import Call, Leg, Source, end_reason_for, source_of
 from regswitch.endpoint import Endpoint, ServerTransaction
 from regswitch.events import EventBus
 from regswitch.ids import new_id
@@ -22,8 +22,10 @@ from regswitch.registrar.bindings import Binding
 from regswitch.registrar.service import Registrar
 from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
+from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
+from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrStore
 
 log = logging.getLogger("regswitch.calls")
@@ -50,6 +52,7 @@ class B2BUA:
         advertised_host: str | None = None,
         no_answer_timeout: float = 60.0,
         max_call_duration: float = 7200.0,
+        require_registration: Callable[[], bool] = lambda: False,
     ) -> None:
         self.endpoint = endpoint
         self.registrar = registrar
@@ -60,12 +63,16 @@ class B2BUA:
         self.advertised_host = advertised_host
         self.no_answer_timeout = no_answer_timeout
         self.max_call_duration = max_call_duration
+        # CALLS_REQUIRE_REGISTRATION, read per INVITE (a live parameter)
+        self.require_registration = require_registration
         self.calls: dict[str, Call] = {}
         self._by_invite_tx: dict[str, Call] = {}  # A-leg INVITE server tx -> call
-        self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
+        # (Call-ID, our tag); the peer's tag is checked on the leg (`_dialog_of`)
+        self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self._by_binding: dict[str, set[str]] = {}  # binding id -> call ids
         self.ended_by_reason: Counter[str] = Counter()
         self.started = 0
+        self.foreign_requests = 0  # in-dialog requests from a stranger's source, refused
 
     def install(self) -> None:
         endpoint = self.endpoint
@@ -86,6 +93,12 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
+        a_contact = _contact_uri(request)
+        caller_binding = self._caller_binding(caller, stx.flow, a_contact)
+        if caller_binding is None and not self._may_call_unregistered(caller, stx.flow):
+            stx.respond(403, "Not registered")
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 403, "rejected")
+            return
         if "require" in request.headers:
             # RFC 3261 §8.2.2.3: we support no extension a caller could require
             # (100rel, timer, ...); the legs would silently break it otherwise
@@ -109,9 +122,9 @@ class B2BUA:
             self._rejected_cdr(stx, caller, callee_aor, 480, "not-registered")
             return
         stx.to_tag = new_id()
-        a_contact = _contact_uri(request)
         a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
         a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state="early")
+        a_leg.peers.add(source_of(stx.flow))
         call = Call(
             id=new_id(),
             caller=caller,
@@ -119,7 +132,7 @@ class B2BUA:
             a=a_leg,
             stx=stx,
             start=self.clock(),
-            caller_binding_id=self._caller_binding(caller, stx.flow, a_contact),
+            caller_binding_id=caller_binding,
             invite_body=request.body,
             content_type=request.content_type,
         )
@@ -160,6 +173,8 @@ class B2BUA:
         invite = Request("INVITE", binding.contact, headers, call.invite_body)
         dialog = Dialog.as_uac(invite, tag, self._our_contact(flow))
         leg = Leg(f"b{number}", dialog, flow, binding.contact, binding_id=binding.id)
+        leg.peers.add(source_of(flow))
+        leg.peers.add((binding.transport, binding.source_ip, binding.source_port))
         call.forks.append(leg)
         self._dialogs[(dialog.call_id, tag)] = (call, leg)
         self._by_binding.setdefault(binding.id, set()).add(call.id)
@@ -168,15 +183,27 @@ class B2BUA:
         )
 
     def _caller_binding(self, caller: str, flow: Flow, contact: str | None) -> str | None:
-        """The caller's binding this INVITE came from, if it is registered."""
+        """The caller's binding this INVITE came from, if it is registered: the one
+        registered from its source. When registration is not required, a binding
+        with its Contact will do (a Contact is only the caller's claim)."""
         bindings = self.registrar.list(caller)
         for b in bindings:
             if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
                 return b.id
+        if contact is None or self.require_registration():
+            return None
         for b in bindings:
-            if contact is not None and b.contact == contact:
+            if b.contact == contact:
                 return b.id
         return None
+
+    def _may_call_unregistered(self, caller: str, flow: Flow) -> bool:
+        """CALLS_REQUIRE_REGISTRATION: a caller that holds no binding at its source
+        may call only from the account's allowed networks (a PBX, a trunk)."""
+        if not self.require_registration():
+            return True
+        entry = self.registrar.accounts.get(caller)
+        return entry is not None and bool(entry.networks) and entry.allows(flow.remote[0])
 
     # --- B-leg responses -----------------------------------------------------------
     def _fork_event(self, call: Call, leg: Leg, event: sipev.Event) -> None:
@@ -186,6 +213,8 @@ class B2BUA:
         if not isinstance(event, sipev.ResponseReceived):
             return
         response = event.response
+        # matched on our branch, which only the device saw: where it answers from is its own
+        leg.peers.add(source_of(event.flow))
         status = response.status
         if status < 200:
             if status == 100 or not leg.active:
@@ -278,11 +307,15 @@ class B2BUA:
     # --- ACK, CANCEL, in-dialog -----------------------------------------------------
     def on_ack(self, event: sipev.AckReceived) -> None:
         request = event.request
-        tag = request.to.tag
-        found = self._dialogs.get((request.call_id, tag or ""))
+        found = self._dialog_of(request)
         if found is None:
             return
         call, leg = found
+        if not self._known(leg, event.flow):
+            # an ACK cannot be challenged: from elsewhere it is dropped, or a
+            # stranger's late-offer answer would reach the callee
+            self.foreign_requests += 1
+            return
         cseq = request.cseq.seq
         if leg is call.a and cseq == leg.invite_cseq:
             if call.b is not None and not call.b.acked:
@@ -306,16 +339,16 @@ class B2BUA:
 
     def on_in_dialog(self, stx: ServerTransaction) -> None:
         request = stx.request
-        tag = request.to.tag
-        found = self._dialogs.get((request.call_id, tag)) if tag else None
+        found = self._dialog_of(request)
         if found is None:
             stx.respond(481, "Call/Transaction Does Not Exist")
             return
         call, leg = found
+        if not self._admit(call, leg, stx):
+            return
         if not leg.dialog.accepts_remote_cseq(request.cseq.seq):
             stx.respond(500, "CSeq Out of Order")
             return
-        leg.flow = stx.flow  # follow the peer's NAT binding
         method = request.method
         if method == "BYE":
             stx.respond(200)
@@ -365,6 +398,8 @@ class B2BUA:
         if found is None:
             return
         call, leg = found
+        if not self._known(leg, event.flow):
+            return  # not from the device: nothing to ACK or hang up
         seq = response.cseq.seq
         if leg is not call.a and seq == leg.invite_cseq:
             if leg.dialog.confirmed:
@@ -373,6 +408,52 @@ class B2BUA:
                 self._end_extra_dialog(leg, response)
         elif leg.reinvite_ack is not None and leg.reinvite_ack[0] == seq:
             self.endpoint.send_stateless(leg.reinvite_ack[1], leg.flow)
+
+    def _dialog_of(self, request: Request) -> tuple[Call, Leg] | None:
+        """The leg whose dialog `request` is in: Call-ID, our tag and the peer's
+        tag all match (RFC 3261 §12), not only what a stranger can learn from
+        one of our messages to the other party."""
+        tag = request.to.tag
+        found = self._dialogs.get((request.call_id, tag)) if tag else None
+        if found is None:
+            return None
+        remote_tag = found[1].dialog.remote_tag
+        if remote_tag is None or remote_tag != request.from_.tag:
+            return None
+        return found
+
+    def _known(self, leg: Leg, flow: Flow) -> bool:
+        """Did `flow` come from where the leg's party is known to send from (its
+        peers), or from its remote target's address?"""
+        source = source_of(flow)
+        return source in leg.peers or source == _target_source(
+            leg.dialog.remote_target, flow.transport
+        )
+
+    def _admit(self, call: Call, leg: Leg, stx: ServerTransaction) -> bool:
+        """Is this in-dialog request from the leg's party? From a known source, yes.
+        From any other source only with the party's own credentials (digest 407,
+        sent statelessly, or the account's allowed networks): then the leg follows
+        the party there (a NAT rebinding). Anything else is answered and refused:
+        a stranger who learnt the dialog's identity neither ends the call nor
+        re-points its signalling."""
+        flow = stx.flow
+        if self._known(leg, flow):
+            leg.flow = flow
+            return True
+        account = self.registrar.authenticate_caller(stx)
+        if account is None:
+            self.foreign_requests += 1
+            return False  # answered: 407 (or 403/503) by the registrar
+        if account != call.account_of(leg):
+            self.foreign_requests += 1
+            stx.respond(403, "Forbidden")
+            return False
+        log.info("call %s: leg %s moved to %s (authenticated as %s)", call.id, leg.name,
+                 stx.flow.remote, account)
+        leg.peers.add(source_of(flow))
+        leg.flow = flow
+        return True
 
     def _bye_from(self, call: Call, leg: Leg) -> None:
         if call.ended:
@@ -413,21 +494,26 @@ class B2BUA:
             self.hang_up(call, "error")
 
     # --- ending ---------------------------------------------------------------------
-    def hang_up(self, call: Call, reason: str, direction: str = "system") -> None:
-        """End a call from our side: BYE both parties if answered, else cancel it."""
+    def hang_up(
+        self, call: Call, reason: str, direction: str = "system", why: str | None = None
+    ) -> None:
+        """End a call from our side: BYE both parties if answered, else cancel it.
+        `why` is told to the parties: a Reason header (RFC 3326) on the BYEs and
+        CANCELs, the reason phrase of the 487."""
         if call.ended:
             return
+        header = reason_header(why) if why else None
         if call.answered:
-            self._bye(call.a)
+            self._bye(call.a, header)
             if call.b is not None:
                 if not call.b.acked:
                     self._ack(call.b)
-                self._bye(call.b)
+                self._bye(call.b, header)
             self.end_call(call, reason, direction, call.final_code or 200)
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
-        call.stx.respond(487, "Request Terminated")
+            self._cancel_fork(leg, header)
+        call.stx.respond(487, why or "Request Terminated")
         self.end_call(call, reason, direction, 487)
 
     def end_call(self, call: Call, reason: str, direction: str, code: int) -> None:
@@ -475,14 +561,17 @@ class B2BUA:
         leg.ack = leg.dialog.ack(leg.invite_cseq, body, content_type)
         self.endpoint.send_stateless(leg.ack, leg.flow)
 
-    def _bye(self, leg: Leg) -> None:
+    def _bye(self, leg: Leg, reason: str | None = None) -> None:
         leg.state = "ended"
-        self.endpoint.send_request(leg.dialog.request("BYE"), leg.flow, _ignore)
+        bye = leg.dialog.request("BYE")
+        if reason:
+            bye.headers.add("Reason", reason)
+        self.endpoint.send_request(bye, leg.flow, _ignore)
 
-    def _cancel_fork(self, leg: Leg) -> None:
+    def _cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
         leg.state = "failed"
         if leg.invite_tx is not None:
-            self.endpoint.send_cancel(leg.invite_tx)
+            self.endpoint.send_cancel(leg.invite_tx, reason)
 
     def _other(self, call: Call, leg: Leg) -> Leg | None:
         if leg is not call.a:
@@ -526,6 +615,21 @@ class B2BUA:
 
 def _ignore(_: sipev.Event) -> None:
     pass
+
+
+def reason_header(text: str, cause: int = 480) -> str:
+    """An RFC 3326 Reason value: why our BYE or CANCEL ends the call."""
+    return f'SIP;cause={cause};text="{text}"'
+
+
+def _target_source(target: str, transport: str) -> Source | None:
+    """Where a remote target URI says the party is, as a source on `transport`."""
+    try:
+        uri = parse_uri(target)
+    except ParseError:
+        return None
+    port = uri.port or (5061 if uri.scheme == "sips" or transport == "tls" else 5060)
+    return (transport, uri.host.strip("[]"), port)
 
 
 def _contact_uri(message: Request) -> str | None:

@@ -17,6 +17,12 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.storage.base import CdrRecord
 
+Source = tuple[str, str, int]  # (transport, address, port) a request came from
+
+
+def source_of(flow: Flow) -> Source:
+    return (flow.transport, flow.remote[0], flow.remote[1])
+
 
 @dataclass(slots=True)
 class Leg:
@@ -34,6 +40,10 @@ class Leg:
     reinvite_ack: tuple[int, Request] | None = None
     # in-dialog INVITEs relayed from this leg, by their CSeq here: (other leg, its CSeq)
     relayed_invites: dict[int, tuple[Leg, int]] = field(default_factory=dict)
+    # where the party is known to send from: the INVITE's source (A), the binding's
+    # source and address and where its responses came from (B), and any source it
+    # authenticated from later. In-dialog requests from elsewhere must authenticate.
+    peers: set[Source] = field(default_factory=set)
 
     @property
     def source(self) -> str:
@@ -79,6 +89,10 @@ class Call:
 
     def legs(self) -> list[Leg]:
         return [self.a, *self.forks]
+
+    def account_of(self, leg: Leg) -> str:
+        """The account whose credentials the party of `leg` holds."""
+        return self.caller if leg is self.a else self.callee
 
     def binding_ids(self) -> set[str]:
         ids = {leg.binding_id for leg in self.forks if leg.binding_id}
