@@ -630,8 +630,9 @@ class Registrar:
         they reach the transaction layer, see Endpoint.gate) still gets an
         answer, or its server transaction would wait forever."""
         self.results["flood-dropped"] += 1
-        retry = str(int(self.flood.limits.block))
-        stx.respond(503, "Service Unavailable", {"Retry-After": retry})
+        response = stx.response(503, "Service Unavailable")
+        response.headers.add("Retry-After", str(int(self.flood.limits.block)))
+        stx.send(response, forget=True)  # sent once: no retransmissions to a flooding source
 
     def _flood_blocked(self, ip: str, why: str) -> None:
         self.results["flood-blocked"] += 1
