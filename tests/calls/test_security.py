@@ -132,8 +132,7 @@ def test_stranger_cancel_with_the_callers_branch_stops_nothing() -> None:
     sw.account("alice")
     sw.bind("bob", BOB1)
     a_invite = sw.invite(ALICE, "bob")
-    b_invite = sw.take(BOB1, "INVITE")
-    sw.reply(b_invite, 180, BOB1, to_tag="r")
+    sw.reply(sw.take(BOB1, "INVITE"), 180, BOB1, to_tag="r")
     sw.cancel(a_invite, STRANGER)
     # the copied Via has no rport: the answer goes to the stranger's address, Via's port
     assert sw.take((STRANGER[0], ALICE[1]), 481)

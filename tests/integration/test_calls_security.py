@@ -104,6 +104,16 @@ def copy(dialog: Dialog) -> Dialog:
     return dataclasses.replace(dialog, route_set=list(dialog.route_set))
 
 
+def caller_info_comes_next(s: Setup, call: Answered, server: RunningServer) -> None:
+    """The caller sends an INFO in its dialog: it must be the next request the callee
+    receives (so nothing the stranger sent before was relayed), and is answered."""
+    tx = s.caller.send_request(s.caller.build_request("INFO", dialog=call.a_dialog), server.udp)
+    got = s.callee.expect_request()
+    assert got.method == "INFO", got
+    s.callee.respond(got, 200)
+    assert s.caller.wait_response(tx).status == 200
+
+
 def test_stranger_bye_does_not_end_the_call(setup: Setup, server: RunningServer) -> None:
     s = setup
     call = answer_call(s)
@@ -119,11 +129,7 @@ def test_stranger_bye_does_not_end_the_call(setup: Setup, server: RunningServer)
     assert reply.status == 407, reply
 
     # nothing reached the other side: the next request the callee sees is the caller's INFO
-    tx = s.caller.send_request(s.caller.build_request("INFO", dialog=call.a_dialog), server.udp)
-    got = s.callee.expect_request()
-    assert got.method == "INFO", got
-    s.callee.respond(got, 200)
-    assert s.caller.wait_response(tx).status == 200
+    caller_info_comes_next(s, call, server)
     assert s.api.call_of(s.alice, "answered") is not None
 
     # the parties themselves still hang up from where they are
@@ -144,11 +150,7 @@ def test_stranger_reinvite_does_not_redirect_the_call(setup: Setup, server: Runn
     # (the test UA ACKs it, as a phone would; the ACK matches nothing and is dropped)
 
     # the callee never saw the stranger's offer, and its BYE still goes to the caller
-    tx = s.caller.send_request(s.caller.build_request("INFO", dialog=call.a_dialog), server.udp)
-    got = s.callee.expect_request()
-    assert got.method == "INFO", got
-    s.callee.respond(got, 200)
-    assert s.caller.wait_response(tx).status == 200
+    caller_info_comes_next(s, call, server)
     assert s.callee.request("BYE", dialog=call.b_dialog, dest=server.udp).status == 200
     bye = s.caller.expect_request("BYE")
     s.caller.respond(bye, 200)
