@@ -44,7 +44,7 @@ def test_stranger_bye_is_challenged_and_ends_nothing() -> None:
     assert sw.take(STRANGER, 407)
     assert sw.count(BOB1, "BYE") == 0 and sw.only_call().answered
     assert sw.tx.server_transactions == live  # the challenge kept nothing
-    assert sw.b2bua.foreign_requests == 1
+    assert sw.b2bua.guard.refused == 1
     # the caller's own BYE, from where she called, still works (the CSeq was not used up)
     sw.in_dialog("BYE", ALICE, cseq=11, **a_dialog(a_invite, ok))
     assert sw.take(ALICE, 200) and sw.take(BOB1, "BYE")

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from regswitch import events as ev
-from regswitch.calls.call import Call, Leg, Source, end_reason_for, source_of
+from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
+from regswitch.calls.guard import DialogGuard
 from regswitch.endpoint import Endpoint, ServerTransaction
 from regswitch.events import EventBus
 from regswitch.ids import new_id
@@ -22,10 +23,8 @@ from regswitch.registrar.bindings import Binding
 from regswitch.registrar.service import Registrar
 from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
-from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
-from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrStore
 
 log = logging.getLogger("regswitch.calls")
@@ -67,12 +66,12 @@ class B2BUA:
         self.require_registration = require_registration
         self.calls: dict[str, Call] = {}
         self._by_invite_tx: dict[str, Call] = {}  # A-leg INVITE server tx -> call
-        # (Call-ID, our tag); the peer's tag is checked on the leg (`_dialog_of`)
+        # (Call-ID, our tag) -> the call and leg; the guard checks the rest
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.guard = DialogGuard(self._dialogs, registrar)
         self._by_binding: dict[str, set[str]] = {}  # binding id -> call ids
         self.ended_by_reason: Counter[str] = Counter()
         self.started = 0
-        self.foreign_requests = 0  # in-dialog requests from a stranger's source, refused
 
     def install(self) -> None:
         endpoint = self.endpoint
@@ -187,15 +186,7 @@ class B2BUA:
         registered from its source. When registration is not required, a binding
         with its Contact will do (a Contact is only the caller's claim)."""
         bindings = self.registrar.list(caller)
-        for b in bindings:
-            if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
-                return b.id
-        if contact is None or self.require_registration():
-            return None
-        for b in bindings:
-            if b.contact == contact:
-                return b.id
-        return None
+        return binding_at(bindings, flow, None if self.require_registration() else contact)
 
     def _may_call_unregistered(self, caller: str, flow: Flow) -> bool:
         """CALLS_REQUIRE_REGISTRATION: a caller that holds no binding at its source
@@ -307,14 +298,11 @@ class B2BUA:
     # --- ACK, CANCEL, in-dialog -----------------------------------------------------
     def on_ack(self, event: sipev.AckReceived) -> None:
         request = event.request
-        found = self._dialog_of(request)
+        found = self.guard.dialog_of(request)
         if found is None:
             return
         call, leg = found
-        if not self._known(leg, event.flow):
-            # an ACK cannot be challenged: from elsewhere it is dropped, or a
-            # stranger's late-offer answer would reach the callee
-            self.foreign_requests += 1
+        if not self.guard.ack_from_party(leg, event.flow):
             return
         cseq = request.cseq.seq
         if leg is call.a and cseq == leg.invite_cseq:
@@ -339,12 +327,12 @@ class B2BUA:
 
     def on_in_dialog(self, stx: ServerTransaction) -> None:
         request = stx.request
-        found = self._dialog_of(request)
+        found = self.guard.dialog_of(request)
         if found is None:
             stx.respond(481, "Call/Transaction Does Not Exist")
             return
         call, leg = found
-        if not self._admit(call, leg, stx):
+        if not self.guard.admit(call, leg, stx):
             return
         if not leg.dialog.accepts_remote_cseq(request.cseq.seq):
             stx.respond(500, "CSeq Out of Order")
@@ -398,7 +386,7 @@ class B2BUA:
         if found is None:
             return
         call, leg = found
-        if not self._known(leg, event.flow):
+        if not leg.knows(event.flow):
             return  # not from the device: nothing to ACK or hang up
         seq = response.cseq.seq
         if leg is not call.a and seq == leg.invite_cseq:
@@ -408,52 +396,6 @@ class B2BUA:
                 self._end_extra_dialog(leg, response)
         elif leg.reinvite_ack is not None and leg.reinvite_ack[0] == seq:
             self.endpoint.send_stateless(leg.reinvite_ack[1], leg.flow)
-
-    def _dialog_of(self, request: Request) -> tuple[Call, Leg] | None:
-        """The leg whose dialog `request` is in: Call-ID, our tag and the peer's
-        tag all match (RFC 3261 §12), not only what a stranger can learn from
-        one of our messages to the other party."""
-        tag = request.to.tag
-        found = self._dialogs.get((request.call_id, tag)) if tag else None
-        if found is None:
-            return None
-        remote_tag = found[1].dialog.remote_tag
-        if remote_tag is None or remote_tag != request.from_.tag:
-            return None
-        return found
-
-    def _known(self, leg: Leg, flow: Flow) -> bool:
-        """Did `flow` come from where the leg's party is known to send from (its
-        peers), or from its remote target's address?"""
-        source = source_of(flow)
-        return source in leg.peers or source == _target_source(
-            leg.dialog.remote_target, flow.transport
-        )
-
-    def _admit(self, call: Call, leg: Leg, stx: ServerTransaction) -> bool:
-        """Is this in-dialog request from the leg's party? From a known source, yes.
-        From any other source only with the party's own credentials (digest 407,
-        sent statelessly, or the account's allowed networks): then the leg follows
-        the party there (a NAT rebinding). Anything else is answered and refused:
-        a stranger who learnt the dialog's identity neither ends the call nor
-        re-points its signalling."""
-        flow = stx.flow
-        if self._known(leg, flow):
-            leg.flow = flow
-            return True
-        account = self.registrar.authenticate_caller(stx)
-        if account is None:
-            self.foreign_requests += 1
-            return False  # answered: 407 (or 403/503) by the registrar
-        if account != call.account_of(leg):
-            self.foreign_requests += 1
-            stx.respond(403, "Forbidden")
-            return False
-        log.info("call %s: leg %s moved to %s (authenticated as %s)", call.id, leg.name,
-                 stx.flow.remote, account)
-        leg.peers.add(source_of(flow))
-        leg.flow = flow
-        return True
 
     def _bye_from(self, call: Call, leg: Leg) -> None:
         if call.ended:
@@ -615,21 +557,6 @@ class B2BUA:
 
 def _ignore(_: sipev.Event) -> None:
     pass
-
-
-def reason_header(text: str, cause: int = 480) -> str:
-    """An RFC 3326 Reason value: why our BYE or CANCEL ends the call."""
-    return f'SIP;cause={cause};text="{text}"'
-
-
-def _target_source(target: str, transport: str) -> Source | None:
-    """Where a remote target URI says the party is, as a source on `transport`."""
-    try:
-        uri = parse_uri(target)
-    except ParseError:
-        return None
-    port = uri.port or (5061 if uri.scheme == "sips" or transport == "tls" else 5060)
-    return (transport, uri.host.strip("[]"), port)
 
 
 def _contact_uri(message: Request) -> str | None:

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from regswitch.endpoint import ServerTransaction
+from regswitch.registrar.bindings import Binding
 from regswitch.sip.dialog import Dialog
+from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
+from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrRecord
 
 Source = tuple[str, str, int]  # (transport, address, port) a request came from
@@ -52,6 +55,14 @@ class Leg:
     @property
     def active(self) -> bool:
         return self.state in ("trying", "early", "confirmed")
+
+    def knows(self, flow: Flow) -> bool:
+        """Did `flow` come from where this leg's party is known to send from (its
+        peers), or from the address of its remote target?"""
+        source = source_of(flow)
+        return source in self.peers or source == target_source(
+            self.dialog.remote_target, flow.transport
+        )
 
 
 @dataclass(slots=True)
@@ -149,6 +160,33 @@ class Call:
             "forks": len(self.forks),
             "bindings": sorted(self.binding_ids()),
         }
+
+
+def target_source(target: str, transport: str) -> Source | None:
+    """Where a remote target URI says the party is, as a source on `transport`."""
+    try:
+        uri = parse_uri(target)
+    except ParseError:
+        return None
+    port = uri.port or (5061 if uri.scheme == "sips" or transport == "tls" else 5060)
+    return (transport, uri.host.strip("[]"), port)
+
+
+def binding_at(bindings: list[Binding], flow: Flow, contact: str | None) -> str | None:
+    """The id of the binding registered from `flow`'s source or, given a `contact`,
+    failing that the one with that Contact."""
+    for b in bindings:
+        if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
+            return b.id
+    for b in bindings:
+        if contact is not None and b.contact == contact:
+            return b.id
+    return None
+
+
+def reason_header(text: str, cause: int = 480) -> str:
+    """An RFC 3326 Reason value: why our BYE or CANCEL ends the call."""
+    return f'SIP;cause={cause};text="{text}"'
 
 
 def end_reason_for(status: int) -> str:

@@ -9,7 +9,8 @@
 
 from __future__ import annotations
 
-from regswitch.calls.b2bua import B2BUA, reason_header
+from regswitch.calls.b2bua import B2BUA
+from regswitch.calls.call import reason_header
 from regswitch.registrar.bindings import Binding
 
 # what the parties are told (RFC 3326 Reason text, reason phrase of the 480/487)
