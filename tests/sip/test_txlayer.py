@@ -357,6 +357,21 @@ def test_forget_sends_an_invite_failure_once() -> None:
     assert again.tx_id == event.tx_id
 
 
+def test_no_100_trying_for_an_invite_answered_at_once() -> None:
+    """The 100 waits for `outgoing()`: a final response given before it makes it
+    pointless; a provisional one replaces it; an INVITE left unanswered gets it."""
+    layer = make_layer()
+    refused = new_request(layer, sip_request_bytes("INVITE"))
+    layer.respond(refused.tx_id, response_for(refused.request, 407, to_tag="t"), 0.0, forget=True)
+    ringing = new_request(layer, sip_request_bytes(
+        "INVITE", via="SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKring", call_id="ring"))
+    layer.respond(ringing.tx_id, response_for(ringing.request, 180, to_tag="r"), 0.0)
+    new_request(layer, sip_request_bytes(
+        "INVITE", via="SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKwait", call_id="wait"))
+    sent = [(r.status, r.call_id) for r, _ in responses(layer)]
+    assert sent == [(100, "wait"), (407, "call-1@example.com"), (180, "ring")]
+
+
 def test_forget_keeps_an_invite_2xx() -> None:
     layer = make_layer()
     event = new_request(layer, sip_request_bytes("INVITE"))

@@ -112,6 +112,9 @@ class TransactionLayer:
         self._queue: TimerQueue[Transaction] = TimerQueue()
         self._events: list[Event] = []
         self._out: list[tuple[bytes, Flow]] = []
+        # INVITEs whose 100 Trying waits for `outgoing()`: dropped if the TU has
+        # answered by then (a stateless challenge goes out alone)
+        self._trying: list[tuple[ServerTransaction, bytes]] = []
         t = timers
         self._t_long = 64 * t.t1  # B, F, H, J, L, M
         self._actions: dict[Action, ActionFn] = {
@@ -144,6 +147,8 @@ class TransactionLayer:
 
     def outgoing(self) -> list[tuple[bytes, Flow]]:
         """Drain the datagrams/stream writes to send, in order."""
+        if self._trying:
+            self._flush_trying()
         out = self._out
         self._out = []
         return out
@@ -262,8 +267,20 @@ class TransactionLayer:
             self._add_server(response)
             data = serialise(response)
             new.last = data
-            self._out.append((data, resp_flow))
+            self._trying.append((new, data))
         self._events.append(RequestReceived(key, request, flow))
+
+    def _flush_trying(self) -> None:
+        """Send the 100 Trying of each new INVITE the TU has not answered yet.
+        Its answer, given at once, makes the 100 pointless: an INVITE
+        challenged or refused on the spot gets one datagram back, not two."""
+        due = [
+            (data, tx.flow)
+            for tx, data in self._trying
+            if tx.last is data and tx.state is State.PROCEEDING and tx.flow is not None
+        ]
+        self._trying.clear()
+        self._out[:0] = due  # ahead of what the TU sent meanwhile (a fork's INVITE)
 
     @staticmethod
     def _base_2543(request: Request, via: Via) -> str:
