@@ -336,12 +336,12 @@ class TransactionLayer:
         without a transaction, so that it cannot stand in for the caller's own
         CANCEL when that arrives with the same key.
         """
-        new = ServerTransaction(key, resp_flow, State.TRYING)
         invite = self._server.get(invite_key)
         if invite is not None and not _from_origin(cast(InviteServerTransaction, invite), flow):
             self.stats.foreign_requests += 1
             self._out.append((serialise(self._core_response(request, 481)), resp_flow))
             return
+        new = ServerTransaction(key, resp_flow, State.TRYING)
         self.stats.created_server_non_invite += 1
         self._server[key] = new
         if invite is None or invite.state is State.TERMINATED:
