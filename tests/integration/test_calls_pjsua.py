@@ -102,3 +102,24 @@ def test_pjsua_call_kicked_with_a_reason(
     why = 'SIP;cause=480;text="Registration replaced"'
     for ended in (kicked, other):
         assert (ended["code"], ended["sip_reason"]) == (200, why), ended
+
+
+def test_pjsua_caller_registration_deleted_ends_its_call(
+    server: RunningServer, pjsua: Callable[..., Any]
+) -> None:
+    """The call is tied to the caller's registration (the console counts it on that
+    row); deleting that registration with kick ends the call, and says why."""
+    alice, bob = registered(pjsua, server, "alice"), registered(pjsua, server, "bob")
+    a_call, b_call = connect(alice, bob)
+    api = Api(server)
+    [binding] = api.registrations(f"alice@{DOMAIN}")
+    [call] = api.calls()
+    assert binding["id"] in call["bindings"]
+    deleted = server.api.delete(f"/api/registrations/{binding['id']}", params={"kick": "true"})
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["calls_ended"] == [call["id"]]
+    why = 'SIP;cause=480;text="Registration deleted"'
+    for phone, ended_call in ((alice, a_call), (bob, b_call)):
+        ended = phone.wait_call_state("DISCONNECTED", call=ended_call)
+        assert ended["sip_reason"] == why, ended
+    api.wait_no_calls()

@@ -138,6 +138,17 @@ def test_stranger_bye_does_not_end_the_call(setup: Setup, server: RunningServer)
     s.api.wait_no_calls()
 
 
+def test_stranger_over_tcp_is_challenged_too(
+    setup: Setup, server: RunningServer, ua: Callable[..., UA]
+) -> None:
+    """Another transport is another source: a BYE on a TCP connection of its own."""
+    s = setup
+    call = answer_call(s)
+    stranger = ua("tcp", server.tcp, local_host=STRANGER_HOST, user="mallory")
+    assert stranger.request("BYE", dialog=copy(call.a_dialog)).status == 407
+    caller_info_comes_next(s, call, server)
+
+
 def test_stranger_reinvite_does_not_redirect_the_call(setup: Setup, server: RunningServer) -> None:
     s = setup
     call = answer_call(s)
