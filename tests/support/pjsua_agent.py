@@ -227,14 +227,20 @@ class Call(pj.Call):  # type: ignore[misc]
         if prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
             return
         tsx = prm.e.body.tsxState.tsx
-        if tsx.state not in (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED):
+        code = int(tsx.statusCode)
+        # once per transaction: a non-2xx final leaves it Completed (Terminated
+        # only after Timer D), a 2xx to INVITE terminates it at once
+        final = tsx.state == pj.PJSIP_TSX_STATE_COMPLETED or (
+            tsx.state == pj.PJSIP_TSX_STATE_TERMINATED and 200 <= code < 300
+        )
+        if not final:
             return
         emit(
             "tsx",
             call=self.getId(),
             method=str(tsx.method),
             role="uac" if tsx.role == pj.PJSIP_ROLE_UAC else "uas",
-            code=int(tsx.statusCode),
+            code=code,
         )
 
 
