@@ -188,6 +188,14 @@ SPECS: tuple[ParamSpec, ...] = (
         "How long a flooding source stays blocked (s).",
         1,
         86400,
+    ),    ParamSpec(
+        "CALLS_REQUIRE_REGISTRATION",
+        "On",
+        "switch",
+        "On: an account places calls only from a source that holds one of its current "
+        "registrations (or from its allowed networks), else 403 Not registered; every call is "
+        "then tied to that registration, so a kick or delete ends it. Off: any authenticated "
+        "source may call.",
     ),
 )
 

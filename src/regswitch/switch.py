@@ -83,6 +83,7 @@ class Switch:
             advertised_host=settings.advertised_host,
             no_answer_timeout=settings.no_answer_timeout,
             max_call_duration=settings.max_call_duration,
+            require_registration=lambda: bool(self.params.values["CALLS_REQUIRE_REGISTRATION"]),
         )
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick

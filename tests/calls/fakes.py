@@ -12,6 +12,7 @@ timers run by `advance`), a fake transport that records what is sent, a fake reg
 from __future__ import annotations
 
 import heapq
+import ipaddress
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,11 +114,25 @@ class FakeCdrs:
         self.records.append(record)
 
 
+@dataclass
+class FakeEntry:
+    """An account as the B2BUA sees it: its allowed networks."""
+
+    networks: tuple[str, ...] = ()
+
+    def allows(self, ip: str) -> bool:
+        return any(ipaddress.ip_address(ip) in ipaddress.ip_network(n) for n in self.networks)
+
+
 class FakeRegistrar:
-    """What the B2BUA asks of the registrar: callers by From, accounts, bindings."""
+    """What the B2BUA asks of the registrar: callers by From, accounts, bindings.
+
+    A caller is authenticated by its account's allowed networks, or by a
+    `Proxy-Authorization: ok <aor>` header standing in for valid digest
+    credentials; anyone else gets a stateless 407."""
 
     def __init__(self) -> None:
-        self.accounts: dict[str, object] = {}
+        self.accounts: dict[str, FakeEntry] = {}
         self.bindings: dict[str, list[Binding]] = {}
 
     def aor_of(self, uri: URI) -> str | None:
@@ -127,10 +142,16 @@ class FakeRegistrar:
 
     def authenticate_caller(self, stx: Any) -> str | None:
         aor = self.aor_of(stx.request.from_.uri)
-        if aor is None or aor not in self.accounts:
+        entry = self.accounts.get(aor) if aor else None
+        if aor is None or entry is None:
             stx.respond(403, "Forbidden")
             return None
-        return aor
+        if entry.allows(stx.flow.remote[0]):
+            return aor
+        if stx.request.headers.get("proxy-authorization") == f"ok {aor}":
+            return aor
+        stx.send(stx.response(407), forget=True)
+        return None
 
     def list(self, aor: str) -> list[Binding]:
         return list(self.bindings.get(aor, []))
@@ -165,9 +186,10 @@ class FakeSwitch:
         self._n = itertools.count(1)
 
     # --- set-up -----------------------------------------------------------------------
-    def account(self, user: str) -> str:
+    def account(self, user: str, networks: tuple[str, ...] = ("10.0.0.0/24",)) -> str:
+        """An account, by default authenticated by the network of ALICE, BOB1, BOB2."""
         aor = f"{user}@{DOMAIN}"
-        self.registrar.accounts[aor] = object()
+        self.registrar.accounts.setdefault(aor, FakeEntry(networks))
         return aor
 
     def bind(self, user: str, peer: tuple[str, int]) -> Binding:
@@ -190,7 +212,8 @@ class FakeSwitch:
         self.endpoint.on_data(serialise(message), flow(peer))
 
     def invite(self, peer: tuple[str, int], callee: str, *, caller: str = "alice",
-               body: bytes = OFFER, max_forwards: int = 70) -> Request:
+               body: bytes = OFFER, max_forwards: int = 70,
+               extra: dict[str, str] | None = None, contact: str | None = None) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKa{n}")
@@ -199,9 +222,11 @@ class FakeSwitch:
         h.add("To", f"<sip:{callee}@{DOMAIN}>")
         h.add("Call-ID", f"acall{n}@{peer[0]}")
         h.add("CSeq", "10 INVITE")
-        h.add("Contact", f"<sip:{caller}@{peer[0]}:{peer[1]}>")
+        h.add("Contact", contact or f"<sip:{caller}@{peer[0]}:{peer[1]}>")
         if body:
             h.add("Content-Type", "application/sdp")
+        for name, value in (extra or {}).items():
+            h.add(name, value)
         request = Request("INVITE", f"sip:{callee}@{DOMAIN}", h, body)
         self.receive(request, peer)
         return request
@@ -219,7 +244,8 @@ class FakeSwitch:
 
     def in_dialog(self, method: str, peer: tuple[str, int], *, call_id: str, from_: str, to: str,
                   cseq: int, uri: str = "sip:10.0.0.100:5060", body: bytes = b"",
-                  extra: dict[str, str] | None = None, max_forwards: int = 70) -> Request:
+                  extra: dict[str, str] | None = None, max_forwards: int = 70,
+                  contact: str | None = None) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKd{n}")

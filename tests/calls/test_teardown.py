@@ -8,6 +8,7 @@ from calls.fakes import ALICE, ANSWER, BOB1, BOB2, FakeSwitch
 
 pytestmark = pytest.mark.timeout(10)
 REPLACED = "registration-replaced"
+WHY_REPLACED = 'SIP;cause=480;text="Registration replaced"'  # RFC 3326
 
 
 def test_answered_call_kicked_by_the_callee_binding_bye_both() -> None:
@@ -23,6 +24,7 @@ def test_answered_call_kicked_by_the_callee_binding_bye_both() -> None:
 
     assert sw.teardown.kick(bob, REPLACED) == [call.id]
     a_bye, b_bye = sw.take(ALICE, "BYE"), sw.take(BOB1, "BYE")
+    assert a_bye.headers.get("reason") == b_bye.headers.get("reason") == WHY_REPLACED
     assert (a_bye.call_id, a_bye.to.tag) == (a_invite.call_id, a_invite.from_.tag)
     assert (b_bye.call_id, b_bye.to.tag) == (b_invite.call_id, "btag")
     [cdr] = sw.cdrs.records
@@ -53,8 +55,9 @@ def test_ringing_call_kicked_cancel_to_device_480_to_caller() -> None:
     call = sw.only_call()
 
     assert sw.teardown.kick(bob, REPLACED) == [call.id]
-    assert sw.take(BOB1, "CANCEL").call_id == b_invite.call_id
-    assert sw.take(ALICE, 480)
+    cancel = sw.take(BOB1, "CANCEL")
+    assert cancel.call_id == b_invite.call_id and cancel.headers.get("reason") == WHY_REPLACED
+    assert sw.take(ALICE, 480).reason == "Registration replaced"
     sw.reply(b_invite, 487, BOB1, to_tag="r")  # the device's answer changes nothing
     assert sw.count(ALICE, 487) == 0
     [cdr] = sw.cdrs.records
@@ -110,8 +113,9 @@ def test_outgoing_unanswered_call_kicked_cancel_to_callee_487_to_device() -> Non
     assert call.caller_binding_id == alice.id
 
     assert sw.teardown.kick(alice, REPLACED) == [call.id]
-    assert sw.take(BOB1, "CANCEL") and sw.take(BOB2, "CANCEL")
-    assert sw.take(ALICE, 487)
+    for peer in (BOB1, BOB2):
+        assert sw.take(peer, "CANCEL").headers.get("reason") == WHY_REPLACED
+    assert sw.take(ALICE, 487).reason == "Registration replaced"
     [cdr] = sw.cdrs.records
     assert (cdr.end_reason, cdr.end_direction, cdr.final_code) == (REPLACED, "system", 487)
 
@@ -124,7 +128,9 @@ def test_answered_call_kicked_by_the_caller_binding() -> None:
     sw.reply(sw.take(BOB1, "INVITE"), 200, BOB1, to_tag="btag", body=ANSWER)
     sw.ack_2xx(a_invite, sw.take(ALICE, 200), ALICE)
     assert len(sw.teardown.kick(alice, "registration-deleted")) == 1
-    assert sw.take(ALICE, "BYE") and sw.take(BOB1, "BYE")
+    deleted = 'SIP;cause=480;text="Registration deleted"'
+    assert sw.take(ALICE, "BYE").headers.get("reason") == deleted
+    assert sw.take(BOB1, "BYE").headers.get("reason") == deleted
     [cdr] = sw.cdrs.records
     assert (cdr.end_reason, cdr.end_direction) == ("registration-deleted", "system")
 

@@ -142,6 +142,8 @@ def test_digest_caller_and_info_relayed(server: RunningServer, ua: Callable[...,
     callee = ua("udp", server.udp, user=user(bob))
     assert callee.register(user(bob), DOMAIN).status == 200
     caller = ua("udp", server.udp, user=user(alice))
+    # CALLS_REQUIRE_REGISTRATION (On): a caller outside its networks calls where it registered
+    assert caller.register(user(alice), DOMAIN, password="alice-secret").status == 200
     uri = f"sip:{user(bob)}@{DOMAIN}"
     from_ = f"<sip:{alice}>;tag=dig1"
     tx = caller.invite(

@@ -133,6 +133,58 @@ def test_cancel_gets_200_from_the_core_and_cancel_received() -> None:
     assert layer.events() == []
 
 
+def test_cancel_from_another_source_gets_481_and_leaves_the_callers_own() -> None:
+    """The branch travels in clear: a stranger reusing it cancels nothing, and
+    its CANCEL does not take the key the caller's own CANCEL will arrive with."""
+    layer = make_layer()
+    invite = new_request(layer, sip_request_bytes("INVITE"))
+    layer.outgoing()
+    cancel = sip_request_bytes("CANCEL")
+    stranger = Flow("udp", ("192.0.2.66", 5060), ME)
+    layer.receive(cancel, stranger, 1.0)
+    [(resp, flow)] = responses(layer)
+    assert (resp.status, flow.remote) == (481, stranger.remote)
+    assert layer.events() == [] and layer.stats.foreign_requests == 1
+    assert layer.server_transactions == 1  # only the INVITE
+    layer.receive(cancel, Flow("tcp", PEER, ME, 9), 1.1)  # the right address, another transport
+    assert [r.status for r, _ in responses(layer)] == [481]
+    layer.receive(cancel, UDP, 1.2)  # the caller's own
+    assert [r.status for r, _ in responses(layer)] == [200]
+    [event] = layer.events()
+    assert isinstance(event, CancelReceived) and event.tx_id == invite.tx_id
+
+
+def test_ack_from_another_source_does_not_confirm() -> None:
+    layer = make_layer()
+    invite = new_request(layer, sip_request_bytes("INVITE"))
+    layer.respond(invite.tx_id, response_for(invite.request, 486, to_tag="t"), 0.0)
+    layer.outgoing()
+    ack = sip_request_bytes("ACK", to="<sip:bob@example.com>;tag=t")
+    layer.receive(ack, Flow("udp", ("192.0.2.66", 5060), ME), 0.1)
+    layer.handle_timers(0.6)  # Timer G still runs: the 486 goes out again
+    assert [r.status for r, _ in responses(layer)] == [486]
+    layer.receive(ack, UDP, 0.7)
+    layer.handle_timers(1.7)
+    assert responses(layer) == [] and layer.events() == []
+
+
+def test_ack_of_a_2xx_from_another_source_is_dropped() -> None:
+    layer = make_layer()
+    invite = new_request(layer, sip_request_bytes("INVITE"))
+    layer.respond(invite.tx_id, response_for(invite.request, 200, to_tag="t"), 0.0)
+    layer.outgoing()
+    ack = sip_request_bytes(
+        "ACK", to="<sip:bob@example.com>;tag=t", via="SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKack"
+    )
+    layer.receive(ack, Flow("udp", ("192.0.2.66", 5060), ME), 0.1)
+    assert layer.events() == []
+    layer.handle_timers(0.6)  # the 2xx is still retransmitted
+    assert [r.status for r, _ in responses(layer)] == [200]
+    layer.receive(ack, UDP, 0.7)
+    [event] = layer.events()
+    assert isinstance(event, AckReceived)
+
+
 def test_cancel_matching_nothing_gets_481() -> None:
     layer = make_layer()
     layer.receive(sip_request_bytes("CANCEL"), UDP, 0.0)
@@ -288,12 +340,44 @@ def test_forget_keeps_no_state_after_a_final_non_invite_response() -> None:
     assert layer.server_transactions == 1  # without forget it lingers for Timer J
 
 
-def test_forget_does_not_end_an_invite_transaction() -> None:
+def test_forget_sends_an_invite_failure_once() -> None:
+    """A stateless challenge to INVITE: one response, no Timer G/H, and the
+    retransmitted INVITE is a new request, answered again."""
+    layer = make_layer()
+    data = sip_request_bytes("INVITE")
+    event = new_request(layer, data)
+    layer.outgoing()  # the 100 Trying
+    layer.respond(event.tx_id, response_for(event.request, 407, to_tag="t"), 0.0, forget=True)
+    assert [r.status for r, _ in responses(layer)] == [407]
+    assert layer.server_transactions == 0 and layer.next_timer() is None
+    layer.receive(sip_request_bytes("ACK", to="<sip:bob@example.com>;tag=t"), UDP, 0.1)
+    [ack] = layer.events()
+    assert isinstance(ack, AckReceived)  # matches nothing: the TU drops it
+    again = new_request(layer, data)
+    assert again.tx_id == event.tx_id
+
+
+def test_no_100_trying_for_an_invite_answered_at_once() -> None:
+    """The 100 waits for `outgoing()`: a final response given before it makes it
+    pointless; a provisional one replaces it; an INVITE left unanswered gets it."""
+    layer = make_layer()
+    refused = new_request(layer, sip_request_bytes("INVITE"))
+    layer.respond(refused.tx_id, response_for(refused.request, 407, to_tag="t"), 0.0, forget=True)
+    ringing = new_request(layer, sip_request_bytes(
+        "INVITE", via="SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKring", call_id="ring"))
+    layer.respond(ringing.tx_id, response_for(ringing.request, 180, to_tag="r"), 0.0)
+    new_request(layer, sip_request_bytes(
+        "INVITE", via="SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKwait", call_id="wait"))
+    sent = [(r.status, r.call_id) for r, _ in responses(layer)]
+    assert sent == [(100, "wait"), (407, "call-1@example.com"), (180, "ring")]
+
+
+def test_forget_keeps_an_invite_2xx() -> None:
     layer = make_layer()
     event = new_request(layer, sip_request_bytes("INVITE"))
-    layer.outgoing()  # the 100 Trying
-    layer.respond(event.tx_id, response_for(event.request, 486, to_tag="t"), 0.0, forget=True)
-    assert layer.server_transactions == 1  # it still waits for the ACK (Timer H)
+    layer.outgoing()
+    layer.respond(event.tx_id, response_for(event.request, 200, to_tag="t"), 0.0, forget=True)
+    assert layer.server_transactions == 1  # retransmitted until its ACK
 
 
 # ------------------------------------------------------------ client side

@@ -14,12 +14,15 @@ Commands (each may carry "id", echoed in its "ok"/"error" reply):
   {"cmd": "call", "uri": "sip:bob@D", "acc": NAME}          -> {"event": "ok", "call": N}
   {"cmd": "answer", "call": N, "code": 200}
   {"cmd": "hangup", "call": N, "code": 603}
+  {"cmd": "reinvite", "call": N}                            (a re-INVITE with a new offer)
   {"cmd": "quit", "unregister": true}   (false: exit at once, no network activity)
 Events:
   {"event": "ready", "udp_port": N, "tcp_port": N}
   {"event": "reg_state", "acc": NAME, "code": 200, "reason": "OK", "active": true, "expires": N}
   {"event": "incoming_call", "call": N, "acc": NAME, "from": ..., "to": ...}
   {"event": "call_state", "call": N, "state": "CONFIRMED", "code": 200, "reason": "OK"}
+  {"event": "tsx", "call": N, "method": "INVITE", "role": "uac"|"uas", "code": 200}
+      (a transaction of the call got its final response)
   {"event": "ok" | "error", "id": ..., ...}, {"event": "bye"} before exiting.
 """
 
@@ -122,6 +125,9 @@ class Phone:
         acfg.natConfig.contactRewriteUse = 0
         acfg.natConfig.viaRewriteUse = 0
         acfg.mediaConfig.transportConfig.boundAddress = self.bind
+        # no re-INVITE of its own after an answer with several codecs: a test's
+        # re-INVITEs would meet it in glare (491)
+        acfg.mediaConfig.lockCodecEnabled = False
         if name in self.accounts:
             self.accounts.pop(name).shutdown()
         acc = Account(self, name)
@@ -153,6 +159,10 @@ class Phone:
         if "code" in cmd:
             prm.statusCode = int(cmd["code"])
         self.calls[int(cmd["call"])].hangup(prm)
+        return {}
+
+    def reinvite(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.calls[int(cmd["call"])].reinvite(pj.CallOpParam(True))
         return {}
 
     def shutdown(self, network: bool) -> None:
@@ -208,7 +218,42 @@ class Call(pj.Call):  # type: ignore[misc]
             state=info.stateText,
             code=int(info.lastStatusCode),
             reason=str(info.lastReason),
+            # the Reason header (RFC 3326) of the request that caused it, e.g. a BYE
+            # (PJSIP shows only "Normal call clearing" for a BYE, whatever it says)
+            sip_reason=_reason_header(prm.e),
         )
+
+    def onCallTsxState(self, prm: Any) -> None:
+        if prm.e.type != pj.PJSIP_EVENT_TSX_STATE:
+            return
+        tsx = prm.e.body.tsxState.tsx
+        code = int(tsx.statusCode)
+        # once per transaction: a non-2xx final leaves it Completed (Terminated
+        # only after Timer D), a 2xx to INVITE terminates it at once
+        final = tsx.state == pj.PJSIP_TSX_STATE_COMPLETED or (
+            tsx.state == pj.PJSIP_TSX_STATE_TERMINATED and 200 <= code < 300
+        )
+        if not final:
+            return
+        emit(
+            "tsx",
+            call=self.getId(),
+            method=str(tsx.method),
+            role="uac" if tsx.role == pj.PJSIP_ROLE_UAC else "uas",
+            code=code,
+        )
+
+
+def _reason_header(event: Any) -> str | None:
+    if event.type != pj.PJSIP_EVENT_TSX_STATE or event.body.tsxState.type != pj.PJSIP_EVENT_RX_MSG:
+        return None
+    for line in str(event.body.tsxState.src.rdata.wholeMsg).split("\r\n")[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "reason":
+            return value.strip()
+    return None
 
 
 def main() -> int:
@@ -239,6 +284,7 @@ def main() -> int:
         "call": phone.call,
         "answer": phone.answer,
         "hangup": phone.hangup,
+        "reinvite": phone.reinvite,
     }
     running = True
     network_shutdown = True

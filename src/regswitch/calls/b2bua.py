@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from regswitch import events as ev
-from regswitch.calls.call import Call, Leg, end_reason_for
+from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
+from regswitch.calls.guard import DialogGuard
 from regswitch.endpoint import Endpoint, ServerTransaction, required_extensions
 from regswitch.events import EventBus
 from regswitch.ids import new_id
@@ -50,6 +51,7 @@ class B2BUA:
         advertised_host: str | None = None,
         no_answer_timeout: float = 60.0,
         max_call_duration: float = 7200.0,
+        require_registration: Callable[[], bool] = lambda: False,
     ) -> None:
         self.endpoint = endpoint
         self.registrar = registrar
@@ -60,9 +62,13 @@ class B2BUA:
         self.advertised_host = advertised_host
         self.no_answer_timeout = no_answer_timeout
         self.max_call_duration = max_call_duration
+        # CALLS_REQUIRE_REGISTRATION, read per INVITE (a live parameter)
+        self.require_registration = require_registration
         self.calls: dict[str, Call] = {}
         self._by_invite_tx: dict[str, Call] = {}  # A-leg INVITE server tx -> call
-        self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
+        # (Call-ID, our tag) -> the call and leg; the guard checks the rest
+        self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.guard = DialogGuard(self._dialogs, registrar)
         self._by_binding: dict[str, set[str]] = {}  # binding id -> call ids
         self.ended_by_reason: Counter[str] = Counter()
         self.started = 0
@@ -87,6 +93,12 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
+        a_contact = _contact_uri(request)
+        caller_binding = self._caller_binding(caller, stx.flow, a_contact)
+        if caller_binding is None and not self._may_call_unregistered(caller, stx.flow):
+            stx.respond(403, "Not registered")
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 403, "rejected")
+            return
         # RFC 3261 §8.2.2.3: we support no extension a caller could require
         # (100rel, timer, ...); the legs would silently break it otherwise
         required = required_extensions(request, frozenset())
@@ -109,9 +121,9 @@ class B2BUA:
             self._rejected_cdr(stx, caller, callee_aor, 480, "not-registered")
             return
         stx.to_tag = new_id()
-        a_contact = _contact_uri(request)
         a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
         a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state="early")
+        a_leg.peers.add(source_of(stx.flow))
         call = Call(
             id=new_id(),
             caller=caller,
@@ -119,7 +131,7 @@ class B2BUA:
             a=a_leg,
             stx=stx,
             start=self.clock(),
-            caller_binding_id=self._caller_binding(caller, stx.flow, a_contact),
+            caller_binding_id=caller_binding,
             invite_body=request.body,
             content_type=request.content_type,
         )
@@ -160,6 +172,8 @@ class B2BUA:
         invite = Request("INVITE", binding.contact, headers, call.invite_body)
         dialog = Dialog.as_uac(invite, tag, self._our_contact(flow))
         leg = Leg(f"b{number}", dialog, flow, binding.contact, binding_id=binding.id)
+        leg.peers.add(source_of(flow))
+        leg.peers.add((binding.transport, binding.source_ip, binding.source_port))
         call.forks.append(leg)
         self._dialogs[(dialog.call_id, tag)] = (call, leg)
         self._by_binding.setdefault(binding.id, set()).add(call.id)
@@ -168,15 +182,19 @@ class B2BUA:
         )
 
     def _caller_binding(self, caller: str, flow: Flow, contact: str | None) -> str | None:
-        """The caller's binding this INVITE came from, if it is registered."""
+        """The caller's binding this INVITE came from, if it is registered: the one
+        registered from its source. When registration is not required, a binding
+        with its Contact will do (a Contact is only the caller's claim)."""
         bindings = self.registrar.list(caller)
-        for b in bindings:
-            if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
-                return b.id
-        for b in bindings:
-            if contact is not None and b.contact == contact:
-                return b.id
-        return None
+        return binding_at(bindings, flow, None if self.require_registration() else contact)
+
+    def _may_call_unregistered(self, caller: str, flow: Flow) -> bool:
+        """CALLS_REQUIRE_REGISTRATION: a caller that holds no binding at its source
+        may call only from the account's allowed networks (a PBX, a trunk)."""
+        if not self.require_registration():
+            return True
+        entry = self.registrar.accounts.get(caller)
+        return entry is not None and bool(entry.networks) and entry.allows(flow.remote[0])
 
     # --- B-leg responses -----------------------------------------------------------
     def _fork_event(self, call: Call, leg: Leg, event: sipev.Event) -> None:
@@ -186,6 +204,8 @@ class B2BUA:
         if not isinstance(event, sipev.ResponseReceived):
             return
         response = event.response
+        # matched on our branch, which only the device saw: where it answers from is its own
+        leg.peers.add(source_of(event.flow))
         status = response.status
         if status < 200:
             if status == 100 or not leg.active:
@@ -278,11 +298,12 @@ class B2BUA:
     # --- ACK, CANCEL, in-dialog -----------------------------------------------------
     def on_ack(self, event: sipev.AckReceived) -> None:
         request = event.request
-        tag = request.to.tag
-        found = self._dialogs.get((request.call_id, tag or ""))
+        found = self.guard.dialog_of(request)
         if found is None:
             return
         call, leg = found
+        if not self.guard.ack_from_party(leg, event.flow):
+            return
         cseq = request.cseq.seq
         if leg is call.a and cseq == leg.invite_cseq:
             if call.b is not None and not call.b.acked:
@@ -306,16 +327,16 @@ class B2BUA:
 
     def on_in_dialog(self, stx: ServerTransaction) -> None:
         request = stx.request
-        tag = request.to.tag
-        found = self._dialogs.get((request.call_id, tag)) if tag else None
+        found = self.guard.dialog_of(request)
         if found is None:
             stx.respond(481, "Call/Transaction Does Not Exist")
             return
         call, leg = found
+        if not self.guard.admit(call, leg, stx):
+            return
         if not leg.dialog.accepts_remote_cseq(request.cseq.seq):
             stx.respond(500, "CSeq Out of Order")
             return
-        leg.flow = stx.flow  # follow the peer's NAT binding
         method = request.method
         if method == "BYE":
             stx.respond(200)
@@ -368,6 +389,8 @@ class B2BUA:
         if found is None:
             return
         call, leg = found
+        if not leg.knows(event.flow):
+            return  # not from the device: nothing to ACK or hang up
         seq = response.cseq.seq
         if leg is not call.a and seq == leg.invite_cseq:
             if leg.dialog.confirmed:
@@ -416,21 +439,26 @@ class B2BUA:
             self.hang_up(call, "error")
 
     # --- ending ---------------------------------------------------------------------
-    def hang_up(self, call: Call, reason: str, direction: str = "system") -> None:
-        """End a call from our side: BYE both parties if answered, else cancel it."""
+    def hang_up(
+        self, call: Call, reason: str, direction: str = "system", why: str | None = None
+    ) -> None:
+        """End a call from our side: BYE both parties if answered, else cancel it.
+        `why` is told to the parties: a Reason header (RFC 3326) on the BYEs and
+        CANCELs, the reason phrase of the 487."""
         if call.ended:
             return
+        header = reason_header(why) if why else None
         if call.answered:
-            self._bye(call.a)
+            self._bye(call.a, header)
             if call.b is not None:
                 if not call.b.acked:
                     self._ack(call.b)
-                self._bye(call.b)
+                self._bye(call.b, header)
             self.end_call(call, reason, direction, call.final_code or 200)
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
-        call.stx.respond(487, "Request Terminated")
+            self._cancel_fork(leg, header)
+        call.stx.respond(487, why or "Request Terminated")
         self.end_call(call, reason, direction, 487)
 
     def end_call(self, call: Call, reason: str, direction: str, code: int) -> None:
@@ -478,14 +506,17 @@ class B2BUA:
         leg.ack = leg.dialog.ack(leg.invite_cseq, body, content_type)
         self.endpoint.send_stateless(leg.ack, leg.flow)
 
-    def _bye(self, leg: Leg) -> None:
+    def _bye(self, leg: Leg, reason: str | None = None) -> None:
         leg.state = "ended"
-        self.endpoint.send_request(leg.dialog.request("BYE"), leg.flow, _ignore)
+        bye = leg.dialog.request("BYE")
+        if reason:
+            bye.headers.add("Reason", reason)
+        self.endpoint.send_request(bye, leg.flow, _ignore)
 
-    def _cancel_fork(self, leg: Leg) -> None:
+    def _cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
         leg.state = "failed"
         if leg.invite_tx is not None:
-            self.endpoint.send_cancel(leg.invite_tx)
+            self.endpoint.send_cancel(leg.invite_tx, reason)
 
     def _other(self, call: Call, leg: Leg) -> Leg | None:
         if leg is not call.a:

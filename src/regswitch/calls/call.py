@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from regswitch.endpoint import ServerTransaction
+from regswitch.registrar.bindings import Binding
 from regswitch.sip.dialog import Dialog
+from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
+from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrRecord
+
+Source = tuple[str, str, int]  # (transport, address, port) a request came from
+
+
+def source_of(flow: Flow) -> Source:
+    return (flow.transport, flow.remote[0], flow.remote[1])
 
 
 @dataclass(slots=True)
@@ -34,6 +43,10 @@ class Leg:
     reinvite_ack: tuple[int, Request] | None = None
     # in-dialog INVITEs relayed from this leg, by their CSeq here: (other leg, its CSeq)
     relayed_invites: dict[int, tuple[Leg, int]] = field(default_factory=dict)
+    # where the party is known to send from: the INVITE's source (A), the binding's
+    # source and address and where its responses came from (B), and any source it
+    # authenticated from later. In-dialog requests from elsewhere must authenticate.
+    peers: set[Source] = field(default_factory=set)
 
     @property
     def source(self) -> str:
@@ -42,6 +55,14 @@ class Leg:
     @property
     def active(self) -> bool:
         return self.state in ("trying", "early", "confirmed")
+
+    def knows(self, flow: Flow) -> bool:
+        """Did `flow` come from where this leg's party is known to send from (its
+        peers), or from the address of its remote target?"""
+        source = source_of(flow)
+        return source in self.peers or source == target_source(
+            self.dialog.remote_target, flow.transport
+        )
 
 
 @dataclass(slots=True)
@@ -79,6 +100,10 @@ class Call:
 
     def legs(self) -> list[Leg]:
         return [self.a, *self.forks]
+
+    def account_of(self, leg: Leg) -> str:
+        """The account whose credentials the party of `leg` holds."""
+        return self.caller if leg is self.a else self.callee
 
     def binding_ids(self) -> set[str]:
         ids = {leg.binding_id for leg in self.forks if leg.binding_id}
@@ -137,6 +162,33 @@ class Call:
             # None: placed by a device of the caller that is not registered
             "caller_binding": self.caller_binding_id,
         }
+
+
+def target_source(target: str, transport: str) -> Source | None:
+    """Where a remote target URI says the party is, as a source on `transport`."""
+    try:
+        uri = parse_uri(target)
+    except ParseError:
+        return None
+    port = uri.port or (5061 if uri.scheme == "sips" or transport == "tls" else 5060)
+    return (transport, uri.host.strip("[]"), port)
+
+
+def binding_at(bindings: list[Binding], flow: Flow, contact: str | None) -> str | None:
+    """The id of the binding registered from `flow`'s source or, given a `contact`,
+    failing that the one with that Contact."""
+    for b in bindings:
+        if (b.source_ip, b.source_port, b.transport) == (*flow.remote, flow.transport):
+            return b.id
+    for b in bindings:
+        if contact is not None and b.contact == contact:
+            return b.id
+    return None
+
+
+def reason_header(text: str, cause: int = 480) -> str:
+    """An RFC 3326 Reason value: why our BYE or CANCEL ends the call."""
+    return f'SIP;cause={cause};text="{text}"'
 
 
 def end_reason_for(status: int) -> str:

@@ -10,7 +10,14 @@
 from __future__ import annotations
 
 from regswitch.calls.b2bua import B2BUA
+from regswitch.calls.call import reason_header
 from regswitch.registrar.bindings import Binding
+
+# what the parties are told (RFC 3326 Reason text, reason phrase of the 480/487)
+WHY = {
+    "registration-replaced": "Registration replaced",
+    "registration-deleted": "Registration deleted",
+}
 
 
 class Teardown:
@@ -23,6 +30,7 @@ class Teardown:
         """End the calls of `binding`; returns the ids of the calls ended."""
         self.kicks += 1
         b2bua = self.b2bua
+        why = WHY.get(reason, "Registration removed")
         ended: list[str] = []
         for call in b2bua.calls_of(binding.id):
             if call.ended:
@@ -32,20 +40,20 @@ class Teardown:
                     call.b is not None and call.b.binding_id == binding.id
                 )
                 if on_call:
-                    b2bua.hang_up(call, reason)
+                    b2bua.hang_up(call, reason, why=why)
                     ended.append(call.id)
                 continue
             if call.caller_binding_id == binding.id:
-                b2bua.hang_up(call, reason)  # CANCEL toward the callee, 487 toward the device
+                b2bua.hang_up(call, reason, why=why)  # CANCEL toward the callee, 487 toward it
                 ended.append(call.id)
                 continue
             forks = [leg for leg in call.active_forks() if leg.binding_id == binding.id]
             for leg in forks:
                 leg.state = "failed"
                 if leg.invite_tx is not None:
-                    b2bua.endpoint.send_cancel(leg.invite_tx)
+                    b2bua.endpoint.send_cancel(leg.invite_tx, reason_header(why))
             if forks and not call.active_forks():
-                call.stx.respond(480, "Temporarily Unavailable")
+                call.stx.respond(480, why)
                 b2bua.end_call(call, reason, "system", 480)
                 ended.append(call.id)
         self.calls_ended += len(ended)

@@ -278,7 +278,7 @@ class Registrar:
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
             if aor is not None and not request.headers.get("proxy-authorization"):
-                self._challenge(stx, aor.partition("@")[2], proxy=True)
+                self._challenge_caller(stx, aor.partition("@")[2], False)
                 return None
             self._auth_failed(
                 stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller"
@@ -295,10 +295,21 @@ class Registrar:
         if result.outcome == "ok":
             return aor
         if result.outcome == "challenge":
-            self._challenge(stx, entry.account.domain, result.stale, proxy=True)
+            self._challenge_caller(stx, entry.account.domain, result.stale)
         else:
             self._auth_failed(stx, aor, ip, source, result.reason)
         return None
+
+    def _challenge_caller(self, stx: ServerTransaction, realm: str, stale: bool) -> None:
+        """407 to a request without valid credentials: counted toward the source's
+        request budget (REGISTER_FLOOD_LIMIT), as unauthenticated volume."""
+        ip = stx.flow.remote[0]
+        why = self.flood.register(ip, self.clock())
+        if why is not None:
+            self._flood_blocked(ip, why)
+            self._refuse_blocked(stx)
+            return
+        self._challenge(stx, realm, stale, proxy=True)
 
     def aor_of(self, uri: URI) -> str | None:
         if uri.scheme not in ("sip", "sips") or not uri.user:
@@ -593,9 +604,10 @@ class Registrar:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.auth.challenges(realm, stale):
             response.headers.add(name, value)
-        # a challenge keeps no state (as Kamailio's www_challenge): a lost 401
-        # costs the phone one retransmission, answered with a fresh challenge
-        stx.send(response, forget=not proxy)
+        # a challenge keeps no state (as Kamailio's www_challenge), to an INVITE
+        # neither: sent once, never retransmitted until Timer H. A lost 401/407
+        # costs the phone one retransmission, answered with a fresh challenge.
+        stx.send(response, forget=True)
 
     def _auth_failed(
         self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str
@@ -619,8 +631,9 @@ class Registrar:
         they reach the transaction layer, see Endpoint.gate) still gets an
         answer, or its server transaction would wait forever."""
         self.results["flood-dropped"] += 1
-        retry = str(int(self.flood.limits.block))
-        stx.respond(503, "Service Unavailable", {"Retry-After": retry})
+        response = stx.response(503, "Service Unavailable")
+        response.headers.add("Retry-After", str(int(self.flood.limits.block)))
+        stx.send(response, forget=True)  # sent once: no retransmissions to a flooding source
 
     def _flood_blocked(self, ip: str, why: str) -> None:
         self.results["flood-blocked"] += 1

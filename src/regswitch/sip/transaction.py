@@ -167,12 +167,13 @@ class ServerTransaction:
 
 
 class InviteServerTransaction(ServerTransaction):
-    __slots__ = ("ack_key", "acked", "interval", "to_tag")
+    __slots__ = ("ack_key", "acked", "interval", "origin", "to_tag")
     table = SERVER_INVITE
     invite = True
 
     def __init__(self, key: str, flow: Flow | None, state: State) -> None:
         super().__init__(key, flow, state)
+        self.origin: Flow | None = None  # where the INVITE came from: its CANCEL and ACK must too
         self.interval = 0.0  # current Timer G interval
         self.to_tag: str | None = None  # ours, reused in the 200 to a CANCEL
         self.ack_key: str | None = None  # Accepted: entry in the 2xx-ACK index

@@ -69,6 +69,7 @@ class TxStats:
     stray_responses: int = 0  # responses matching no client transaction
     merged_requests: int = 0  # answered 482 (§8.2.2.2)
     unmatched_cancels: int = 0  # answered 481
+    foreign_requests: int = 0  # CANCEL (481) or ACK (dropped) not from its INVITE's source
     timeouts: int = 0  # TransactionTimedOut emitted
 
     @property
@@ -111,6 +112,9 @@ class TransactionLayer:
         self._queue: TimerQueue[Transaction] = TimerQueue()
         self._events: list[Event] = []
         self._out: list[tuple[bytes, Flow]] = []
+        # INVITEs whose 100 Trying waits for `outgoing()`: dropped if the TU has
+        # answered by then (a stateless challenge goes out alone)
+        self._trying: list[tuple[ServerTransaction, bytes]] = []
         t = timers
         self._t_long = 64 * t.t1  # B, F, H, J, L, M
         self._actions: dict[Action, ActionFn] = {
@@ -143,6 +147,8 @@ class TransactionLayer:
 
     def outgoing(self) -> list[tuple[bytes, Flow]]:
         """Drain the datagrams/stream writes to send, in order."""
+        if self._trying:
+            self._flush_trying()
         out = self._out
         self._out = []
         return out
@@ -242,6 +248,7 @@ class TransactionLayer:
         new: ServerTransaction
         if invite:
             new = InviteServerTransaction(key, resp_flow, State.PROCEEDING)
+            new.origin = flow
             self.stats.created_server_invite += 1
         else:
             new = ServerTransaction(key, resp_flow, State.TRYING)
@@ -260,8 +267,20 @@ class TransactionLayer:
             self._add_server(response)
             data = serialise(response)
             new.last = data
-            self._out.append((data, resp_flow))
+            self._trying.append((new, data))
         self._events.append(RequestReceived(key, request, flow))
+
+    def _flush_trying(self) -> None:
+        """Send the 100 Trying of each new INVITE the TU has not answered yet.
+        Its answer, given at once, makes the 100 pointless: an INVITE
+        challenged or refused on the spot gets one datagram back, not two."""
+        due = [
+            (data, tx.flow)
+            for tx, data in self._trying
+            if tx.last is data and tx.state is State.PROCEEDING and tx.flow is not None
+        ]
+        self._trying.clear()
+        self._out[:0] = due  # ahead of what the TU sent meanwhile (a fork's INVITE)
 
     @staticmethod
     def _base_2543(request: Request, via: Via) -> str:
@@ -284,6 +303,11 @@ class TransactionLayer:
             else:
                 self._events.append(AckReceived(request, flow))
                 return
+        if not _from_origin(cast(InviteServerTransaction, tx), flow):
+            # anyone who saw the branch or the Call-ID could otherwise stop our
+            # retransmissions (and, through the TU, complete the call)
+            self.stats.foreign_requests += 1
+            return
         entry = tx.table.get((tx.state, Input.ACK))
         if entry is None:  # a retransmitted ACK in Confirmed, or junk
             self.stats.retransmissions_absorbed += 1
@@ -305,11 +329,21 @@ class TransactionLayer:
 
         Only INVITEs are looked for: cancelling a non-INVITE is pointless
         (§9.1) and gets 481.
+
+        A CANCEL is accepted only from where its INVITE came (transport and
+        source address): the branch travels in clear, and whoever reuses it
+        must not stop someone else's call. Such a CANCEL is answered 481
+        without a transaction, so that it cannot stand in for the caller's own
+        CANCEL when that arrives with the same key.
         """
+        invite = self._server.get(invite_key)
+        if invite is not None and not _from_origin(cast(InviteServerTransaction, invite), flow):
+            self.stats.foreign_requests += 1
+            self._out.append((serialise(self._core_response(request, 481)), resp_flow))
+            return
         new = ServerTransaction(key, resp_flow, State.TRYING)
         self.stats.created_server_non_invite += 1
         self._server[key] = new
-        invite = self._server.get(invite_key)
         if invite is None or invite.state is State.TERMINATED:
             self.stats.unmatched_cancels += 1
             self._respond_tx(new, self._core_response(request, 481), now)
@@ -393,16 +427,20 @@ class TransactionLayer:
     def respond(self, tx_id: str, response: Response, now: float, *, forget: bool = False) -> None:
         """Send `response` through server transaction `tx_id`.
 
-        `forget` ends a non-INVITE transaction with its final response instead
-        of keeping it for Timer J: a retransmitted request is then a new
-        request and is answered again (what a stateless challenge wants: no
-        state is kept for REGISTERs that may never come back).
+        `forget` ends the transaction with its final response instead of
+        keeping it for Timer J, or for an INVITE's non-2xx final, instead of
+        retransmitting it until Timer H: the response is sent once and a
+        retransmitted request is a new request, answered again. That is what
+        a stateless challenge wants: no state, and no datagrams multiplied,
+        for requests that may never come back (the ACK of a forgotten INVITE
+        response matches nothing and is dropped by the TU). A 2xx to an
+        INVITE is never forgotten.
         """
         tx = self._server.get(tx_id)
         if tx is None or tx.state is State.TERMINATED:
             raise LocalProtocolError(f"no server transaction {tx_id!r}")
         self._respond_tx(tx, response, now)
-        if forget and not tx.invite and response.status >= 200:
+        if forget and (response.status >= 300 or (response.status >= 200 and not tx.invite)):
             self._a_terminate(tx, None, None, now)
 
     def _respond_tx(self, tx: ServerTransaction, response: Response, now: float) -> None:
@@ -718,6 +756,14 @@ class TransactionLayer:
         for route in src.get_all("route"):
             headers.add("Route", route)
         return serialise(Request("ACK", invite.uri, headers))
+
+
+def _from_origin(tx: InviteServerTransaction, flow: Flow) -> bool:
+    """Did `flow` come from where INVITE `tx` came from (transport, address, port)?"""
+    origin = tx.origin
+    return origin is None or (
+        origin.transport == flow.transport and origin.remote == flow.remote
+    )
 
 
 def _replace_top_via(message: Request, via: Via) -> None:
