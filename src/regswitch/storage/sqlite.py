@@ -226,6 +226,16 @@ class SqliteEventStore(_Backend):
     async def flush(self) -> None:
         await self._s._flush_behind()
 
+    async def prune(self, before: float, limit: int) -> int:
+        # ids increase with time, so the oldest rows are found from the start
+        # of the primary key without an index on time
+        sql = (
+            "DELETE FROM events WHERE id IN "
+            "(SELECT id FROM events WHERE time < ? ORDER BY id LIMIT ?)"
+        )
+        deleted: int = await self.write(lambda c: c.execute(sql, (before, limit)).rowcount)
+        return deleted
+
 
 def _select(
     base: str, conditions: list[tuple[str, list[Any]]], order: str, limit: int
@@ -268,6 +278,14 @@ class SqliteCdrStore(_Backend):
     async def flush(self) -> None:
         await self._s._flush_behind()
 
+    async def prune(self, before: float, limit: int) -> int:
+        sql = (
+            "DELETE FROM cdrs WHERE rowid IN "
+            "(SELECT rowid FROM cdrs WHERE start_time < ? ORDER BY start_time LIMIT ?)"
+        )
+        deleted: int = await self.write(lambda c: c.execute(sql, (before, limit)).rowcount)
+        return deleted
+
 
 # --------------------------------------------------------------------------- storage
 
@@ -309,6 +327,13 @@ class SqliteStorage:
         self.cdrs = SqliteCdrStore(self)
         self._behind_buf: list[object] = []
         self._behind_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def problem(self) -> str | None:
+        w = self._writer
+        if self._state == "open" and w is not None and w.broken is not None:
+            return f"SQLite writer failed: {w.broken!r}"
+        return None
 
     @property
     def stats(self) -> Mapping[str, float]:

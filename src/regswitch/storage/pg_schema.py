@@ -1,0 +1,236 @@
+"""PostgreSQL schema side: statements, record <-> row conversion, migrations
+(numbered files in schema/postgres/, applied in order under an advisory lock).
+
+A new table is one migration file plus its statements here: the writer and
+the stores only run statements and convert rows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from regswitch.storage.base import (
+    Account,
+    BindingRecord,
+    CdrRecord,
+    EventRecord,
+    StorageError,
+)
+
+_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+#: pg_advisory_xact_lock key ("regs"): nodes starting together migrate one at a time.
+MIGRATION_LOCK = 0x72656773
+
+
+class SchemaTooNewError(StorageError):
+    """The database was migrated by a newer regswitch than this one."""
+
+
+# --------------------------------------------------------------------------- rows
+
+BINDING_COLS = (
+    "id, aor, contact, transport, source_ip, source_port, local_ip, local_port, conn_id, "
+    "call_id, cseq, expires_at, instance, reg_id, user_agent, path, registered_at, "
+    "refreshed_at, reachable, node, nat"
+)
+_BINDING_NAMES = [c.strip() for c in BINDING_COLS.split(",")]
+BINDING_UPSERT = (
+    f"INSERT INTO bindings ({BINDING_COLS}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(_BINDING_NAMES) + 1))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    # a binding never changes account: aor stays out of the update
+    + ", ".join(f"{c} = excluded.{c}" for c in _BINDING_NAMES[2:])
+)
+BINDING_DELETE = "DELETE FROM bindings WHERE id = $1"
+
+ACCOUNT_COLS = (
+    "aor, username, domain, ha1_md5, ha1_sha256, allowed_networks, max_contacts, "
+    "register_replace, replace_keep_calls, enabled, created_at, updated_at"
+)
+_ACCOUNT_NAMES = [c.strip() for c in ACCOUNT_COLS.split(",")]
+ACCOUNT_UPSERT = (
+    f"INSERT INTO accounts ({ACCOUNT_COLS}) VALUES ({', '.join(f'${i}' for i in range(1, 13))}) "
+    "ON CONFLICT (aor) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _ACCOUNT_NAMES[1:])
+)
+
+PARAM_UPSERT = (
+    "INSERT INTO params (name, value, updated_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+)
+
+EVENT_COLS = "id, time, type, account, source, details"
+EVENT_INSERT = (
+    f"INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6::json) "
+    "ON CONFLICT (id) DO UPDATE SET time = excluded.time, type = excluded.type, "
+    "account = excluded.account, source = excluded.source, details = excluded.details"
+)
+
+CDR_COLS = (
+    "id, caller, callee, caller_contact, callee_contact, caller_source, callee_source, "
+    "a_call_id, b_call_id, start_time, answer_time, end_time, billable_seconds, final_code, "
+    "end_reason, end_direction"
+)
+_CDR_NAMES = [c.strip() for c in CDR_COLS.split(",")]
+CDR_INSERT = (
+    f"INSERT INTO cdrs ({CDR_COLS}) VALUES ({', '.join(f'${i}' for i in range(1, 17))}) "
+    "ON CONFLICT (id) DO UPDATE SET "
+    # a replaced CDR sorts as the newest written (its fresh seq), as in SQLite
+    + ", ".join(f"{c} = excluded.{c}" for c in [*_CDR_NAMES[1:], "seq"])
+)
+
+
+def binding_row(r: BindingRecord) -> tuple[Any, ...]:
+    return (
+        r.id, r.aor, r.contact, r.transport, r.source_ip, r.source_port, r.local_ip,
+        r.local_port, r.conn_id, r.call_id, r.cseq, r.expires_at, r.instance, r.reg_id,
+        r.user_agent, list(r.path), r.registered_at, r.refreshed_at, r.reachable, r.node,
+        r.nat,
+    )  # fmt: skip
+
+
+def binding_from_row(row: Sequence[Any]) -> BindingRecord:
+    return BindingRecord(
+        id=row[0], aor=row[1], contact=row[2], transport=row[3], source_ip=row[4],
+        source_port=row[5], local_ip=row[6], local_port=row[7], conn_id=row[8],
+        call_id=row[9], cseq=row[10], expires_at=row[11], instance=row[12], reg_id=row[13],
+        user_agent=row[14], path=tuple(row[15]), registered_at=row[16],
+        refreshed_at=row[17], reachable=row[18], node=row[19], nat=row[20],
+    )  # fmt: skip
+
+
+def account_row(a: Account) -> tuple[Any, ...]:
+    return (
+        a.aor, a.user, a.domain, a.ha1_md5, a.ha1_sha256, list(a.allowed_networks),
+        a.max_contacts, a.register_replace, a.replace_keep_calls, a.enabled,
+        a.created_at, a.updated_at,
+    )  # fmt: skip
+
+
+def account_from_row(row: Sequence[Any]) -> Account:
+    return Account(
+        user=row[1], domain=row[2], ha1_md5=row[3], ha1_sha256=row[4],
+        allowed_networks=tuple(row[5]), max_contacts=row[6],
+        register_replace=row[7], replace_keep_calls=row[8], enabled=row[9],
+        created_at=row[10], updated_at=row[11],
+    )  # fmt: skip
+
+
+# The same encoding as the SQLite backend's, so both store the same text.
+_encode_details = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def event_row(e: EventRecord) -> tuple[Any, ...]:
+    details = _encode_details(e.details) if e.details else "{}"
+    return (e.id, e.time, e.type, e.account, e.source, details)
+
+
+def event_from_row(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(
+        id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
+        details=json.loads(row[5]),
+    )  # fmt: skip
+
+
+def cdr_row(c: CdrRecord) -> tuple[Any, ...]:
+    return (
+        c.id, c.caller, c.callee, c.caller_contact, c.callee_contact, c.caller_source,
+        c.callee_source, c.a_call_id, c.b_call_id, c.start, c.answer, c.end,
+        c.billable_seconds, c.final_code, c.end_reason, c.end_direction,
+    )  # fmt: skip
+
+
+def cdr_from_row(row: Sequence[Any]) -> CdrRecord:
+    return CdrRecord(
+        id=row[0], caller=row[1], callee=row[2], caller_contact=row[3], callee_contact=row[4],
+        caller_source=row[5], callee_source=row[6], a_call_id=row[7], b_call_id=row[8],
+        start=row[9], answer=row[10], end=row[11], billable_seconds=row[12],
+        final_code=row[13], end_reason=row[14], end_direction=row[15],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    current: int  # the database's version (0: never migrated)
+    latest: int  # the newest this code knows
+
+    @property
+    def verdict(self) -> str:
+        if self.current == self.latest:
+            return "up to date"
+        if self.current < self.latest:
+            return f"{self.latest - self.current} migration(s) to apply"
+        return "newer than this regswitch"
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every bundled migration, in order."""
+    folder = resources.files("regswitch.storage").joinpath("schema", "postgres")
+    found = []
+    for entry in folder.iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise StorageError(f"PostgreSQL migrations must be numbered 001, 002, ...: {versions}")
+    return found
+
+
+def _too_new(current: int, latest: int) -> SchemaTooNewError:
+    return SchemaTooNewError(
+        f"database schema version {current} is newer than this regswitch supports "
+        f"({latest}); upgrade regswitch"
+    )
+
+
+async def schema_status(conn: asyncpg.Connection) -> SchemaStatus:
+    """Where the database stands, without changing it."""
+    latest = migrations()[-1][0]
+    exists = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+    current = 0
+    if exists:
+        current = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+    return SchemaStatus(int(current), latest)
+
+
+async def migrate(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Bring the schema up to date in one transaction; return (before, after).
+
+    The advisory lock makes a second node starting at the same moment wait,
+    then find the work done. A database newer than the code is refused.
+    """
+    found = migrations()
+    latest = found[-1][0]
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        current = int(await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+        if current > latest:
+            raise _too_new(current, latest)
+        for version, name, sql in found:
+            if version > current:
+                await conn.execute(sql)  # no arguments: several statements are allowed
+                await conn.execute(
+                    "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)",
+                    version,
+                    name,
+                    time.time(),
+                )
+    return current, latest
