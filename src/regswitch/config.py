@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from regswitch.storage.factory import check_url
+
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks"}
 
@@ -45,6 +47,15 @@ class Settings(BaseModel):
     log_level: str = "info"
     log_format: str = "text"
     ready_file: str | None = None
+    # starting values of the live parameters EVENT_/CDR_RETENTION_DAYS (days;
+    # unset: the parameter's default or its stored value)
+    event_retention_days: int | None = Field(default=None, ge=1, le=36500)
+    cdr_retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("log_level")
     @classmethod

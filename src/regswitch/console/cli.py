@@ -14,6 +14,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from regswitch.console.db_cli import db_app
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -30,6 +32,7 @@ app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(db_app, name="db")
 
 
 class _Ctx:
@@ -447,7 +450,12 @@ def serve(
         )
     except (ValidationError, ValueError, OSError) as exc:
         fail(_one_line(exc), 2)
-    run(settings)
+    from regswitch.storage.base import StorageError
+
+    try:
+        run(settings)
+    except StorageError as exc:  # the database cannot be used at start
+        fail(_one_line(exc), 2)
 
 
 def _one_line(exc: Exception) -> str:
@@ -456,7 +464,8 @@ def _one_line(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return f"{where}: {msg}" if where else msg
     return str(exc).splitlines()[0]
 
 
