@@ -356,11 +356,11 @@ class PostgresStorage:
         self.outages += 1
         self._up.clear()
         log.warning("PostgreSQL %s is unavailable (%s); reconnecting", self.target.where, exc)
-        if self.pool is not None:
-            self.pool.expire_connections()  # their sockets are likely dead
         self._probe = asyncio.get_running_loop().create_task(self._reconnect(), name="pg-probe")
 
     async def _reconnect(self) -> None:
+        if self.pool is not None:
+            await self.pool.expire_connections()  # their sockets are likely dead
         while self._down is not None:
             await asyncio.sleep(RECONNECT_INTERVAL)
             pool = self.pool
