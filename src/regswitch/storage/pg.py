@@ -434,5 +434,9 @@ class PostgresStorage:
         return self.behind.offer(row)
 
     async def flush_behind(self) -> None:
+        """Wait for the queued events and CDRs; while the database is down,
+        fail at once (an API read answers 503) rather than wait for its return."""
         self._check_open()
+        if self._down is not None:
+            raise self.unavailable()
         await self.behind.marker()

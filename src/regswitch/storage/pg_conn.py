@@ -131,4 +131,4 @@ async def create_pool(target: PgTarget) -> asyncpg.Pool:
         # statements are few and fixed: prepared once per connection
         statement_cache_size=64,
     )
-    return pool  # type: ignore[no-any-return]
+    return pool

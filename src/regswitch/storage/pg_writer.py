@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -68,10 +68,11 @@ class Job:
         return len(self.ops) if self.ops is not None else 1
 
 
-class Link:
+class Link(Protocol):
     """What the writers need from the storage: the pool, the up/down state."""
 
-    pool: asyncpg.Pool | None
+    @property
+    def pool(self) -> asyncpg.Pool | None: ...
 
     def mark_down(self, exc: BaseException) -> None: ...
 
