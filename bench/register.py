@@ -26,7 +26,7 @@ from typing import Any
 
 from common import ROOT, Regswitch, compare, print_step, run_step
 
-SWEEP = ["--start", "2000", "--factor", "2", "--bisect", "3"]
+SWEEP = ["--factor", "2", "--bisect", "3"]
 
 
 def _free_port() -> int:
@@ -37,14 +37,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _measure(label: str, db: str | None, duration: str) -> dict[str, Any]:
+def _measure(label: str, db: str | None, duration: str, start: str) -> dict[str, Any]:
     server = Regswitch(port=_free_port(), db=db)
     try:
         server.provision()
         step = run_step(
             [
                 "--target", server.target, "--server-pid", str(server.pid),
-                "--scenario", "register_digest", *SWEEP, "--duration", duration,
+                "--scenario", "register_digest", *SWEEP, "--start", start, "--duration", duration,
                 "--sipp-port", str(_free_port()), "--label", label,
             ]
         )  # fmt: skip
@@ -54,7 +54,9 @@ def _measure(label: str, db: str | None, duration: str) -> dict[str, Any]:
     return step
 
 
-def postgresql_vs_sqlite(reps: int, duration: str, pg_url: str | None) -> dict[str, Any]:
+def postgresql_vs_sqlite(
+    reps: int, duration: str, start: str, pg_url: str | None
+) -> dict[str, Any]:
     cluster = None
     if pg_url is None:
         sys.path.insert(0, str(ROOT / "tests"))
@@ -65,9 +67,9 @@ def postgresql_vs_sqlite(reps: int, duration: str, pg_url: str | None) -> dict[s
         sqlite: list[dict[str, Any]] = []
         pg: list[dict[str, Any]] = []
         for rep in range(1, reps + 1):
-            sqlite.append(_measure(f"sqlite rep{rep}", None, duration))
+            sqlite.append(_measure(f"sqlite rep{rep}", None, duration, start))
             url = pg_url or cluster.new_database()  # type: ignore[union-attr]
-            pg.append(_measure(f"postgresql rep{rep}", url, duration))
+            pg.append(_measure(f"postgresql rep{rep}", url, duration, start))
     finally:
         if cluster is not None:
             cluster.stop()
@@ -96,16 +98,17 @@ if __name__ == "__main__":
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-url", help="an existing, empty PostgreSQL database (--db postgresql)")
     parser.add_argument("--duration", default="3", help="seconds of traffic per sweep step")
+    parser.add_argument("--start", default="2000", help="first REGISTER rate of the sweep (/s)")
     parser.add_argument("--json", help="write the results here")
     a = parser.parse_args()
     if a.db == "postgresql":
-        results = [postgresql_vs_sqlite(a.reps, a.duration, a.pg_url)]
+        results = [postgresql_vs_sqlite(a.reps, a.duration, a.start, a.pg_url)]
     else:
         results = [
             compare(
                 "register_digest",
                 ["--kam-auth", "htable"],
-                [*SWEEP, "--duration", a.duration],
+                [*SWEEP, "--start", a.start, "--duration", a.duration],
                 a.reps,
             )
         ]

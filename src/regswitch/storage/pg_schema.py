@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -19,6 +19,7 @@ import asyncpg
 
 from regswitch.storage.base import (
     Account,
+    BindingOp,
     BindingRecord,
     CdrRecord,
     EventRecord,
@@ -51,6 +52,32 @@ BINDING_UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _BINDING_NAMES[2:])
 )
 BINDING_DELETE = "DELETE FROM bindings WHERE id = $1"
+
+# The SQL type of the binding columns that are not text; path travels as
+# JSON text (unnest would flatten an array of arrays).
+_BINDING_TYPES = {
+    "source_port": "int", "local_port": "int", "conn_id": "bigint", "cseq": "bigint",
+    "expires_at": "float8", "registered_at": "float8", "refreshed_at": "float8",
+    "reachable": "bool", "nat": "bool",
+}  # fmt: skip
+_BINDING_PARAMS = [
+    f"${i}::{_BINDING_TYPES.get(name, 'text')}[]" for i, name in enumerate(_BINDING_NAMES, 2)
+]
+#: A whole group commit of binding ops in one statement (one round trip, its
+#: own transaction): $1 the ids to delete, then one array per column of the
+#: rows to upsert. The ops must be collapsed to one final op per id first.
+BINDING_APPLY = (
+    "WITH gone AS (DELETE FROM bindings WHERE id = ANY($1::text[])) "
+    f"INSERT INTO bindings ({BINDING_COLS}) SELECT "
+    + ", ".join(
+        "COALESCE(ARRAY(SELECT json_array_elements_text(u.path::json)), '{}')"
+        if name == "path"
+        else f"u.{name}"
+        for name in _BINDING_NAMES
+    )
+    + f" FROM unnest({', '.join(_BINDING_PARAMS)}) AS u({BINDING_COLS}) "
+    "ON CONFLICT (id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _BINDING_NAMES[2:])
+)
 
 ACCOUNT_COLS = (
     "aor, username, domain, ha1_md5, ha1_sha256, allowed_networks, max_contacts, "
@@ -96,6 +123,24 @@ def binding_row(r: BindingRecord) -> tuple[Any, ...]:
         r.user_agent, list(r.path), r.registered_at, r.refreshed_at, r.reachable, r.node,
         r.nat,
     )  # fmt: skip
+
+
+def binding_apply_args(ops: Iterable[BindingOp]) -> list[Any]:
+    """The arguments of BINDING_APPLY for `ops` applied in order: the last op
+    of each binding id wins (the batch commits atomically, so only the final
+    state of each row is visible to anyone)."""
+    final: dict[str, BindingRecord | None] = {}
+    for op in ops:
+        final[op.binding_id] = op.record
+    deletes = [bid for bid, rec in final.items() if rec is None]
+    rows = [binding_row(rec) for rec in final.values() if rec is not None]
+    columns: list[list[Any]] = [[] for _ in _BINDING_NAMES]
+    for row in rows:
+        for i, value in enumerate(row):
+            columns[i].append(value)
+    path = _BINDING_NAMES.index("path")
+    columns[path] = [json.dumps(p) for p in columns[path]]
+    return [deletes, *columns]
 
 
 def binding_from_row(row: Sequence[Any]) -> BindingRecord:

@@ -35,10 +35,12 @@ from regswitch.storage.base import (
 )
 from regswitch.storage.pg_conn import is_unavailable
 from regswitch.storage.pg_schema import (
+    BINDING_APPLY,
     BINDING_DELETE,
     BINDING_UPSERT,
     CDR_INSERT,
     EVENT_INSERT,
+    binding_apply_args,
     binding_row,
     cdr_row,
     event_row,
@@ -174,8 +176,15 @@ class ThroughWriter:
         t0 = time.perf_counter()
         results: list[Any] = []
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                results = [await _run_job(conn, job) for job in jobs]
+            if all(job.ops is not None for job in jobs):
+                # the common case (REGISTERs only): one statement, one round trip
+                await pool.execute(
+                    BINDING_APPLY, *binding_apply_args(op for job in jobs for op in job.ops or ())
+                )
+                results = [None] * len(jobs)
+            else:
+                async with pool.acquire() as conn, conn.transaction():
+                    results = [await _run_job(conn, job) for job in jobs]
         except Exception as exc:
             if is_unavailable(exc):
                 # COMMIT may or may not have landed: the caller is told it did
