@@ -23,12 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from calls.harness import Api, Devices, unique, user
-from support import wait_until
-from support.postgres import PgCluster
-from support.register_helpers import DOMAIN, registrations
-from support.server import RunningServer
-from support.ua import UA
 
 # The same tests as on SQLite, collected again here with this module's `server`.
 from test_calls_kick import (  # noqa: F401
@@ -49,6 +43,13 @@ from test_register_policy import (  # noqa: F401
     test_on_new_device_replaces_the_old_and_kicks_it,
     test_refresh_then_cseq_not_higher_is_500,
 )
+
+from calls.harness import Api, Devices, unique, user
+from support import wait_until
+from support.postgres import PgCluster
+from support.register_helpers import DOMAIN, registrations
+from support.server import RunningServer
+from support.ua import UA
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -114,8 +115,9 @@ class RegisterLoad:
                     return
                 contact = f"<sip:{u}@{phone.local[0]}:{phone.local[1]}>"
                 try:
-                    resp = phone.register(u, DOMAIN, f"pw-{u}", expires=600, contact=contact,
-                                          timeout=3)
+                    resp = phone.register(
+                        u, DOMAIN, f"pw-{u}", expires=600, contact=contact, timeout=3
+                    )
                 except (AssertionError, TimeoutError, OSError):
                     continue  # no answer (the server is being killed): not acknowledged
                 with self._lock:
@@ -222,15 +224,16 @@ def test_established_call_survives_postgresql_down_and_its_cdr_is_written_after(
     assert cdr["end_reason"] == "normal"
 
 
-async def test_pg_restart_fast_is_survived(server: RunningServer, pg_cluster: PgCluster) -> None:
+def test_pg_restart_fast_is_survived(server: RunningServer, pg_cluster: PgCluster) -> None:
     """`pg_ctl restart -m fast` itself (a short gap): the server lives, then serves."""
     users = _import_accounts(server, 20)
     pg_cluster.restart()
     phone = UA("udp", server.udp)
-    try:
-        def registered() -> bool:
-            return phone.register(users[0], DOMAIN, f"pw-{users[0]}", expires=600).status == 200
 
+    def registered() -> bool:
+        return phone.register(users[0], DOMAIN, f"pw-{users[0]}", expires=600).status == 200
+
+    try:
         wait_until(registered, RESUME_WITHIN + 1.0, "a 200 after the restart", interval=0.1)
     finally:
         phone.close()
@@ -282,6 +285,8 @@ def test_db_migrate_and_check_cli(pg_url: str) -> None:
     after = db("check", "--db", pg_url)
     assert after.returncode == 0 and "up to date" in after.stdout
     bad = db("check", "--db", pg_url.replace("regswitch-test-pw", "nope"))
-    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "login refused" in bad.stderr
+    assert (
+        bad.returncode == 2 and bad.stderr.startswith("error: ") and "login refused" in bad.stderr
+    )
     sqlite = db("check", "--db", "sqlite:///x.db")
     assert sqlite.returncode == 2 and "PostgreSQL" in sqlite.stderr

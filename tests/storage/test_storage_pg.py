@@ -10,7 +10,6 @@ import time
 import asyncpg
 import pytest
 from storage_builders import make_binding, make_cdr, make_event
-from support.postgres import PgCluster
 
 from regswitch.storage.base import (
     BindingOp,
@@ -21,6 +20,7 @@ from regswitch.storage.base import (
 )
 from regswitch.storage.pg import PostgresStorage
 from regswitch.storage.pg_schema import migrations
+from support.postgres import PgCluster
 
 pytestmark = pytest.mark.timeout(90)
 
