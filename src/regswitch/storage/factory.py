@@ -19,7 +19,9 @@ from urllib.parse import parse_qsl
 
 from regswitch.storage.base import Storage
 
-_SUPPORTED = "sqlite:///<path>, sqlite:///:memory:, postgresql://USER:PASSWORD@HOST:PORT/DBNAME or memory://"
+_SUPPORTED = (
+    "sqlite:///<path>, sqlite:///:memory:, postgresql://USER:PASSWORD@HOST:PORT/DBNAME or memory://"
+)
 
 
 def check_url(url: str) -> str:

@@ -45,17 +45,20 @@ from regswitch.storage.pg_schema import (
     ACCOUNT_COLS,
     ACCOUNT_UPSERT,
     BINDING_COLS,
-    CDR_COLS,
-    EVENT_COLS,
     PARAM_UPSERT,
     account_from_row,
     account_row,
     binding_from_row,
-    cdr_from_row,
-    event_from_row,
     migrate,
 )
 from regswitch.storage.pg_writer import BehindWriter, Fn, Job, ThroughWriter
+from regswitch.storage.shared_sql import (
+    cdr_from_row,
+    cdr_query,
+    event_from_row,
+    event_query,
+    numbered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +82,11 @@ class _Backend:
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:
         return await self._s.fetch(sql, *args)
+
+    async def fetch_shared(self, query: tuple[str, list[Any]]) -> list[Any]:
+        """Run a query of shared_sql (written with `?` placeholders)."""
+        sql, args = query
+        return await self._s.fetch(numbered(sql), *args)
 
 
 class PgAccountStore(_Backend):
@@ -139,24 +147,6 @@ class PgBindingStore(_Backend):
         return self._s.submit_job(ops=tuple(ops))
 
 
-def _select(
-    base: str, conditions: list[tuple[str, list[Any]]], order: str, limit: int
-) -> tuple[str, list[Any]]:
-    """`base WHERE ... ORDER BY order LIMIT $n` with the conditions whose
-    arguments were given; each `?` in a clause becomes the next `$n`."""
-    where: list[str] = []
-    args: list[Any] = []
-    for clause, values in conditions:
-        if values and all(v is not None for v in values):
-            for value in values:
-                args.append(value)
-                clause = clause.replace("?", f"${len(args)}", 1)
-            where.append(clause)
-    sql = base + (" WHERE " + " AND ".join(where) if where else "")
-    args.append(limit)
-    return f"{sql} ORDER BY {order} LIMIT ${len(args)}", args
-
-
 class PgEventStore(_Backend):
     def __init__(self, storage: PostgresStorage) -> None:
         super().__init__(storage)
@@ -173,19 +163,7 @@ class PgEventStore(_Backend):
         return record
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
-        sql, args = _select(
-            f"SELECT {EVENT_COLS} FROM events",
-            [
-                ("type = ?", [flt.type]),
-                ("type = ANY(?)", [list(flt.types)] if flt.types else []),
-                ("account = ?", [flt.account]),
-                ("id > ?", [flt.after_id]),
-                ("id < ?", [flt.before_id]),
-            ],
-            "id DESC",
-            flt.limit,
-        )
-        return [event_from_row(r) for r in await self.fetch(sql, *args)]
+        return [event_from_row(r) for r in await self.fetch_shared(event_query(flt))]
 
     async def flush(self) -> None:
         await self._s.flush_behind()
@@ -209,18 +187,7 @@ class PgCdrStore(_Backend):
             self.dropped += 1
 
     async def query(self, flt: CdrFilter) -> list[CdrRecord]:
-        sql, args = _select(
-            f"SELECT {CDR_COLS} FROM cdrs",
-            [
-                ("(caller = ? OR callee = ?)", [flt.account, flt.account]),
-                ("end_reason = ?", [flt.reason]),
-                ("start_time >= ?", [flt.since]),
-                ("start_time < ?", [flt.until]),
-            ],
-            "start_time DESC, seq DESC",
-            flt.limit,
-        )
-        return [cdr_from_row(r) for r in await self.fetch(sql, *args)]
+        return [cdr_from_row(r) for r in await self.fetch_shared(cdr_query(flt, "seq"))]
 
     async def flush(self) -> None:
         await self._s.flush_behind()

@@ -17,14 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from regswitch.storage.base import (
-    Account,
-    BindingOp,
-    BindingRecord,
-    CdrRecord,
-    EventRecord,
-    StorageError,
-)
+from regswitch.storage.base import Account, BindingOp, BindingRecord, StorageError
+from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS
 
 _MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
@@ -95,18 +89,12 @@ PARAM_UPSERT = (
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
 )
 
-EVENT_COLS = "id, time, type, account, source, details"
 EVENT_INSERT = (
     f"INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6::json) "
     "ON CONFLICT (id) DO UPDATE SET time = excluded.time, type = excluded.type, "
     "account = excluded.account, source = excluded.source, details = excluded.details"
 )
 
-CDR_COLS = (
-    "id, caller, callee, caller_contact, callee_contact, caller_source, callee_source, "
-    "a_call_id, b_call_id, start_time, answer_time, end_time, billable_seconds, final_code, "
-    "end_reason, end_direction"
-)
 _CDR_NAMES = [c.strip() for c in CDR_COLS.split(",")]
 CDR_INSERT = (
     f"INSERT INTO cdrs ({CDR_COLS}) VALUES ({', '.join(f'${i}' for i in range(1, 17))}) "
@@ -167,39 +155,6 @@ def account_from_row(row: Sequence[Any]) -> Account:
         allowed_networks=tuple(row[5]), max_contacts=row[6],
         register_replace=row[7], replace_keep_calls=row[8], enabled=row[9],
         created_at=row[10], updated_at=row[11],
-    )  # fmt: skip
-
-
-# The same encoding as the SQLite backend's, so both store the same text.
-_encode_details = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def event_row(e: EventRecord) -> tuple[Any, ...]:
-    details = _encode_details(e.details) if e.details else "{}"
-    return (e.id, e.time, e.type, e.account, e.source, details)
-
-
-def event_from_row(row: Sequence[Any]) -> EventRecord:
-    return EventRecord(
-        id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
-        details=json.loads(row[5]),
-    )  # fmt: skip
-
-
-def cdr_row(c: CdrRecord) -> tuple[Any, ...]:
-    return (
-        c.id, c.caller, c.callee, c.caller_contact, c.callee_contact, c.caller_source,
-        c.callee_source, c.a_call_id, c.b_call_id, c.start, c.answer, c.end,
-        c.billable_seconds, c.final_code, c.end_reason, c.end_direction,
-    )  # fmt: skip
-
-
-def cdr_from_row(row: Sequence[Any]) -> CdrRecord:
-    return CdrRecord(
-        id=row[0], caller=row[1], callee=row[2], caller_contact=row[3], callee_contact=row[4],
-        caller_source=row[5], callee_source=row[6], a_call_id=row[7], b_call_id=row[8],
-        start=row[9], answer=row[10], end=row[11], billable_seconds=row[12],
-        final_code=row[13], end_reason=row[14], end_direction=row[15],
     )  # fmt: skip
 
 

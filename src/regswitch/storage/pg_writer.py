@@ -42,9 +42,8 @@ from regswitch.storage.pg_schema import (
     EVENT_INSERT,
     binding_apply_args,
     binding_row,
-    cdr_row,
-    event_row,
 )
+from regswitch.storage.shared_sql import cdr_row, event_row
 
 log = logging.getLogger(__name__)
 

@@ -50,16 +50,14 @@ from regswitch.storage.base import (
     StorageError,
     normalise_aor,
 )
+from regswitch.storage.shared_sql import cdr_from_row, cdr_query, event_from_row, event_query
 from regswitch.storage.sqlite_schema import (
     ACCOUNT_COLS,
     ACCOUNT_UPSERT,
     BINDING_COLS,
-    CDR_COLS,
     account_from_row,
     account_row,
     binding_from_row,
-    cdr_from_row,
-    event_from_row,
 )
 from regswitch.storage.sqlite_writer import Job, Writer, wrap_error
 
@@ -209,18 +207,7 @@ class SqliteEventStore(_Backend):
         return record
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
-        sql, args = _select(
-            "SELECT id, time, type, account, source, details FROM events",
-            [
-                ("type = ?", [flt.type]),
-                (f"type IN ({', '.join('?' for _ in flt.types)})", list(flt.types)),
-                ("account = ?", [flt.account]),
-                ("id > ?", [flt.after_id]),
-                ("id < ?", [flt.before_id]),
-            ],
-            "id DESC",
-            flt.limit,
-        )
+        sql, args = event_query(flt)
         return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
@@ -237,21 +224,6 @@ class SqliteEventStore(_Backend):
         return deleted
 
 
-def _select(
-    base: str, conditions: list[tuple[str, list[Any]]], order: str, limit: int
-) -> tuple[str, list[Any]]:
-    """`base WHERE ... ORDER BY order LIMIT ?` with the conditions whose
-    arguments were given (a filter field left as None, or empty, drops out)."""
-    where: list[str] = []
-    args: list[Any] = []
-    for clause, values in conditions:
-        if values and all(v is not None for v in values):
-            where.append(clause)
-            args.extend(values)
-    sql = base + (" WHERE " + " AND ".join(where) if where else "")
-    return f"{sql} ORDER BY {order} LIMIT ?", [*args, limit]
-
-
 class SqliteCdrStore(_Backend):
     def __init__(self, storage: SqliteStorage) -> None:
         super().__init__(storage)
@@ -262,17 +234,7 @@ class SqliteCdrStore(_Backend):
             self.dropped += 1
 
     async def query(self, flt: CdrFilter) -> list[CdrRecord]:
-        sql, args = _select(
-            f"SELECT {CDR_COLS} FROM cdrs",
-            [
-                ("(caller = ? OR callee = ?)", [flt.account, flt.account]),
-                ("end_reason = ?", [flt.reason]),
-                ("start_time >= ?", [flt.since]),
-                ("start_time < ?", [flt.until]),
-            ],
-            "start_time DESC, rowid DESC",
-            flt.limit,
-        )
+        sql, args = cdr_query(flt, "rowid")
         return await self.read(lambda c: [cdr_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
