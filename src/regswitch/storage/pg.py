@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -53,6 +52,7 @@ from regswitch.storage.pg_schema import (
 )
 from regswitch.storage.pg_writer import BehindWriter, Fn, Job, ThroughWriter
 from regswitch.storage.shared_sql import (
+    EventNumbering,
     cdr_from_row,
     cdr_query,
     event_from_row,
@@ -147,20 +147,13 @@ class PgBindingStore(_Backend):
         return self._s.submit_job(ops=tuple(ops))
 
 
-class PgEventStore(_Backend):
+class PgEventStore(_Backend, EventNumbering):
     def __init__(self, storage: PostgresStorage) -> None:
-        super().__init__(storage)
-        self._ids = itertools.count(1)
-        self.dropped = 0
-
-    def start_ids_after(self, last_id: int) -> None:
-        self._ids = itertools.count(last_id + 1)
+        _Backend.__init__(self, storage)
+        EventNumbering.__init__(self)
 
     def add(self, event: NewEvent) -> EventRecord:
-        record = EventRecord.from_new(next(self._ids), event)
-        if not self._s.queue_behind(record):
-            self.dropped += 1
-        return record
+        return self.number(event, self._s.queue_behind)
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
         return [event_from_row(r) for r in await self.fetch_shared(event_query(flt))]

@@ -8,19 +8,15 @@ the stores only run statements and convert rows.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from regswitch.storage.base import Account, BindingOp, BindingRecord, StorageError
-from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS
-
-_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS, bundled_migrations
 
 #: pg_advisory_xact_lock key ("regs"): nodes starting together migrate one at a time.
 MIGRATION_LOCK = 0x72656773
@@ -177,17 +173,7 @@ class SchemaStatus:
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every bundled migration, in order."""
-    folder = resources.files("regswitch.storage").joinpath("schema", "postgres")
-    found = []
-    for entry in folder.iterdir():
-        m = _MIGRATION_RE.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StorageError(f"PostgreSQL migrations must be numbered 001, 002, ...: {versions}")
-    return found
+    return bundled_migrations("postgres")
 
 
 def _too_new(current: int, latest: int) -> SchemaTooNewError:

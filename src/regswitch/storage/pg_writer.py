@@ -21,7 +21,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence, Sized
 from typing import Any, Protocol
 
 import asyncpg
@@ -110,28 +110,43 @@ async def _run_job(conn: asyncpg.Connection, job: Job) -> Any:
     return await job.fn(conn)
 
 
-class ThroughWriter:
-    """Group commit of write-through jobs (see the module docstring)."""
+class _WriterTask:
+    """A task on the loop that writes what is queued, woken when work arrives."""
+
+    name = "pg-writer"
 
     def __init__(self, link: Link) -> None:
         self._link = link
-        self._queue: list[Job] = []
+        self._queue: Sized = ()
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
-        self.ops_committed = 0
-        self.last_batch = 0
-        self.max_batch = 0
         self.write_errors = 0
-        self.commit_seconds = 0.0
 
     @property
     def depth(self) -> int:
         return len(self._queue)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._main(), name="pg-through")
+        self._task = asyncio.get_running_loop().create_task(self._main(), name=self.name)
+
+    async def _main(self) -> None:
+        raise NotImplementedError
+
+
+class ThroughWriter(_WriterTask):
+    """Group commit of write-through jobs (see the module docstring)."""
+
+    name = "pg-through"
+
+    def __init__(self, link: Link) -> None:
+        super().__init__(link)
+        self._queue: list[Job] = []
+        self.ops_committed = 0
+        self.last_batch = 0
+        self.max_batch = 0
+        self.commit_seconds = 0.0
 
     def submit(self, job: Job) -> None:
         self._queue.append(job)
@@ -239,27 +254,17 @@ class ThroughWriter:
                 job.fut.set_exception(err)
 
 
-class BehindWriter:
+class BehindWriter(_WriterTask):
     """The bounded write-behind queue of events and CDRs and its writer task."""
 
+    name = "pg-behind"
+
     def __init__(self, link: Link, max_pending: int) -> None:
-        self._link = link
+        super().__init__(link)
         self.max_pending = max_pending
         # EventRecord | CdrRecord rows, or a future settled when reached (flush)
         self._queue: deque[object] = deque()
-        self._wake = asyncio.Event()
-        self._stopping = False
-        self._task: asyncio.Task[None] | None = None
-        self.commits = 0
         self.rows_committed = 0
-        self.write_errors = 0
-
-    @property
-    def depth(self) -> int:
-        return len(self._queue)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._main(), name="pg-behind")
 
     def offer(self, row: EventRecord | CdrRecord) -> bool:
         """Queue a row; False (dropped) when the queue is full."""
@@ -330,16 +335,35 @@ class BehindWriter:
                 if is_unavailable(exc):
                     self._link.mark_down(exc)
                     return False
-                # a bad row (a bug): drop the batch rather than block the queue forever
-                log.exception(
-                    "PostgreSQL: dropped %d event/CDR rows that could not be written",
-                    len(events) + len(cdrs),
-                )
-                self.write_errors += len(events) + len(cdrs)
+                log.warning("PostgreSQL: event/CDR batch failed; writing its rows one by one: %s",
+                            exc)  # fmt: skip
+                if not await self._row_by_row(pool, events, cdrs):
+                    return False
             else:
                 self.commits += 1
                 self.rows_committed += len(events) + len(cdrs)
         for item in batch:
             if isinstance(item, asyncio.Future) and not item.done():
                 item.set_result(None)
+        return True
+
+    async def _row_by_row(
+        self, pool: asyncpg.Pool, events: list[tuple[Any, ...]], cdrs: list[tuple[Any, ...]]
+    ) -> bool:
+        """Each row in its own statement: a bad row (a bug) is dropped and
+        counted alone. False when the database went away meanwhile (the batch is
+        queued again; rows already written are written again, harmlessly)."""
+        rows = [(EVENT_INSERT, r) for r in events] + [(CDR_INSERT, r) for r in cdrs]
+        for sql, row in rows:
+            try:
+                await pool.execute(sql, *row)
+            except Exception as exc:
+                if is_unavailable(exc):
+                    self._link.mark_down(exc)
+                    return False
+                log.error("PostgreSQL: dropped a row that could not be written: %s", exc)
+                self.write_errors += 1
+            else:
+                self.rows_committed += 1
+        self.commits += 1
         return True

@@ -1,15 +1,64 @@
 """What the SQL backends (SQLite, PostgreSQL) share: the event and CDR rows
-(same columns, same text for event details, so both store identical data)
-and the API's event and CDR queries, written with `?` placeholders
-(`numbered()` turns them into PostgreSQL's `$1, $2, …`)."""
+(same columns, same text for event details, so both store identical data),
+event numbering, the API's event and CDR queries, written with `?`
+placeholders (`numbered()` turns them into PostgreSQL's `$1, $2, …`), and
+loading the numbered migration files."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any
 
-from regswitch.storage.base import CdrFilter, CdrRecord, EventFilter, EventRecord
+from regswitch.storage.base import (
+    CdrFilter,
+    CdrRecord,
+    EventFilter,
+    EventRecord,
+    NewEvent,
+    StorageError,
+)
+
+_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+def bundled_migrations(dialect: str) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration in schema/<dialect>/, in order;
+    the files must be numbered 001, 002, ... without gaps."""
+    folder = resources.files("regswitch.storage").joinpath("schema", dialect)
+    found = []
+    for entry in folder.iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise StorageError(f"{dialect} migrations must be numbered 001, 002, ...: {versions}")
+    return found
+
+
+class EventNumbering:
+    """Event ids are given by the process when an event is added (so the live
+    stream and the stored log agree), continuing after the highest stored id."""
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.dropped = 0
+
+    def start_ids_after(self, last_id: int) -> None:
+        self._ids = itertools.count(last_id + 1)
+
+    def number(self, event: NewEvent, queue: Callable[[EventRecord], bool]) -> EventRecord:
+        """The numbered record, handed to `queue` (False: dropped, counted)."""
+        record = EventRecord.from_new(next(self._ids), event)
+        if not queue(record):
+            self.dropped += 1
+        return record
+
 
 EVENT_COLS = "id, time, type, account, source, details"
 CDR_COLS = (

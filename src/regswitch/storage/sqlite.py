@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import sqlite3
 import threading
@@ -50,7 +49,13 @@ from regswitch.storage.base import (
     StorageError,
     normalise_aor,
 )
-from regswitch.storage.shared_sql import cdr_from_row, cdr_query, event_from_row, event_query
+from regswitch.storage.shared_sql import (
+    EventNumbering,
+    cdr_from_row,
+    cdr_query,
+    event_from_row,
+    event_query,
+)
 from regswitch.storage.sqlite_schema import (
     ACCOUNT_COLS,
     ACCOUNT_UPSERT,
@@ -191,20 +196,13 @@ class SqliteBindingStore(_Backend):
                     job.fut.set_exception(exc)  # type: ignore[union-attr]
 
 
-class SqliteEventStore(_Backend):
+class SqliteEventStore(_Backend, EventNumbering):
     def __init__(self, storage: SqliteStorage) -> None:
-        super().__init__(storage)
-        self._ids = itertools.count(1)
-        self.dropped = 0
-
-    def start_ids_after(self, last_id: int) -> None:
-        self._ids = itertools.count(last_id + 1)
+        _Backend.__init__(self, storage)
+        EventNumbering.__init__(self)
 
     def add(self, event: NewEvent) -> EventRecord:
-        record = EventRecord.from_new(next(self._ids), event)
-        if not self._s._queue_behind(record):
-            self.dropped += 1
-        return record
+        return self.number(event, self._s._queue_behind)
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
         sql, args = event_query(flt)

@@ -4,18 +4,13 @@ migrations (numbered files in schema/sqlite/, applied in order)."""
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import Any
 
 from regswitch.storage.base import Account, BindingRecord, StorageError
-from regswitch.storage.shared_sql import CDR_COLS
-
-_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
+from regswitch.storage.shared_sql import CDR_COLS, bundled_migrations
 
 # --------------------------------------------------------------------------- rows
 
@@ -89,17 +84,7 @@ def account_from_row(row: Sequence[Any]) -> Account:
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every bundled migration, in order."""
-    folder = resources.files("regswitch.storage").joinpath("schema", "sqlite")
-    found = []
-    for entry in folder.iterdir():
-        m = _MIGRATION_RE.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StorageError(f"SQLite migrations must be numbered 001, 002, ...: {versions}")
-    return found
+    return bundled_migrations("sqlite")
 
 
 def _statements(script: str) -> Iterable[str]:
