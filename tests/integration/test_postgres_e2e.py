@@ -175,6 +175,10 @@ def test_postgresql_down_under_load_503_then_full_service(
             health = server.api.get("/healthz").json()
             assert health["status"] == "degraded"
             assert "database unavailable" in health["reasons"]["storage"]
+            assert health["storage"]["events_dropped"] == 0  # queued, not dropped
+            metrics = server.api.get("/metrics").text
+            assert 'regswitch_storage{stat="database_up"} 0.0' in metrics
+            assert 'regswitch_storage{stat="events_dropped"} 0.0' in metrics
             # OPTIONS needs no database
             probe = UA("udp", server.udp)
             try:
