@@ -6,10 +6,9 @@ writers are in pg_writer.py, statements and migrations in pg_schema.py,
 connections and error kinds in pg_conn.py.
 
 Up and down: the first "unavailable" error (pg_conn.is_unavailable) marks
-the backend down. While down, write-through calls fail at once with
-StorageUnavailableError (the registrar answers 503 before touching its
-state), reads try the pool and fail the same way, events and CDRs stay
-queued. A probe task reconnects every RECONNECT_INTERVAL; the first
+the backend down. While down, write-through calls and reads fail at once
+with StorageUnavailableError (the registrar answers 503 before touching its
+state, the API 503), events and CDRs stay queued. A probe task reconnects every RECONNECT_INTERVAL; the first
 successful `SELECT 1` marks it up again and wakes the write-behind writer.
 """
 
@@ -265,7 +264,7 @@ class PostgresStorage:
         except StorageError:
             await self._close_pool()
             raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # refused, unreachable, bad option: one line, not a traceback
             await self._close_pool()
             raise wrap_error(exc, self.target) from exc
         self.events.start_ids_after(int(last))
@@ -366,6 +365,8 @@ class PostgresStorage:
         self._check_open()
         pool = self.pool
         assert pool is not None
+        if self._down is not None:
+            raise self.unavailable()  # at once: the probe finds out when it is back
         try:
             rows: list[Any] = await pool.fetch(sql, *args)
         except Exception as exc:
