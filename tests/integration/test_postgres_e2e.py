@@ -142,6 +142,15 @@ def _assert_kept(load: RegisterLoad, server: RunningServer) -> None:
     assert not lost, f"{len(lost)} of {len(load.acked)} acknowledged bindings lost: {lost}"
 
 
+def _wait_healthy(server: RunningServer) -> None:
+    """Until /healthz is ok again: the database is back and reconnected."""
+    wait_until(
+        lambda: server.api.get("/healthz").json()["status"] == "ok",
+        RESUME_WITHIN + 1.0,  # a busy shared machine adds to the 2 s
+        "healthz ok after PostgreSQL is back",
+    )
+
+
 # -- durability ---------------------------------------------------------------------
 
 
@@ -188,11 +197,7 @@ def test_postgresql_down_under_load_503_then_full_service(
         finally:
             pg_cluster.resume()
         back = time.monotonic()
-        wait_until(
-            lambda: server.api.get("/healthz").json()["status"] == "ok",
-            RESUME_WITHIN + 1.0,  # a busy shared machine adds to the 2 s
-            "healthz ok after PostgreSQL is back",
-        )
+        _wait_healthy(server)
         resumed_after = time.monotonic() - back
         acked_before = load.count(200)
         wait_until(lambda: load.count(200) > acked_before + 20, 20, "200s after the return")
@@ -224,6 +229,7 @@ def test_established_call_survives_postgresql_down_and_its_cdr_is_written_after(
         api.wait_no_calls()
     finally:
         pg_cluster.resume()
+    _wait_healthy(server)
     [cdr] = api.wait_cdrs(alice, timeout=15)  # queued while down, written after
     assert cdr["end_reason"] == "normal"
 
