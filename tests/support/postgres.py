@@ -100,7 +100,13 @@ class PgCluster:
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD + "\n")
         if self._as_user:
-            user = pwd.getpwnam(SUPERUSER)
+            try:
+                user = pwd.getpwnam(SUPERUSER)
+            except KeyError:
+                raise RuntimeError(
+                    f"running as root, PostgreSQL needs the system user {SUPERUSER!r} "
+                    "(the Debian package postgresql creates it; `make system`)"
+                ) from None
             os.chown(self.root, user.pw_uid, user.pw_gid)
             os.chown(pwfile, user.pw_uid, user.pw_gid)
         self._run(
