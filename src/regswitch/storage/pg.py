@@ -8,8 +8,9 @@ connections and error kinds in pg_conn.py.
 Up and down: the first "unavailable" error (pg_conn.is_unavailable) marks
 the backend down. While down, write-through calls and reads fail at once
 with StorageUnavailableError (the registrar answers 503 before touching its
-state, the API 503), events and CDRs stay queued. A probe task reconnects every RECONNECT_INTERVAL; the first
-successful `SELECT 1` marks it up again and wakes the write-behind writer.
+state, the API 503), events and CDRs stay queued. A probe task reconnects
+every RECONNECT_INTERVAL; the first successful `SELECT 1` marks it up again
+and wakes the write-behind writer.
 """
 
 from __future__ import annotations
