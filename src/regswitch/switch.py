@@ -82,9 +82,7 @@ class Switch:
             no_answer_timeout=settings.no_answer_timeout,
             max_call_duration=settings.max_call_duration,
         )
-        self.retention = Retention(
-            self.storage.events, self.storage.cdrs, self.params, self.clock
-        )
+        self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
         self._param_lock = asyncio.Lock()
