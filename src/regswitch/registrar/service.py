@@ -402,10 +402,12 @@ class Registrar:
         location = self.location
         ops: list[BindingOp] = []
         kinds: list[str] = []
+        created: list[Binding] = []
         for change in decision.changes:
             if change.binding is None:
                 binding = Binding(id=self.new_id(), registered_at=req.now, **change.values)
                 location.add(binding)
+                created.append(binding)
                 self.expiry.push(binding.id, binding.expires_at)
                 self.events.emit(
                     ev.REGISTERED,
@@ -452,7 +454,7 @@ class Registrar:
             self._reply_ok(stx, req, pending.extra)
             return
         done = self.store.submit(ops)
-        done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra))
+        done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra, created))
 
     def _storage_down(self, stx: ServerTransaction) -> bool:
         """While the database is unreachable a REGISTER that needs a write is
@@ -520,6 +522,7 @@ class Registrar:
         stx: ServerTransaction,
         req: RegisterRequest,
         extra: dict[str, str],
+        created: list[Binding],
     ) -> None:
         if done.cancelled() or done.exception() is not None:
             log.error(
@@ -527,6 +530,9 @@ class Registrar:
                 req.aor,
                 None if done.cancelled() else done.exception(),
             )
+            for binding in created:
+                # never stored nor acknowledged: routing calls to it would be a lie
+                self.location.remove(binding)
             if not done.cancelled() and isinstance(done.exception(), StorageUnavailableError):
                 # the database went away with this write in flight: not stored, retry
                 self.results["storage-unavailable"] += 1

@@ -79,6 +79,7 @@ def is_unavailable(exc: BaseException) -> bool:
         | asyncio.TimeoutError
         | asyncpg.PostgresConnectionError
         | asyncpg.InterfaceError
+        | asyncpg.InternalClientError  # a connection cut in the middle of an operation
         | asyncpg.exceptions.OperatorInterventionError  # shutting down, starting up
         | asyncpg.exceptions.InsufficientResourcesError  # too many connections, disk full
         | StorageUnavailableError,
