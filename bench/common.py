@@ -32,9 +32,12 @@ def server_cpus() -> str:
 
 
 class Regswitch:
-    """A `regswitch serve` on udp:127.0.0.1:PORT with SQLite write-through on."""
+    """A `regswitch serve` on udp:127.0.0.1:PORT with SQLite write-through on
+    (or the storage URL `db`, e.g. postgresql://...)."""
 
-    def __init__(self, port: int = PORT, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, port: int = PORT, extra_env: dict[str, str] | None = None, db: str | None = None
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="rsbench-"))
         ready = self.dir / "ready.json"
         argv = [
@@ -47,7 +50,7 @@ class Regswitch:
             "--api",
             "127.0.0.1:0",
             "--db",
-            f"sqlite:///{self.dir}/rs.db",
+            db or f"sqlite:///{self.dir}/rs.db",
             "--ready-file",
             str(ready),
             "--log-level",

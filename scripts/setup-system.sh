@@ -2,8 +2,10 @@
 # System tools the tests drive: SIPp (Debian package sip-tester), Chromium for
 # browser tests (used at /usr/bin/chromium; never `playwright install`), and
 # openssl for the self-signed TLS test certificate, promtool (Debian package
-# prometheus) to check the /metrics exposition, and baresip (baresip-core) as a
-# real phone following the README's phone set-up.
+# prometheus) to check the /metrics exposition, baresip (baresip-core) as a
+# real phone following the README's phone set-up, and PostgreSQL (Debian package
+# postgresql: the tests run initdb/pg_ctl from /usr/lib/postgresql/<major>/bin
+# themselves, as the unprivileged user postgres; the packaged cluster is not used).
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -16,6 +18,9 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks /metrics
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)  # README's phone set-up
+# initdb is not on PATH in Debian; runuser runs it as postgres when we are root
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
+    || missing+=(postgresql)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from regswitch.storage.factory import check_url
 from regswitch.transport.base import ListenSpec
 
 ENV_PREFIX = "REGSWITCH_"
@@ -54,6 +55,15 @@ class Settings(BaseModel):
     log_level: str = "info"
     log_format: str = "text"
     ready_file: str | None = None
+    # starting values of the live parameters EVENT_/CDR_RETENTION_DAYS (days;
+    # unset: the parameter's default or its stored value)
+    event_retention_days: int | None = Field(default=None, ge=1, le=36500)
+    cdr_retention_days: int | None = Field(default=None, ge=1, le=36500)
+
+    @field_validator("db")
+    @classmethod
+    def _db(cls, value: str) -> str:
+        return check_url(value)
 
     @field_validator("sip")
     @classmethod

@@ -197,6 +197,23 @@ SPECS: tuple[ParamSpec, ...] = (
         "then tied to that registration, so a kick or delete ends it. Off: any authenticated "
         "source may call.",
     ),
+    ParamSpec(
+        "EVENT_RETENTION_DAYS",
+        "30",
+        "int",
+        "Events older than this many days are deleted (in small batches, every minute).",
+        1,
+        36500,
+    ),
+    ParamSpec(
+        "CDR_RETENTION_DAYS",
+        "400",
+        "int",
+        "CDRs that started more than this many days ago are deleted (in small batches, "
+        "every minute).",
+        1,
+        36500,
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

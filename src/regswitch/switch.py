@@ -26,6 +26,7 @@ from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.domains import Domains
 from regswitch.registrar.service import Registrar
+from regswitch.retention import Retention
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
 from regswitch.transport.manager import TransportManager
@@ -68,6 +69,7 @@ class Switch:
             domains=settings.domains,
             own_hosts=set(),
             node=settings.node_id,
+            storage_problem=lambda: self.storage.problem,
         )
         self.keepalive = Keepalive(
             endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
@@ -85,6 +87,7 @@ class Switch:
             max_call_duration=settings.max_call_duration,
             require_registration=lambda: bool(self.params.values["CALLS_REQUIRE_REGISTRATION"]),
         )
+        self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
         self._param_lock = asyncio.Lock()
@@ -95,7 +98,8 @@ class Switch:
 
     async def open(self) -> None:
         await self.storage.open()
-        self.params.load(await self.storage.params.load())
+        stored = await self.storage.params.load()
+        self.params.load(self._configured_params() | stored)  # a live change wins
         self._apply_params()
         self.params.on_change(lambda name, old, new: self._apply_params())
         await self.domains.load()
@@ -106,7 +110,16 @@ class Switch:
         self.b2bua.install()
         self.registrar.start()
         self.keepalive.start()
+        self.retention.start()
         self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop_lag())
+
+    def _configured_params(self) -> dict[str, str]:
+        """Parameters given in the configuration (a starting value each)."""
+        configured = {
+            "EVENT_RETENTION_DAYS": self.settings.event_retention_days,
+            "CDR_RETENTION_DAYS": self.settings.cdr_retention_days,
+        }
+        return {name: str(value) for name, value in configured.items() if value is not None}
 
     def set_listeners(self, listening: list[dict[str, Any]]) -> None:
         self.listeners = listening
@@ -156,6 +169,7 @@ class Switch:
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hang_up(call, "admin-hangup")
         await self.keepalive.stop()
+        await self.retention.stop()
         await self.registrar.stop()
         self.endpoint.close()
         await self.transports.close()
@@ -207,21 +221,39 @@ class Switch:
                 "stream": self.transports.stats.keepalive_pings,
             },
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
-            storage=dict(self.storage.stats),
+            storage={
+                **self.storage.stats,
+                "events_pruned": self.retention.pruned["events"],
+                "cdrs_pruned": self.retention.pruned["cdrs"],
+            },
             transport=self.transports.stats.snapshot(),
             loop_lag_seconds=self.loop_lag,
         )
 
     def health(self) -> dict[str, Any]:
         storage = dict(self.storage.stats)
+        problem = self.storage.problem
         checks = {
             "sip_transports": bool(self.listeners) and not self._closing,
-            "storage": storage.get("write_errors", 0) == 0 or self._storage_ok(),
+            "storage": problem is None
+            and (storage.get("write_errors", 0) == 0 or self._storage_ok()),
             "event_loop": self.loop_lag < 1.0,
+        }
+        reasons = {
+            "sip_transports": "no SIP listener" if self.listeners else "not listening yet",
+            "storage": problem or "storage write errors since the last check",
+            "event_loop": f"event loop lagging {self.loop_lag:.1f} s",
         }
         return {
             "status": "ok" if all(checks.values()) else "degraded",
             "checks": checks,
+            "reasons": {name: reasons[name] for name, ok in checks.items() if not ok},
+            "storage": {
+                "backend": self.settings.db.partition(":")[0],
+                "write_behind_depth": storage.get("write_behind_depth", 0),
+                "events_dropped": storage.get("events_dropped", 0),
+                "cdrs_dropped": storage.get("cdrs_dropped", 0),
+            },
             "loop_lag_ms": round(self.loop_lag * 1000, 1),
             "sip": self.listeners,
             "domains": sorted(self.domains.names),

@@ -1,4 +1,5 @@
-"""Fixtures for the storage tests: every contract test runs on each backend."""
+"""Fixtures for the storage tests: every contract test runs on each backend
+(PostgreSQL: a real server started for the session, see support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from storage_builders import Backend
 
 from regswitch.storage.base import Storage
 from regswitch.storage.memory import MemoryStorage
+from regswitch.storage.pg import PostgresStorage
 from regswitch.storage.sqlite import SqliteStorage
 
 
-@pytest.fixture(params=["sqlite", "sqlite-memory", "memory"])
+@pytest.fixture(params=["sqlite", "sqlite-memory", "memory", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")  # a real server, a fresh database
+        return Backend("postgresql", True, lambda: PostgresStorage(url))
     if request.param == "sqlite":
         db = tmp_path / "regswitch.db"
         return Backend("sqlite", True, lambda: SqliteStorage(db))

@@ -1,4 +1,5 @@
-"""The storage contract, run on every backend (sqlite file, sqlite :memory:, memory)."""
+"""The storage contract, run on every backend (sqlite file, sqlite :memory:, memory,
+postgresql)."""
 
 from __future__ import annotations
 
@@ -346,6 +347,36 @@ async def test_cdrs_survive_reopen(backend: Backend, store: Storage) -> None:
         assert await store.cdrs.query(CdrFilter()) == [cdr]
     finally:
         await store.close()
+
+
+# --------------------------------------------------------------------------- retention
+
+
+async def test_event_prune_deletes_oldest_in_batches(store: Storage) -> None:
+    old = [store.events.add(make_event(time=1000.0 + i)) for i in range(5)]
+    new = [store.events.add(make_event(time=5000.0 + i)) for i in range(3)]
+    await store.events.flush()
+    assert await store.events.prune(before=5000.0, limit=2) == 2
+    assert await store.events.query(EventFilter()) == list(reversed(old[2:] + new))
+    assert await store.events.prune(before=5000.0, limit=100) == 3
+    assert await store.events.prune(before=5000.0, limit=100) == 0
+    assert await store.events.query(EventFilter()) == list(reversed(new))
+
+
+async def test_cdr_prune_deletes_by_start_in_batches(store: Storage) -> None:
+    cdrs = [make_cdr(f"c{i}", start=float(t)) for i, t in enumerate((300, 100, 900, 200, 800))]
+    for cdr in cdrs:
+        store.cdrs.add(cdr)
+    await store.cdrs.flush()
+    assert await store.cdrs.prune(before=500.0, limit=2) == 2  # the two oldest: 100, 200
+    assert [c.start for c in await store.cdrs.query(CdrFilter())] == [900.0, 800.0, 300.0]
+    assert await store.cdrs.prune(before=500.0, limit=10) == 1
+    assert [c.start for c in await store.cdrs.query(CdrFilter())] == [900.0, 800.0]
+
+
+async def test_healthy_storage_reports_no_problem(store: Storage) -> None:
+    await store.bindings.apply([BindingOp.upsert(make_binding())])
+    assert store.problem is None
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -8,6 +8,7 @@ import pytest
 
 from regswitch.storage.factory import open_storage
 from regswitch.storage.memory import MemoryStorage
+from regswitch.storage.pg import PostgresStorage
 from regswitch.storage.sqlite import SqliteStorage
 
 pytestmark = pytest.mark.timeout(10)
@@ -24,6 +25,18 @@ def test_sqlite_relative_and_absolute_paths() -> None:
     absolute = open_storage("sqlite:////var/lib/regswitch.db")
     assert isinstance(absolute, SqliteStorage)
     assert absolute.path == "/var/lib/regswitch.db"
+
+
+def test_postgresql_urls() -> None:
+    for url in (
+        "postgresql://regswitch:secret@db.example.com:5433/regswitch",
+        "postgres://regswitch:secret@db.example.com/regswitch",
+        "postgresql://regswitch@/regswitch?host=/run/postgresql&port=5433",
+    ):
+        s = open_storage(url)
+        assert isinstance(s, PostgresStorage)
+        assert "secret" not in s.target.where  # messages never show the password
+    assert open_storage("postgres://u:p@h/db").target.port == 5432  # type: ignore[attr-defined]
 
 
 def test_sqlite_memory_url() -> None:
@@ -51,7 +64,10 @@ async def test_tmp_path_url_opens(tmp_path: Path) -> None:
         ("regswitch.db", "no scheme"),
         ("/tmp/regswitch.db", "no scheme"),
         ("mysql://host/db", "unknown scheme 'mysql'"),
-        ("postgresql://localhost/regswitch", "not available yet"),
+        ("postgresql://localhost", "names no database"),
+        ("postgresql://u:p@localhost:notaport/db", "malformed"),
+        ("postgres://u:p@/db", "names no host"),
+        ("postgresql://u:p@h/db?port=x", "port must be a number"),
         ("redis://localhost:6379/0", "not available yet"),
         ("memory://something", "takes no path"),
         ("sqlite://host/regswitch.db", "no host"),

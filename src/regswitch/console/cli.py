@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from regswitch.console.cli_domains import domain_app
+from regswitch.console.db_cli import db_app
 
 app = typer.Typer(
     add_completion=False,
@@ -36,6 +37,7 @@ app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
 app.add_typer(domain_app, name="domain")
+app.add_typer(db_app, name="db")
 
 
 class _Ctx:
@@ -526,10 +528,14 @@ def serve(
         check_api_tls(settings)
     except (ValidationError, ValueError, OSError) as exc:
         fail(_one_line(exc), 2)
+    from regswitch.storage.base import StorageError
+
     try:
         run(settings)
     except StartupError as exc:
         fail(str(exc), 2)
+    except StorageError as exc:  # the database cannot be used at start
+        fail(_one_line(exc), 2)
 
 
 def _one_line(exc: Exception) -> str:

@@ -49,11 +49,14 @@ from regswitch.registrar.policy import (
 )
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import URI, parse_uri
-from regswitch.storage.base import BindingOp, BindingStore
+from regswitch.storage.base import BindingOp, BindingStore, StorageUnavailableError
 
 log = logging.getLogger("regswitch.registrar")
 
 PROBE_TIMEOUT = 2.0
+#: Retry-After (s) of the 503 for a REGISTER that needs a write while the
+#: database is unreachable (the storage reconnects within a second of its return).
+STORAGE_RETRY_AFTER = "2"
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
 
@@ -104,6 +107,7 @@ class Registrar:
         domains: list[str],
         own_hosts: set[str],
         node: str = "",
+        storage_problem: Callable[[], str | None] | None = None,
     ) -> None:
         self.accounts = accounts
         self.location = location
@@ -118,6 +122,8 @@ class Registrar:
         self.domains = set(domains)
         self.default_domain = domains[0]
         self.own_hosts = own_hosts
+        # why the binding store cannot write now (None: it can); see _finish
+        self.storage_problem = storage_problem
         self.node = node
         self.kicker: Kicker | None = None
         self.prober: Prober | None = None
@@ -403,13 +409,17 @@ class Registrar:
             self._reject(stx, req, decision, pending.contacts)
             return
 
+        if (decision.changes or decision.removals) and self._storage_down(stx):
+            return
         location = self.location
         ops: list[BindingOp] = []
         kinds: list[str] = []
+        created: list[Binding] = []
         for change in decision.changes:
             if change.binding is None:
                 binding = Binding(id=self.new_id(), registered_at=req.now, **change.values)
                 location.add(binding)
+                created.append(binding)
                 self.expiry.push(binding.id, binding.expires_at)
                 self.events.emit(
                     ev.REGISTERED,
@@ -456,7 +466,18 @@ class Registrar:
             self._reply_ok(stx, req, pending.extra)
             return
         done = self.store.submit(ops)
-        done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra))
+        done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra, created))
+
+    def _storage_down(self, stx: ServerTransaction) -> bool:
+        """While the database is unreachable a REGISTER that needs a write is
+        refused before anything changes in memory: no kick, no event, no
+        binding that a crash would lose (a query still gets its 200)."""
+        problem = self.storage_problem() if self.storage_problem is not None else None
+        if problem is None:
+            return False
+        self.results["storage-unavailable"] += 1
+        stx.respond(503, "Service Unavailable", {"Retry-After": STORAGE_RETRY_AFTER})
+        return True
 
     def _count(self, kinds: list[str], decision: Decision) -> None:
         results = self.results
@@ -513,6 +534,7 @@ class Registrar:
         stx: ServerTransaction,
         req: RegisterRequest,
         extra: dict[str, str],
+        created: list[Binding],
     ) -> None:
         if done.cancelled() or done.exception() is not None:
             log.error(
@@ -520,6 +542,14 @@ class Registrar:
                 req.aor,
                 None if done.cancelled() else done.exception(),
             )
+            for binding in created:
+                # never stored nor acknowledged: routing calls to it would be a lie
+                self.location.remove(binding)
+            if not done.cancelled() and isinstance(done.exception(), StorageUnavailableError):
+                # the database went away with this write in flight: not stored, retry
+                self.results["storage-unavailable"] += 1
+                stx.respond(503, "Service Unavailable", {"Retry-After": STORAGE_RETRY_AFTER})
+                return
             self.results["storage-error"] += 1
             stx.respond(500, "Storage Failure")
             return

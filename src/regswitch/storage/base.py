@@ -46,6 +46,7 @@ __all__ = [
     "Storage",
     "StorageClosedError",
     "StorageError",
+    "StorageUnavailableError",
     "normalise_aor",
 ]
 
@@ -79,6 +80,11 @@ class StorageError(Exception):
 
 class StorageClosedError(StorageError):
     """The storage is not open (never opened, or already closed)."""
+
+
+class StorageUnavailableError(StorageError):
+    """The database cannot be reached right now (down, restarting, network);
+    nothing was written. Worth retrying later: the backend reconnects by itself."""
 
 
 def normalise_aor(aor: str) -> str:
@@ -418,6 +424,11 @@ class EventStore(Protocol):
         """Wait until every event added before this call is written."""
         ...
 
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete at most `limit` of the oldest events with `time < before`;
+        returns how many went (retention runs this in small batches)."""
+        ...
+
 
 @runtime_checkable
 class CdrStore(Protocol):
@@ -434,6 +445,11 @@ class CdrStore(Protocol):
 
     async def flush(self) -> None:
         """Wait until every CDR added before this call is written."""
+        ...
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete at most `limit` of the oldest CDRs with `start < before`;
+        returns how many went (retention runs this in small batches)."""
         ...
 
 
@@ -462,6 +478,12 @@ class Storage(Protocol):
 
     @property
     def cdrs(self) -> CdrStore: ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why the backend cannot write now (e.g. the database is unreachable),
+        None while it can. Cheap: the hot path reads it per REGISTER."""
+        ...
 
     @property
     def stats(self) -> Mapping[str, float]:

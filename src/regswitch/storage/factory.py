@@ -5,6 +5,8 @@
     sqlite:///:memory:               SQLite in memory (tests)
     sqlite:///x.db?synchronous=FULL  fsync every group commit (power-loss safe)
     memory://                        pure-Python in-memory backend (app tests)
+    postgresql://USER:PASSWORD@HOST:PORT/DBNAME   PostgreSQL (also postgres://);
+                                     a Unix socket: ...@/DBNAME?host=/run/postgresql
 
 Backends are imported only when chosen, so the app's import graph holds
 `storage.base` alone and an optional driver (asyncpg, redis) is needed only
@@ -17,7 +19,22 @@ from urllib.parse import parse_qsl
 
 from regswitch.storage.base import Storage
 
-_SUPPORTED = "sqlite:///<path>, sqlite:///:memory: or memory://"
+_SUPPORTED = (
+    "sqlite:///<path>, sqlite:///:memory:, postgresql://USER:PASSWORD@HOST:PORT/DBNAME or memory://"
+)
+
+
+def check_url(url: str) -> str:
+    """`url` if a backend can be built from it; ValueError naming the problem.
+    Builds nothing and imports no driver (settings validation runs this)."""
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("postgres", "postgresql"):
+        from regswitch.storage.pg_conn import parse_url
+
+        parse_url(url)
+        return url
+    open_storage(url)
+    return url
 
 
 def open_storage(url: str) -> Storage:
@@ -37,7 +54,11 @@ def open_storage(url: str) -> Storage:
         return MemoryStorage()
     if scheme == "sqlite":
         return _sqlite(url, rest)
-    if scheme in ("postgres", "postgresql", "redis"):
+    if scheme in ("postgres", "postgresql"):
+        from regswitch.storage.pg import PostgresStorage
+
+        return PostgresStorage(url)
+    if scheme == "redis":
         raise ValueError(f"storage URL {url!r}: the {scheme} backend is not available yet")
     raise ValueError(f"storage URL {url!r}: unknown scheme {scheme!r}; expected {_SUPPORTED}")
 

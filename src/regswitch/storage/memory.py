@@ -167,6 +167,14 @@ class MemoryEventStore:
     async def flush(self) -> None:
         return None
 
+    async def prune(self, before: float, limit: int) -> int:
+        self._life.check()
+        # ids increase with time: the oldest are at the front
+        gone = [i for i, rec in enumerate(self._rows) if rec.time < before][:limit]
+        for i in reversed(gone):
+            del self._rows[i]
+        return len(gone)
+
 
 class MemoryCdrStore:
     def __init__(self, life: _Lifecycle) -> None:
@@ -202,6 +210,16 @@ class MemoryCdrStore:
     async def flush(self) -> None:
         return None
 
+    async def prune(self, before: float, limit: int) -> int:
+        self._life.check()
+        old = sorted(
+            (row for row in self._rows.values() if row[1].start < before),
+            key=lambda row: row[1].start,
+        )[:limit]
+        for _, cdr in old:
+            del self._rows[cdr.id]
+        return len(old)
+
 
 class MemoryStorage:
     """`Storage` kept in process memory. Not durable; for tests and demos."""
@@ -214,6 +232,10 @@ class MemoryStorage:
         self.bindings = MemoryBindingStore(self._life)
         self.events = MemoryEventStore(self._life)
         self.cdrs = MemoryCdrStore(self._life)
+
+    @property
+    def problem(self) -> str | None:
+        return None
 
     @property
     def stats(self) -> Mapping[str, float]:

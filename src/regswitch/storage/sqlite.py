@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import os
 import sqlite3
@@ -53,16 +52,20 @@ from regswitch.storage.base import (
     StorageError,
     normalise_aor,
 )
+from regswitch.storage.shared_sql import (
+    EventNumbering,
+    cdr_from_row,
+    cdr_query,
+    event_from_row,
+    event_query,
+)
 from regswitch.storage.sqlite_schema import (
     ACCOUNT_COLS,
     ACCOUNT_UPSERT,
     BINDING_COLS,
-    CDR_COLS,
     account_from_row,
     account_row,
     binding_from_row,
-    cdr_from_row,
-    event_from_row,
 )
 from regswitch.storage.sqlite_writer import Job, Writer, wrap_error
 
@@ -216,53 +219,30 @@ class SqliteBindingStore(_Backend):
                     job.fut.set_exception(exc)  # type: ignore[union-attr]
 
 
-class SqliteEventStore(_Backend):
+class SqliteEventStore(_Backend, EventNumbering):
     def __init__(self, storage: SqliteStorage) -> None:
-        super().__init__(storage)
-        self._ids = itertools.count(1)
-        self.dropped = 0
-
-    def start_ids_after(self, last_id: int) -> None:
-        self._ids = itertools.count(last_id + 1)
+        _Backend.__init__(self, storage)
+        EventNumbering.__init__(self)
 
     def add(self, event: NewEvent) -> EventRecord:
-        record = EventRecord.from_new(next(self._ids), event)
-        if not self._s._queue_behind(record):
-            self.dropped += 1
-        return record
+        return self.number(event, self._s._queue_behind)
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
-        sql, args = _select(
-            "SELECT id, time, type, account, source, details FROM events",
-            [
-                ("type = ?", [flt.type]),
-                (f"type IN ({', '.join('?' for _ in flt.types)})", list(flt.types)),
-                ("account = ?", [flt.account]),
-                ("id > ?", [flt.after_id]),
-                ("id < ?", [flt.before_id]),
-            ],
-            "id DESC",
-            flt.limit,
-        )
+        sql, args = event_query(flt)
         return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
 
-
-def _select(
-    base: str, conditions: list[tuple[str, list[Any]]], order: str, limit: int
-) -> tuple[str, list[Any]]:
-    """`base WHERE ... ORDER BY order LIMIT ?` with the conditions whose
-    arguments were given (a filter field left as None, or empty, drops out)."""
-    where: list[str] = []
-    args: list[Any] = []
-    for clause, values in conditions:
-        if values and all(v is not None for v in values):
-            where.append(clause)
-            args.extend(values)
-    sql = base + (" WHERE " + " AND ".join(where) if where else "")
-    return f"{sql} ORDER BY {order} LIMIT ?", [*args, limit]
+    async def prune(self, before: float, limit: int) -> int:
+        # ids increase with time, so the oldest rows are found from the start
+        # of the primary key without an index on time
+        sql = (
+            "DELETE FROM events WHERE id IN "
+            "(SELECT id FROM events WHERE time < ? ORDER BY id LIMIT ?)"
+        )
+        deleted: int = await self.write(lambda c: c.execute(sql, (before, limit)).rowcount)
+        return deleted
 
 
 class SqliteCdrStore(_Backend):
@@ -275,21 +255,19 @@ class SqliteCdrStore(_Backend):
             self.dropped += 1
 
     async def query(self, flt: CdrFilter) -> list[CdrRecord]:
-        sql, args = _select(
-            f"SELECT {CDR_COLS} FROM cdrs",
-            [
-                ("(caller = ? OR callee = ?)", [flt.account, flt.account]),
-                ("end_reason = ?", [flt.reason]),
-                ("start_time >= ?", [flt.since]),
-                ("start_time < ?", [flt.until]),
-            ],
-            "start_time DESC, rowid DESC",
-            flt.limit,
-        )
+        sql, args = cdr_query(flt, "rowid")
         return await self.read(lambda c: [cdr_from_row(r) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()
+
+    async def prune(self, before: float, limit: int) -> int:
+        sql = (
+            "DELETE FROM cdrs WHERE rowid IN "
+            "(SELECT rowid FROM cdrs WHERE start_time < ? ORDER BY start_time LIMIT ?)"
+        )
+        deleted: int = await self.write(lambda c: c.execute(sql, (before, limit)).rowcount)
+        return deleted
 
 
 # --------------------------------------------------------------------------- storage
@@ -333,6 +311,13 @@ class SqliteStorage:
         self.cdrs = SqliteCdrStore(self)
         self._behind_buf: list[object] = []
         self._behind_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def problem(self) -> str | None:
+        w = self._writer
+        if self._state == "open" and w is not None and w.broken is not None:
+            return f"SQLite writer failed: {w.broken!r}"
+        return None
 
     @property
     def stats(self) -> Mapping[str, float]:

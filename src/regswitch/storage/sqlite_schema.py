@@ -4,23 +4,13 @@ migrations (numbered files in schema/sqlite/, applied in order)."""
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from typing import Any
 
-from regswitch.storage.base import (
-    Account,
-    BindingRecord,
-    CdrRecord,
-    EventRecord,
-    StorageError,
-)
-
-_MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
-
+from regswitch.storage.base import Account, BindingRecord, StorageError
+from regswitch.storage.shared_sql import CDR_COLS, bundled_migrations
 
 # --------------------------------------------------------------------------- rows
 
@@ -49,11 +39,6 @@ EVENT_INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 
-CDR_COLS = (
-    "id, caller, callee, caller_contact, callee_contact, caller_source, callee_source, "
-    "a_call_id, b_call_id, start_time, answer_time, end_time, billable_seconds, final_code, "
-    "end_reason, end_direction"
-)
 CDR_INSERT = f"INSERT OR REPLACE INTO cdrs ({CDR_COLS}) VALUES ({', '.join('?' * 16)})"
 
 
@@ -94,55 +79,12 @@ def account_from_row(row: Sequence[Any]) -> Account:
     )  # fmt: skip
 
 
-# One encoder for every event row: json.dumps with options builds a new one per call.
-_encode_details = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def event_row(e: EventRecord) -> tuple[Any, ...]:
-    details = _encode_details(e.details) if e.details else "{}"
-    return (e.id, e.time, e.type, e.account, e.source, details)
-
-
-def event_from_row(row: Sequence[Any]) -> EventRecord:
-    return EventRecord(
-        id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
-        details=json.loads(row[5]),
-    )  # fmt: skip
-
-
-def cdr_row(c: CdrRecord) -> tuple[Any, ...]:
-    return (
-        c.id, c.caller, c.callee, c.caller_contact, c.callee_contact, c.caller_source,
-        c.callee_source, c.a_call_id, c.b_call_id, c.start, c.answer, c.end,
-        c.billable_seconds, c.final_code, c.end_reason, c.end_direction,
-    )  # fmt: skip
-
-
-def cdr_from_row(row: Sequence[Any]) -> CdrRecord:
-    return CdrRecord(
-        id=row[0], caller=row[1], callee=row[2], caller_contact=row[3], callee_contact=row[4],
-        caller_source=row[5], callee_source=row[6], a_call_id=row[7], b_call_id=row[8],
-        start=row[9], answer=row[10], end=row[11], billable_seconds=row[12],
-        final_code=row[13], end_reason=row[14], end_direction=row[15],
-    )  # fmt: skip
-
-
 # --------------------------------------------------------------------------- migrations
 
 
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every bundled migration, in order."""
-    folder = resources.files("regswitch.storage").joinpath("schema", "sqlite")
-    found = []
-    for entry in folder.iterdir():
-        m = _MIGRATION_RE.match(entry.name)
-        if m:
-            found.append((int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StorageError(f"SQLite migrations must be numbered 001, 002, ...: {versions}")
-    return found
+    return bundled_migrations("sqlite")
 
 
 def _statements(script: str) -> Iterable[str]:

@@ -22,14 +22,13 @@ from regswitch.storage.base import (
     StorageClosedError,
     StorageError,
 )
+from regswitch.storage.shared_sql import cdr_row, event_row
 from regswitch.storage.sqlite_schema import (
     BINDING_DELETE,
     BINDING_UPSERT,
     CDR_INSERT,
     EVENT_INSERT,
     binding_row,
-    cdr_row,
-    event_row,
     migrate,
 )
 

@@ -7,6 +7,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from regswitch.storage.base import StorageError, StorageUnavailableError
+
+#: Retry-After (s) on a 503 while the database is unreachable: it reconnects
+#: within a fraction of a second of coming back.
+STORAGE_RETRY_AFTER = "2"
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -29,6 +35,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(StorageError)
+    async def _storage_error(_: Request, exc: StorageError) -> JSONResponse:
+        if isinstance(exc, StorageUnavailableError):
+            return error_response(503, str(exc), {"Retry-After": STORAGE_RETRY_AFTER})
+        return error_response(500, f"storage: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
