@@ -30,6 +30,7 @@ from regswitch.storage.base import (
     BindingRecord,
     CdrFilter,
     CdrRecord,
+    Domain,
     EventFilter,
     EventRecord,
     NewEvent,
@@ -44,6 +45,7 @@ from regswitch.storage.pg_schema import (
     ACCOUNT_COLS,
     ACCOUNT_UPSERT,
     BINDING_COLS,
+    DOMAIN_UPSERT,
     PARAM_UPSERT,
     account_from_row,
     account_row,
@@ -114,6 +116,26 @@ class PgAccountStore(_Backend):
 
         async def run(c: asyncpg.Connection) -> bool:
             status = await c.execute("DELETE FROM accounts WHERE aor = $1", key)
+            return bool(status != "DELETE 0")
+
+        deleted: bool = await self.write(run)
+        return deleted
+
+
+class PgDomainStore(_Backend):
+    async def list_all(self) -> list[Domain]:
+        rows = await self.fetch("SELECT name, created_at FROM domains ORDER BY name")
+        return [Domain(name=r[0], created_at=r[1]) for r in rows]
+
+    async def put(self, domain: Domain) -> None:
+        row = (domain.name, domain.created_at)
+        await self.write(lambda c: c.execute(DOMAIN_UPSERT, *row))
+
+    async def delete(self, name: str) -> bool:
+        key = name.lower()
+
+        async def run(c: asyncpg.Connection) -> bool:
+            status = await c.execute("DELETE FROM domains WHERE name = $1", key)
             return bool(status != "DELETE 0")
 
         deleted: bool = await self.write(run)
@@ -215,6 +237,7 @@ class PostgresStorage:
         self.behind = BehindWriter(self, max_pending)
         self.accounts = PgAccountStore(self)
         self.params = PgParamStore(self)
+        self.domains = PgDomainStore(self)
         self.bindings = PgBindingStore(self)
         self.events = PgEventStore(self)
         self.cdrs = PgCdrStore(self)

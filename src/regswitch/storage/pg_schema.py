@@ -80,6 +80,11 @@ ACCOUNT_UPSERT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _ACCOUNT_NAMES[1:])
 )
 
+DOMAIN_UPSERT = (
+    "INSERT INTO domains (name, created_at) VALUES ($1, $2) "
+    "ON CONFLICT (name) DO UPDATE SET created_at = excluded.created_at"
+)
+
 PARAM_UPSERT = (
     "INSERT INTO params (name, value, updated_at) VALUES ($1, $2, $3) "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
