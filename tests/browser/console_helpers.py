@@ -14,6 +14,7 @@ from SIPp's message log.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,10 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DOMAIN = "regswitch.local"  # the server's default domain; SIP to 127.0.0.1 maps to it
 DEVICE_LIFETIME_MS = 120_000  # devices outlive any test; teardown ends them
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+# Screenshots go to build/screenshots; `make screenshots` points this at docs/
+# to refresh the ones the README shows (a test run never rewrites tracked files).
+SCREENSHOTS = ROOT / os.environ.get("REGSWITCH_SCREENSHOTS", "build/screenshots")
 
 T = TypeVar("T")
 
@@ -226,9 +230,9 @@ class Console:
         return self.page
 
     def screenshot(self, name: str) -> Path:
-        """Save docs/<name>.png (the README shows these)."""
-        DOCS.mkdir(exist_ok=True)
-        path = DOCS / f"{name}.png"
+        """Save <name>.png in SCREENSHOTS."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
         self.page.locator("#toasts").evaluate("el => el.replaceChildren()")
         self.page.evaluate("document.activeElement && document.activeElement.blur()")
         # The top bar down to the end of the page's content: no empty canvas below.
