@@ -5,7 +5,7 @@ Full registrations per second with digest (401 + 200) against Kamailio with
 passwords in its in-memory htable, and OPTIONS, each as 3 interleaved
 repetitions; prints the ratios of the medians.
 
-    .venv/bin/python bench/register.py [--reps 3] [--json out.json]
+    .venv-run/bin/python bench/register.py [--reps 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import argparse
 import json
 
 from common import compare
+from sweep import Sweep
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -23,20 +24,12 @@ if __name__ == "__main__":
     a = parser.parse_args()
     results = [
         compare(
-            "register_digest",
-            ["--kam-auth", "htable"],
-            ["--start", "2000", "--factor", "2", "--bisect", "3", "--duration", "3"],
-            a.reps,
+            Sweep("register_digest", start=2000, factor=2, bisect=3, duration=3), "htable", a.reps
         )
     ]
     if not a.skip_options:
         results.append(
-            compare(
-                "options",
-                [],
-                ["--start", "8000", "--factor", "2", "--bisect", "2", "--duration", "2"],
-                a.reps,
-            )
+            compare(Sweep("options", start=8000, factor=2, bisect=2, duration=2), "none", a.reps)
         )
     for r in results:
         print(
