@@ -60,7 +60,12 @@ class MypycBuildHook(BuildHookInterface):  # type: ignore[type-arg]
             return
         modules = self.modules()
         self.scratch = Path(tempfile.mkdtemp(prefix="regswitch-mypyc-"))
-        shutil.copytree(Path(self.root) / "src" / "regswitch", self.scratch / "regswitch")
+        shutil.copytree(
+            Path(self.root) / "src" / "regswitch",
+            self.scratch / "regswitch",
+            # only sources: an extension left in the tree must not reach the wheel
+            ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+        )
         self.say(f"compiling {len(modules)} modules with mypyc (a few minutes)")
         result = subprocess.run(
             [sys.executable, "-m", "mypyc", *modules],
