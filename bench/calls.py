@@ -4,7 +4,7 @@ INVITE/180/200/ACK/BYE, next to Kamailio 1 child proxying the same scenario
 statefully; 3 interleaved repetitions, ratio of the medians. Then the kick
 latency (bench/kick.py).
 
-    .venv/bin/python bench/calls.py [--reps 3] [--skip-kick]
+    .venv-run/bin/python bench/calls.py [--reps 3] [--skip-kick]
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from common import compare
+from sweep import Sweep
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
@@ -23,19 +24,8 @@ if __name__ == "__main__":
     parser.add_argument("--skip-kick", action="store_true")
     parser.add_argument("--json", help="write the result here")
     a = parser.parse_args()
-    sweep = [
-        "--start",
-        "250",
-        "--factor",
-        "2",
-        "--bisect",
-        "3",
-        "--duration",
-        "3",
-        "--pause-ms",
-        "0",
-    ]
-    result = compare("call", [], sweep, a.reps)
+    sweep = Sweep("call", start=250, factor=2, bisect=3, duration=3, pause_ms=0)
+    result = compare(sweep, "none", a.reps)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)

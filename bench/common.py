@@ -1,8 +1,8 @@
 """Shared plumbing of the regswitch-vs-Kamailio benchmarks (not tests).
 
-Starts `regswitch serve` pinned like ../shared/bench/run.py pins Kamailio
-(server on CPU 0, SIPp on the last CPU), provisions the bench users, runs
-run.py steps and reads their SUMMARY lines.
+Starts `regswitch serve` pinned as bench/sweep.py pins Kamailio (the server
+on CPU 0, SIPp on the last CPU), provisions the bench users, and runs the
+same sweep against both, interleaved.
 """
 
 from __future__ import annotations
@@ -20,15 +20,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = Path(os.environ.get("REGSWITCH_SHARED_BENCH", ROOT.parent / "shared" / "bench"))
-RUN_PY = SHARED_BENCH / "run.py"
+from sweep import (
+    USERS,
+    Sweep,
+    kamailio,
+    password,
+    pinned,
+    process_tree,
+    run_sweep,
+    server_cpus,
+    user_name,
+)
+
 PORT = 5075
-USERS = 10_000
-
-
-def server_cpus() -> str:
-    return "0" if (os.cpu_count() or 1) <= 2 else f"0-{(os.cpu_count() or 2) - 2}"
 
 
 class Regswitch:
@@ -56,8 +60,7 @@ class Regswitch:
             "--log-level",
             "warning",
         ]
-        if shutil.which("taskset"):
-            argv = ["taskset", "-c", server_cpus(), *argv]
+        argv = pinned(server_cpus(), argv)
         env = {**os.environ, **(extra_env or {})}
         self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -82,13 +85,13 @@ class Regswitch:
             return json.loads(response.read() or b"null")
 
     def provision(self, users: int = USERS) -> None:
-        """The bench users (password pw-<user>, run.py's users.csv) and the UAS account,
-        all allowed from loopback (IP authentication for SIPp's unauthenticated INVITEs)."""
+        """The bench users (sweep.py's, password pw-<user>) and the UAS account, all
+        allowed from loopback (IP authentication for SIPp's unauthenticated INVITEs)."""
         accounts = [
             {
-                "user": f"user{i:05d}",
+                "user": user_name(i),
                 "domain": "regswitch.local",
-                "password": f"pw-user{i:05d}",
+                "password": password(user_name(i)),
                 "allowed_networks": ["127.0.0.0/8"],
             }
             for i in range(1, users + 1)
@@ -110,60 +113,36 @@ class Regswitch:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_step(args: list[str]) -> dict[str, Any]:
-    """One run.py invocation; returns its SUMMARY."""
-    out = subprocess.run(
-        [sys.executable, str(RUN_PY), *args], capture_output=True, text=True, timeout=900
-    )
-    for line in reversed(out.stdout.splitlines()):
-        if line.startswith("SUMMARY "):
-            summary: dict[str, Any] = json.loads(line[len("SUMMARY ") :])
-            return summary
-    raise SystemExit(f"run.py gave no SUMMARY:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-
-
 def compare(
-    scenario: str,
-    kamailio_args: list[str],
-    sweep: list[str],
+    sweep: Sweep,
+    kamailio_auth: str,
     reps: int = 3,
     regswitch_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Interleaved repetitions of Kamailio and regswitch; medians and the ratio."""
+    """Interleaved repetitions of Kamailio (1 child) and regswitch; medians and the ratio."""
     kam: list[dict[str, Any]] = []
     rs: list[dict[str, Any]] = []
     for rep in range(1, reps + 1):
-        kam.append(
-            run_step(
-                [
-                    "--kamailio",
-                    "1",
-                    *kamailio_args,
-                    "--scenario",
-                    scenario,
-                    *sweep,
-                    "--label",
+        with (
+            tempfile.TemporaryDirectory(prefix="rsbench-kamailio-") as tmp,
+            kamailio(1, kamailio_auth, Path(tmp)) as proc,
+        ):
+            kam.append(
+                run_sweep(
+                    "127.0.0.1:5070",
+                    sweep,
+                    process_tree(proc.pid),
                     f"kamailio rep{rep}",
-                ]
+                    log=lambda _: None,
+                )
             )
-        )
         print_step(kam[-1])
         server = Regswitch(extra_env=regswitch_env)
         try:
             server.provision()
             rs.append(
-                run_step(
-                    [
-                        "--target",
-                        server.target,
-                        "--server-pid",
-                        str(server.pid),
-                        "--scenario",
-                        scenario,
-                        *sweep,
-                        "--label",
-                        f"regswitch rep{rep}",
-                    ]
+                run_sweep(
+                    server.target, sweep, [server.pid], f"regswitch rep{rep}", log=lambda _: None
                 )
             )
         finally:
@@ -171,6 +150,7 @@ def compare(
         print_step(rs[-1])
     kam_rate = statistics.median(s["best_rate"] or 0 for s in kam)
     rs_rate = statistics.median(s["best_rate"] or 0 for s in rs)
+    scenario = sweep.scenario
     result = {
         "scenario": scenario,
         "kamailio_median": kam_rate,

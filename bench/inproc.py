@@ -3,7 +3,7 @@
 switch stack in one process, without sockets: endpoint, transaction layer,
 registrar, SQLite write-through. A profiling aid, not a test.
 
-    .venv/bin/python bench/inproc.py [--n 20000] [--profile]
+    .venv-run/bin/python bench/inproc.py [--n 20000] [--profile]
 """
 
 from __future__ import annotations

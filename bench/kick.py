@@ -6,7 +6,7 @@ caller; the other device then registers (replace On) and we time until the
 BYE reaches the caller and the old device. Roles swap every round. Timed on
 the client side over loopback, so it includes two datagram hops.
 
-    .venv/bin/python bench/kick.py [--kicks 1000]
+    .venv-run/bin/python bench/kick.py [--kicks 1000]
 """
 
 from __future__ import annotations

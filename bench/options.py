@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """OPTIONS over UDP: regswitch vs Kamailio 1 child, interleaved, ratio of medians.
 
-.venv/bin/python bench/options.py [--reps 3]
+.venv-run/bin/python bench/options.py [--reps 3]
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ import argparse
 import json
 
 from common import compare
+from sweep import Sweep
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", help="write the result here")
     a = parser.parse_args()
-    sweep = ["--start", "8000", "--factor", "2", "--bisect", "2", "--duration", "2"]
-    result = compare("options", [], sweep, a.reps)
+    sweep = Sweep("options", start=8000, factor=2, bisect=2, duration=2)
+    result = compare(sweep, "none", a.reps)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(result, f, indent=2)

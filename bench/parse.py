@@ -1,6 +1,6 @@
 """Micro-benchmark: what a registrar / B2BUA does with one message, regswitch vs sippy.
 
-Not a test. Run:  .venv/bin/python bench/parse.py [--seconds 0.5] [--reps 5]
+Not a test. Run:  .venv-run/bin/python bench/parse.py [--seconds 0.5] [--reps 5]
 
 For each message the work is: parse the datagram, read what a registrar
 reads (top Via branch, From tag, To URI, Call-ID, CSeq, Contact URI and its

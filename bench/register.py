@@ -5,7 +5,7 @@ Full registrations per second with digest (401 + 200) against Kamailio with
 passwords in its in-memory htable, and OPTIONS, each as 3 interleaved
 repetitions; prints the ratios of the medians.
 
-    .venv/bin/python bench/register.py [--reps 3] [--json out.json]
+    .venv-run/bin/python bench/register.py [--reps 3] [--json out.json]
 
 With `--db postgresql`: REGISTER with digest through PostgreSQL against the
 SQLite figure of the same run (interleaved repetitions, same pinning; no
@@ -13,7 +13,7 @@ Kamailio). A temporary PostgreSQL is started (tests/support/postgres.py)
 unless `--pg-url postgresql://USER:PASSWORD@HOST:PORT/DBNAME` names one (its
 bindings and accounts tables are reused: give an empty database).
 
-    .venv/bin/python bench/register.py --db postgresql [--reps 3] [--duration 3]
+    .venv-run/bin/python bench/register.py --db postgresql [--reps 3] [--duration 3]
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ import argparse
 import json
 import statistics
 import sys
+from pathlib import Path
 from typing import Any
 
-from common import ROOT, Regswitch, compare, print_step, run_step
+from common import Regswitch, compare, print_step
+from sweep import Sweep, run_sweep
 
-SWEEP = ["--factor", "2", "--bisect", "3"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _free_port() -> int:
@@ -41,13 +43,10 @@ def _measure(label: str, db: str | None, duration: str, start: str) -> dict[str,
     server = Regswitch(port=_free_port(), db=db)
     try:
         server.provision()
-        step = run_step(
-            [
-                "--target", server.target, "--server-pid", str(server.pid),
-                "--scenario", "register_digest", *SWEEP, "--start", start, "--duration", duration,
-                "--sipp-port", str(_free_port()), "--label", label,
-            ]
-        )  # fmt: skip
+        sweep = Sweep(
+            "register_digest", start=int(start), factor=2, bisect=3, duration=float(duration)
+        )
+        step = run_sweep(server.target, sweep, [server.pid], label, log=lambda _: None)
     finally:
         server.stop()
     print_step(step)
@@ -106,19 +105,16 @@ if __name__ == "__main__":
     else:
         results = [
             compare(
-                "register_digest",
-                ["--kam-auth", "htable"],
-                [*SWEEP, "--start", a.start, "--duration", a.duration],
+                Sweep("register_digest", start=int(a.start), factor=2, bisect=3,
+                      duration=float(a.duration)),
+                "htable",
                 a.reps,
             )
         ]
         if not a.skip_options:
             results.append(
                 compare(
-                    "options",
-                    [],
-                    ["--start", "8000", "--factor", "2", "--bisect", "2", "--duration", "2"],
-                    a.reps,
+                    Sweep("options", start=8000, factor=2, bisect=2, duration=2), "none", a.reps
                 )
             )
         for r in results:

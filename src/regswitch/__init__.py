@@ -1,37 +1,24 @@
 """regswitch: a SIP softswitch with a VOS3000-style registration replace policy.
 
-`make build` compiles the hot modules with mypyc (scripts/build-native.sh).
-This file stays plain Python so it can refuse a compiled module whose source
-changed since: Python imports an extension before the .py of the same name,
-and would run yesterday's code without a word. Sources are compared by
-content (the build's sha256 list), so copying a built tree is fine.
+The work tree is plain Python. A wheel built with `pip install .` or
+`python -m build` carries the hot path compiled with mypyc next to the same
+sources (hatch_build.py); `regswitch --version` says which one runs.
 """
 
-import hashlib
-from pathlib import Path
+from importlib.machinery import EXTENSION_SUFFIXES
+from importlib.util import find_spec
 
 __version__ = "0.1.0"
 
 
-def refuse_stale_build(here: Path) -> None:
-    """Raise ImportError if the package at `here` holds compiled modules and a
-    source listed by the build changed since (or the list is missing)."""
-    if next(here.rglob("*.so"), None) is None:
-        return  # not compiled: plain Python
-    hint = "run `make build` (or `make clean-build` to run regswitch uncompiled)"
-    try:
-        listed = (here / ".compiled").read_text().splitlines()
-    except OSError:
-        raise ImportError(f"compiled modules in {here} without their build list: {hint}") from None
-    for line in listed:
-        digest, _, name = line.partition("  ")
-        source = here.parent / name
-        try:
-            current = hashlib.sha256(source.read_bytes()).hexdigest()
-        except OSError:
-            current = ""
-        if current != digest:
-            raise ImportError(f"{source} changed after it was compiled: {hint}")
+def compiled() -> bool:
+    """Whether the mypyc-compiled hot path is in use (the SIP parser stands for all of it:
+    the wheel compiles its modules together or none)."""
+    spec = find_spec("regswitch.sip.parse")
+    origin = spec.origin if spec is not None else None
+    return origin is not None and origin.endswith(tuple(EXTENSION_SUFFIXES))
 
 
-refuse_stale_build(Path(__file__).parent)
+def version_text() -> str:
+    build = "compiled with mypyc" if compiled() else "pure Python, not compiled"
+    return f"regswitch {__version__} ({build})"

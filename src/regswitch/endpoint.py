@@ -126,7 +126,6 @@ class Endpoint:
         self._cancel_handler: Callable[[ev.CancelReceived], None] | None = None
         self._response_handlers: dict[str, Callable[[ev.Event], None]] = {}
         self._stray_handler: Callable[[ev.StrayResponseReceived], None] | None = None
-        self._server_timeout_handler: Callable[[ev.TransactionTimedOut], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
@@ -148,9 +147,6 @@ class Endpoint:
 
     def on_stray_response(self, handler: Callable[[ev.StrayResponseReceived], None]) -> None:
         self._stray_handler = handler
-
-    def on_server_timeout(self, handler: Callable[[ev.TransactionTimedOut], None]) -> None:
-        self._server_timeout_handler = handler
 
     # --- input --------------------------------------------------------------------
     def on_data(self, data: bytes, flow: Flow) -> None:
@@ -265,12 +261,12 @@ class Endpoint:
                             del self._response_handlers[event.tx_id]
                     handler(event)
             elif isinstance(event, ev.TransactionTimedOut):
+                # A server transaction's timeout (no ACK for our final answer)
+                # needs nothing here: the core has ended it and counted it.
                 if event.client:
                     handler = self._response_handlers.pop(event.tx_id, None)
                     if handler is not None:
                         handler(event)
-                elif self._server_timeout_handler is not None:
-                    self._server_timeout_handler(event)
             elif isinstance(event, ev.AckReceived):
                 if self._ack_handler is not None:
                     self._ack_handler(event)

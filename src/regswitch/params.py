@@ -6,7 +6,7 @@ VOS3000's names are the canonical ones. Values are kept as canonical strings
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,7 +218,6 @@ SPECS: tuple[ParamSpec, ...] = (
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
-Persist = Callable[[str, str], Awaitable[None]]
 OnChange = Callable[[str, str, str], None]
 
 

@@ -266,6 +266,26 @@ def test_contacts_list_with_quotes_and_brackets() -> None:
     )
 
 
+def test_typed_views_follow_edits_of_the_headers() -> None:
+    m = request("Contact: <sip:alice@192.0.2.1>")
+    assert (m.top_via.host, m.cseq.seq, m.from_.tag, m.to.tag) == ("192.0.2.1", 1, "1", None)
+    assert m.contacts[0].uri_text == "sip:alice@192.0.2.1"
+    m.headers.insert_first("Via", "SIP/2.0/TCP 198.51.100.7;branch=z9hG4bKnew")
+    m.headers.set("CSeq", "7 OPTIONS")
+    m.headers.set("To", "<sip:bob@example.com>;tag=b")
+    m.headers.remove("From")
+    m.headers.add("Contact", "<sip:alice@203.0.113.9>")
+    assert (m.top_via.host, m.top_via.transport, m.cseq.seq, m.to.tag) == (
+        "198.51.100.7",
+        "TCP",
+        7,
+        "b",
+    )
+    assert [c.uri_text for c in m.contacts] == ["sip:alice@192.0.2.1", "sip:alice@203.0.113.9"]
+    with pytest.raises(ParseError, match="missing From"):
+        _ = m.from_
+
+
 def test_contact_star() -> None:
     m = request("Contact: *", "Expires: 0", method="REGISTER")
     assert m.contact_is_star and m.contacts == [] and m.expires == 0

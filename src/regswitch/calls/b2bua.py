@@ -29,7 +29,6 @@ from regswitch.storage.base import CdrStore
 
 log = logging.getLogger("regswitch.calls")
 
-RELAYED_METHODS = ("INVITE", "UPDATE", "INFO", "MESSAGE", "NOTIFY", "OPTIONS", "REFER")
 ACK_WAIT = 32.0  # 64*T1: how long a 2xx waits for its ACK
 # headers an in-dialog request means nothing without, carried to the other leg
 _RELAYED_HEADERS: dict[str, tuple[str, ...]] = {

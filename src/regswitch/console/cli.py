@@ -49,6 +49,14 @@ class _Ctx:
 ctx = _Ctx()
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from regswitch import version_text
+
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     api: Annotated[
@@ -67,6 +75,12 @@ def main_options(
         str | None, typer.Option("--token-file", help="read the API bearer token from this file")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="version and build, then exit"
+        ),
+    ] = False,
 ) -> None:
     ctx.api = api if "://" in api else f"http://{api}"
     ctx.token = _secret("the API token", token if token_file is None else None, file=token_file)

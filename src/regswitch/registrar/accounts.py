@@ -53,13 +53,6 @@ class AccountEntry:
         return known
 
 
-def split_aor(aor: str) -> tuple[str, str]:
-    user, at, domain = aor.strip().removeprefix("sip:").rpartition("@")
-    if not at or not user or not domain:
-        raise AccountError(f"bad account {aor!r}: expected user@domain")
-    return user, domain.lower()
-
-
 class Accounts:
     def __init__(self, store: AccountStore, clock: Callable[[], float]) -> None:
         self._store = store

@@ -7,7 +7,6 @@ seen per nonce, so a replayed Authorization is refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
 
 from regswitch.sip import digest
@@ -18,14 +17,9 @@ from regswitch.storage.base import Account
 DEFAULT_ALGORITHMS = ("MD5", "SHA-256")
 
 
-@dataclass(slots=True)
 class AuthResult:
-    outcome: Literal["ok", "challenge", "forbidden"]
-    reason: str = ""
-    stale: bool = False
-    username: str | None = None
+    __slots__ = ("outcome", "reason", "stale", "username")
 
-    # explicit: mypyc compiles it (see sip.uri.URI.__init__)
     def __init__(
         self,
         outcome: Literal["ok", "challenge", "forbidden"],

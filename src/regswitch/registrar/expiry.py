@@ -24,8 +24,5 @@ class ExpiryQueue:
             out.append(heapq.heappop(heap)[1])
         return out
 
-    def next_due(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
-
     def __len__(self) -> int:
         return len(self._heap)

@@ -7,7 +7,6 @@ calls `decide` again with the probe results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from regswitch.registrar.bindings import Binding
@@ -18,15 +17,9 @@ Outcome = Literal["ok", "reject", "probe", "error"]
 RemovalWhy = Literal["unregistered", "wildcard", "replaced"]
 
 
-@dataclass(slots=True)
 class ContactRequest:
-    uri: str
-    key: str  # comparison form of the URI (RFC 3261 §19.1.4 for what we compare)
-    expires: int  # granted seconds, 0 = remove
-    instance: str | None = None
-    reg_id: str | None = None
+    __slots__ = ("expires", "instance", "key", "reg_id", "uri")
 
-    # explicit, here and below: mypyc compiles it (see sip.uri.URI.__init__)
     def __init__(
         self,
         uri: str,
@@ -36,28 +29,29 @@ class ContactRequest:
         reg_id: str | None = None,
     ) -> None:
         self.uri = uri
-        self.key = key
-        self.expires = expires
+        self.key = key  # comparison form of the URI (RFC 3261 §19.1.4 for what we compare)
+        self.expires = expires  # granted seconds, 0 = remove
         self.instance = instance
         self.reg_id = reg_id
 
 
-@dataclass(slots=True)
 class RegisterRequest:
-    aor: str
-    call_id: str
-    cseq: int
-    transport: str
-    source_ip: str
-    source_port: int
-    local_ip: str
-    local_port: int
-    conn_id: int
-    user_agent: str | None
-    path: tuple[str, ...]
-    now: float
-    node: str = ""
-    nat: bool = True  # the source differs from the top Via's sent-by
+    __slots__ = (
+        "aor",
+        "call_id",
+        "conn_id",
+        "cseq",
+        "local_ip",
+        "local_port",
+        "nat",
+        "node",
+        "now",
+        "path",
+        "source_ip",
+        "source_port",
+        "transport",
+        "user_agent",
+    )
 
     def __init__(
         self,
@@ -89,16 +83,30 @@ class RegisterRequest:
         self.path = path
         self.now = now
         self.node = node
-        self.nat = nat
+        self.nat = nat  # the source differs from the top Via's sent-by
+
+    def at(self, now: float) -> RegisterRequest:
+        """The same request, decided at `now` (after a probe)."""
+        return RegisterRequest(
+            self.aor,
+            self.call_id,
+            self.cseq,
+            self.transport,
+            self.source_ip,
+            self.source_port,
+            self.local_ip,
+            self.local_port,
+            self.conn_id,
+            self.user_agent,
+            self.path,
+            now,
+            self.node,
+            self.nat,
+        )
 
 
-@dataclass(slots=True)
 class Policy:
-    replace: bool  # effective register_replace
-    keep_calls: bool  # effective replace_keep_calls
-    max_contacts: int
-    if_unreachable: bool
-    flap_held: bool = False
+    __slots__ = ("flap_held", "if_unreachable", "keep_calls", "max_contacts", "replace")
 
     def __init__(
         self,
@@ -108,20 +116,17 @@ class Policy:
         if_unreachable: bool,
         flap_held: bool = False,
     ) -> None:
-        self.replace = replace
-        self.keep_calls = keep_calls
+        self.replace = replace  # effective register_replace
+        self.keep_calls = keep_calls  # effective replace_keep_calls
         self.max_contacts = max_contacts
         self.if_unreachable = if_unreachable
         self.flap_held = flap_held
 
 
-@dataclass(slots=True)
 class Change:
     """A binding to create (`binding` None, `values` complete) or update in place."""
 
-    binding: Binding | None
-    values: dict[str, Any]
-    kind: Literal["new", "refresh", "same-device", "new-flow"]
+    __slots__ = ("binding", "kind", "values")
 
     def __init__(
         self,
@@ -134,12 +139,8 @@ class Change:
         self.kind = kind
 
 
-@dataclass(slots=True)
 class Removal:
-    binding: Binding
-    why: RemovalWhy
-    kick: bool = False  # end its calls (replace without keep-calls)
-    replaced_by: str | None = None  # contact that took its place
+    __slots__ = ("binding", "kick", "replaced_by", "why")
 
     def __init__(
         self,
@@ -150,21 +151,21 @@ class Removal:
     ) -> None:
         self.binding = binding
         self.why = why
-        self.kick = kick
-        self.replaced_by = replaced_by
+        self.kick = kick  # end its calls (replace without keep-calls)
+        self.replaced_by = replaced_by  # contact that took its place
 
 
-@dataclass(slots=True)
 class Decision:
-    outcome: Outcome
-    changes: list[Change] = field(default_factory=list)
-    removals: list[Removal] = field(default_factory=list)
-    probe: list[Binding] = field(default_factory=list)
-    # for "reject" / "error"
-    status: int = 200
-    reason: str | None = None
-    conflict: list[Binding] = field(default_factory=list)
-    flapping: bool = False
+    __slots__ = (
+        "changes",
+        "conflict",
+        "flapping",
+        "outcome",
+        "probe",
+        "reason",
+        "removals",
+        "status",
+    )
 
     def __init__(
         self,
@@ -181,7 +182,7 @@ class Decision:
         self.changes = [] if changes is None else changes
         self.removals = [] if removals is None else removals
         self.probe = [] if probe is None else probe
-        self.status = status
+        self.status = status  # this and `reason`: for "reject" / "error"
         self.reason = reason
         self.conflict = [] if conflict is None else conflict
         self.flapping = flapping

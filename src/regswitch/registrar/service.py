@@ -14,7 +14,6 @@ import email.utils
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -64,17 +63,11 @@ Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
 
 
-@dataclass(slots=True)
 class _Pending:
     """A REGISTER past steps 1–5, waiting for its account's turn."""
 
-    stx: ServerTransaction
-    req: RegisterRequest
-    contacts: list[ContactRequest] | None
-    entry: AccountEntry
-    extra: dict[str, str]
+    __slots__ = ("contacts", "entry", "extra", "req", "stx")
 
-    # explicit: mypyc compiles it (see sip.uri.URI.__init__)
     def __init__(
         self,
         stx: ServerTransaction,
@@ -727,4 +720,4 @@ class Registrar:
 
 
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
-    return replace(req, now=now)
+    return req.at(now)

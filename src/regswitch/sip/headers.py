@@ -11,7 +11,6 @@ and str.split() would also eat bytes 0x85 and 0xA0 of UTF-8 characters.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from regswitch.sip.errors import ParseError
@@ -315,15 +314,9 @@ def format_params(params: dict[str, str | None]) -> str:
 # --- Via -----------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class Via:
-    transport: str
-    host: str
-    port: int | None
-    params: dict[str, str | None] = field(default_factory=dict)
-    protocol: str = "SIP/2.0"
+    __slots__ = ("host", "params", "port", "protocol", "transport")
 
-    # explicit: compiled by mypyc (see uri.URI.__init__)
     def __init__(
         self,
         transport: str,
@@ -348,6 +341,18 @@ class Via:
 
     def __str__(self) -> str:
         return f"{self.protocol}/{self.transport} {self.sent_by}{format_params(self.params)}"
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.transport, self.host, self.port, self.params, self.protocol)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (
+            f"Via(transport={self.transport!r}, host={self.host!r}, port={self.port!r}, "
+            f"params={self.params!r}, protocol={self.protocol!r})"
+        )
 
 
 # sent-protocol with LWS around the slashes, sent-by with LWS around ':'
@@ -387,16 +392,11 @@ def _parse_via_exact(value: str) -> Via:
 # --- name-addr / addr-spec -------------------------------------------------
 
 
-@dataclass(slots=True)
 class NameAddr:
     """`"Display" <uri>;params` or a bare addr-spec (its `;params` are header params)."""
 
-    uri_text: str
-    display: str | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    _uri: URI | None = None
+    __slots__ = ("_uri", "display", "params", "uri_text")
 
-    # explicit: compiled by mypyc (see uri.URI.__init__)
     def __init__(
         self,
         uri_text: str,
@@ -427,6 +427,19 @@ class NameAddr:
     def __str__(self) -> str:
         display = f"{self.display} " if self.display else ""
         return f"{display}<{self.uri_text}>{format_params(self.params)}"
+
+    # `_uri` is a cache of `uri_text` parsed: not part of the value
+    def _key(self) -> tuple[object, ...]:
+        return (self.uri_text, self.display, self.params)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(uri_text={self.uri_text!r}, display={self.display!r}, "
+            f"params={self.params!r})"
+        )
 
 
 _NAME_ADDR = re.compile(rf'[ \t]*((?:{_QUOTED}|[^<"])*?)[ \t]*<([^<>]*)>[ \t]*(.*)\Z', re.S)
@@ -496,8 +509,9 @@ def _parse_name_addr_exact(value: str) -> NameAddr:
     return NameAddr(uri_text, None, _params_after_semi(value[semi + 1 :]) if semi >= 0 else {})
 
 
-@dataclass(slots=True, init=False)  # NameAddr's compiled __init__
 class Contact(NameAddr):
+    __slots__ = ()
+
     @property
     def expires(self) -> int | None:
         value = self.params.get("expires")

@@ -163,14 +163,17 @@ class Headers:
 
     The relative order of different header names carries no meaning (RFC 3261
     §7.3.1), so one dict holds it all; `_names` remembers how unknown names
-    were spelled, as they go out the way they came in.
+    were spelled, as they go out the way they came in. `changes` counts the
+    edits made through the methods below, so that a Message can tell that its
+    cached typed views (top Via, CSeq, From, To, Contact) no longer match.
     """
 
-    __slots__ = ("_index", "_names")
+    __slots__ = ("_index", "_names", "changes")
 
     def __init__(self) -> None:
         self._index: dict[str, list[str]] = {}
         self._names: dict[str, str] = {}
+        self.changes = 0
 
     def _remember(self, key: str, name: str) -> None:
         if key not in CANONICAL_NAMES:
@@ -180,6 +183,7 @@ class Headers:
         if "\r" in value or "\n" in value:
             _check_value(value)
         key = KNOWN_NAMES.get(name) or header_key(name)
+        self.changes += 1
         values = self._index.get(key)
         if values is None:
             self._index[key] = [value]
@@ -192,6 +196,7 @@ class Headers:
         """Put `value` before the other values of `name`; a new name goes first."""
         _check_value(value)
         key = header_key(name)
+        self.changes += 1
         values = self._index.get(key)
         if values is not None:
             values.insert(0, value)
@@ -202,11 +207,13 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         _check_value(value)
         key = header_key(name)
+        self.changes += 1
         if key not in self._index:
             self._remember(key, name)
         self._index[key] = [value]
 
     def remove(self, name: str) -> None:
+        self.changes += 1
         self._index.pop(header_key(name), None)
 
     def get(self, name: str, default: str | None = None) -> str | None:
@@ -255,9 +262,14 @@ class Headers:
 
 
 class Message:
-    """What requests and responses share: headers, body and typed views."""
+    """What requests and responses share: headers, body and typed views.
 
-    __slots__ = ("_contacts", "_cseq", "_from", "_to", "_top_via", "body", "headers")
+    A typed view is parsed on first use and cached; an edit of the headers
+    after that (Headers.changes moved on) drops every cached view, so a view
+    never disagrees with the headers that go out.
+    """
+
+    __slots__ = ("_contacts", "_cseq", "_from", "_seen", "_to", "_top_via", "body", "headers")
 
     def __init__(self, headers: Headers | None = None, body: bytes = b"") -> None:
         self.headers = headers if headers is not None else Headers()
@@ -267,6 +279,7 @@ class Message:
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
         self._contacts: list[Contact] | None = None
+        self._seen = 0  # the headers' `changes` the cached views were parsed at
 
     def _invalidate(self) -> None:
         self._top_via = None
@@ -274,6 +287,7 @@ class Message:
         self._from = None
         self._to = None
         self._contacts = None
+        self._seen = self.headers.changes
 
     def _required(self, key: str) -> str:
         values = self.headers._index.get(key)
@@ -288,12 +302,16 @@ class Message:
 
     @property
     def cseq(self) -> CSeq:
+        if self._seen != self.headers.changes:
+            self._invalidate()
         if self._cseq is None:
             self._cseq = parse_cseq(self._required("cseq"))
         return self._cseq
 
     @property
     def top_via(self) -> Via:
+        if self._seen != self.headers.changes:
+            self._invalidate()
         if self._top_via is None:
             line = self._required("via")
             if "," in line:
@@ -310,12 +328,16 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
+        if self._seen != self.headers.changes:
+            self._invalidate()
         if self._from is None:
             self._from = parse_name_addr(self._required("from"))
         return self._from
 
     @property
     def to(self) -> NameAddr:
+        if self._seen != self.headers.changes:
+            self._invalidate()
         if self._to is None:
             self._to = parse_name_addr(self._required("to"))
         return self._to
@@ -328,6 +350,8 @@ class Message:
     @property
     def contacts(self) -> list[Contact]:
         """Parsed Contact values; `Contact: *` is not a contact (see contact_is_star)."""
+        if self._seen != self.headers.changes:
+            self._invalidate()
         if self._contacts is None:
             lines = self.headers._index.get("contact")
             if lines is None:
@@ -375,6 +399,7 @@ class Request(Message):
         self.headers = headers if headers is not None else Headers()
         self.body = body
         self._top_via = self._cseq = self._from = self._to = self._contacts = None
+        self._seen = 0
         self.method = method
         self.uri = uri
         self.version = version
@@ -409,6 +434,7 @@ class Response(Message):
         self.headers = headers if headers is not None else Headers()
         self.body = body
         self._top_via = self._cseq = self._from = self._to = self._contacts = None
+        self._seen = 0
         self.status = status
         self.reason = reason
         self.version = version

@@ -141,6 +141,7 @@ def response_for(
     headers = Headers.__new__(Headers)
     headers._index = index
     headers._names = {}
+    headers.changes = 0
     return Response(status, reason or reason_phrase(status), headers, body)
 
 

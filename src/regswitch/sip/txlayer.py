@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import cast
 
 from regswitch.sip.errors import LocalProtocolError, ParseError
@@ -80,9 +80,6 @@ class TxStats:
             "client_invite": self.created_client_invite,
             "client_non_invite": self.created_client_non_invite,
         }
-
-    def as_dict(self) -> dict[str, int]:
-        return asdict(self)
 
 
 class TransactionLayer:

@@ -9,7 +9,6 @@ fast path never accepts what the grammar refuses.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from regswitch.sip.errors import ParseError
@@ -36,20 +35,14 @@ _sip_fast = re.compile(
 ).match
 
 
-@dataclass(slots=True)
 class URI:
-    scheme: str
-    user: str | None
-    host: str
-    port: int | None = None
-    params: dict[str, str | None] = field(default_factory=dict)
-    headers: str | None = None
-    password: str | None = None
+    __slots__ = ("headers", "host", "params", "password", "port", "scheme", "user")
 
-    # Written out because mypyc compiles an explicit __init__, while the one
-    # @dataclass generates at import stays interpreted: four times the cost,
-    # paid for every URI, Via and name-addr parsed. The same goes for the
-    # other per-message dataclasses of the hot path.
+    # The records of the hot path (this one, Via, NameAddr, the registrar's
+    # requests and decisions) are plain slotted classes, not dataclasses:
+    # mypyc compiles a written __init__, while the one @dataclass generates at
+    # import stays interpreted, four times the cost, paid for every URI, Via
+    # and name-addr parsed.
     def __init__(
         self,
         scheme: str,
@@ -67,6 +60,20 @@ class URI:
         self.params = {} if params is None else params
         self.headers = headers
         self.password = password
+
+    def _key(self) -> tuple[object, ...]:
+        fields = (self.scheme, self.user, self.host, self.port, self.params, self.headers)
+        return (*fields, self.password)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (
+            f"URI(scheme={self.scheme!r}, user={self.user!r}, host={self.host!r}, "
+            f"port={self.port!r}, params={self.params!r}, headers={self.headers!r}, "
+            f"password={self.password!r})"
+        )
 
     def __str__(self) -> str:
         if self.scheme == "tel":
