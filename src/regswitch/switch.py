@@ -46,8 +46,10 @@ class Switch:
         self.accounts = Accounts(self.storage.accounts, self.clock)
         self.location = Location()
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
+        # nonce ages on the monotonic clock: a wall-clock step neither
+        # revives an expired nonce nor expires a fresh one
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), new_id, self.clock, settings.nonce_lifetime
+            hashlib.sha256(secret).digest(), new_id, time.monotonic, settings.nonce_lifetime
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
@@ -70,6 +72,7 @@ class Switch:
             endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
         )
         self.registrar.prober = self.keepalive.probe
+        self.registrar.confirmer = self.keepalive.reaches
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,
@@ -115,10 +118,12 @@ class Switch:
     def _apply_params(self) -> None:
         values = self.params.values
         self.flood.limits = FloodLimits(
-            requests=values["REGISTER_FLOOD_LIMIT"],
+            unauthenticated=values["REGISTER_FLOOD_LIMIT"],
             auth_failures=values["AUTH_FAIL_LIMIT"],
+            authenticated=values["REGISTER_AUTHENTICATED_LIMIT"],
             window=float(values["REGISTER_FLOOD_WINDOW"]),
             block=float(values["FLOOD_BLOCK_TIME"]),
+            ipv6_prefix=values["FLOOD_IPV6_PREFIX"],
         )
         self.auth.algorithms = tuple(values["AUTH_ALGORITHMS"].split(","))
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]

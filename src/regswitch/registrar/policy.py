@@ -320,6 +320,31 @@ def decide(
     return decision
 
 
+def needs_return_path(decision: Decision, req: RegisterRequest) -> bool:
+    """Would applying `decision` do more than refresh bindings in place, from
+    the address they were registered from? For an account authenticated by
+    its address alone, anything more (a new binding, a removal, a replace, a
+    binding moving to another source or contact) waits for proof that the
+    sender receives at its source address; a plain refresh stays cheap."""
+    if decision.outcome != "ok":
+        return False
+    if decision.removals:
+        return True
+    for change in decision.changes:
+        b = change.binding
+        if b is None:
+            return True
+        if (b.transport, b.source_ip, b.source_port) != (
+            req.transport,
+            req.source_ip,
+            req.source_port,
+        ):
+            return True
+        if b.contact_key != change.values["contact_key"]:
+            return True
+    return False
+
+
 def _devices_oldest_first(bindings: list[Binding]) -> list[tuple[str, list[Binding]]]:
     groups: dict[str, list[Binding]] = {}
     for b in bindings:
