@@ -46,10 +46,10 @@ class Switch:
         self.accounts = Accounts(self.storage.accounts, self.clock)
         self.location = Location()
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
-        # nonce ages on the monotonic clock: a wall-clock step neither
-        # revives an expired nonce nor expires a fresh one
+        # nonce ages on the authenticator's monotonic clock, not self.clock: a
+        # wall-clock step neither revives an expired nonce nor expires a fresh one
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), new_id, time.monotonic, settings.nonce_lifetime
+            hashlib.sha256(secret).digest(), new_id, nonce_lifetime=settings.nonce_lifetime
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()

@@ -4,10 +4,12 @@ with tests/support/digest.py, which is independent of the server's code."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from regswitch.networks import in_networks, parse_networks
-from regswitch.registrar.auth import Authenticator, NonceCounter
+from regswitch.registrar.auth import BLOCKED, Authenticator, NonceCounter
 from regswitch.sip import digest
 from regswitch.sip.message import Headers, Request
 from regswitch.storage.base import Account
@@ -240,3 +242,28 @@ def test_networks() -> None:
     assert not in_networks("127.0.0.1", nets) and not in_networks("not-an-ip", nets)
     with pytest.raises(ValueError, match="bad network"):
         parse_networks(["300.0.0.0/8"])
+
+
+def test_a_blocked_account_verifies_only_nonces_that_already_authenticated() -> None:
+    clock = Clock()
+    auth = authenticator(clock)
+    registered = challenge_of(auth)
+    assert auth.check(answer(registered), account()).outcome == "ok"
+    clock.now += 1  # another nonce
+    fresh = challenge_of(auth)
+    # a new nonce is not verified, even with the right password: guessing stops
+    refused = auth.check(answer(fresh), account(), known_nonce_only=True)
+    assert (refused.outcome, refused.reason) == ("forbidden", BLOCKED)
+    # the device that registered keeps refreshing on its nonce
+    assert auth.check(answer(registered, nc=2), account(), known_nonce_only=True).outcome == "ok"
+
+
+def test_nonce_ages_ignore_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the switch builds its Authenticator with the default clock
+    auth = Authenticator(b"k" * 32, lambda: "salt", nonce_lifetime=30)
+    ch = challenge_of(auth)
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + 86400)  # a day ahead: nothing expires
+    assert auth.check(answer(ch), account()).outcome == "ok"
+    monkeypatch.setattr(time, "time", lambda: wall() - 86400)  # a day back: nothing revives
+    assert auth.check(answer(ch, nc=2), account()).outcome == "ok"

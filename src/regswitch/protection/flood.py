@@ -11,9 +11,11 @@ counted in fixed windows:
   the strong measure, and the only one a blind UDP spoofer can trip.
 - **authenticated volume per source**: requests that passed authentication,
   under a much higher ceiling (`authenticated`), then the source is blocked.
-- **failed credentials per (source, account)**: over `auth_failures` only
-  that account from that source is refused, unverified, for `block`
-  seconds; the source's other accounts are still answered.
+- **failed credentials per (source, account)**: over `auth_failures` that
+  account is blocked from that source for `block` seconds: no new nonce of
+  it is verified there (guessing stops), while a device that already
+  authenticated with its nonce keeps refreshing, and the source's other
+  accounts are served as before.
 
 A source is an IPv4 address or an IPv6 prefix (/64 by default: one host
 holds a whole /64 and rotating through it must not evade the guard).
@@ -31,11 +33,14 @@ from typing import Literal, TypeVar
 
 from regswitch.networks import IPNetwork, in_networks
 
-# unanswered challenges of one account from one source before an event says so
+# unanswered challenges of one account from one source, within an hour,
+# before an event says so (once per hour)
 UNANSWERED_REPORT = 3
+UNANSWERED_HORIZON = 3600.0
 # entries examined at the old end of a table per insertion: the pruning keeps
 # pace with the insertions without ever scanning the table
 _PRUNE_STEP = 2
+_MAX_PAIRS = 200_000
 
 
 @dataclass(slots=True)
@@ -80,7 +85,8 @@ class FloodGuard:
     max_sources: int = 200_000
     _windows: dict[str, _Window] = field(default_factory=dict)
     # keyed by _pair_key(source, account)
-    _pairs: dict[str, _Pair] = field(default_factory=dict)
+    _pairs: dict[str, _Pair] = field(default_factory=dict)  # failures per window
+    _unanswered: dict[str, _Pair] = field(default_factory=dict)  # challenges per hour
     _blocked: dict[str, float] = field(default_factory=dict)
     _pair_blocked: dict[str, float] = field(default_factory=dict)
     _trusted_cache: dict[str, bool] = field(default_factory=dict)
@@ -166,17 +172,19 @@ class FloodGuard:
         answered, and a trace once a few go unanswered (a phone that cannot
         answer the algorithm offered leaves something for the operator)."""
         notice = self.unauthenticated(ip, now)
-        if notice is not None or self._is_trusted(ip):
+        if notice is not None:
             return notice
+        # counted for trusted sources too (the trace is not a limit), and over
+        # an hour: a phone that gives up after one challenge retries rarely
         source = self.key(ip)
-        pair = self._pair(source, account, now)
+        pair = _entry(self._unanswered, _pair_key(source, account), now, UNANSWERED_HORIZON)
         pair.challenges += 1
         if pair.challenges >= UNANSWERED_REPORT and not pair.reported:
             pair.reported = True
             return Notice(
                 "unanswered",
                 source,
-                f"{pair.challenges} challenges unanswered in {self.limits.window:g} s",
+                f"{pair.challenges} challenges unanswered since {now - pair.start:.0f} s",
                 account,
             )
         return None
@@ -187,7 +195,7 @@ class FloodGuard:
         if notice is not None or self._is_trusted(ip):
             return notice
         source = self.key(ip)
-        pair = self._pair(source, account, now)
+        pair = _entry(self._pairs, _pair_key(source, account), now, self.limits.window)
         pair.failures += 1
         if pair.failures <= self.limits.auth_failures:
             return None
@@ -208,15 +216,14 @@ class FloodGuard:
     def authenticated(self, ip: str, account: str, now: float, answered: bool) -> Notice | None:
         """Count a request that passed authentication. `answered`: it answered
         a fresh challenge, which is taken back from the unauthenticated count."""
+        source = self.key(ip)
+        if self._unanswered:
+            self._unanswered.pop(_pair_key(source, account), None)
         if self._is_trusted(ip):
             return None
-        source = self.key(ip)
         window = self._window(source, now)
         if answered and window.unauthenticated > 0:
             window.unauthenticated -= 1
-        pair = self._pairs.get(_pair_key(source, account))
-        if pair is not None:
-            pair.challenges = 0
         window.authenticated += 1
         if window.authenticated > self.limits.authenticated:
             return self._block(
@@ -239,18 +246,6 @@ class FloodGuard:
         window = windows[source] = _Window(now)
         return window
 
-    def _pair(self, source: str, account: str, now: float) -> _Pair:
-        pairs = self._pairs
-        key = _pair_key(source, account)
-        pair = pairs.get(key)
-        if pair is not None and now - pair.start < self.limits.window:
-            return pair
-        if pair is not None:
-            del pairs[key]
-        _prune_windows(pairs, now - self.limits.window, len(pairs) >= self.max_sources)
-        pair = pairs[key] = _Pair(now)
-        return pair
-
     def _block(self, source: str, now: float, reason: str) -> Notice:
         blocked = self._blocked
         blocked.pop(source, None)
@@ -267,10 +262,27 @@ class FloodGuard:
         return {ip: until - now for ip, until in self._blocked.items() if until > now}
 
     def __len__(self) -> int:
-        """Entries held in all tables (bounded by 4 × max_sources)."""
+        """Entries held in all tables (each bounded)."""
         return (
-            len(self._windows) + len(self._pairs) + len(self._blocked) + len(self._pair_blocked)
+            len(self._windows)
+            + len(self._pairs)
+            + len(self._unanswered)
+            + len(self._blocked)
+            + len(self._pair_blocked)
         )
+
+
+def _entry(table: dict[str, _Pair], key: str, now: float, horizon: float) -> _Pair:
+    """The entry of `key` in a per-(source, account) table, new once `horizon`
+    has passed since it started; the table bounded like the windows."""
+    pair = table.get(key)
+    if pair is not None and now - pair.start < horizon:
+        return pair
+    if pair is not None:
+        del table[key]
+    _prune_windows(table, now - horizon, len(table) >= _MAX_PAIRS)
+    pair = table[key] = _Pair(now)
+    return pair
 
 
 def _pair_key(source: str, account: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -63,10 +64,14 @@ class AuthResult:
 
 
 OK = AuthResult("ok")
+# the reason of a refusal while the account is blocked from the source
+BLOCKED = "account blocked from this source after failed authentications"
 
 
 class ReplayGuard(Protocol):
     def accept(self, nonce: str, nc: int, now: float) -> bool: ...
+
+    def seen(self, nonce: str) -> bool: ...
 
 
 class NonceCounter:
@@ -89,6 +94,10 @@ class NonceCounter:
             self._purge(now)
         return True
 
+    def seen(self, nonce: str) -> bool:
+        """Has a request with `nonce` been accepted (its sender knew the password)?"""
+        return nonce in self._seen
+
     def _purge(self, now: float) -> None:
         """Drop expired nonces from the front: the dict keeps first-seen order,
         so this costs what it removes, not a scan of every live nonce."""
@@ -109,7 +118,7 @@ class Authenticator:
         self,
         secret: bytes,
         salt: Callable[[], str],
-        clock: Callable[[], float],
+        clock: Callable[[], float] = time.monotonic,
         nonce_lifetime: float = 300.0,
         *,
         epoch: bytes | None = None,
@@ -153,11 +162,15 @@ class Authenticator:
         source: str = "",
         realm: str = "",
         refuse: str = "",
+        known_nonce_only: bool = False,
     ) -> AuthResult:
         """Digest check of `request` for `account` (realm = the account's
         domain), its nonce bound to `source`. With `refuse` (an unknown
         account, or one that may not be used from here) every step runs as
-        for a known account, the last one fails with that reason."""
+        for a known account, the last one fails with that reason. With
+        `known_nonce_only` (the account is blocked from this source) only a
+        nonce that already authenticated a request is verified: the device
+        that registered keeps refreshing, a guesser gets no more answers."""
         if account is not None:
             realm = account.domain
         values = request.headers.get_all(header)
@@ -199,6 +212,8 @@ class Authenticator:
                 f"digest uri {creds.uri[:100]!r} is not the Request-URI",
                 username=creds.username,
             )
+        if known_nonce_only and not self._nc.seen(creds.nonce):
+            return AuthResult("forbidden", BLOCKED, username=creds.username)
         if account is None or refuse:
             digest.verify(creds, _NO_HA1, request.method)  # the same work, no answer
             return AuthResult("forbidden", refuse or "unknown account", username=creds.username)

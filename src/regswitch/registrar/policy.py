@@ -321,11 +321,11 @@ def decide(
 
 
 def needs_return_path(decision: Decision, req: RegisterRequest) -> bool:
-    """Would applying `decision` do more than refresh bindings in place, from
-    the address they were registered from? For an account authenticated by
-    its address alone, anything more (a new binding, a removal, a replace, a
-    binding moving to another source or contact) waits for proof that the
-    sender receives at its source address; a plain refresh stays cheap."""
+    """Would applying `decision` take something from a registered device: a
+    removal, a replace, or a binding moved to another source or contact? For
+    an account authenticated by its address alone that waits for proof that
+    the sender receives at its source address. A refresh in place, or a new
+    binding that evicts nobody, stays cheap."""
     if decision.outcome != "ok":
         return False
     if decision.removals:
@@ -333,7 +333,7 @@ def needs_return_path(decision: Decision, req: RegisterRequest) -> bool:
     for change in decision.changes:
         b = change.binding
         if b is None:
-            return True
+            continue
         if (b.transport, b.source_ip, b.source_port) != (
             req.transport,
             req.source_ip,

@@ -26,7 +26,7 @@ from regswitch.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, Notice
 from regswitch.registrar.accounts import AccountEntry, Accounts
-from regswitch.registrar.auth import Authenticator
+from regswitch.registrar.auth import BLOCKED, Authenticator
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import (
     behind_nat,
@@ -57,6 +57,8 @@ from regswitch.storage.base import BindingOp, BindingStore
 log = logging.getLogger("regswitch.registrar")
 
 PROBE_TIMEOUT = 2.0
+# REGISTERs of one account waiting behind a probe or a return-path check
+MAX_QUEUED = 32
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
 
@@ -134,6 +136,7 @@ class Registrar:
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
         self._turns: dict[str, list[_Pending]] = {}
+        self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
         self._date_cache: tuple[int, str] = (0, "")
         # within a second of expiry (SPEC §3.5): checked four times a second
         self._expirer = Periodic(0.25, self.expire_due, "expiry")
@@ -206,9 +209,6 @@ class Registrar:
             refuse = "unknown or disabled account"
         elif entry.networks and not entry.allows(ip):
             refuse = f"source {ip} outside the account's allowed networks"
-        if flood.account_blocked(ip, aor, now):
-            self._refuse_account_blocked(stx, ip, now)
-            return
         # 4. digest (skipped for an IP-only account: networks and no password)
         answered = False
         if refuse or entry is None or entry.account.ha1_md5:
@@ -218,16 +218,24 @@ class Registrar:
                 source=flood.key(ip),
                 realm=aor.partition("@")[2],
                 refuse=refuse,
+                known_nonce_only=flood.account_blocked(ip, aor, now),
             )
             if result.outcome == "challenge":
                 if result.reason:
                     self.results["auth-stale"] += 1
                 self._challenge(stx, aor.partition("@")[2], result.stale, account=aor)
                 return
+            if result.reason == BLOCKED:
+                self._refuse_account_blocked(stx, ip, now)
+                return
             if result.outcome == "forbidden":
                 self._auth_failed(stx, aor, ip, source_of(flow), result.reason)
                 return
             answered = result.answered
+        elif flood.account_blocked(ip, aor, now):
+            # address-only, after return-path checks that failed from here
+            self._refuse_account_blocked(stx, ip, now)
+            return
         assert entry is not None
         notice = flood.authenticated(ip, aor, now, answered)
         if notice is not None:
@@ -288,10 +296,25 @@ class Registrar:
             extra["Require"] = "outbound"
         pending = _Pending(stx, register, wanted, entry, extra)
         queue = self._turns.get(aor)
-        if queue is not None:
-            queue.append(pending)
+        if queue is None:
+            self._decide(pending)
+        elif aor in self._confirming and self._finish_cheap(pending):
+            # a return-path check holds the turn (perhaps for a forged packet):
+            # a refresh in place need not wait for it
             return
-        self._decide(pending)
+        elif len(queue) >= MAX_QUEUED:
+            self.results["busy"] += 1
+            stx.respond(503, "Registration Busy", {"Retry-After": "2"})
+        else:
+            queue.append(pending)
+
+    def _finish_cheap(self, pending: _Pending) -> bool:
+        """Apply `pending` now if it needs neither a probe nor a return-path check."""
+        decision, policy = self._decision(pending, None, self.prober is not None)
+        if decision.outcome == "probe" or self._needs_confirmation(pending, decision):
+            return False
+        self._finish(pending, decision, policy)
+        return True
 
     def authenticate_caller(self, stx: ServerTransaction) -> str | None:
         """Who places this INVITE (SPEC §4): the From account, by its allowed
@@ -411,7 +434,12 @@ class Registrar:
         aor = pending.req.aor
         try:
             if self._needs_confirmation(pending, decision):
-                if not await self._confirm(pending):
+                self._confirming.add(aor)
+                try:
+                    confirmed = await self._confirm(pending)
+                finally:
+                    self._confirming.discard(aor)
+                if not confirmed:
                     return
                 decision, policy = self._decision(pending, None, self.prober is not None)
             if decision.outcome == "probe":
@@ -681,7 +709,12 @@ class Registrar:
         ip = stx.flow.remote[0]
         now = self.clock()
         flood = self.flood
-        notice = flood.challenged(ip, account, now) if account else flood.unauthenticated(ip, now)
+        # a stale challenge answers credentials: only a request without any
+        # counts toward the "challenges unanswered" trace
+        if account and not stale:
+            notice = flood.challenged(ip, account, now)
+        else:
+            notice = flood.unauthenticated(ip, now)
         if notice is not None:
             self._notice(notice)
             if notice.kind == "source-blocked":
@@ -726,8 +759,9 @@ class Registrar:
         return True
 
     def _refuse_account_blocked(self, stx: ServerTransaction, ip: str, now: float) -> None:
-        """The account is blocked from this source for failed credentials:
-        refused unverified (no more guesses), with the usual answer."""
+        """The account is blocked from this source for failed credentials and
+        the nonce never authenticated: refused unverified (no more guesses),
+        with the usual answer and no event per attempt."""
         self.results["auth-blocked"] += 1
         if not self._count_unauthenticated(stx, ip, now):
             self._forbid(stx)
