@@ -156,22 +156,17 @@ def test_expired_nonce_gets_a_stale_challenge(
 
 @sipp_test
 def test_ip_authentication_refuses_a_source_outside_the_networks(
-    server: RunningServer, sipp: SippRunner, ua: Callable[..., UA]
+    server: RunningServer, sipp: SippRunner
 ) -> None:
     create_account(server, "alice", "pw-alice", allowed_networks=["192.0.2.0/24"])
-    run = sipp_register(sipp, server, "alice", None, scenario="register_forbidden")
-    assert run.statuses == [403]  # no challenge: the source is refused first
-
-    # the right password does not help: a challenge for the domain (any unknown
-    # user gets one) answered with alice's real credentials
-    device = Device(ua("udp", server.udp), "alice")
-    probe = Device(device.ua, "nobody")
-    device.challenge = probe.fetch_challenge()
-    resp = device.wait(device.send(device.request(authz=device.authz("pw-alice"))))
-    assert resp.status == 403
-    assert "outside" in (resp.headers.get("Warning") or "")
+    # challenged like any account (an immediate 403 would tell that alice
+    # exists), and the right password does not help
+    run = sipp_register(sipp, server, "alice", "pw-alice", scenario="register_auth_rejected")
+    assert run.statuses == [401, 403]
+    assert "Authentication failed" in (run.final.headers.get("Warning") or "")
     assert not registrations(server, "alice")
-    assert len(events(server, "auth-failed", "alice")) == 2
+    failed = only(events(server, "auth-failed", "alice"))
+    assert "outside the account's allowed networks" in failed["details"]["reason"]
 
 
 def test_ip_only_account_registers_without_digest(

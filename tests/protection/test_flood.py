@@ -168,3 +168,13 @@ def test_a_new_source_costs_no_scan_of_a_large_table() -> None:
     per_source = (time.perf_counter() - start) / 2000
     # the old guard scanned every window here (~9 ms each at 200k sources)
     assert per_source < 0.0005, f"{per_source * 1e6:.0f} µs per new source"
+
+
+def test_failed_credentials_answer_the_challenge_for_the_trace() -> None:
+    g = guard()
+    for source in (IP, "127.0.0.1"):  # trusted or not
+        notices = []
+        for _ in range(UNANSWERED_REPORT):
+            notices.append(g.challenged(source, ALICE, 0.0))
+            notices.append(g.failed(source, ALICE, 0.0))
+        assert not any(n is not None and n.kind == "unanswered" for n in notices)

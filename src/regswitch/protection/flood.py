@@ -191,15 +191,17 @@ class FloodGuard:
 
     def failed(self, ip: str, account: str, now: float) -> Notice | None:
         """Count failed credentials for `account` from `ip`."""
+        source = self.key(ip)
+        key = _pair_key(source, account)
+        if self._unanswered:
+            self._unanswered.pop(key, None)  # credentials came: the challenge was answered
         notice = self.unauthenticated(ip, now)
         if notice is not None or self._is_trusted(ip):
             return notice
-        source = self.key(ip)
-        pair = _entry(self._pairs, _pair_key(source, account), now, self.limits.window)
+        pair = _entry(self._pairs, key, now, self.limits.window)
         pair.failures += 1
         if pair.failures <= self.limits.auth_failures:
             return None
-        key = _pair_key(source, account)
         del self._pairs[key]
         blocked = self._pair_blocked
         _prune_until(blocked, now, len(blocked) >= self.max_sources)
