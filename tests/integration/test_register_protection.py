@@ -13,6 +13,7 @@ import pytest
 from support import wait_until
 from support.register_helpers import (
     DOMAIN,
+    UNTRUSTED_LOOPBACK,
     Device,
     create_account,
     events,
@@ -27,9 +28,6 @@ from support.ua import UA, SipTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-# Loopback is trusted (exempt from flood limits) by default; these servers
-# trust only a documentation network so that 127.0.0.1 is counted.
-UNTRUSTED_LOOPBACK = {"REGSWITCH_TRUSTED_NETWORKS": "192.0.2.0/24"}
 
 
 def _metric(server: RunningServer, name: str) -> float:
