@@ -204,6 +204,16 @@ SPECS: tuple[ParamSpec, ...] = (
         "there. Off: such contacts are refused with 403.",
     ),
     ParamSpec(
+        "REGISTER_IP_AUTH_UDP_CHANGES",
+        "Confirm",
+        "choice",
+        "Accounts authenticated by address alone (allowed networks, no password), over UDP, "
+        "where a source address can be forged. Confirm: a removal, a replace or a move of a "
+        "binding first needs one OPTIONS to the source answered (2 s). Refuse: such changes "
+        "only over TCP or TLS (403 over UDP); refreshes and first registrations pass.",
+        choices=("Confirm", "Refuse"),
+    ),
+    ParamSpec(
         "AUTH_ALGORITHMS",
         "MD5",
         "choice",

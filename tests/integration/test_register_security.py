@@ -109,6 +109,27 @@ def test_a_refresh_is_not_held_up_by_a_forged_packet_under_check(
     assert stranger.wait(forged, timeout=10).status == 403
 
 
+def test_address_only_account_may_change_over_tcp_only(
+    server: RunningServer, ua: Callable[..., UA]
+) -> None:
+    device = _ip_only_device(server, ua)
+    set_params(server, REGISTER_IP_AUTH_UDP_CHANGES="Refuse")
+    stranger = Device(ua("udp", server.udp, local_host=STRANGER), "gw")
+    forged = stranger.wait(stranger.send(stranger.request(contact="*", expires=0)))
+    assert forged.status == 403
+    stranger.ua.assert_no_request("OPTIONS", within=0.3)  # refused at once, no check
+    # a refresh over UDP still passes; a move to another device only over TCP
+    assert device.wait(device.send(device.request())).status == 200
+    moved = Device(ua("udp", server.udp, auto_respond={"OPTIONS": 200}), "gw")
+    assert moved.wait(moved.send(moved.request())).status == 403
+    assert only(registrations(server, "gw"))["contact"] == device.contact
+    reasons = [e["details"]["reason"] for e in events(server, "auth-failed", "gw")]
+    assert len(reasons) == 2 and all("over TCP or TLS only" in r for r in reasons), reasons
+    over_tcp = Device(ua("tcp", server.tcp), "gw")
+    assert over_tcp.wait(over_tcp.send(over_tcp.request())).status == 200
+    assert only(registrations(server, "gw"))["contact"] == over_tcp.contact
+
+
 # -- item 5: a captured REGISTER is never accepted twice, even across a restart ---------------
 
 

@@ -422,7 +422,19 @@ class Registrar:
         """Decide now, or hold the account's turn while a probe or a
         return-path check runs (later REGISTERs of the account queue behind)."""
         decision, policy = self._decision(pending, None, self.prober is not None)
-        if decision.outcome == "probe" or self._needs_confirmation(pending, decision):
+        confirm = self._needs_confirmation(pending, decision)
+        if confirm and self.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
+            req = pending.req
+            self._auth_failed(
+                pending.stx,
+                req.aor,
+                req.source_ip,
+                f"{req.transport}:{req.source_ip}:{req.source_port}",
+                "an address-only account changes over TCP or TLS only "
+                "(REGISTER_IP_AUTH_UDP_CHANGES Refuse)",
+            )
+            return
+        if decision.outcome == "probe" or confirm:
             self._turns.setdefault(pending.req.aor, [])
             task = asyncio.get_running_loop().create_task(self._hold(pending, decision))
             self._probes.add(task)
