@@ -178,3 +178,10 @@ def test_failed_credentials_answer_the_challenge_for_the_trace() -> None:
             notices.append(g.challenged(source, ALICE, 0.0))
             notices.append(g.failed(source, ALICE, 0.0))
         assert not any(n is not None and n.kind == "unanswered" for n in notices)
+
+
+def test_a_new_ipv6_prefix_applies_at_once() -> None:
+    g = guard(ipv6_prefix=64)
+    assert g.key("2001:db8:1:2::9") == "2001:db8:1:2::/64"
+    g.limits = FloodLimits(ipv6_prefix=48)
+    assert g.key("2001:db8:1:2::9") == "2001:db8:1::/48"

@@ -90,7 +90,7 @@ class FloodGuard:
     _blocked: dict[str, float] = field(default_factory=dict)
     _pair_blocked: dict[str, float] = field(default_factory=dict)
     _trusted_cache: dict[str, bool] = field(default_factory=dict)
-    _keys: dict[str, str] = field(default_factory=dict)
+    _keys: dict[str, tuple[int, str]] = field(default_factory=dict)
     dropped: int = 0
     blocks: int = 0
 
@@ -99,13 +99,14 @@ class FloodGuard:
         """The source an address counts as: itself (IPv4), or its IPv6 prefix."""
         if ":" not in ip:
             return ip
+        prefix = self.limits.ipv6_prefix
         keys = self._keys
         known = keys.get(ip)
-        if known is None:
+        if known is None or known[0] != prefix:  # FLOOD_IPV6_PREFIX may change live
             if len(keys) > 100_000:
                 keys.clear()
-            known = keys[ip] = _ipv6_key(ip, self.limits.ipv6_prefix)
-        return known
+            known = keys[ip] = (prefix, _ipv6_key(ip, prefix))
+        return known[1]
 
     def _is_trusted(self, ip: str) -> bool:
         if not self.trusted:
