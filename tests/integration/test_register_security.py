@@ -415,3 +415,25 @@ def test_unanswered_challenges_leave_an_event(server: RunningServer, ua: Callabl
     assert "3 challenges unanswered" in event["details"]["reason"]
     assert "AUTH_ALGORITHMS" in event["details"]["reason"]
     assert event["source"] == "127.0.0.1"
+
+
+def test_answered_invite_challenges_leave_no_trace(
+    server: RunningServer, ua: Callable[..., UA]
+) -> None:
+    create_account(server, "alice", "pw-alice")
+    caller = ua("udp", server.udp, user="alice")
+    uri = f"sip:nobody@{DOMAIN}"
+    for n in range(4):  # four calls, each challenged with a 407 and answered
+        headers = {"From": f"<sip:alice@{DOMAIN}>;tag=t{n}", "Call-ID": f"c{n}@t"}
+        challenge = caller.wait_response(
+            caller.invite(uri, headers={**headers, "CSeq": "1 INVITE"})
+        )
+        assert challenge.status == 407
+        chosen = caller.choose_challenge(challenge)
+        assert chosen is not None
+        authz = caller.authorization(chosen, "INVITE", uri, "alice", "pw-alice")
+        final = caller.wait_response(
+            caller.invite(uri, headers={**headers, "CSeq": "2 INVITE", authz[0]: authz[1]})
+        )
+        assert final.status not in (401, 403, 407), final
+    assert not events(server, "auth-failed")

@@ -348,6 +348,12 @@ class Registrar:
             request, entry.account, "proxy-authorization", source=self.flood.key(ip)
         )
         if result.outcome == "ok":
+            # the 407 was answered: taken back from the unauthenticated volume
+            notice = self.flood.authenticated(ip, aor, now, result.answered)
+            if notice is not None:
+                self._notice(notice)
+                self._refuse_blocked(stx)
+                return None
             return aor
         if result.outcome == "challenge":
             self._challenge(stx, entry.account.domain, result.stale, proxy=True, account=aor)
