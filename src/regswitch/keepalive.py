@@ -21,6 +21,7 @@ from regswitch.params import Params
 from regswitch.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
+from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request
 from regswitch.sip.uri import parse_uri
 
@@ -92,18 +93,21 @@ class Keepalive:
         return nat
 
     # --- sending ------------------------------------------------------------------
-    def options_request(self, binding: Binding) -> Request:
+    def options_request(self, uri: str) -> Request:
         headers = Headers()
         headers.add("Max-Forwards", "70")
         headers.add("From", f"<sip:keepalive@{self.domain}>;tag={new_id()}")
-        headers.add("To", f"<{binding.contact}>")
+        headers.add("To", f"<{uri}>")
         headers.add("Call-ID", new_id() + new_id())
         headers.add("CSeq", "1 OPTIONS")
         headers.add("User-Agent", self.endpoint.server_header)
-        return Request("OPTIONS", binding.contact, headers)
+        return Request("OPTIONS", uri, headers)
 
     def send_options(self, binding: Binding, on_result: Callable[[bool], None]) -> None:
-        """OPTIONS to the binding's source; `on_result(True)` on any reply."""
+        """OPTIONS to the binding's flow; `on_result(True)` on any reply."""
+        self._send_options(binding.contact, binding.flow, on_result)
+
+    def _send_options(self, uri: str, flow: Flow, on_result: Callable[[bool], None]) -> None:
         done = False
 
         def on_event(event: sipev.Event) -> None:
@@ -121,10 +125,9 @@ class Keepalive:
                 on_result(False)
 
         self.sent += 1
-        self.endpoint.send_request(self.options_request(binding), binding.flow, on_event)
+        self.endpoint.send_request(self.options_request(uri), flow, on_event)
 
-    async def probe(self, binding: Binding, timeout: float) -> bool:
-        """One OPTIONS; True if the device answers within `timeout` seconds."""
+    async def _answered(self, uri: str, flow: Flow, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[bool] = loop.create_future()
 
@@ -132,15 +135,25 @@ class Keepalive:
             if not answered.done():
                 answered.set_result(ok)
 
-        self.send_options(binding, result)
+        self._send_options(uri, flow, result)
         handle = loop.call_later(timeout, result, False)
         try:
-            ok = await answered
+            return await answered
         finally:
             handle.cancel()
+
+    async def probe(self, binding: Binding, timeout: float) -> bool:
+        """One OPTIONS; True if the device answers within `timeout` seconds."""
+        ok = await self._answered(binding.contact, binding.flow, timeout)
         if self.location.get(binding.id) is binding:
             self.mark(binding, ok)
         return ok
+
+    async def reaches(self, flow: Flow, uri: str, timeout: float) -> bool:
+        """One OPTIONS to `uri` over `flow`: True if answered within `timeout`.
+        Its branch, tags and Call-ID are random, so the answer proves that the
+        party answering receives at the flow's address (a return path)."""
+        return await self._answered(uri, flow, timeout)
 
     def _keepalive(self, binding: Binding) -> None:
         message = self.params.values["SS_SIP_NAT_KEEP_ALIVE_MESSAGE"]

@@ -159,7 +159,20 @@ SPECS: tuple[ParamSpec, ...] = (
         "REGISTER_FLOOD_LIMIT",
         "200",
         "int",
-        "REGISTERs per source IP within REGISTER_FLOOD_WINDOW before the source is blocked.",
+        "Unauthenticated requests per source within REGISTER_FLOOD_WINDOW before the source "
+        "is blocked: requests refused before authentication, challenges not answered with "
+        "valid credentials, failed credentials. A source is an IPv4 address or an IPv6 "
+        "prefix (FLOOD_IPV6_PREFIX).",
+        1,
+        10_000_000,
+    ),
+    ParamSpec(
+        "REGISTER_AUTHENTICATED_LIMIT",
+        "5000",
+        "int",
+        "Authenticated requests per source within REGISTER_FLOOD_WINDOW before the source is "
+        "blocked: the much higher ceiling that lets an office of phones behind one address "
+        "register together.",
         1,
         10_000_000,
     ),
@@ -168,18 +181,47 @@ SPECS: tuple[ParamSpec, ...] = (
         "AUTH_FAIL_LIMIT",
         "20",
         "int",
-        "Failed authentications per source IP within REGISTER_FLOOD_WINDOW before it is blocked.",
+        "Failed authentications of one account from one source within REGISTER_FLOOD_WINDOW "
+        "before that account is refused from that source for FLOOD_BLOCK_TIME (other "
+        "accounts of the source are still served).",
         1,
         1_000_000,
     ),
     ParamSpec(
-        "AUTH_ALGORITHMS",
-        "MD5,SHA-256",
+        "FLOOD_IPV6_PREFIX",
+        "64",
+        "int",
+        "IPv6 sources are counted per prefix of this length (one host holds a whole /64).",
+        32,
+        128,
+    ),
+    ParamSpec(
+        "REGISTER_THIRD_PARTY_CONTACTS",
+        "Off",
+        "switch",
+        "On: a REGISTER not behind NAT may register a contact at another IP address than its "
+        "source (registration on behalf of another device); INVITEs and keepalives then go "
+        "there. Off: such contacts are refused with 403.",
+    ),
+    ParamSpec(
+        "REGISTER_IP_AUTH_UDP_CHANGES",
+        "Confirm",
         "choice",
-        "Digest challenges offered, in this order. Many phones (and SIPp) answer only the first "
-        "challenge, so MD5 first is the compatible default; SHA-256 first follows RFC 8760's "
+        "Accounts authenticated by address alone (allowed networks, no password), over UDP, "
+        "where a source address can be forged. Confirm: a removal, a replace or a move of a "
+        "binding first needs one OPTIONS to the source answered (2 s). Refuse: such changes "
+        "only over TCP or TLS (403 over UDP); refreshes and first registrations pass.",
+        choices=("Confirm", "Refuse"),
+    ),
+    ParamSpec(
+        "AUTH_ALGORITHMS",
+        "MD5",
+        "choice",
+        "Digest challenges offered, in this order. MD5 alone is the compatible default: some "
+        "phones (baresip and other libre-based ones) answer no challenge when offered two, and "
+        "many answer only the first. SHA-256 is an opt-in; SHA-256 first follows RFC 8760's "
         "preference order.",
-        choices=("MD5,SHA-256", "SHA-256,MD5", "MD5", "SHA-256"),
+        choices=("MD5", "MD5,SHA-256", "SHA-256,MD5", "SHA-256"),
     ),
     ParamSpec(
         "FLOOD_BLOCK_TIME",

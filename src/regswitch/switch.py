@@ -50,8 +50,10 @@ class Switch:
         self.domains = Domains(self.storage.domains, self.clock, settings.domains)
         self.location = Location()
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
+        # nonce ages on the authenticator's monotonic clock, not self.clock: a
+        # wall-clock step neither revives an expired nonce nor expires a fresh one
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), new_id, self.clock, settings.nonce_lifetime
+            hashlib.sha256(secret).digest(), new_id, nonce_lifetime=settings.nonce_lifetime
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
@@ -76,6 +78,7 @@ class Switch:
         )
         self.registrar.prober = self.keepalive.probe
         self.registrar.domains = self.domains.names  # live: added and removed from the console
+        self.registrar.confirmer = self.keepalive.reaches
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,
@@ -134,10 +137,12 @@ class Switch:
     def _apply_params(self) -> None:
         values = self.params.values
         self.flood.limits = FloodLimits(
-            requests=values["REGISTER_FLOOD_LIMIT"],
+            unauthenticated=values["REGISTER_FLOOD_LIMIT"],
             auth_failures=values["AUTH_FAIL_LIMIT"],
+            authenticated=values["REGISTER_AUTHENTICATED_LIMIT"],
             window=float(values["REGISTER_FLOOD_WINDOW"]),
             block=float(values["FLOOD_BLOCK_TIME"]),
+            ipv6_prefix=values["FLOOD_IPV6_PREFIX"],
         )
         self.auth.algorithms = tuple(values["AUTH_ALGORITHMS"].split(","))
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]

@@ -160,7 +160,9 @@ class Devices:
             local_port=port,
             calls=1,
             timeout=10,
-            extra=["-s", user],
+            # answer OPTIONS, as a device does: replacing a binding of an
+            # address-only account first checks the return path with one
+            extra=["-s", user, "-aa"],
         ).check(1)
         return port
 

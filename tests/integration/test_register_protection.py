@@ -13,6 +13,7 @@ import pytest
 from support import wait_until
 from support.register_helpers import (
     DOMAIN,
+    UNTRUSTED_LOOPBACK,
     Device,
     create_account,
     events,
@@ -27,9 +28,6 @@ from support.ua import UA, SipTimeout
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-# Loopback is trusted (exempt from flood limits) by default; these servers
-# trust only a documentation network so that 127.0.0.1 is counted.
-UNTRUSTED_LOOPBACK = {"REGSWITCH_TRUSTED_NETWORKS": "192.0.2.0/24"}
 
 
 def _metric(server: RunningServer, name: str) -> float:
@@ -61,7 +59,7 @@ def test_register_flood_blocks_the_source(
     assert run.result.successful == 5 and run.result.failed == 5, run.result.describe()
     blocked = only(events(server, "flood-blocked"))
     assert blocked["source"] == "127.0.0.1"
-    assert "more than 5 REGISTERs" in blocked["details"]["reason"]
+    assert "more than 5 unauthenticated requests" in blocked["details"]["reason"]
 
     # any REGISTER from that IP is dropped now, credentials or not
     phone = ua("udp", server.udp)
@@ -86,21 +84,25 @@ def _try_register(phone: UA) -> bool:
 
 
 @pytest.mark.sipp
-def test_authentication_failure_flood_blocks_the_source(
+def test_authentication_failures_block_the_account_from_the_source(
     server_factory: Callable[..., RunningServer], sipp: SippRunner, ua: Callable[..., UA]
 ) -> None:
     server = server_factory(env=UNTRUSTED_LOOPBACK)
     create_account(server, "alice", "pw")
     set_params(server, AUTH_FAIL_LIMIT=3)
+    create_account(server, "bob", "pw")
     run = sipp_register(sipp, server, "alice", "guess", scenario="register_auth_rejected", calls=4)
     assert run.statuses == [401, 403] * 4
     blocked = only(events(server, "flood-blocked"))
-    assert "more than 3 failed authentications" in blocked["details"]["reason"]
+    assert "more than 3 failed authentications of alice@" in blocked["details"]["reason"]
+    assert blocked["account"] == f"alice@{DOMAIN}"
     assert len(events(server, "auth-failed")) == 4
 
+    # alice is blocked from that source: a new nonce is not even verified
     phone = ua("udp", server.udp)
-    with pytest.raises(SipTimeout):
-        phone.register("alice", DOMAIN, password="pw", timeout=1.0)
+    assert phone.register("alice", DOMAIN, password="pw", timeout=2).status == 403
+    # the source is not: another account registers from it
+    assert phone.register("bob", DOMAIN, password="pw", timeout=2).status == 200
 
 
 def test_trusted_source_is_never_blocked(server: RunningServer, ua: Callable[..., UA]) -> None:

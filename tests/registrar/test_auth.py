@@ -4,10 +4,12 @@ with tests/support/digest.py, which is independent of the server's code."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from regswitch.networks import in_networks, parse_networks
-from regswitch.registrar.auth import Authenticator, NonceCounter
+from regswitch.registrar.auth import BLOCKED, Authenticator, NonceCounter
 from regswitch.sip import digest
 from regswitch.sip.message import Headers, Request
 from regswitch.storage.base import Account
@@ -36,12 +38,16 @@ def account(user: str = "alice", password: str = "pw") -> Account:
     )
 
 
-def authenticator(clock: Clock, key: bytes = b"k" * 32, lifetime: float = 300.0) -> Authenticator:
-    return Authenticator(key, lambda: "salt", clock, lifetime)
+def authenticator(
+    clock: Clock, key: bytes = b"k" * 32, lifetime: float = 300.0, epoch: bytes = b"boot-1"
+) -> Authenticator:
+    auth = Authenticator(key, lambda: "salt", clock, lifetime, epoch=epoch)
+    auth.algorithms = ("MD5", "SHA-256")
+    return auth
 
 
-def challenge_of(auth: Authenticator, algorithm: str = "MD5") -> Challenge:
-    for value in auth.challenges(REALM):
+def challenge_of(auth: Authenticator, algorithm: str = "MD5", source: str = "") -> Challenge:
+    for value in auth.challenges(REALM, source=source):
         ch = Challenge.parse(value)
         if ch.algorithm == algorithm:
             return ch
@@ -57,9 +63,11 @@ def register(authz: str | None = None) -> Request:
     return Request("REGISTER", URI, headers)
 
 
-def answer(ch: Challenge, password: str = "pw", user: str = "alice", nc: int = 1) -> Request:
+def answer(
+    ch: Challenge, password: str = "pw", user: str = "alice", nc: int = 1, uri: str = URI
+) -> Request:
     return register(
-        authorization(ch, method="REGISTER", uri=URI, username=user, password=password, nc=nc)
+        authorization(ch, method="REGISTER", uri=uri, username=user, password=password, nc=nc)
     )
 
 
@@ -128,25 +136,82 @@ def test_replayed_nc_gets_a_stale_challenge_and_the_next_nc_passes() -> None:
     assert auth.check(answer(ch, nc=2), account()).outcome == "ok"
 
 
-def test_expired_nonce_with_right_password_gets_a_stale_challenge() -> None:
+def test_expired_nonce_gets_a_stale_challenge_whatever_the_password() -> None:
     clock = Clock()
     auth = authenticator(clock, lifetime=30)
     ch = challenge_of(auth)
     clock.now += 31
     result = auth.check(answer(ch), account())
     assert (result.outcome, result.stale, result.reason) == ("challenge", True, "nonce expired")
-    # with a wrong password it is a failure, whatever the nonce
-    assert auth.check(answer(ch, password="x", nc=2), account()).outcome == "forbidden"
+    # the nonce is checked before the password: a guess on a dead nonce is not a failure
+    wrong = auth.check(answer(ch, password="x", nc=2), account())
+    assert (wrong.outcome, wrong.stale) == ("challenge", True)
 
 
-def test_nonce_of_a_previous_process_gets_a_stale_challenge() -> None:
+@pytest.mark.parametrize("same_secret", [True, False])
+def test_nonce_of_a_previous_process_gets_a_stale_challenge(same_secret: bool) -> None:
+    # a restart: a new epoch, and a new key unless `secret` is configured; the
+    # replay table is gone, so a nonce of the old process must not pass
     clock = Clock()
-    before = authenticator(clock, key=b"a" * 32)
-    after = authenticator(clock, key=b"b" * 32)  # a restart: a new random key
+    before = authenticator(clock, key=b"a" * 32, epoch=b"boot-1")
+    after = authenticator(clock, key=b"a" * 32 if same_secret else b"b" * 32, epoch=b"boot-2")
     ch = challenge_of(before)
-    result = after.check(answer(ch), account())
+    captured = answer(ch)
+    assert before.check(captured, account()).outcome == "ok"
+    result = after.check(captured, account())
     assert (result.outcome, result.stale) == ("challenge", True)
-    assert after.check(answer(ch, password="x"), account()).outcome == "forbidden"
+    assert after.check(answer(ch, password="x"), account()).outcome == "challenge"
+
+
+def test_nonce_works_only_from_the_source_it_was_issued_to() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth, source="192.0.2.7")
+    elsewhere = auth.check(answer(ch, password="x"), account(), source="198.51.100.9")
+    assert (elsewhere.outcome, elsewhere.reason) == ("challenge", "unknown nonce")
+    assert auth.check(answer(ch), account(), source="192.0.2.7").outcome == "ok"
+
+
+@pytest.mark.parametrize(
+    ("uri", "outcome"),
+    [
+        (URI, "ok"),
+        ("sip:REGSWITCH.local:5060;transport=udp", "ok"),  # the same URI, spelled otherwise
+        ("sip:other.example", "forbidden"),
+        ("sip:bob@regswitch.local", "forbidden"),
+        ("not a uri", "forbidden"),
+    ],
+)
+def test_digest_uri_must_name_the_request_uri(uri: str, outcome: str) -> None:
+    auth = authenticator(Clock())
+    result = auth.check(answer(challenge_of(auth), uri=uri), account())
+    assert result.outcome == outcome, result.reason
+    if outcome == "forbidden":
+        assert "Request-URI" in result.reason
+
+
+def test_unknown_account_is_checked_like_a_known_one() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth)
+    # a bad nonce: the same stale challenge as for a known account
+    other = authenticator(Clock(), epoch=b"boot-2")
+    stale = auth.check(answer(challenge_of(other)), None, realm=REALM, refuse="unknown account")
+    assert (stale.outcome, stale.stale) == ("challenge", True)
+    # a good nonce: refused with the precise reason (kept for the event only)
+    refused = auth.check(answer(ch), None, realm=REALM, refuse="unknown or disabled account")
+    assert (refused.outcome, refused.reason) == ("forbidden", "unknown or disabled account")
+    assert auth.check(register(), None, realm=REALM, refuse="x").outcome == "challenge"
+
+
+def test_answering_a_fresh_challenge_is_marked() -> None:
+    auth = authenticator(Clock())
+    ch = challenge_of(auth)
+    assert auth.check(answer(ch, nc=1), account()).answered
+    assert not auth.check(answer(ch, nc=2), account()).answered
+
+
+def test_md5_alone_is_offered_by_default() -> None:
+    auth = Authenticator(b"k", lambda: "salt", Clock())
+    assert [Challenge.parse(v).algorithm for v in auth.challenges(REALM)] == ["MD5"]
 
 
 def test_only_offered_algorithms_are_accepted() -> None:
@@ -177,3 +242,28 @@ def test_networks() -> None:
     assert not in_networks("127.0.0.1", nets) and not in_networks("not-an-ip", nets)
     with pytest.raises(ValueError, match="bad network"):
         parse_networks(["300.0.0.0/8"])
+
+
+def test_a_blocked_account_verifies_only_nonces_that_already_authenticated() -> None:
+    clock = Clock()
+    auth = authenticator(clock)
+    registered = challenge_of(auth)
+    assert auth.check(answer(registered), account()).outcome == "ok"
+    clock.now += 1  # another nonce
+    fresh = challenge_of(auth)
+    # a new nonce is not verified, even with the right password: guessing stops
+    refused = auth.check(answer(fresh), account(), known_nonce_only=True)
+    assert (refused.outcome, refused.reason) == ("forbidden", BLOCKED)
+    # the device that registered keeps refreshing on its nonce
+    assert auth.check(answer(registered, nc=2), account(), known_nonce_only=True).outcome == "ok"
+
+
+def test_nonce_ages_ignore_wall_clock_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the switch builds its Authenticator with the default clock
+    auth = Authenticator(b"k" * 32, lambda: "salt", nonce_lifetime=30)
+    ch = challenge_of(auth)
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() + 86400)  # a day ahead: nothing expires
+    assert auth.check(answer(ch), account()).outcome == "ok"
+    monkeypatch.setattr(time, "time", lambda: wall() - 86400)  # a day back: nothing revives
+    assert auth.check(answer(ch, nc=2), account()).outcome == "ok"

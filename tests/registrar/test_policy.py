@@ -11,6 +11,7 @@ from regswitch.registrar.policy import (
     Policy,
     RegisterRequest,
     decide,
+    needs_return_path,
 )
 from support.builders import make_binding
 
@@ -211,3 +212,28 @@ def test_query_changes_nothing() -> None:
     old = binding()
     d = decide([old], request(), [], ON)
     assert d.outcome == "ok" and not d.changes and not d.removals
+
+
+# -- what needs a return-path check for an address-only account (needs_return_path) ------------
+
+
+def test_refresh_in_place_from_the_same_address_needs_no_return_path() -> None:
+    old = binding("sip:a@10.0.0.2:5060", ip="10.0.0.2", call_id="c2", cseq=1)
+    req = request(call_id="c2", cseq=2)
+    assert not needs_return_path(decide([old], req, [contact()], ON), req)
+    # a new binding that evicts nobody neither
+    req = request()
+    assert not needs_return_path(decide([], req, [contact()], ON), req)
+
+
+def test_anything_taken_from_a_device_needs_a_return_path() -> None:
+    old = binding("sip:a@10.0.0.1:5060", ip="10.0.0.1", call_id="c1")
+    for req, contacts in [
+        (request(), None),  # Contact: *
+        (request(), [contact("sip:a@10.0.0.1:5060", expires=0)]),  # unregister
+        (request(), [contact()]),  # a new device replaces it
+        (request(call_id="c1", cseq=2), [contact()]),  # the same registration, moved
+    ]:
+        decision = decide([old], req, contacts, ON)
+        assert decision.outcome == "ok"
+        assert needs_return_path(decision, req), contacts

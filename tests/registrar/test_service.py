@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from regswitch.registrar.bindings import Binding
-from regswitch.registrar.contacts import contact_key, warn_agent
+from regswitch.registrar.contacts import (
+    contact_key,
+    contact_request,
+    refuse_contacts,
+    warn_agent,
+)
+from regswitch.registrar.policy import ContactRequest
+from regswitch.sip.headers import Contact, parse_contact
 from regswitch.sip.uri import parse_uri
 from support.builders import make_binding
 
@@ -90,3 +97,37 @@ def test_nat_detection_from_via_and_contact() -> None:
     assert not nat("203.0.113.7:5060", "sip:a@203.0.113.7:5060", ("203.0.113.7", 5060))
     # a registration for another port of the same host (SIPp register_contact): not NAT
     assert not nat("127.0.0.1:5071", "sip:uas@127.0.0.1:5072", ("127.0.0.1", 5071))
+
+
+# -- contacts of one REGISTER (refuse_contacts) -------------------------------------------------
+
+
+def _wanted(*uris: str, expires: int = 3600) -> list[ContactRequest]:
+    return [contact_request(only_contact(u), expires) for u in uris]
+
+
+def only_contact(uri: str) -> Contact:
+    return parse_contact(f"<{uri}>")
+
+
+def test_more_devices_in_one_register_than_max_contacts_are_refused() -> None:
+    uris = [f"sip:a@192.0.2.1:{5060 + i}" for i in range(3)]
+    hosts = ["192.0.2.1"] * 3
+    refused = refuse_contacts(_wanted(*uris), hosts, "192.0.2.1", False, 1, False)
+    assert refused == ("Too Many Contacts", "3 contacts in one REGISTER; the account allows 1")
+    assert refuse_contacts(_wanted(*uris), hosts, "192.0.2.1", False, 3, False) is None
+    # removals do not count
+    assert refuse_contacts(_wanted(*uris, expires=0), hosts, "192.0.2.1", False, 1, False) is None
+
+
+def test_a_contact_at_another_address_is_refused_unless_behind_nat_or_allowed() -> None:
+    wanted = _wanted("sip:a@100.64.0.9")
+    refused = refuse_contacts(wanted, ["100.64.0.9"], "192.0.2.1", False, 1, False)
+    assert refused is not None and refused[0] == "Contact Not At Source"
+    # behind NAT we send to the source anyway; names are never resolved
+    assert refuse_contacts(wanted, ["100.64.0.9"], "192.0.2.1", True, 1, False) is None
+    assert refuse_contacts(wanted, ["100.64.0.9"], "192.0.2.1", False, 1, True) is None
+    named = _wanted("sip:a@phone.example")
+    assert refuse_contacts(named, ["phone.example"], "192.0.2.1", False, 1, False) is None
+    v6 = _wanted("sip:a@[2001:db8::1]:5070")
+    assert refuse_contacts(v6, ["[2001:db8::1]"], "2001:db8:0::1", False, 1, False) is None

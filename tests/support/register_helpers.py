@@ -34,6 +34,9 @@ from .sipp import SippProcess, SippResult, SippRunner, free_port
 from .ua import UA, ClientTransaction, new_call_id, new_tag
 
 DOMAIN = "regswitch.local"  # the server's default domain: its own addresses mean it too
+# Loopback is trusted (exempt from flood limits) by default; servers started
+# with this environment trust only a documentation network, so loopback counts.
+UNTRUSTED_LOOPBACK = {"REGSWITCH_TRUSTED_NETWORKS": "192.0.2.0/24"}
 
 
 # -- waiting -----------------------------------------------------------------------
@@ -90,6 +93,15 @@ def events(
     if user:
         params["account"] = f"{user}@{DOMAIN}"
     return list(reversed(_ok(server.api.get("/api/events", params=params))))
+
+
+def refusal_reason(server: RunningServer, user: str) -> str:
+    """The reason of the one `auth-failed` event of `user`, who must hold no
+    registration (a refused REGISTER changes nothing)."""
+    assert not registrations(server, user), f"{user} is registered"
+    failures = events(server, "auth-failed", user)
+    assert len(failures) == 1, f"expected one auth-failed event of {user}: {failures!r}"
+    return str(failures[0]["details"]["reason"])
 
 
 T = TypeVar("T")

@@ -90,3 +90,44 @@ def private(host: str) -> bool:
         return ipaddress.ip_address(host).is_private
     except ValueError:
         return False  # a name
+
+
+def refuse_contacts(
+    wanted: list[ContactRequest],
+    hosts: list[str],
+    source_ip: str,
+    nat: bool,
+    max_contacts: int,
+    third_party: bool,
+) -> tuple[str, str] | None:
+    """(reason phrase, explanation) when the contacts of one REGISTER may not
+    be registered, else None. `hosts` are the contacts' hosts, in order.
+
+    - more devices in the request than the account's max_contacts: the
+      replace policy works between requests, so one request must not bring
+      more than the account may hold;
+    - a contact at another IP address than the source, when we would send
+      to that address (not behind NAT: see Binding.flow): INVITEs and
+      keepalives must not go to a third party, unless the operator allows
+      registrations on behalf of others (REGISTER_THIRD_PARTY_CONTACTS).
+    """
+    adding = [(c, host) for c, host in zip(wanted, hosts, strict=True) if c.expires > 0]
+    devices = {c.instance or c.key for c, _ in adding}
+    if len(devices) > max_contacts:
+        return (
+            "Too Many Contacts",
+            f"{len(devices)} contacts in one REGISTER; the account allows {max_contacts}",
+        )
+    if nat or third_party:
+        return None
+    for c, host in adding:
+        if is_ip_literal(host) and not _same_ip(host, source_ip):
+            return (
+                "Contact Not At Source",
+                f"contact {c.uri} is not at the source address {source_ip}",
+            )
+    return None
+
+
+def _same_ip(a: str, b: str) -> bool:
+    return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))

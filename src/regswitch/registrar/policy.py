@@ -321,6 +321,31 @@ def decide(
     return decision
 
 
+def needs_return_path(decision: Decision, req: RegisterRequest) -> bool:
+    """Would applying `decision` take something from a registered device: a
+    removal, a replace, or a binding moved to another source or contact? For
+    an account authenticated by its address alone that waits for proof that
+    the sender receives at its source address. A refresh in place, or a new
+    binding that evicts nobody, stays cheap."""
+    if decision.outcome != "ok":
+        return False
+    if decision.removals:
+        return True
+    for change in decision.changes:
+        b = change.binding
+        if b is None:
+            continue
+        if (b.transport, b.source_ip, b.source_port) != (
+            req.transport,
+            req.source_ip,
+            req.source_port,
+        ):
+            return True
+        if b.contact_key != change.values["contact_key"]:
+            return True
+    return False
+
+
 def _devices_oldest_first(bindings: list[Binding]) -> list[tuple[str, list[Binding]]]:
     groups: dict[str, list[Binding]] = {}
     for b in bindings:

@@ -23,9 +23,9 @@ from regswitch.events import EventBus
 from regswitch.params import Params
 from regswitch.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
-from regswitch.protection.flood import FloodGuard
+from regswitch.protection.flood import FloodGuard, Notice
 from regswitch.registrar.accounts import AccountEntry, Accounts
-from regswitch.registrar.auth import Authenticator
+from regswitch.registrar.auth import BLOCKED, Authenticator
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import (
     behind_nat,
@@ -34,6 +34,7 @@ from regswitch.registrar.contacts import (
     contact_request,
     is_ip_literal,
     quote_safe,
+    refuse_contacts,
     source_of,
     warn_agent,
 )
@@ -45,8 +46,10 @@ from regswitch.registrar.policy import (
     RegisterRequest,
     Removal,
     decide,
+    needs_return_path,
 )
 from regswitch.sip.errors import ParseError
+from regswitch.sip.flow import Flow
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore, StorageUnavailableError
 
@@ -56,17 +59,23 @@ PROBE_TIMEOUT = 2.0
 #: Retry-After (s) of the 503 for a REGISTER that needs a write while the
 #: database is unreachable (the storage reconnects within a second of its return).
 STORAGE_RETRY_AFTER = "2"
+# REGISTERs of one account waiting behind a probe or a return-path check
+MAX_QUEUED = 32
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
 
 Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
+# (flow, Request-URI, timeout) -> whether an OPTIONS there was answered
+Confirmer = Callable[[Flow, str, float], Awaitable[bool]]
+# the one Warning text of every authentication failure (no account enumeration)
+AUTH_FAILED_TEXT = "Authentication failed"
 
 
 class _Pending:
     """A REGISTER past steps 1–5, waiting for its account's turn."""
 
-    __slots__ = ("contacts", "entry", "extra", "req", "stx")
+    __slots__ = ("confirmed", "contacts", "entry", "extra", "req", "stx")
 
     def __init__(
         self,
@@ -81,6 +90,7 @@ class _Pending:
         self.contacts = contacts
         self.entry = entry
         self.extra = extra
+        self.confirmed = False
 
 
 class Registrar:
@@ -120,9 +130,11 @@ class Registrar:
         self.node = node
         self.kicker: Kicker | None = None
         self.prober: Prober | None = None
+        self.confirmer: Confirmer | None = None
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
         self._turns: dict[str, list[_Pending]] = {}
+        self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
         self._date_cache: tuple[int, str] = (0, "")
         # within a second of expiry (SPEC §3.5): checked four times a second
         self._expirer = Periodic(0.25, self.expire_due, "expiry")
@@ -166,11 +178,6 @@ class Registrar:
         if flood.blocked(ip, now):
             self._refuse_blocked(stx)
             return
-        why = flood.register(ip, now)
-        if why is not None:
-            self._flood_blocked(ip, why)
-            self._refuse_blocked(stx)
-            return
 
         # 1. validation (a ParseError from a lazy header read becomes a 400 in the endpoint):
         # the whole message first, so a malformed one is a 400 whatever its domain
@@ -181,44 +188,64 @@ class Registrar:
         aor = self.aor_of(to_uri)
         if aor is None:
             self.results["forbidden-domain"] += 1
-            stx.respond(403, "Domain Not Served")
+            if not self._count_unauthenticated(stx, ip, now):
+                stx.respond(403, "Domain Not Served")
             return
         if star and (header_expires != 0 or len(request.headers.values("contact")) != 1):
             self.results["bad-request"] += 1
-            stx.respond(400, "Contact * requires Expires: 0 and no other contact")
+            if not self._count_unauthenticated(stx, ip, now):
+                stx.respond(400, "Contact * requires Expires: 0 and no other contact")
             return
         call_id = request.call_id
         cseq = request.cseq.seq
 
-        # 3. account and IP authentication
+        # 3. account and IP authentication. Unknown, disabled and out-of-network
+        # are checked like a wrong password (nonce first, one answer for all):
+        # the replies tell nothing about which accounts exist.
         entry = self.accounts.get(aor)
+        refuse = ""
         if entry is None or not entry.account.enabled:
-            if not request.headers.get("authorization"):
-                self._challenge(stx, aor.partition("@")[2])
-                return
-            self._auth_failed(stx, aor, ip, source_of(flow), "unknown or disabled account")
-            return
-        account = entry.account
-        if entry.networks and not entry.allows(ip):
-            self._auth_failed(
-                stx, aor, ip, source_of(flow), f"source {ip} outside the account's allowed networks"
-            )
-            return
+            refuse = "unknown or disabled account"
+        elif entry.networks and not entry.allows(ip):
+            refuse = f"source {ip} outside the account's allowed networks"
         # 4. digest (skipped for an IP-only account: networks and no password)
-        if account.ha1_md5:
-            result = self.auth.check(request, account)
+        answered = False
+        if refuse or entry is None or entry.account.ha1_md5:
+            result = self.auth.check(
+                request,
+                None if refuse or entry is None else entry.account,
+                source=flood.key(ip),
+                realm=aor.partition("@")[2],
+                refuse=refuse,
+                known_nonce_only=flood.account_blocked(ip, aor, now),
+            )
             if result.outcome == "challenge":
                 if result.reason:
                     self.results["auth-stale"] += 1
-                self._challenge(stx, account.domain, result.stale)
+                self._challenge(stx, aor.partition("@")[2], result.stale, account=aor)
+                return
+            if result.reason == BLOCKED:
+                self._refuse_account_blocked(stx, ip, now)
                 return
             if result.outcome == "forbidden":
                 self._auth_failed(stx, aor, ip, source_of(flow), result.reason)
                 return
+            answered = result.answered
+        elif flood.account_blocked(ip, aor, now):
+            # address-only, after return-path checks that failed from here
+            self._refuse_account_blocked(stx, ip, now)
+            return
+        assert entry is not None
+        notice = flood.authenticated(ip, aor, now, answered)
+        if notice is not None:
+            self._notice(notice)
+            self._refuse_blocked(stx)
+            return
 
         # 5. expires per contact
         wanted: list[ContactRequest] | None
         outbound = False
+        nat = behind_nat(request, flow, contacts)
         if star:
             wanted = None
         else:
@@ -235,6 +262,17 @@ class Registrar:
                     return
                 wanted.append(contact_request(contact, min(requested, maximum)))
                 outbound = outbound or contact.reg_id is not None
+            refused = refuse_contacts(
+                wanted,
+                [c.uri.host for c in contacts],
+                ip,
+                nat,
+                entry.account.max_contacts,
+                self.params.values["REGISTER_THIRD_PARTY_CONTACTS"],
+            )
+            if refused is not None:
+                self._refuse_contacts(stx, aor, source_of(flow), refused)
+                return
 
         register = RegisterRequest(
             aor=aor,
@@ -250,17 +288,32 @@ class Registrar:
             path=tuple(request.headers.values("path")) if "path" in request.headers else (),
             now=now,
             node=self.node,
-            nat=behind_nat(request, flow, contacts),
+            nat=nat,
         )
         extra: dict[str, str] = {}
         if outbound and "outbound" in (request.headers.get("supported") or ""):
             extra["Require"] = "outbound"
         pending = _Pending(stx, register, wanted, entry, extra)
         queue = self._turns.get(aor)
-        if queue is not None:
-            queue.append(pending)
+        if queue is None:
+            self._decide(pending)
+        elif aor in self._confirming and self._finish_cheap(pending):
+            # a return-path check holds the turn (perhaps for a forged packet):
+            # a refresh in place need not wait for it
             return
-        self._decide(pending, None)
+        elif len(queue) >= MAX_QUEUED:
+            self.results["busy"] += 1
+            stx.respond(503, "Registration Busy", {"Retry-After": "2"})
+        else:
+            queue.append(pending)
+
+    def _finish_cheap(self, pending: _Pending) -> bool:
+        """Apply `pending` now if it needs neither a probe nor a return-path check."""
+        decision, policy = self._decision(pending, None, self.prober is not None)
+        if decision.outcome == "probe" or self._needs_confirmation(pending, decision):
+            return False
+        self._finish(pending, decision, policy)
+        return True
 
     def authenticate_caller(self, stx: ServerTransaction) -> str | None:
         """Who places this INVITE (SPEC §4): the From account, by its allowed
@@ -277,7 +330,7 @@ class Registrar:
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
             if aor is not None and not request.headers.get("proxy-authorization"):
-                self._challenge_caller(stx, aor.partition("@")[2], False)
+                self._challenge(stx, aor.partition("@")[2], proxy=True, account=aor)
                 return None
             self._auth_failed(
                 stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller"
@@ -290,25 +343,22 @@ class Registrar:
                 stx, aor, ip, source, f"source {ip} outside the account's allowed networks"
             )
             return None
-        result = self.auth.check(request, entry.account, "proxy-authorization")
+        result = self.auth.check(
+            request, entry.account, "proxy-authorization", source=self.flood.key(ip)
+        )
         if result.outcome == "ok":
+            # the 407 was answered: taken back from the unauthenticated volume
+            notice = self.flood.authenticated(ip, aor, now, result.answered)
+            if notice is not None:
+                self._notice(notice)
+                self._refuse_blocked(stx)
+                return None
             return aor
         if result.outcome == "challenge":
-            self._challenge_caller(stx, entry.account.domain, result.stale)
+            self._challenge(stx, entry.account.domain, result.stale, proxy=True, account=aor)
         else:
             self._auth_failed(stx, aor, ip, source, result.reason)
         return None
-
-    def _challenge_caller(self, stx: ServerTransaction, realm: str, stale: bool) -> None:
-        """407 to a request without valid credentials: counted toward the source's
-        request budget (REGISTER_FLOOD_LIMIT), as unauthenticated volume."""
-        ip = stx.flow.remote[0]
-        why = self.flood.register(ip, self.clock())
-        if why is not None:
-            self._flood_blocked(ip, why)
-            self._refuse_blocked(stx)
-            return
-        self._challenge(stx, realm, stale, proxy=True)
 
     def aor_of(self, uri: URI) -> str | None:
         if uri.scheme not in ("sip", "sips") or not uri.user:
@@ -342,22 +392,15 @@ class Registrar:
             flap_held=self.flapping.held(account.aor, now),
         )
 
-    def _decide(self, pending: _Pending, probed: dict[str, bool] | None) -> None:
+    def _decision(
+        self, pending: _Pending, probed: dict[str, bool] | None, live: bool
+    ) -> tuple[Decision, Policy]:
+        """The policy's decision for `pending` now. Without `live` (no probe
+        may run), bindings to probe that are not known unreachable count as alive."""
         req = pending.req
-        if probed is not None:
-            # time passed during the probe: decide on the present
-            req = _replace_now(req, self.clock())
-            pending.req = req
         policy = self.effective_policy(pending.entry, req.now)
         decision = decide(self.location.of(req.aor), req, pending.contacts, policy, probed)
-        if decision.outcome == "probe" and self.prober is not None and probed is None:
-            self._turns[req.aor] = []
-            task = asyncio.get_running_loop().create_task(self._probe(pending, decision))
-            self._probes.add(task)
-            task.add_done_callback(self._probes.discard)
-            return
-        if decision.outcome == "probe":
-            # no prober (or already probed): what is not known unreachable is alive
+        if decision.outcome == "probe" and not live:
             decision = decide(
                 self.location.of(req.aor),
                 req,
@@ -365,28 +408,105 @@ class Registrar:
                 policy,
                 {b.id: True for b in decision.probe} | (probed or {}),
             )
+        return decision, policy
+
+    def _needs_confirmation(self, pending: _Pending, decision: Decision) -> bool:
+        """A change for an account authenticated by its address alone, over
+        UDP, where the source address proves nothing (docs/behaviour.md §3)."""
+        entry = pending.entry
+        return (
+            self.confirmer is not None
+            and not pending.confirmed
+            and pending.req.transport == "udp"
+            and bool(entry.networks)
+            and not entry.account.ha1_md5
+            and needs_return_path(decision, pending.req)
+        )
+
+    def _decide(self, pending: _Pending) -> None:
+        """Decide now, or hold the account's turn while a probe or a
+        return-path check runs (later REGISTERs of the account queue behind)."""
+        decision, policy = self._decision(pending, None, self.prober is not None)
+        confirm = self._needs_confirmation(pending, decision)
+        if confirm and self.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
+            req = pending.req
+            self._auth_failed(
+                pending.stx,
+                req.aor,
+                req.source_ip,
+                f"{req.transport}:{req.source_ip}:{req.source_port}",
+                "an address-only account changes over TCP or TLS only "
+                "(REGISTER_IP_AUTH_UDP_CHANGES Refuse)",
+            )
+            return
+        if decision.outcome == "probe" or confirm:
+            self._turns.setdefault(pending.req.aor, [])
+            task = asyncio.get_running_loop().create_task(self._hold(pending, decision))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+            return
         self._finish(pending, decision, policy)
 
-    async def _probe(self, pending: _Pending, decision: Decision) -> None:
-        assert self.prober is not None
+    async def _hold(self, pending: _Pending, decision: Decision) -> None:
         aor = pending.req.aor
         try:
-            answers = await asyncio.gather(
-                *(self.prober(b, PROBE_TIMEOUT) for b in decision.probe), return_exceptions=True
-            )
-            probed = {b.id: a is True for b, a in zip(decision.probe, answers, strict=True)}
-            self._decide(pending, probed)
+            if self._needs_confirmation(pending, decision):
+                self._confirming.add(aor)
+                try:
+                    confirmed = await self._confirm(pending)
+                finally:
+                    self._confirming.discard(aor)
+                if not confirmed:
+                    return
+                decision, policy = self._decision(pending, None, self.prober is not None)
+            if decision.outcome == "probe":
+                assert self.prober is not None
+                answers = await asyncio.gather(
+                    *(self.prober(b, PROBE_TIMEOUT) for b in decision.probe),
+                    return_exceptions=True,
+                )
+                probed = {b.id: a is True for b, a in zip(decision.probe, answers, strict=True)}
+                # time passed during the probe: decide on the present
+                pending.req = _replace_now(pending.req, self.clock())
+                decision, policy = self._decision(pending, probed, False)
+            else:
+                policy = self.effective_policy(pending.entry, pending.req.now)
+            self._finish(pending, decision, policy)
         except Exception:
             log.exception("REGISTER probe failed for %s", aor)
             pending.stx.respond(500, "Probe Failed")
         finally:
             self._next_turn(aor)
 
+    async def _confirm(self, pending: _Pending) -> bool:
+        """Send an OPTIONS to the claimed source; only a party that receives
+        there can answer it (its branch and Call-ID are random). True when
+        answered; otherwise the REGISTER is refused like a failed credential."""
+        assert self.confirmer is not None
+        req = pending.req
+        flow = Flow("udp", (req.source_ip, req.source_port), (req.local_ip, req.local_port))
+        target = f"sip:{req.source_ip}:{req.source_port}"
+        if ":" in req.source_ip:
+            target = f"sip:[{req.source_ip}]:{req.source_port}"
+        self.results["return-path-check"] += 1
+        if await self.confirmer(flow, target, PROBE_TIMEOUT):
+            pending.confirmed = True
+            pending.req = _replace_now(req, self.clock())
+            return True
+        self._auth_failed(
+            pending.stx,
+            req.aor,
+            req.source_ip,
+            f"{req.transport}:{req.source_ip}:{req.source_port}",
+            "return path not confirmed: no answer to an OPTIONS sent to the source",
+        )
+        return False
+
     def _next_turn(self, aor: str) -> None:
         queue = self._turns.pop(aor, [])
         while queue:
             item = queue.pop(0)
-            self._decide(item, None)
+            self._decide(item)
             if aor in self._turns:  # it started a probe: the rest wait again
                 self._turns[aor].extend(queue)
                 return
@@ -620,12 +740,31 @@ class Registrar:
         )
 
     def _challenge(
-        self, stx: ServerTransaction, realm: str, stale: bool = False, proxy: bool = False
+        self,
+        stx: ServerTransaction,
+        realm: str,
+        stale: bool = False,
+        proxy: bool = False,
+        account: str | None = None,
     ) -> None:
+        ip = stx.flow.remote[0]
+        now = self.clock()
+        flood = self.flood
+        # a stale challenge answers credentials: only a request without any
+        # counts toward the "challenges unanswered" trace
+        if account and not stale:
+            notice = flood.challenged(ip, account, now)
+        else:
+            notice = flood.unauthenticated(ip, now)
+        if notice is not None:
+            self._notice(notice)
+            if notice.kind == "source-blocked":
+                self._refuse_blocked(stx)
+                return
         self.results["challenge"] += 1
         response = stx.response(407 if proxy else 401)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        for value in self.auth.challenges(realm, stale):
+        for value in self.auth.challenges(realm, stale, flood.key(ip)):
             response.headers.add(name, value)
         # a challenge keeps no state (as Kamailio's www_challenge), to an INVITE
         # neither: sent once, never retransmitted until Timer H. A lost 401/407
@@ -635,19 +774,48 @@ class Registrar:
     def _auth_failed(
         self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str
     ) -> None:
+        """Refuse with the one answer every authentication failure gets; the
+        event keeps the precise reason for the operator."""
         self.results["auth-fail"] += 1
         self.events.emit(ev.AUTH_FAILED, account=aor, source=source, reason=reason)
-        why = self.flood.auth_failed(ip, self.clock())
-        if why is not None:
-            self._flood_blocked(ip, why)
-        stx.respond(
-            403,
-            "Forbidden",
-            {
-                "Warning": f"399 {warn_agent(stx.flow.local[0], self.default_domain)} "
-                f'"{quote_safe(reason)}"'
-            },
-        )
+        notice = self.flood.failed(ip, aor, self.clock())
+        if notice is not None:
+            self._notice(notice)
+            if notice.kind == "source-blocked":
+                self._refuse_blocked(stx)
+                return
+        self._forbid(stx)
+
+    def _forbid(self, stx: ServerTransaction) -> None:
+        host = warn_agent(stx.flow.local[0], self.default_domain)
+        stx.respond(403, "Forbidden", {"Warning": f'399 {host} "{AUTH_FAILED_TEXT}"'})
+
+    def _count_unauthenticated(self, stx: ServerTransaction, ip: str, now: float) -> bool:
+        """Count a request refused before authentication; True if that
+        blocked the source (and the request is answered)."""
+        notice = self.flood.unauthenticated(ip, now)
+        if notice is None:
+            return False
+        self._notice(notice)
+        self._refuse_blocked(stx)
+        return True
+
+    def _refuse_account_blocked(self, stx: ServerTransaction, ip: str, now: float) -> None:
+        """The account is blocked from this source for failed credentials and
+        the nonce never authenticated: refused unverified (no more guesses),
+        with the usual answer and no event per attempt."""
+        self.results["auth-blocked"] += 1
+        if not self._count_unauthenticated(stx, ip, now):
+            self._forbid(stx)
+
+    def _refuse_contacts(
+        self, stx: ServerTransaction, aor: str, source: str, refused: tuple[str, str]
+    ) -> None:
+        reason, text = refused
+        self.results["contacts-refused"] += 1
+        self.events.emit(ev.REJECTED, account=aor, source=source, status=403, reason=text)
+        host = warn_agent(stx.flow.local[0], self.default_domain)
+        stx.respond(403, reason, {"Warning": f'399 {host} "{quote_safe(text)}"'})
 
     def _refuse_blocked(self, stx: ServerTransaction) -> None:
         """The request that tripped the block (later ones are dropped before
@@ -658,9 +826,24 @@ class Registrar:
         response.headers.add("Retry-After", str(int(self.flood.limits.block)))
         stx.send(response, forget=True)  # sent once: no retransmissions to a flooding source
 
-    def _flood_blocked(self, ip: str, why: str) -> None:
+    def _notice(self, notice: Notice) -> None:
+        if notice.kind == "unanswered":
+            self.events.emit(
+                ev.AUTH_FAILED,
+                account=notice.account,
+                source=notice.source,
+                reason=f"{notice.reason}: the phone sends no credentials (wrong account "
+                "settings, or it cannot answer the algorithms of AUTH_ALGORITHMS)",
+            )
+            return
         self.results["flood-blocked"] += 1
-        self.events.emit(ev.FLOOD_BLOCKED, source=ip, reason=why, seconds=self.flood.limits.block)
+        self.events.emit(
+            ev.FLOOD_BLOCKED,
+            account=notice.account,
+            source=notice.source,
+            reason=notice.reason,
+            seconds=self.flood.limits.block,
+        )
 
     def _date(self, now: float) -> str:
         second = int(now)

@@ -79,8 +79,11 @@ class NonceSigner:
     HMAC-SHA256 in CPython: it runs for every REGISTER).
 
     The nonce is `<issue time in ms, hex>-<salt>-<tag, 32 hex digits>`, the
-    tag taken over the exact text before it: only the key holder can make a
-    valid one, and each has one spelling only (the caller's nc table is keyed
+    tag taken over the exact text before it and over `bind`, a text the
+    nonce is bound to without carrying it (the caller passes the client's
+    address: a nonce works only from where its challenge was sent, so a
+    blind spoofer cannot present one). Only the key holder can make a valid
+    nonce, and each has one spelling only (the caller's nc table is keyed
     by it). Anyone can read the time. A salt with characters outside
     [A-Za-z0-9_] goes in as the hex of its UTF-8.
     """
@@ -101,33 +104,37 @@ class NonceSigner:
         self._keyed = hashlib.blake2b(key=key, digest_size=self.TAG_SIZE)
         self.lifetime = lifetime
 
-    def _tag(self, payload: str) -> str:
+    def _tag(self, payload: str, bind: str) -> str:
         mac = self._keyed.copy()
         mac.update(payload.encode("ascii"))
+        if bind:
+            # the separator cannot occur in a payload (hex, dashes, [A-Za-z0-9_])
+            mac.update(b"\x00" + _encode(bind))
         return mac.hexdigest()
 
-    def make(self, now: float, salt: str) -> str:
+    def make(self, now: float, salt: str, bind: str = "") -> str:
         if _salt_safe(salt) is None:
             salt = _encode(salt).hex()
         payload = f"{round(now * 1000):x}-{salt}"
-        return f"{payload}-{self._tag(payload)}"
+        return f"{payload}-{self._tag(payload, bind)}"
 
-    def issued_at(self, nonce: str) -> float | None:
-        """The issue time of a well-signed nonce, else None."""
+    def issued_at(self, nonce: str, bind: str = "") -> float | None:
+        """The issue time of a nonce well signed for `bind`, else None."""
         if len(nonce) > 512 or not nonce.isascii():
             return None
         payload, dash, tag = nonce.rpartition("-")
         if not dash or len(tag) != 2 * self.TAG_SIZE:
             return None
-        if not hmac.compare_digest(tag, self._tag(payload)):
+        if not hmac.compare_digest(tag, self._tag(payload, bind)):
             return None
         # signed by us, so written by make(): the time is plain hex
         return int(payload.partition("-")[0], 16) / 1000.0
 
-    def check(self, nonce: str, now: float) -> Literal["ok", "stale", "bad"]:
+    def check(self, nonce: str, now: float, bind: str = "") -> Literal["ok", "stale", "bad"]:
         """Return "ok", "stale" (ours, but older than the lifetime) or "bad"
-        (forged or garbled). The tag is compared in constant time."""
-        issued = self.issued_at(nonce)
+        (forged, garbled, or made for another `bind`). The tag is compared in
+        constant time."""
+        issued = self.issued_at(nonce, bind)
         if issued is None:
             return "bad"
         age = now - issued
