@@ -422,6 +422,8 @@ def test_answered_invite_challenges_leave_no_trace(
 ) -> None:
     create_account(server, "alice", "pw-alice")
     caller = ua("udp", server.udp, user="alice")
+    # registered first: CALLS_REQUIRE_REGISTRATION (On) refuses an unregistered caller
+    assert caller.register("alice", DOMAIN, password="pw-alice").status == 200
     uri = f"sip:nobody@{DOMAIN}"
     for n in range(4):  # four calls, each challenged with a 407 and answered
         headers = {"From": f"<sip:alice@{DOMAIN}>;tag=t{n}", "Call-ID": f"c{n}@t"}
