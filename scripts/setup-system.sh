@@ -2,7 +2,8 @@
 # System tools the tests drive: SIPp (Debian package sip-tester), Chromium for
 # browser tests (used at /usr/bin/chromium; never `playwright install`), and
 # openssl for the self-signed TLS test certificate, and promtool (Debian package
-# prometheus) to check the /metrics exposition.
+# prometheus) to check the /metrics exposition, and sngrep, a HEP consumer for
+# the HEP capture test.
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -14,6 +15,7 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)  # promtool checks /metrics
+command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)  # listens for HEP in test_hep.py
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -10,6 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from regswitch.transport.hep import parse_target
+
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks"}
 
@@ -45,6 +47,10 @@ class Settings(BaseModel):
     log_level: str = "info"
     log_format: str = "text"
     ready_file: str | None = None
+    # HEP capture: "udp:HOST:PORT" of a Homer / sngrep collector, our capture id, its key
+    hep: str | None = None
+    hep_id: int = Field(default=0, ge=0, le=0xFFFFFFFF)
+    hep_password: str | None = None
 
     @field_validator("log_level")
     @classmethod
@@ -66,6 +72,13 @@ class Settings(BaseModel):
         for net in value:
             ipaddress.ip_network(net, strict=False)
         return value
+
+    @field_validator("hep")
+    @classmethod
+    def _hep(cls, value: str | None) -> str | None:
+        if value:
+            parse_target(value)
+        return value or None
 
     @field_validator("domains")
     @classmethod

@@ -22,6 +22,7 @@ from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.switch import Switch
 from regswitch.transport.base import ListenSpec, TransportLimits
+from regswitch.transport.hep import CapturingSender, HepCapture, parse_target
 from regswitch.transport.manager import TransportManager
 from regswitch.transport.stream import server_ssl_context
 
@@ -74,13 +75,32 @@ async def build(settings: Settings) -> Switch:
     # transports and endpoint refer to each other: the handler is set once
     # both exist (before any listener starts, which takes it from here)
     transports = TransportManager(_not_listening_yet, limits, ssl_context)
+    hep = hep_capture(settings, loop)
     endpoint = Endpoint(
-        txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
+        txlayer,
+        CapturingSender(transports, hep) if hep else transports,
+        id_factory=new_id,
+        server_header=settings.server_header,
+        loop=loop,
     )
-    transports.handler = endpoint.on_data
-    switch = Switch(settings, endpoint, transports)
+    transports.handler = hep.tap_handler(endpoint.on_data) if hep else endpoint.on_data
+    switch = Switch(settings, endpoint, transports, hep=hep)
     await switch.open()
     return switch
+
+
+def hep_capture(settings: Settings, loop: asyncio.AbstractEventLoop) -> HepCapture | None:
+    """The HEP copy of the SIP traffic when `hep` is configured (else no tap at all)."""
+    if not settings.hep:
+        return None
+    capture = HepCapture(
+        parse_target(settings.hep),
+        capture_id=settings.hep_id,
+        password=settings.hep_password or "",
+        loop=loop,
+    )
+    log.info("HEP capture to %s (capture id %d)", settings.hep, settings.hep_id)
+    return capture
 
 
 def _api_socket(settings: Settings) -> socket.socket:

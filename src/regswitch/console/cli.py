@@ -422,6 +422,9 @@ def serve(
     ready_file: Annotated[
         str | None, typer.Option(help="write listening addresses here as JSON")
     ] = None,
+    hep: Annotated[
+        str | None, typer.Option(help="copy SIP to a HEP collector: udp:HOST:PORT")
+    ] = None,
 ) -> None:
     """Run the switch."""
     from pydantic import ValidationError
@@ -443,6 +446,7 @@ def serve(
                 "log_level": log_level,
                 "log_format": log_format,
                 "ready_file": ready_file,
+                "hep": hep,
             },
         )
     except (ValidationError, ValueError, OSError) as exc:
