@@ -52,6 +52,7 @@ async def test_migrations_recorded_once_and_wal_enabled(db: Path) -> None:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
             (1, "initial"),
             (2, "binding_nat"),
+            (3, "events_time"),
         ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

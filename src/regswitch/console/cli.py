@@ -464,5 +464,10 @@ def _one_line(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
+from regswitch.console.cli_history import account_history  # noqa: E402  (it uses call/ctx)
+
+account_app.command("history")(account_history)
+
+
 def main() -> None:
     app(prog_name="regswitch")

@@ -279,7 +279,9 @@ class CdrRecord:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventFilter:
     """Events matching all given fields; ids strictly between the bounds.
-    `types` (any of them) narrows like `type`; both may be given."""
+    `types` (any of them) narrows like `type`; both may be given. `since <=
+    time < until`; `sources` (any of them) matches `source` exactly;
+    `no_account` keeps only events of no account (system-wide ones)."""
 
     type: str | None = None
     types: tuple[str, ...] = ()
@@ -287,6 +289,10 @@ class EventFilter:
     limit: int = 100
     after_id: int | None = None
     before_id: int | None = None
+    since: float | None = None
+    until: float | None = None
+    sources: tuple[str, ...] = ()
+    no_account: bool = False
 
     def __post_init__(self) -> None:
         if self.limit < 0:
@@ -385,6 +391,11 @@ class EventStore(Protocol):
 
     async def flush(self) -> None:
         """Wait until every event added before this call is written."""
+        ...
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        """The accounts with the most events of `type` since `since`, most first
+        (ties by account), as (account, count)."""
         ...
 
 

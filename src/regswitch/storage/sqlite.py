@@ -217,11 +217,29 @@ class SqliteEventStore(_Backend):
                 ("account = ?", [flt.account]),
                 ("id > ?", [flt.after_id]),
                 ("id < ?", [flt.before_id]),
+                # Times become an id range first (ids grow with time; events_time
+                # finds the ends), so the account and type indexes serve the
+                # query; the time test itself stays for a clock that stepped back.
+                ("id >= (SELECT MIN(id) FROM events WHERE time >= ?) AND time >= ?",
+                 [flt.since, flt.since]),
+                ("id <= (SELECT MAX(id) FROM events WHERE time < ?) AND time < ?",
+                 [flt.until, flt.until]),
+                (f"source IN ({', '.join('?' for _ in flt.sources)})", list(flt.sources)),
+                ("(account IS NULL) = ?", [1] if flt.no_account else []),
             ],
             "id DESC",
             flt.limit,
         )
         return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        sql = (
+            "SELECT account, COUNT(*) AS n FROM events WHERE type = ? AND account IS NOT NULL "
+            "AND id >= (SELECT MIN(id) FROM events WHERE time >= ?) AND time >= ? "
+            "GROUP BY account ORDER BY n DESC, account LIMIT ?"
+        )
+        args = (type, since, since, limit)
+        return await self.read(lambda c: [(r[0], r[1]) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()

@@ -10,7 +10,17 @@ from fastapi import FastAPI, Request, Response
 
 from regswitch import __version__
 from regswitch.console.api.errors import error_response, install_error_handlers
-from regswitch.console.api.routes import accounts, calls, events, parameters, registrations, stream
+from regswitch.console.api.routes import (
+    accounts,
+    calls,
+    dashboard,
+    events,
+    history,
+    parameters,
+    registrations,
+    stream,
+)
+from regswitch.console.sampler import Sampler
 from regswitch.console.web import mount_web
 from regswitch.metrics import build_registry
 from regswitch.switch import Switch
@@ -27,6 +37,8 @@ def create_app(switch: Switch) -> FastAPI:
     app.state.switch = switch
     app.state.metrics = build_registry(switch.metrics_snapshot)
     install_error_handlers(app)
+    app.state.sampler = Sampler(lambda: dashboard.counters(switch), switch.clock)
+    app.state.sampler.start()  # ends with the server's loop
     token = switch.settings.api_token
 
     if token:
@@ -52,5 +64,7 @@ def create_app(switch: Switch) -> FastAPI:
 
     for module in (stream, accounts, parameters, registrations, events, calls):
         app.include_router(module.router)
+    app.include_router(history.router)
+    app.include_router(dashboard.router)
     mount_web(app)  # the operator console (static files) at /
     return app
