@@ -26,7 +26,6 @@ async def test_since_until_sources_and_no_account(store: Storage) -> None:
     assert await q(EventFilter(account="alice@x", since=101.0)) == [d]
     assert await q(EventFilter(since=400.0)) == []
     assert await q(EventFilter(until=50.0)) == []
-    assert await q(EventFilter(type="flood-blocked", sources=("10.0.0.1", "10.0.0.2"))) == [b]
     assert await q(EventFilter(no_account=True, since=120.0, until=260.0)) == [c, b]
 
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import asdict
 from typing import Any
 
 from regswitch import events as ev
 from regswitch.storage.base import CdrFilter, CdrRecord, EventFilter, EventRecord, Storage
 
-#: At most this many events of the account are read (newest first).
+#: Events of the account read per page (newest first), by default and at most.
+PAGE = 1000
 MAX_EVENTS = 10_000
 
 _CALL_EVENTS = frozenset({ev.CALL_STARTED, ev.CALL_ANSWERED, ev.CALL_ENDED})
+_MOVES = frozenset({ev.REPLACED, ev.REJECTED, ev.SAME_DEVICE})
 _SOURCE_IP = re.compile(r"^(?:[a-z]+:)?\[?([0-9a-fA-F:.]+?)\]?(?::\d+)?$")
 
 
@@ -39,41 +40,50 @@ def source_ip(source: str | None) -> str | None:
 
 
 async def read_history(
-    storage: Storage, account: str, since: float, until: float, limit: int = MAX_EVENTS
+    storage: Storage, account: str, since: float, until: float, limit: int = PAGE
 ) -> dict[str, Any]:
+    """The timeline of [since, until). When the account has more than `limit`
+    events there, this is the newest page: it starts at its oldest event, and
+    `next_until` is where the next (older) page ends."""
     events = storage.events
     await events.flush()
     await storage.cdrs.flush()
     own = await events.query(EventFilter(account=account, since=since, until=until, limit=limit))
-    ips = sorted({ip for e in own for ip in _ips(e)})
-    floods: list[EventRecord] = []
-    if ips:
-        floods = await events.query(
-            EventFilter(
-                type=ev.FLOOD_BLOCKED, sources=tuple(ips), since=since, until=until, limit=limit
-            )
-        )
+    truncated = len(own) >= limit
+    if truncated:
+        since = own[-1].time
+    ips = {source_ip(s) for s in _sources(own)}
+    # flood blocks are few: read the window's and keep those of the account's addresses
+    blocks = await events.query(
+        EventFilter(type=ev.FLOOD_BLOCKED, since=since, until=until, limit=limit)
+    )
+    floods = [e for e in blocks if e.source in ips]
     system = await events.query(
         EventFilter(type=ev.PARAM_CHANGED, no_account=True, since=since, until=until, limit=limit)
     )
     cdrs = await storage.cdrs.query(
         CdrFilter(account=account, since=since, until=until, limit=limit)
     )
-    entries = timeline(account, [*own, *floods, *system], cdrs)
     return {
         "account": account,
         "since": since,
         "until": until,
-        "truncated": len(own) >= limit,
-        "entries": entries,
+        "truncated": truncated,
+        "next_until": since if truncated else None,
+        "entries": timeline(account, [*own, *floods, *system], cdrs),
     }
 
 
-def _ips(event: EventRecord) -> Iterable[str]:
-    for source in (event.source, event.details.get("old_source"), event.details.get("new_source")):
-        ip = source_ip(source) if isinstance(source, str) else None
-        if ip:
-            yield ip
+def _sources(events: list[EventRecord]) -> set[str]:
+    """Every address the account's events came from (or name, for moves)."""
+    found = {e.source for e in events if e.source}
+    for e in events:
+        if e.type in _MOVES:
+            for key in ("old_source", "new_source"):
+                value = e.details.get(key)
+                if isinstance(value, str):
+                    found.add(value)
+    return found
 
 
 # --------------------------------------------------------------------------- the timeline
@@ -101,10 +111,10 @@ def timeline(
                 run["count"] += 1
                 run["end_time"] = event.time
                 run["last_event_id"] = event.id
-                run["summary"] = _refresh_text(run["count"], event)
+                run["last"] = event
                 continue
-            runs[binding] = entry = _entry(event, "refreshes", _refresh_text(1, event))
-            entry["count"] = 1
+            runs[binding] = entry = _entry(event, "refreshes", "")
+            entry.update(count=1, last=event)
             out.append(entry)
             continue
         if event.type in _CALL_EVENTS and event.details.get("call") in with_cdr:
@@ -114,6 +124,10 @@ def timeline(
         runs.clear()
         out.append(_entry(event, _KIND.get(event.type, event.type),
                           _summary(event, ordered, position, user_agents)))  # fmt: skip
+    for entry in out:
+        last = entry.pop("last", None)
+        if last is not None:
+            entry["summary"] = _refresh_text(entry["count"], last)
     for cdr in cdrs:
         out.append(_cdr_entry(account, cdr))
     out.sort(key=lambda x: (x["time"], x.get("event_id") or 0), reverse=True)

@@ -280,8 +280,8 @@ class CdrRecord:
 class EventFilter:
     """Events matching all given fields; ids strictly between the bounds.
     `types` (any of them) narrows like `type`; both may be given. `since <=
-    time < until`; `sources` (any of them) matches `source` exactly;
-    `no_account` keeps only events of no account (system-wide ones)."""
+    time < until`; `no_account` keeps only events of no account (system-wide
+    ones)."""
 
     type: str | None = None
     types: tuple[str, ...] = ()
@@ -291,7 +291,6 @@ class EventFilter:
     before_id: int | None = None
     since: float | None = None
     until: float | None = None
-    sources: tuple[str, ...] = ()
     no_account: bool = False
 
     def __post_init__(self) -> None:

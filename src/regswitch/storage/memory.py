@@ -147,9 +147,7 @@ class MemoryEventStore:
                 flt.until is not None and rec.time >= flt.until
             ):
                 continue
-            if (flt.sources and rec.source not in flt.sources) or (
-                flt.no_account and rec.account is not None
-            ):
+            if flt.no_account and rec.account is not None:
                 continue
             out.append(rec)
         return out

@@ -13,7 +13,7 @@ from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.routes.calls import _time
 from regswitch.console.api.routes.events import event_view
-from regswitch.console.history import MAX_EVENTS, read_history
+from regswitch.console.history import MAX_EVENTS, PAGE, read_history
 from regswitch.storage.base import EventFilter, normalise_aor
 
 router = APIRouter(tags=["history"])
@@ -41,10 +41,14 @@ async def account_history(
     switch: SwitchDep,
     since: str | None = Query(None, description="epoch, ISO 8601 or ago (2h); default until-24h"),
     until: str | None = Query(None, description="epoch, ISO 8601 or ago; default now"),
-    limit: int = Query(MAX_EVENTS, ge=1, le=MAX_EVENTS, description="events read at most"),
+    limit: int = Query(
+        PAGE, ge=1, le=MAX_EVENTS, description="the account's events per page (newest first)"
+    ),
 ) -> dict[str, Any]:
     """One timeline of the account, newest first: registrations, refresh runs, kicks,
-    rejections, flood blocks, flapping, calls and CDRs, parameter and account changes."""
+    rejections, flood blocks, flapping, calls and CDRs, parameter and account changes.
+    With more than `limit` events in the window, the newest page: `truncated` is true
+    and the next page is `until=<next_until>`."""
     account = normalise_aor(aor)
     if "@" not in account:
         raise ApiError(400, f"account must be user@domain, not {aor!r}")
