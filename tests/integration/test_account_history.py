@@ -112,14 +112,15 @@ def cli(server: RunningServer, *args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_account_history(server: RunningServer, ua: Callable[..., UA]) -> None:
     create_account(server, "dave", password="pw")
     device = Device(ua("udp", server.udp), "dave")
-    assert register(device, "pw", 1, "Phone-D/4.0") == 200
+    # a User-Agent with console markup: printed as sent, not interpreted
+    assert register(device, "pw", 1, "Phone-D/4.0 [red]x[/red]") == 200
     out = cli(server, "account", "history", f"dave@{DOMAIN}", "--since", "2h", "--json")
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert [e["kind"] for e in data["entries"]] == ["registration", "account"]
     table = cli(server, "account", "history", f"dave@{DOMAIN}")
     assert table.returncode == 0, table.stderr
-    assert "registered" in table.stdout and "Phone-D/4.0" in table.stdout
+    assert "registered" in table.stdout and "Phone-D/4.0 [red]x[/red]" in table.stdout
     bad = cli(server, "account", "history", f"dave@{DOMAIN}", "--since", "soon")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: 400: since must be") and bad.stderr.count("\n") == 1

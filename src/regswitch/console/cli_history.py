@@ -29,9 +29,10 @@ def account_history(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     span = f"{_stamp(history['since'])} to {_stamp(history['until'])}"
-    table = Table(title=f"{history['account']}: {span}")
+    table = Table(title=Text(f"{history['account']}: {span}"))
     for column in ("time", "what", "summary", "ref"):
         table.add_column(column, overflow="fold")
     for entry in history["entries"]:
@@ -39,12 +40,13 @@ def account_history(
         if entry.get("end_time") and entry["kind"] == "refreshes":
             when += f"\n..{_stamp(entry['end_time'])[11:]}"
         ref = f"event {entry['event_id']}" if entry.get("event_id") else f"cdr {entry['cdr_id']}"
-        table.add_row(when, entry["kind"], entry["summary"], ref)
+        # Text, not markup: a User-Agent or contact is whatever a device sent
+        table.add_row(when, entry["kind"], Text(entry["summary"]), ref)
     console = Console()
     if history["entries"]:
         console.print(table)
     else:
-        console.print(f"nothing about {history['account']} from {span}")
+        console.print(Text(f"nothing about {history['account']} from {span}"))
     if history.get("truncated"):
         console.print("(only the newest events are shown: narrow --since/--until)")
 

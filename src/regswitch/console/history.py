@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -241,48 +242,69 @@ def _summary(
             + (f', Warning "{warning}"' if warning else "")
             + f"; {d.get('old_contact')} at {d.get('old_source')} keeps the account"
         )
-    if t == ev.REGISTERED:
-        ua = d.get("user_agent")
-        return (
-            f"registered {d.get('contact')} from {event.source}"
-            f"{f' ({ua})' if ua else ''}, expires in {d.get('expires')} s"
-        )
-    if t in (ev.SAME_DEVICE, ev.REFRESHED):
-        return (
-            f"same device moved: {d.get('old_contact')} at {d.get('old_source')} -> "
-            f"{d.get('contact')} from {event.source} (calls kept)"
-        )
-    if t == ev.UNREGISTERED:
-        return f"unregistered {d.get('contact')}{' (Contact: *)' if d.get('wildcard') else ''}"
-    if t == ev.EXPIRED:
-        return f"expired {d.get('contact')} (no refresh in time)"
-    if t == ev.DELETED:
-        calls = d.get("calls_ended") or []
-        ended = f", {len(calls)} call(s) ended" if d.get("kicked") else ", calls kept"
-        return f"deleted from the console: {d.get('contact')}{ended}"
-    if t == ev.FLAPPING:
-        return (
-            f"flapping: more than {d.get('limit')} replacements in {d.get('window')} s; "
-            f"replacements held until {_clock(d.get('held_until'))}"
-        )
-    if t == ev.FLOOD_BLOCKED:
-        return f"source {event.source} blocked for {d.get('seconds')} s: {d.get('reason')}"
-    if t == ev.AUTH_FAILED:
-        return f"authentication failed from {event.source}: {d.get('reason')}"
-    if t == ev.REACHABILITY:
-        state = "reachable again" if d.get("reachable") else "unreachable"
-        return f"{d.get('contact')} {state}"
-    if t == ev.PARAM_CHANGED:
-        return f"parameter {d.get('name')}: {d.get('old')} -> {d.get('new')} (by {event.source})"
-    if t == ev.ACCOUNT_CHANGED:
-        fields = d.get("fields")
-        changed = f": {', '.join(map(str, fields))}" if fields else ""
-        return f"account {d.get('action')}{changed}"
-    if t == ev.CALL_STARTED:
-        return f"call to {d.get('callee')} started (in progress)"
-    if t == ev.CALL_ENDED:
-        return f"call to {d.get('callee')} ended: {d.get('reason')} ({d.get('code')})"
+    wording = _WORDING.get(t)
+    if wording is not None:
+        return wording(event, d)
     return " ".join(f"{k}={v}" for k, v in d.items())
+
+
+def _registered(event: EventRecord, d: dict[str, Any]) -> str:
+    ua = d.get("user_agent")
+    return (
+        f"registered {d.get('contact')} from {event.source}"
+        f"{f' ({ua})' if ua else ''}, expires in {d.get('expires')} s"
+    )
+
+
+def _deleted(event: EventRecord, d: dict[str, Any]) -> str:
+    calls = d.get("calls_ended") or []
+    ended = f", {len(calls)} call(s) ended" if d.get("kicked") else ", calls kept"
+    return f"deleted from the console: {d.get('contact')}{ended}"
+
+
+def _account_changed(event: EventRecord, d: dict[str, Any]) -> str:
+    fields = d.get("fields")
+    changed = f": {', '.join(map(str, fields))}" if fields else ""
+    return f"account {d.get('action')}{changed}"
+
+
+def _moved(event: EventRecord, d: dict[str, Any]) -> str:
+    return (
+        f"same device moved: {d.get('old_contact')} at {d.get('old_source')} -> "
+        f"{d.get('contact')} from {event.source} (calls kept)"
+    )
+
+
+# event type -> its line (kicks and rejections need more than their own event: above)
+_WORDING: dict[str, Callable[[EventRecord, dict[str, Any]], str]] = {
+    ev.REGISTERED: _registered,
+    ev.SAME_DEVICE: _moved,
+    ev.REFRESHED: _moved,  # a refresh from a new address (plain ones form runs)
+    ev.UNREGISTERED: lambda e, d: (
+        f"unregistered {d.get('contact')}{' (Contact: *)' if d.get('wildcard') else ''}"
+    ),
+    ev.EXPIRED: lambda e, d: f"expired {d.get('contact')} (no refresh in time)",
+    ev.DELETED: _deleted,
+    ev.FLAPPING: lambda e, d: (
+        f"flapping: more than {d.get('limit')} replacements in {d.get('window')} s; "
+        f"replacements held until {_clock(d.get('held_until'))}"
+    ),
+    ev.FLOOD_BLOCKED: lambda e, d: (
+        f"source {e.source} blocked for {d.get('seconds')} s: {d.get('reason')}"
+    ),
+    ev.AUTH_FAILED: lambda e, d: f"authentication failed from {e.source}: {d.get('reason')}",
+    ev.REACHABILITY: lambda e, d: (
+        f"{d.get('contact')} {'reachable again' if d.get('reachable') else 'unreachable'}"
+    ),
+    ev.PARAM_CHANGED: lambda e, d: (
+        f"parameter {d.get('name')}: {d.get('old')} -> {d.get('new')} (by {e.source})"
+    ),
+    ev.ACCOUNT_CHANGED: _account_changed,
+    ev.CALL_STARTED: lambda e, d: f"call to {d.get('callee')} started (in progress)",
+    ev.CALL_ENDED: lambda e, d: (
+        f"call to {d.get('callee')} ended: {d.get('reason')} ({d.get('code')})"
+    ),
+}
 
 
 def _clock(epoch: object) -> str:

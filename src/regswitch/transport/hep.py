@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import re
@@ -93,6 +94,25 @@ def encode_hep3(
     correlation: bytes = b"",
 ) -> bytes:
     """One HEPv3 packet carrying `payload` (SIP) sent from `src` to `dst`."""
+    seconds = int(timestamp)
+    micros = int((timestamp - seconds) * 1_000_000)
+    parts = [
+        _route_chunks(transport, src, dst),
+        _U32.pack(0, TIME_SEC, 10, seconds & 0xFFFFFFFF),
+        _U32.pack(0, TIME_USEC, 10, micros),
+        _agent_chunks(capture_id, password),
+    ]
+    if correlation:
+        parts.append(_chunk(CORRELATION_ID, correlation))
+    parts.append(_chunk(PAYLOAD, payload))
+    body = b"".join(parts)
+    return b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+
+
+@functools.lru_cache(maxsize=8192)
+def _route_chunks(transport: str, src: tuple[str, int], dst: tuple[str, int]) -> bytes:
+    """Family, protocol, addresses and ports: the same for every message of a
+    flow, so built once per flow (parsing addresses is most of the cost)."""
     family, src_ip = _address(src[0])
     dst_family, dst_ip = _address(dst[0])
     if dst_family != family:  # a v4-mapped peer on a v6 socket: say v6 for both
@@ -100,27 +120,24 @@ def encode_hep3(
         src_ip = _as_v6(src_ip)
         dst_ip = _as_v6(dst_ip)
     v6 = family == socket.AF_INET6
-    seconds = int(timestamp)
-    micros = int((timestamp - seconds) * 1_000_000)
-    parts = [
-        _U8.pack(0, IP_FAMILY, 7, 10 if v6 else 2),
-        _U8.pack(0, IP_PROTO, 7, _IP_PROTO.get(transport, socket.IPPROTO_UDP)),
-        _chunk(IPV6_SRC if v6 else IPV4_SRC, src_ip),
-        _chunk(IPV6_DST if v6 else IPV4_DST, dst_ip),
-        _U16.pack(0, SRC_PORT, 8, src[1] & 0xFFFF),
-        _U16.pack(0, DST_PORT, 8, dst[1] & 0xFFFF),
-        _U32.pack(0, TIME_SEC, 10, seconds & 0xFFFFFFFF),
-        _U32.pack(0, TIME_USEC, 10, micros),
-        _U8.pack(0, PROTO_TYPE, 7, PROTO_TYPE_SIP),
-        _U32.pack(0, CAPTURE_ID, 10, capture_id & 0xFFFFFFFF),
-    ]
-    if password:
-        parts.append(_chunk(AUTH_KEY, password))
-    if correlation:
-        parts.append(_chunk(CORRELATION_ID, correlation))
-    parts.append(_chunk(PAYLOAD, payload))
-    body = b"".join(parts)
-    return b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+    return b"".join(
+        (
+            _U8.pack(0, IP_FAMILY, 7, 10 if v6 else 2),
+            _U8.pack(0, IP_PROTO, 7, _IP_PROTO.get(transport, socket.IPPROTO_UDP)),
+            _chunk(IPV6_SRC if v6 else IPV4_SRC, src_ip),
+            _chunk(IPV6_DST if v6 else IPV4_DST, dst_ip),
+            _U16.pack(0, SRC_PORT, 8, src[1] & 0xFFFF),
+            _U16.pack(0, DST_PORT, 8, dst[1] & 0xFFFF),
+        )
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _agent_chunks(capture_id: int, password: bytes) -> bytes:
+    chunks = _U8.pack(0, PROTO_TYPE, 7, PROTO_TYPE_SIP) + _U32.pack(
+        0, CAPTURE_ID, 10, capture_id & 0xFFFFFFFF
+    )
+    return chunks + _chunk(AUTH_KEY, password) if password else chunks
 
 
 def _as_v6(packed: bytes) -> bytes:
