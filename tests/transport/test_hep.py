@@ -36,7 +36,7 @@ def test_ipv4_udp_packet_has_every_chunk_with_its_length() -> None:
         correlation=call_id_of(REGISTER),
     )
     packet = decode(data)
-    assert packet.types == [1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 14, 17, 15]
+    assert packet.types == [1, 2, 3, 4, 7, 8, 11, 12, 14, 9, 10, 17, 15]
     assert packet["family"] == 2
     assert packet["ip_proto"] == 17
     assert (packet["src_ip"], packet["src_port"]) == ("10.0.0.7", 5062)

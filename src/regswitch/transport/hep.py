@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import ipaddress
 import logging
 import re
@@ -56,6 +55,8 @@ _U8 = struct.Struct("!HHHB")
 _U16 = struct.Struct("!HHHH")
 _U32 = struct.Struct("!HHHI")
 _HEAD = struct.Struct("!HHH")
+_MAGIC = struct.Struct("!4sH")
+_TIME = struct.Struct("!HHHIHHHI")
 _CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]+)", re.IGNORECASE)
 
 # A SIP message is at most 64 KiB; with the chunks a packet must stay a datagram.
@@ -69,7 +70,13 @@ def _chunk(type_id: int, value: bytes) -> bytes:
 def call_id_of(message: bytes) -> bytes:
     """The Call-ID header's value (long or compact form), or b"" if none."""
     head_end = message.find(b"\r\n\r\n")
-    found = _CALL_ID.search(message, 0, head_end if head_end >= 0 else len(message))
+    if head_end < 0:
+        head_end = len(message)
+    at = message.find(b"\r\nCall-ID: ", 0, head_end)  # the usual spelling: no regex
+    if at >= 0:
+        end = message.find(b"\r\n", at + 11)
+        return message[at + 11 : end if 0 <= end <= head_end else head_end].strip()
+    found = _CALL_ID.search(message, 0, head_end)
     return found.group(1).strip() if found else b""
 
 
@@ -94,25 +101,33 @@ def encode_hep3(
     correlation: bytes = b"",
 ) -> bytes:
     """One HEPv3 packet carrying `payload` (SIP) sent from `src` to `dst`."""
+    head = _route_chunks(transport, src, dst) + _agent_chunks(capture_id, password)
+    return _packet(head, timestamp, correlation, payload)
+
+
+def _packet(head: bytes, timestamp: float, correlation: bytes, payload: bytes) -> bytes:
+    """The packet around `head` (the chunks that do not change per message)."""
     seconds = int(timestamp)
     micros = int((timestamp - seconds) * 1_000_000)
-    parts = [
-        _route_chunks(transport, src, dst),
-        _U32.pack(0, TIME_SEC, 10, seconds & 0xFFFFFFFF),
-        _U32.pack(0, TIME_USEC, 10, micros),
-        _agent_chunks(capture_id, password),
-    ]
+    size = 6 + len(head) + 20 + 6 + len(payload)
     if correlation:
-        parts.append(_chunk(CORRELATION_ID, correlation))
-    parts.append(_chunk(PAYLOAD, payload))
-    body = b"".join(parts)
-    return b"HEP3" + struct.pack("!H", 6 + len(body)) + body
+        size += 6 + len(correlation)
+        return b"".join((
+            _MAGIC.pack(b"HEP3", size), head,
+            _TIME.pack(0, TIME_SEC, 10, seconds & 0xFFFFFFFF, 0, TIME_USEC, 10, micros),
+            _HEAD.pack(0, CORRELATION_ID, 6 + len(correlation)), correlation,
+            _HEAD.pack(0, PAYLOAD, 6 + len(payload)), payload,
+        ))  # fmt: skip
+    return b"".join((
+        _MAGIC.pack(b"HEP3", size), head,
+        _TIME.pack(0, TIME_SEC, 10, seconds & 0xFFFFFFFF, 0, TIME_USEC, 10, micros),
+        _HEAD.pack(0, PAYLOAD, 6 + len(payload)), payload,
+    ))  # fmt: skip
 
 
-@functools.lru_cache(maxsize=8192)
 def _route_chunks(transport: str, src: tuple[str, int], dst: tuple[str, int]) -> bytes:
     """Family, protocol, addresses and ports: the same for every message of a
-    flow, so built once per flow (parsing addresses is most of the cost)."""
+    flow (HepCapture builds them once per flow: parsing addresses is costly)."""
     family, src_ip = _address(src[0])
     dst_family, dst_ip = _address(dst[0])
     if dst_family != family:  # a v4-mapped peer on a v6 socket: say v6 for both
@@ -132,7 +147,6 @@ def _route_chunks(transport: str, src: tuple[str, int], dst: tuple[str, int]) ->
     )
 
 
-@functools.lru_cache(maxsize=16)
 def _agent_chunks(capture_id: int, password: bytes) -> bytes:
     chunks = _U8.pack(0, PROTO_TYPE, 7, PROTO_TYPE_SIP) + _U32.pack(
         0, CAPTURE_ID, 10, capture_id & 0xFFFFFFFF
@@ -181,6 +195,9 @@ class HepCapture:
         self.dropped = 0
         self._queue: list[bytes] = []
         self._flush_scheduled = False
+        self._agent = _agent_chunks(capture_id, self.password)
+        # (transport, source, destination) -> the chunks that are the same for each message
+        self._heads: dict[tuple[str, tuple[str, int], tuple[str, int]], bytes] = {}
         infos = socket.getaddrinfo(target[0], target[1], type=socket.SOCK_DGRAM)
         family, _, _, _, address = infos[0]
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -209,16 +226,13 @@ class HepCapture:
     ) -> None:
         if not data.strip():  # CRLF keepalives are not SIP messages
             return
-        packet = encode_hep3(
-            data,
-            transport=transport,
-            src=src,
-            dst=dst,
-            timestamp=self.clock(),
-            capture_id=self.capture_id,
-            password=self.password,
-            correlation=call_id_of(data),
-        )
+        key = (transport, src, dst)
+        head = self._heads.get(key)
+        if head is None:
+            if len(self._heads) >= 10_000:
+                self._heads.clear()  # many peers: start over rather than grow
+            head = self._heads[key] = _route_chunks(transport, src, dst) + self._agent
+        packet = _packet(head, self.clock(), call_id_of(data), data)
         if len(packet) > MAX_PACKET:
             self.dropped += 1
             return
