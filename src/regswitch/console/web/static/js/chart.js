@@ -23,7 +23,12 @@ export function niceMax(value) {
 }
 
 const pad = (n) => String(n).padStart(2, "0");
-const clock = (t) => { const d = new Date(t * 1000); return `${pad(d.getHours())}:${pad(d.getMinutes())}`; };
+// Minutes on an hour's axis; seconds too on a short one (a server just started).
+function clock(t, withSeconds) {
+  const d = new Date(t * 1000);
+  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return withSeconds ? `${hm}:${pad(d.getSeconds())}` : hm;
+}
 
 /**
  * Draw `points` ([{time, value}], oldest first) between `from` and `to` (epoch
@@ -51,7 +56,7 @@ export function drawChart(svg, points, { from, to, step = 5, style = "line", lab
   for (const fraction of [0, 0.25, 0.5, 0.75, 1]) {
     const t = from + (to - from) * fraction;
     parts.push(el("text", { class: "axis", x: x(t), y: HEIGHT - 5,
-      "text-anchor": fraction === 0 ? "start" : fraction === 1 ? "end" : "middle" }, clock(t)));
+      "text-anchor": fraction === 0 ? "start" : fraction === 1 ? "end" : "middle" }, clock(t, to - from < 600)));
   }
   if (style === "bars") {
     const width = Math.max(1.5, (innerW * step) / Math.max(1, to - from) * 0.8);

@@ -63,6 +63,7 @@ export function mount(root, { stream }) {
         : shown.reduce((sum, p) => sum + p.value, 0);
       card.value.textContent = card.gauge ? String(value) : `${value} in the last hour`;
       card.value.dataset.value = String(value);
+      card.card.classList.toggle("active", !card.gauge && value > 0);
     }
     renderTop();
   }
