@@ -83,7 +83,10 @@ async def build(settings: Settings) -> Switch:
         server_header=settings.server_header,
         loop=loop,
     )
-    transports.handler = hep.tap_handler(endpoint.on_data) if hep else endpoint.on_data
+    transports.handler = endpoint.on_data
+    if hep is not None:  # a flood-blocked source's messages are dropped, not copied
+        gate = lambda ip: endpoint.gate is not None and endpoint.gate(ip)  # noqa: E731
+        transports.handler = hep.tap_handler(endpoint.on_data, gate)
     switch = Switch(settings, endpoint, transports, hep=hep)
     await switch.open()
     return switch

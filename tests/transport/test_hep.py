@@ -92,6 +92,12 @@ async def test_capture_copies_sent_and_received_and_obeys_the_switch() -> None:
 
         CapturingSender(Inner(), capture).send(b"SIP/2.0 200 OK\r\nCall-ID: c1\r\n\r\n", flow)
         capture.tap_handler(lambda data, f: None)(b"\r\n\r\n", flow)  # keepalive: not SIP
+        # a source the endpoint drops unread (flood-blocked): handed on, not copied
+        blocked: list[bytes] = []
+        capture.tap_handler(lambda data, f: blocked.append(data), lambda ip: ip == "127.0.0.9")(
+            REGISTER, flow
+        )
+        assert blocked == [REGISTER]
         capture.enabled = False
         capture.tap_handler(lambda data, f: None)(REGISTER, flow)
         await asyncio.sleep(0)  # the queued packets go out after this loop turn

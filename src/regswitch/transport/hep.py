@@ -211,11 +211,15 @@ class HepCapture:
         if self.enabled:
             self._capture(data, flow.transport, flow.local, flow.remote)
 
-    def tap_handler(self, handler: DataHandler) -> DataHandler:
-        """`handler` with every message copied first (a flood-blocked source's too)."""
+    def tap_handler(
+        self, handler: DataHandler, dropped: Callable[[str], bool] | None = None
+    ) -> DataHandler:
+        """`handler` with every message copied first, except those `dropped(ip)`
+        says the handler will drop unread (a flood-blocked source's: copying a
+        flood would cost the switch more than dropping it)."""
 
         def tapped(data: bytes, flow: Flow) -> None:
-            if self.enabled:
+            if self.enabled and not (dropped is not None and dropped(flow.remote[0])):
                 self._capture(data, flow.transport, flow.remote, flow.local)
             handler(data, flow)
 
