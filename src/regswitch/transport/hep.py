@@ -228,7 +228,7 @@ class HepCapture:
     def _capture(
         self, data: bytes, transport: str, src: tuple[str, int], dst: tuple[str, int]
     ) -> None:
-        if not data.strip():  # CRLF keepalives are not SIP messages
+        if len(data) <= 4 and not data.strip():  # CRLF keepalives are not SIP messages
             return
         key = (transport, src, dst)
         head = self._heads.get(key)
