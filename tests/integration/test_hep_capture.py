@@ -18,6 +18,7 @@ from support.hep import HepCollector, HepPacket
 from support.register_helpers import create_account, set_param, sipp_register
 from support.server import RunningServer
 from support.sipp import SippRunner, free_port
+from support.tls import TlsFiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -157,3 +158,20 @@ def test_sngrep_listening_for_hep_shows_the_registration(
     assert [ln.split()[0] if ln.startswith("REGISTER") else ln.split()[1] for ln in firsts] == [
         "REGISTER", "401", "REGISTER", "200"]  # fmt: skip
     assert all("sip:" in ln or ln.startswith("SIP/2.0") for ln in firsts)
+
+
+def test_tls_messages_are_copied_decrypted_as_tcp(
+    server_factory: Callable[..., RunningServer],
+    collector: HepCollector,
+    ua: Callable[..., object],
+    tls_cert: TlsFiles,
+) -> None:
+    server = server_factory("--hep", collector.url, tls=tls_cert)
+    phone = ua("tls", server.tls, tls_context=tls_cert.client_context())
+    assert phone.request("OPTIONS", headers={"Subject": "over TLS"}).status == 200  # type: ignore[attr-defined]
+    packets = collector.wait_for(lambda p: len(p) >= 2)
+    request, reply = packets
+    assert b"Subject: over TLS" in request.payload  # the SIP bytes, not TLS records
+    assert request["ip_proto"] == reply["ip_proto"] == 6
+    assert request["dst_port"] == server.tls[1] and reply["src_port"] == server.tls[1]
+    assert reply.first_line == "SIP/2.0 200 OK"
