@@ -35,7 +35,9 @@ SPAN = 30 * 86400.0  # the events cover 30 days
 # Event i at BASE + SPAN * i / n: ids grow with time, as the switch writes them.
 # Every stride-th event (the first `targets` of them) is the target account's;
 # every sys-th a parameter change or a flood block; the rest are other accounts'
-# (80 % refreshes, then registrations, calls, kicks, rejections, expiries).
+# (80 % refreshes, then registrations, calls, kicks, rejections, expiries). The
+# target's devices change every 400 of its events (refreshes of one device are
+# one binding, as on a real switch).
 INSERT_SQL = """
 WITH RECURSIVE seq(i) AS (SELECT :first UNION ALL SELECT i + 1 FROM seq WHERE i < :last),
 rows AS (
@@ -57,6 +59,8 @@ SELECT i, t,
   CASE WHEN account IS NULL THEN (CASE i % 2 WHEN 1 THEN 'api' ELSE ip END)
        ELSE 'udp:' || ip || ':5060' END,
   CASE WHEN account IS NULL THEN '{"name":"X","old":"1","new":"2","seconds":300}'
+       WHEN account = :target THEN json_object('contact', 'sip:alice@' || ip || ':5060',
+                        'binding', 'alice-device-' || (i / :stride / 400), 'expires', 3600)
        ELSE json_object('contact', 'sip:u@' || ip || ':5060', 'binding', 'b' || (i % 50000),
                         'expires', 3600) END
 FROM rows
