@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from regswitch.transport.hep import parse_target
+from regswitch.transport.hep import resolve_target
 
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks"}
@@ -77,7 +77,7 @@ class Settings(BaseModel):
     @classmethod
     def _hep(cls, value: str | None) -> str | None:
         if value:
-            parse_target(value)
+            resolve_target(value)
         return value or None
 
     @field_validator("domains")

@@ -170,6 +170,18 @@ def parse_target(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def resolve_target(text: str) -> tuple[int, tuple[str, int]]:
+    """`udp:HOST:PORT` -> (address family, socket address); ValueError when bad
+    or when HOST does not resolve (so a wrong setting stops the start, in one line)."""
+    host, port = parse_target(text)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except OSError as exc:
+        raise ValueError(f"bad HEP address {text!r}: cannot resolve {host}: {exc}") from None
+    family, _, _, _, address = infos[0]
+    return family, (str(address[0]), int(address[1]))
+
+
 class HepCapture:
     """Copies messages to a HEP collector; `enabled` is the live switch
     (parameter HEP_CAPTURE). `sent` / `dropped` count packets."""
@@ -198,8 +210,7 @@ class HepCapture:
         self._agent = _agent_chunks(capture_id, self.password)
         # (transport, source, destination) -> the chunks that are the same for each message
         self._heads: dict[tuple[str, tuple[str, int], tuple[str, int]], bytes] = {}
-        infos = socket.getaddrinfo(target[0], target[1], type=socket.SOCK_DGRAM)
-        family, _, _, _, address = infos[0]
+        family, address = resolve_target(f"udp:[{target[0]}]:{target[1]}")
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
         with contextlib.suppress(OSError):  # above the system's maximum: that applies
