@@ -3,7 +3,7 @@
 switch stack in one process, without sockets: endpoint, transaction layer,
 registrar, SQLite write-through. A profiling aid, not a test.
 
-    .venv-run/bin/python bench/inproc.py [--n 20000] [--profile]
+    .venv-run/bin/python bench/inproc.py [--n 20000] [--profile] [--hep]
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import hashlib
 import os
 import pstats
 import re
+import socket
 import tempfile
 import time
 
 from regswitch.config import Settings
 from regswitch.server import build, install_uvloop, tune_gc
 from regswitch.sip.flow import Flow
+from regswitch.transport.hep import CapturingSender, HepCapture
 
 DB = "sqlite:///TMP/b.db"
 NONCE = re.compile(rb'nonce="([^"]+)"')
@@ -58,12 +60,17 @@ def authorization(user: str, nonce: str) -> str:
     )
 
 
-async def main(n: int, profile: bool) -> None:
+async def main(n: int, profile: bool, hep: bool = False) -> None:
     tmp = tempfile.mkdtemp()
     settings = Settings(sip=["udp:127.0.0.1:5060"], db=DB.replace("TMP", tmp), api="127.0.0.1:0")
     switch = await build(settings)
     capture = Capture()
     switch.endpoint.sender = capture
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if hep:  # every message also copied to a HEP collector that never reads
+        sink.bind(("127.0.0.1", 0))
+        tap = HepCapture(sink.getsockname(), loop=asyncio.get_running_loop())
+        switch.endpoint.sender = CapturingSender(capture, tap)
     switch.transports.send = capture.send  # type: ignore[method-assign]
     switch.set_listeners([{"transport": "udp", "host": "127.0.0.1", "port": 5060}])
     users = [f"user{i:05d}" for i in range(1, 10001)]
@@ -86,7 +93,7 @@ async def main(n: int, profile: bool) -> None:
             f = flow_cache[port] = Flow("udp", ("127.0.0.1", port), ("127.0.0.1", 5060))
         return f
 
-    on_data = switch.endpoint.on_data
+    on_data = tap.tap_handler(switch.endpoint.on_data) if hep else switch.endpoint.on_data
     batch = 500
     prof = cProfile.Profile() if profile else None
     t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
@@ -117,7 +124,8 @@ async def main(n: int, profile: bool) -> None:
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     main_cpu = time.thread_time() - m0
     print(
-        f"REGISTER digest: {n} full registrations, {cpu / n * 1e6:.1f} us CPU each "
+        f"REGISTER digest{' + HEP' if hep else ''}: {n} full registrations, "
+        f"{cpu / n * 1e6:.1f} us CPU each "
         f"(main thread {main_cpu / n * 1e6:.1f} us) "
         f"({cpu / n / 2 * 1e6:.1f} us per transaction), wall {n / wall:.0f}/s"
     )
@@ -134,6 +142,7 @@ async def main(n: int, profile: bool) -> None:
     cpu = time.process_time() - c0
     print(f"OPTIONS: {cpu / n * 1e6:.1f} us CPU each")
     await switch.close()
+    sink.close()
     if prof:
         stats = pstats.Stats(prof).sort_stats("tottime")
         stats.print_stats(30)
@@ -146,8 +155,9 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--db", default=DB, help="storage URL; TMP is a temp dir")
+    parser.add_argument("--hep", action="store_true", help="copy every message to HEP too")
     args = parser.parse_args()
     install_uvloop()
     tune_gc()
     DB = args.db
-    asyncio.run(main(args.n, args.profile))
+    asyncio.run(main(args.n, args.profile, args.hep))

@@ -5,7 +5,8 @@
 # prometheus) to check the /metrics exposition, baresip (baresip-core) as a
 # real phone following the README's phone set-up, and PostgreSQL (Debian package
 # postgresql: the tests run initdb/pg_ctl from /usr/lib/postgresql/<major>/bin
-# themselves, as the unprivileged user postgres; the packaged cluster is not used).
+# themselves, as the unprivileged user postgres; the packaged cluster is not used),
+# and sngrep, a HEP consumer for the HEP capture test.
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -21,6 +22,7 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)  # README's phone 
 # initdb is not on PATH in Debian; runuser runs it as postgres when we are root
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
     || missing+=(postgresql)
+command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)  # listens for HEP in test_hep.py
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

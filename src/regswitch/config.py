@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from regswitch.storage.factory import check_url
 from regswitch.transport.base import ListenSpec
+from regswitch.transport.hep import resolve_target
 
 ENV_PREFIX = "REGSWITCH_"
 _LIST_FIELDS = {"sip", "domains", "trusted_networks", "api_allowed_hosts"}
@@ -74,6 +75,11 @@ class Settings(BaseModel):
             ListenSpec.parse(text)  # ValueError naming the value
         return value
 
+    # HEP capture: "udp:HOST:PORT" of a Homer / sngrep collector, our capture id, its key
+    hep: str | None = None
+    hep_id: int = Field(default=0, ge=0, le=0xFFFFFFFF)
+    hep_password: str | None = None
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:
@@ -94,6 +100,13 @@ class Settings(BaseModel):
         for net in value:
             ipaddress.ip_network(net, strict=False)
         return value
+
+    @field_validator("hep")
+    @classmethod
+    def _hep(cls, value: str | None) -> str | None:
+        if value:
+            resolve_target(value)
+        return value or None
 
     @field_validator("domains")
     @classmethod

@@ -52,6 +52,8 @@ class Snapshot:
     storage: Mapping[str, float] = field(default_factory=dict)
     transport: Mapping[str, int] = field(default_factory=dict)
     loop_lag_seconds: float = 0.0
+    hep_sent: int = 0
+    hep_dropped: int = 0
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -135,6 +137,10 @@ class SwitchCollector(Collector):
         )
         yield _gauge("unreachable_bindings", "Bindings marked unreachable.", s.unreachable_bindings)
         yield _gauge("loop_lag_seconds", "Event-loop lag at the last check.", s.loop_lag_seconds)
+        yield _counter("hep_packets", "HEP capture packets sent to the collector.", s.hep_sent)
+        yield _counter(
+            "hep_dropped", "HEP capture packets dropped (socket buffer full).", s.hep_dropped
+        )
         storage = GaugeMetricFamily(
             f"{PREFIX}_storage", "Storage counters and queue depths.", labels=["stat"]
         )

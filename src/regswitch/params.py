@@ -256,6 +256,12 @@ SPECS: tuple[ParamSpec, ...] = (
         1,
         36500,
     ),
+    ParamSpec(
+        "HEP_CAPTURE",
+        "On",
+        "switch",
+        "Copy every SIP message to the HEP collector (configuration `hep`); no effect without one.",
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

@@ -25,6 +25,7 @@ from regswitch.sip.txlayer import TransactionLayer
 from regswitch.storage.base import StorageError
 from regswitch.switch import Switch
 from regswitch.transport.base import ListenSpec, TransportLimits
+from regswitch.transport.hep import CapturingSender, HepCapture, parse_target
 from regswitch.transport.manager import TransportManager
 from regswitch.transport.stream import server_ssl_context
 
@@ -102,12 +103,20 @@ async def build(settings: Settings) -> Switch:
     # transports and endpoint refer to each other: the handler is set once
     # both exist (before any listener starts, which takes it from here)
     transports = TransportManager(_not_listening_yet, limits, ssl_context)
+    hep = hep_capture(settings, loop)
     endpoint = Endpoint(
-        txlayer, transports, id_factory=new_id, server_header=settings.server_header, loop=loop
+        txlayer,
+        CapturingSender(transports, hep) if hep else transports,
+        id_factory=new_id,
+        server_header=settings.server_header,
+        loop=loop,
     )
     transports.handler = endpoint.on_data
+    if hep is not None:  # a flood-blocked source's messages are dropped, not copied
+        gate = lambda ip: endpoint.gate is not None and endpoint.gate(ip)  # noqa: E731
+        transports.handler = hep.tap_handler(endpoint.on_data, gate)
     try:
-        switch = Switch(settings, endpoint, transports)
+        switch = Switch(settings, endpoint, transports, hep=hep)
     except ValueError as exc:  # the storage URL
         raise StartupError(str(exc)) from None
     try:
@@ -116,6 +125,20 @@ async def build(settings: Settings) -> Switch:
         await _close_quietly(switch)
         raise StartupError(str(exc).splitlines()[0]) from None
     return switch
+
+
+def hep_capture(settings: Settings, loop: asyncio.AbstractEventLoop) -> HepCapture | None:
+    """The HEP copy of the SIP traffic when `hep` is configured (else no tap at all)."""
+    if not settings.hep:
+        return None
+    capture = HepCapture(
+        parse_target(settings.hep),
+        capture_id=settings.hep_id,
+        password=settings.hep_password or "",
+        loop=loop,
+    )
+    log.info("HEP capture to %s (capture id %d)", settings.hep, settings.hep_id)
+    return capture
 
 
 def _api_socket(settings: Settings) -> socket.socket:

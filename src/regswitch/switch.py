@@ -29,14 +29,21 @@ from regswitch.registrar.service import Registrar
 from regswitch.retention import Retention
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
+from regswitch.transport.hep import HepCapture
 from regswitch.transport.manager import TransportManager
 
 
 class Switch:
     def __init__(
-        self, settings: Settings, endpoint: Endpoint, transports: TransportManager
+        self,
+        settings: Settings,
+        endpoint: Endpoint,
+        transports: TransportManager,
+        *,
+        hep: HepCapture | None = None,
     ) -> None:
         self.settings = settings
+        self.hep = hep
         self.endpoint = endpoint
         self.transports = transports
         self.listeners: list[dict[str, Any]] = []
@@ -148,6 +155,8 @@ class Switch:
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]
         self.flapping.window = float(values["REGISTER_FLAP_WINDOW"])
         self.flapping.hold = float(values["REGISTER_FLAP_HOLD"])
+        if self.hep is not None:
+            self.hep.enabled = values["HEP_CAPTURE"]
 
     async def set_param(self, name: str, raw: object, who: str = "api") -> dict[str, Any]:
         """Validate, store, apply live, and record the change (old -> new)."""
@@ -178,6 +187,8 @@ class Switch:
         await self.registrar.stop()
         self.endpoint.close()
         await self.transports.close()
+        if self.hep is not None:
+            self.hep.close()
         await self.storage.close()
 
     # --- observability ------------------------------------------------------------
@@ -233,6 +244,8 @@ class Switch:
             },
             transport=self.transports.stats.snapshot(),
             loop_lag_seconds=self.loop_lag,
+            hep_sent=self.hep.sent if self.hep else 0,
+            hep_dropped=self.hep.dropped if self.hep else 0,
         )
 
     def health(self) -> dict[str, Any]:

@@ -53,6 +53,7 @@ async def test_migrations_recorded_once_and_wal_enabled(db: Path) -> None:
             (1, "initial"),
             (2, "binding_nat"),
             (3, "domains"),
+            (4, "events_time"),
         ]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

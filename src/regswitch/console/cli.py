@@ -512,6 +512,9 @@ def serve(
     ready_file: Annotated[
         str | None, typer.Option(help="write listening addresses here as JSON")
     ] = None,
+    hep: Annotated[
+        str | None, typer.Option(help="copy SIP to a HEP collector: udp:HOST:PORT")
+    ] = None,
 ) -> None:
     """Run the switch."""
     from pydantic import ValidationError
@@ -537,6 +540,7 @@ def serve(
                 "log_level": log_level,
                 "log_format": log_format,
                 "ready_file": ready_file,
+                "hep": hep,
             },
         )
         check_api_tls(settings)
@@ -562,6 +566,11 @@ def _one_line(exc: Exception) -> str:
         message = str(first.get("msg", "")).removeprefix("Value error, ")
         return f"{where}: {message}" if where else message
     return str(exc).splitlines()[0]
+
+
+from regswitch.console.cli_history import account_history  # noqa: E402  (it uses call/ctx)
+
+account_app.command("history")(account_history)
 
 
 def json_anywhere(args: Sequence[str]) -> list[str]:

@@ -728,6 +728,7 @@ class Registrar:
             old_source=first.source if first else None,
             retry_after=retry_after,
             flapping=decision.flapping,
+            warning=text,  # what the refused device was told (an account's history shows it)
         )
         host = warn_agent(stx.flow.local[0], self.default_domain)
         stx.respond(

@@ -301,7 +301,9 @@ class CdrRecord:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EventFilter:
     """Events matching all given fields; ids strictly between the bounds.
-    `types` (any of them) narrows like `type`; both may be given."""
+    `types` (any of them) narrows like `type`; both may be given. `since <=
+    time < until`; `no_account` keeps only events of no account (system-wide
+    ones)."""
 
     type: str | None = None
     types: tuple[str, ...] = ()
@@ -309,6 +311,9 @@ class EventFilter:
     limit: int = 100
     after_id: int | None = None
     before_id: int | None = None
+    since: float | None = None
+    until: float | None = None
+    no_account: bool = False
 
     def __post_init__(self) -> None:
         if self.limit < 0:
@@ -427,6 +432,11 @@ class EventStore(Protocol):
     async def prune(self, before: float, limit: int) -> int:
         """Delete at most `limit` of the oldest events with `time < before`;
         returns how many went (retention runs this in small batches)."""
+        ...
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        """The accounts with the most events of `type` since `since`, most first
+        (ties by account), as (account, count)."""
         ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Self
 
@@ -161,8 +162,21 @@ class MemoryEventStore:
                 continue
             if flt.before_id is not None and rec.id >= flt.before_id:
                 continue
+            if (flt.since is not None and rec.time < flt.since) or (
+                flt.until is not None and rec.time >= flt.until
+            ):
+                continue
+            if flt.no_account and rec.account is not None:
+                continue
             out.append(rec)
         return out
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        self._life.check()
+        counts = Counter(
+            r.account for r in self._rows if r.type == type and r.time >= since and r.account
+        )
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
 
     async def flush(self) -> None:
         return None

@@ -60,6 +60,7 @@ from regswitch.storage.shared_sql import (
     event_from_row,
     event_query,
     numbered,
+    top_accounts_query,
 )
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,10 @@ class PgEventStore(_Backend, EventNumbering):
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
         return [event_from_row(r) for r in await self.fetch_shared(event_query(flt))]
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        rows = await self.fetch_shared(top_accounts_query(type, since, limit))
+        return [(r[0], r[1]) for r in rows]
 
     async def flush(self) -> None:
         await self._s.flush_behind()

@@ -125,10 +125,32 @@ def event_query(flt: EventFilter) -> tuple[str, list[Any]]:
             ("account = ?", [flt.account]),
             ("id > ?", [flt.after_id]),
             ("id < ?", [flt.before_id]),
+            # Times become an id range first (ids grow with time; the events_time
+            # index finds the ends), so the account and type indexes serve the
+            # query; the time test itself stays for a clock that stepped back.
+            (f"id >= ({_FIRST_ID_SINCE}) AND time >= ?", [flt.since, flt.since]),
+            (f"id <= ({_LAST_ID_BEFORE}) AND time < ?", [flt.until, flt.until]),
+            ("(account IS NULL) = ?", [True] if flt.no_account else []),
         ],
         "id DESC",
         flt.limit,
     )
+
+
+def top_accounts_query(type: str, since: float, limit: int) -> tuple[str, list[Any]]:
+    """The accounts with the most events of `type` since `since`: (account, count) rows."""
+    sql = (
+        "SELECT account, COUNT(*) AS n FROM events WHERE type = ? AND account IS NOT NULL "
+        f"AND id >= ({_FIRST_ID_SINCE}) AND time >= ? "
+        "GROUP BY account ORDER BY n DESC, account LIMIT ?"
+    )
+    return sql, [type, since, since, limit]
+
+
+# The ends of a time range as ids, found in events_time (MIN(id) WHERE time >= ?
+# would walk the table in id order instead).
+_FIRST_ID_SINCE = "SELECT id FROM events WHERE time >= ? ORDER BY time, id LIMIT 1"
+_LAST_ID_BEFORE = "SELECT id FROM events WHERE time < ? ORDER BY time DESC, id DESC LIMIT 1"
 
 
 def cdr_query(flt: CdrFilter, write_order: str) -> tuple[str, list[Any]]:

@@ -58,6 +58,7 @@ from regswitch.storage.shared_sql import (
     cdr_query,
     event_from_row,
     event_query,
+    top_accounts_query,
 )
 from regswitch.storage.sqlite_schema import (
     ACCOUNT_COLS,
@@ -230,6 +231,10 @@ class SqliteEventStore(_Backend, EventNumbering):
     async def query(self, flt: EventFilter) -> list[EventRecord]:
         sql, args = event_query(flt)
         return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
+
+    async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
+        sql, args = top_accounts_query(type, since, limit)
+        return await self.read(lambda c: [(r[0], r[1]) for r in c.execute(sql, args)])
 
     async def flush(self) -> None:
         await self._s._flush_behind()

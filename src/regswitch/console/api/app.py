@@ -13,12 +13,15 @@ from regswitch.console.api.guard import install_guard
 from regswitch.console.api.routes import (
     accounts,
     calls,
+    dashboard,
     domains,
     events,
+    history,
     parameters,
     registrations,
     stream,
 )
+from regswitch.console.sampler import Sampler
 from regswitch.console.web import mount_web
 from regswitch.metrics import build_registry
 from regswitch.switch import Switch
@@ -34,6 +37,8 @@ def create_app(switch: Switch) -> FastAPI:
     app.state.metrics = build_registry(switch.metrics_snapshot)
     install_error_handlers(app)
     install_guard(app, switch.settings)
+    app.state.sampler = Sampler(lambda: dashboard.counters(switch), switch.clock)
+    app.state.sampler.start()  # ends with the server's loop
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:
@@ -41,5 +46,7 @@ def create_app(switch: Switch) -> FastAPI:
 
     for module in (stream, accounts, domains, parameters, registrations, events, calls):
         app.include_router(module.router)
+    app.include_router(history.router)
+    app.include_router(dashboard.router)
     mount_web(app)  # the operator console (static files) at /
     return app

@@ -17,6 +17,8 @@ from regswitch.storage.base import normalise_aor
 router = APIRouter()
 
 HEARTBEAT = 15.0
+# How often a stream with `stats` looks for a new dashboard sample.
+STATS_CHECK = 1.0
 
 
 @router.get("/api/events/stream", tags=["events"])
@@ -29,9 +31,11 @@ async def event_stream(
     last_id: int | None = Query(
         None, description="resume after this event id (like Last-Event-ID)"
     ),
+    stats: bool = Query(False, description="also `stats` frames: each new dashboard sample"),
 ) -> StreamingResponse:
     """Every event as it happens. Reconnect with Last-Event-ID to get what was missed
     (from a bounded backlog). A client that does not keep up is disconnected."""
+    sampler = request.app.state.sampler if stats else None
     resume = last_id
     if last_event_id and last_event_id.strip().isdigit():
         resume = int(last_event_id.strip())
@@ -44,10 +48,21 @@ async def event_stream(
     async def frames() -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
+            sent = sampler.seq if sampler is not None else 0
+            quiet = 0.0
             while True:
+                if sampler is not None and sampler.seq != sent:
+                    sent = sampler.seq
+                    point = json.dumps(sampler.latest())
+                    yield f"event: stats\ndata: {point}\n\n".encode()
+                wait = HEARTBEAT if sampler is None else STATS_CHECK
                 try:
-                    record = await asyncio.wait_for(sub.queue.get(), HEARTBEAT)
+                    record = await asyncio.wait_for(sub.queue.get(), wait)
                 except TimeoutError:
+                    quiet += wait
+                    if quiet < HEARTBEAT:
+                        continue
+                    quiet = 0.0
                     if await request.is_disconnected():
                         return
                     yield b": keepalive\n\n"

@@ -8,9 +8,11 @@ import * as events from "./pages/events.js";
 import * as calls from "./pages/calls.js";
 import * as cdrs from "./pages/cdrs.js";
 import * as accounts from "./pages/accounts.js";
+import * as dashboard from "./pages/dashboard.js";
+import * as history from "./pages/history.js";
 
-const PAGES = { registrations, parameters, events, calls, cdrs, accounts };
-const DEFAULT_PAGE = "registrations";
+const PAGES = { dashboard, registrations, parameters, events, calls, cdrs, accounts, history };
+const DEFAULT_PAGE = "dashboard";
 
 const stream = new EventStream();
 const ctx = { stream };

@@ -15,6 +15,7 @@ export class EventStream {
   constructor() {
     this.listeners = new Set();
     this.statusListeners = new Set();
+    this.statsListeners = new Set();
     this.lastId = null;
     this.retryMs = 2000;
     this.state = "connecting";
@@ -26,6 +27,12 @@ export class EventStream {
   subscribe(fn) {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  /** fn(sample) for every new dashboard sample (`stats` frames); returns an unsubscribe function. */
+  onStats(fn) {
+    this.statsListeners.add(fn);
+    return () => this.statsListeners.delete(fn);
   }
 
   /** fn(state) on "connecting" | "live" | "offline"; "live" again after a reconnect
@@ -64,7 +71,7 @@ export class EventStream {
     const headers = authHeaders({ Accept: "text/event-stream" });
     if (this.lastId !== null) headers["Last-Event-ID"] = String(this.lastId);
     this.controller = new AbortController();
-    const response = await fetch("api/events/stream", {
+    const response = await fetch("api/events/stream?stats=true", {
       headers, cache: "no-store", signal: this.controller.signal,
     });
     if (response.status === 401) {
@@ -88,6 +95,7 @@ export class EventStream {
 
   handleFrame(frame) {
     let id = null;
+    let name = "message";
     const data = [];
     for (const line of frame.split(/\r\n|\n|\r/)) {
       if (!line || line.startsWith(":")) continue;
@@ -96,6 +104,7 @@ export class EventStream {
       let value = colon < 0 ? "" : line.slice(colon + 1);
       if (value.startsWith(" ")) value = value.slice(1);
       if (field === "id") id = value;
+      else if (field === "event") name = value;
       else if (field === "data") data.push(value);
       else if (field === "retry" && /^\d+$/.test(value)) this.retryMs = Number(value);
     }
@@ -107,7 +116,8 @@ export class EventStream {
     } catch {
       return;
     }
-    for (const fn of this.listeners) {
+    const listeners = name === "stats" ? this.statsListeners : this.listeners;
+    for (const fn of listeners) {
       try {
         fn(event);
       } catch (err) {

@@ -163,9 +163,16 @@ export function field(label, control, hint) {
     hint ? h("span", { class: "hint" }, hint) : null);
 }
 
-/** "user" over "@domain" in a table cell: accounts are the widest column otherwise. */
+/** "user" over "@domain" in a table cell: accounts are the widest column otherwise.
+ * A link to the account's history. */
 export function aorCell(aor) {
   const at = (aor || "").indexOf("@");
   if (at < 0) return aor || "";
-  return h("span", { class: "aor" }, aor.slice(0, at), h("span", { class: "domain" }, aor.slice(at)));
+  return h("a", { class: "aor", href: historyHref(aor), title: `History of ${aor}` },
+    aor.slice(0, at), h("span", { class: "domain" }, aor.slice(at)));
+}
+
+/** The console address of an account's history page. */
+export function historyHref(aor) {
+  return `#/history/${encodeURIComponent(aor)}`;
 }

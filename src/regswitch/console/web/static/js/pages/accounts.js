@@ -2,7 +2,7 @@
 // hashes); an account with allowed networks and no password is IP-authenticated.
 
 import { api } from "../api.js";
-import { badge, debounce, field, h, modal, pageHeader, table, toast } from "../ui.js";
+import { aorCell, badge, debounce, field, h, modal, pageHeader, table, toast } from "../ui.js";
 
 const OVERRIDES = ["inherit", "on", "off"];
 
@@ -113,7 +113,7 @@ export function mount(root, { stream }) {
   const defaultDomain = () => accounts[0]?.domain || "";
 
   const columns = [
-    { label: "Account", class: "strong", cell: (a) => a.aor },
+    { label: "Account", class: "strong", cell: (a) => aorCell(a.aor) },
     {
       label: "Authentication",
       cell: (a) => [a.has_password ? badge("digest", "") : null,

@@ -3,7 +3,7 @@
 // contact and the calls it ended.
 
 import { api } from "../api.js";
-import { badge, fmtClock, fmtTime, h, pageHeader } from "../ui.js";
+import { badge, fmtClock, fmtTime, h, historyHref, pageHeader } from "../ui.js";
 
 const TYPES = [
   "registered", "refreshed", "same-device", "unregistered", "expired", "replaced", "rejected",
@@ -97,7 +97,7 @@ function eventRow(event) {
     h("time", { datetime: new Date(event.time * 1000).toISOString(), title: fmtTime(event.time) }, fmtClock(event.time)),
     h("span", { class: "etype" }, badge(event.type, alert ? "alert" : "")),
     h("span", { class: "who" },
-      event.account ? h("span", { class: "account" }, event.account) : null,
+      event.account ? h("a", { class: "account", href: historyHref(event.account) }, event.account) : null,
       event.source ? h("span", { class: "source mono" }, event.source) : null),
     h("span", { class: "what" }, summary(event).filter((line) => line !== "")
       .map((line, i) => h("span", { class: i ? "sub" : "main" }, line))));

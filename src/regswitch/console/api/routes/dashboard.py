@@ -1,0 +1,44 @@
+"""/api/dashboard: the last hour of the dashboard's charts and the accounts
+kicked most (the console then follows `stats` frames on the event stream)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from regswitch.console.api.deps import SwitchDep
+from regswitch.console.sampler import SPAN, Sampler
+from regswitch.events import REJECTED, REPLACED
+from regswitch.switch import Switch
+
+router = APIRouter(tags=["dashboard"])
+
+
+def counters(switch: Switch) -> dict[str, float]:
+    """What the dashboard samples: gauges now, counters since start."""
+    return {
+        "bindings": len(switch.location),
+        "calls": len(switch.b2bua.calls),
+        "registers": switch.endpoint.stats.requests_by_method.get("REGISTER", 0),
+        "kicks": switch.events.counts[REPLACED],
+        "rejections": switch.events.counts[REJECTED],
+        "flood_blocks": switch.flood.blocks,
+    }
+
+
+@router.get("/api/dashboard")
+async def dashboard(
+    request: Request, switch: SwitchDep, top: int = Query(10, ge=1, le=100)
+) -> dict[str, Any]:
+    sampler: Sampler = request.app.state.sampler
+    now = switch.clock()
+    await switch.storage.events.flush()
+    kicked = await switch.storage.events.top_accounts(REPLACED, now - SPAN, top)
+    return {
+        "time": now,
+        "interval": sampler.interval,
+        "span": SPAN,
+        "samples": list(sampler.samples),
+        "top_kicked": [{"account": a, "kicks": n} for a, n in kicked],
+    }
