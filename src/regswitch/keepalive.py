@@ -27,6 +27,7 @@ from regswitch.sip.uri import parse_uri
 log = logging.getLogger("regswitch.keepalive")
 
 MISSED_LIMIT = 3
+GONE = frozenset({404, 481})
 
 
 class Keepalive:
@@ -103,7 +104,8 @@ class Keepalive:
         return Request("OPTIONS", binding.contact, headers)
 
     def send_options(self, binding: Binding, on_result: Callable[[bool], None]) -> None:
-        """OPTIONS to the binding's source; `on_result(True)` on any reply."""
+        """OPTIONS to the binding's source; `on_result(True)` on any final reply
+        but 404/481."""
         done = False
 
         def on_event(event: sipev.Event) -> None:
@@ -115,7 +117,9 @@ class Keepalive:
                     return
                 done = True
                 self.replies += 1
-                on_result(True)
+                # 404/481: whoever holds that address now does not know the
+                # registration's user agent: it is gone (a restarted phone)
+                on_result(event.response.status not in GONE)
             elif isinstance(event, sipev.TransactionTimedOut):
                 done = True
                 on_result(False)

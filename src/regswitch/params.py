@@ -189,11 +189,62 @@ SPECS: tuple[ParamSpec, ...] = (
         1,
         86400,
     ),
+    # --- kick wars and telling the kicked device (README "Why was I signed out?")
+    ParamSpec(
+        "REGISTER_KICKED_REFUSE_TIME",
+        "3600",
+        "int",
+        "A refresh of a replaced registration (its Call-ID) is refused with 403 and an "
+        "explanation, instead of kicking the newcomer back, until the old registration would "
+        "have expired and at least this long (s). A fresh registration (new Call-ID) is not.",
+        0,
+        604800,
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_LIMIT",
+        "4",
+        "int",
+        "Replacements between the same two devices of one account within "
+        "REGISTER_PINGPONG_WINDOW that count as a ping-pong (held like flapping).",
+        1,
+        10000,
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_WINDOW", "7200", "int", "Ping-pong detection window (s).", 60, 604800
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_HOLD",
+        "3600",
+        "int",
+        "While ping-ponging, further replacements of the account are refused for this long (s); "
+        "0: only evented.",
+        0,
+        604800,
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_NOTIFY_OLD",
+        "Off",
+        "choice",
+        "MESSAGE: before a registration is replaced, send the old device a SIP MESSAGE "
+        "(text/plain, REGISTER_REPLACE_NOTIFY_TEXT) through its flow. Off: tell it nothing "
+        "(VOS3000).",
+        choices=("Off", "MESSAGE"),
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_NOTIFY_TEXT",
+        "Signed out: {account} registered from {new_ip} ({new_agent}) at {time}",
+        "text",
+        "Text of that MESSAGE. Placeholders: {account} {new_ip} {new_source} {new_agent} "
+        "{new_contact} {old_source} {time} {datetime}.",
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
 Persist = Callable[[str, str], Awaitable[None]]
+# per-parameter checks of a text value (name -> why it is refused, or None);
+# filled by the modules that own the template (params sits below them)
+TEMPLATE_CHECKS: dict[str, Callable[[str], str | None]] = {}
 OnChange = Callable[[str, str, str], None]
 
 
@@ -241,6 +292,10 @@ class Params:
         proposed[spec.name] = spec.typed(value)
         if proposed["SS_ENDPOINT_MIN_EXPIRE"] > proposed["SS_ENDPOINT_EXPIRE"]:
             raise ParamError("SS_ENDPOINT_MIN_EXPIRE must not exceed SS_ENDPOINT_EXPIRE")
+        if spec.name in TEMPLATE_CHECKS:
+            why = TEMPLATE_CHECKS[spec.name](value)
+            if why is not None:
+                raise ParamError(f"{spec.name}: {why}")
         return spec, value
 
     def apply(self, name: str, value: str) -> str:

@@ -24,6 +24,7 @@ from regswitch.protection.flood import FloodGuard, FloodLimits
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
+from regswitch.registrar.kick_notice import KickNotice
 from regswitch.registrar.service import Registrar
 from regswitch.storage.factory import open_storage
 from regswitch.transport.manager import TransportManager
@@ -82,6 +83,7 @@ class Switch:
         )
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
+        self.registrar.kick_notice = KickNotice(endpoint, settings.default_domain, self.clock)
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None
@@ -124,6 +126,10 @@ class Switch:
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]
         self.flapping.window = float(values["REGISTER_FLAP_WINDOW"])
         self.flapping.hold = float(values["REGISTER_FLAP_HOLD"])
+        pingpong = self.registrar.pingpong
+        pingpong.limit = values["REGISTER_PINGPONG_LIMIT"]
+        pingpong.window = float(values["REGISTER_PINGPONG_WINDOW"])
+        pingpong.hold = float(values["REGISTER_PINGPONG_HOLD"])
 
     async def set_param(self, name: str, raw: object, who: str = "api") -> dict[str, Any]:
         """Validate, store, apply live, and record the change (old -> new)."""

@@ -295,9 +295,30 @@ def reg_list(
 def reg_delete(
     binding_id: str,
     kick: Annotated[bool, typer.Option("--kick/--no-kick", help="also end its calls")] = False,
+    block: Annotated[
+        int, typer.Option(min=0, max=604800, help="also refuse the device for SECONDS")
+    ] = 0,
 ) -> None:
-    """Delete a registration, optionally kicking its calls."""
-    show(call("DELETE", f"/api/registrations/{binding_id}", params={"kick": str(kick).lower()}))
+    """Delete a registration, optionally kicking its calls and blocking the device."""
+    params = {"kick": str(kick).lower(), "block": str(block)}
+    show(call("DELETE", f"/api/registrations/{binding_id}", params=params))
+
+
+@reg_app.command("tombstones")
+def reg_tombstones(
+    account: Annotated[str | None, typer.Option(help="user@domain")] = None,
+) -> None:
+    """Replaced registrations whose refresh is refused, and blocked devices."""
+    show(
+        call("GET", "/api/tombstones", params={"account": account} if account else {}),
+        ["account", "kind", "source", "user_agent", "by_source", "remaining", "refusals"],
+    )
+
+
+@reg_app.command("unblock")
+def reg_unblock(account: str) -> None:
+    """Let an account's replaced and blocked devices register again; end its holds."""
+    show(call("DELETE", "/api/tombstones", params={"account": account}))
 
 
 # --- events -----------------------------------------------------------------------------

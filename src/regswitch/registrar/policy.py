@@ -287,6 +287,8 @@ def decide(
                     ),
                     None,
                 )
+            if target is None:
+                target = next((b for b in candidates if _same_address(b, req, contact)), None)
         if target is not None:
             matched.add(target.id)
             decision.changes.append(Change(target, binding_values(req, contact), kind))
@@ -318,6 +320,19 @@ def decide(
             decision.removals.append(Removal(b, "replaced", kick=kick, replaced_by=contact.uri))
             removed.add(b.id)
     return decision
+
+
+def _same_address(b: Binding, req: RegisterRequest, contact: ContactRequest) -> bool:
+    """The same transport, IP and port as the old binding is the same device
+    (docs/behaviour.md §10): only one process holds that port, e.g. a phone
+    restarted with a new Contact user part. A different declared instance
+    still says otherwise."""
+    return (
+        b.source_port == req.source_port
+        and b.source_ip == req.source_ip
+        and b.transport == req.transport
+        and not (contact.instance and b.instance and contact.instance != b.instance)
+    )
 
 
 def _devices_oldest_first(bindings: list[Binding]) -> list[tuple[str, list[Binding]]]:

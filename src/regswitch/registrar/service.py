@@ -25,6 +25,7 @@ from regswitch.params import Params
 from regswitch.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
+from regswitch.protection.pingpong import PingPongDetector, device_of
 from regswitch.registrar.accounts import AccountEntry, Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Binding, Location
@@ -39,6 +40,7 @@ from regswitch.registrar.contacts import (
     warn_agent,
 )
 from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.kick_notice import KickNotice, render
 from regswitch.registrar.policy import (
     ContactRequest,
     Decision,
@@ -47,6 +49,7 @@ from regswitch.registrar.policy import (
     Removal,
     decide,
 )
+from regswitch.registrar.tombstones import Tombstone, Tombstones, refusal_text
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
@@ -56,6 +59,7 @@ log = logging.getLogger("regswitch.registrar")
 PROBE_TIMEOUT = 2.0
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
+TOMBSTONE_REASON = {"replaced": "Registration Replaced", "blocked": "Device Blocked"}
 
 Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
@@ -104,6 +108,8 @@ class Registrar:
         domains: list[str],
         own_hosts: set[str],
         node: str = "",
+        tombstones: Tombstones | None = None,
+        pingpong: PingPongDetector | None = None,
     ) -> None:
         self.accounts = accounts
         self.location = location
@@ -120,6 +126,9 @@ class Registrar:
         self.own_hosts = own_hosts
         self.node = node
         self.kicker: Kicker | None = None
+        self.kick_notice: KickNotice | None = None
+        self.tombstones = tombstones if tombstones is not None else Tombstones()
+        self.pingpong = pingpong if pingpong is not None else PingPongDetector()
         self.prober: Prober | None = None
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
@@ -328,7 +337,8 @@ class Registrar:
             keep_calls=keep,
             max_contacts=account.max_contacts,
             if_unreachable=values["REGISTER_REPLACE_IF_UNREACHABLE"],
-            flap_held=self.flapping.held(account.aor, now),
+            flap_held=self.flapping.held(account.aor, now)
+            or self.pingpong.held(account.aor, now),
         )
 
     def _decide(self, pending: _Pending, probed: dict[str, bool] | None) -> None:
@@ -337,6 +347,8 @@ class Registrar:
             # time passed during the probe: decide on the present
             req = _replace_now(req, self.clock())
             pending.req = req
+        elif self._refused_by_tombstone(pending):
+            return
         policy = self.effective_policy(pending.entry, req.now)
         decision = decide(self.location.of(req.aor), req, pending.contacts, policy, probed)
         if decision.outcome == "probe" and self.prober is not None and probed is None:
@@ -355,6 +367,47 @@ class Registrar:
                 {b.id: True for b in decision.probe} | (probed or {}),
             )
         self._finish(pending, decision, policy)
+
+    def _refused_by_tombstone(self, pending: _Pending) -> bool:
+        """A refresh of a replaced registration, or a blocked device: refuse it
+        with what happened instead of letting it kick the current holder."""
+        req, contacts = pending.req, pending.contacts
+        if not contacts or all(c.expires == 0 for c in contacts):
+            return False  # removals and queries are always answered
+        if any(b.call_id == req.call_id for b in self.location.of(req.aor)):
+            return False  # a live registration's refresh
+        instances = {c.instance for c in contacts if c.instance}
+        stone = self.tombstones.refusing(
+            req.aor, req.call_id, instances, req.source_ip, req.user_agent, req.now
+        )
+        if stone is None:
+            return False
+        self._refuse(pending.stx, req, stone)
+        return True
+
+    def _refuse(self, stx: ServerTransaction, req: RegisterRequest, stone: Tombstone) -> None:
+        stone.refusals += 1
+        self.results[f"refused-{stone.kind}"] += 1
+        text = refusal_text(stone, req.now)
+        if stone.refusals == 1:  # one event per tombstone, not one per retry
+            self.events.emit(
+                ev.REJECTED,
+                account=req.aor,
+                source=f"{req.transport}:{req.source_ip}:{req.source_port}",
+                status=403,
+                reason=TOMBSTONE_REASON[stone.kind],
+                tombstone=stone.kind,
+                old_binding=stone.binding_id,
+                replaced_by=stone.by_binding,
+                replaced_at=stone.at,
+                until=stone.until,
+                text=text,
+            )
+        headers = {"Warning": f'399 {warn_agent(stx.flow.local[0], self.default_domain)} '
+                   f'"{quote_safe(text)}"'}
+        if stone.kind == "blocked":
+            headers["Retry-After"] = str(max(1, int(stone.until - req.now + 0.999)))
+        stx.respond(403, TOMBSTONE_REASON[stone.kind], headers)
 
     async def _probe(self, pending: _Pending, decision: Decision) -> None:
         assert self.prober is not None
@@ -468,6 +521,12 @@ class Registrar:
                 wildcard=removal.why == "wildcard",
             )
             return
+        new = next(
+            (n for n in self.location.of(req.aor)
+             if n.call_id == req.call_id and n.contact == removal.replaced_by),
+            None,
+        )
+        self._tell_replaced(b, req, source, removal.replaced_by)
         ended: list[str] = []
         if removal.kick and self.kicker is not None:
             ended = self.kicker(b, "registration-replaced")
@@ -485,6 +544,28 @@ class Registrar:
             calls_ended=ended,
             policy="on" if policy.replace else "off-unreachable",
         )
+        self.tombstones.replaced(
+            b,
+            req.now,
+            self.params.values["REGISTER_KICKED_REFUSE_TIME"],
+            by_contact=removal.replaced_by,
+            by_source=source,
+            by_agent=req.user_agent,
+            by_binding=new.id if new else None,
+        )
+        old_device = device_of(b.instance, b.source_ip, b.user_agent)
+        new_device = device_of(new.instance if new else None, req.source_ip, req.user_agent)
+        if self.pingpong.replaced(req.aor, old_device, new_device, req.now):
+            self.events.emit(
+                ev.FLAPPING,
+                account=req.aor,
+                source=source,
+                kind="ping-pong",
+                devices=[old_device, new_device],
+                limit=self.pingpong.limit,
+                window=self.pingpong.window,
+                held_until=self.pingpong.held_until(req.aor),
+            )
         if self.flapping.replaced(req.aor, req.now):
             self.events.emit(
                 ev.FLAPPING,
@@ -494,6 +575,19 @@ class Registrar:
                 window=self.flapping.window,
                 held_until=self.flapping.held_until(req.aor),
             )
+
+    def _tell_replaced(
+        self, old: Binding, req: RegisterRequest, source: str, new_contact: str | None
+    ) -> None:
+        """REGISTER_REPLACE_NOTIFY_OLD: a MESSAGE to the old device, before its kick."""
+        values = self.params.values
+        if values["REGISTER_REPLACE_NOTIFY_OLD"] != "MESSAGE" or self.kick_notice is None:
+            return
+        text = render(
+            values["REGISTER_REPLACE_NOTIFY_TEXT"],
+            req.aor, old, source, new_contact, req.user_agent, req.now,
+        )
+        self.kick_notice.send(old, text)
 
     def _committed(
         self,
@@ -546,7 +640,8 @@ class Registrar:
         stamp = email.utils.formatdate(until, usegmt=True)
         if decision.flapping:
             reason = FLAP_REASON
-            held = self.flapping.held_until(req.aor) or now
+            holds = [self.flapping.held_until(req.aor), self.pingpong.held_until(req.aor)]
+            held = max((h for h in holds if h is not None), default=now)
             text = (
                 f"{req.aor} is flapping between devices; replacements are held until "
                 f"{email.utils.formatdate(held, usegmt=True)}"
@@ -637,12 +732,18 @@ class Registrar:
         items = self.location.of(account) if account else list(self.location)
         return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
 
-    async def delete(self, binding_id: str, kick: bool) -> dict[str, Any] | None:
-        """Remove a registration from the console; with `kick`, end its calls."""
+    async def delete(
+        self, binding_id: str, kick: bool, block: float = 0
+    ) -> dict[str, Any] | None:
+        """Remove a registration from the console; with `kick`, end its calls;
+        with `block` seconds, refuse the device for that long (delete and block)."""
         binding = self.location.get(binding_id)
         if binding is None:
             return None
         self.location.remove(binding)
+        blocked_until = None
+        if block > 0:
+            blocked_until = self.tombstones.blocked(binding, self.clock(), block).until
         ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
         self.events.emit(
             ev.DELETED,
@@ -652,9 +753,16 @@ class Registrar:
             binding=binding.id,
             kicked=kick,
             calls_ended=ended,
+            blocked_until=blocked_until,
         )
         await self.store.apply([BindingOp.delete(binding.id)])
-        return {"id": binding.id, "account": binding.aor, "kicked": kick, "calls_ended": ended}
+        return {
+            "id": binding.id,
+            "account": binding.aor,
+            "kicked": kick,
+            "calls_ended": ended,
+            "blocked_until": blocked_until,
+        }
 
     # --- expiry -------------------------------------------------------------------
     async def expire_due(self) -> int:

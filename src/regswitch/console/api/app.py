@@ -10,7 +10,15 @@ from fastapi import FastAPI, Request, Response
 
 from regswitch import __version__
 from regswitch.console.api.errors import error_response, install_error_handlers
-from regswitch.console.api.routes import accounts, calls, events, parameters, registrations, stream
+from regswitch.console.api.routes import (
+    accounts,
+    calls,
+    events,
+    parameters,
+    registrations,
+    stream,
+    tombstones,
+)
 from regswitch.console.web import mount_web
 from regswitch.metrics import build_registry
 from regswitch.switch import Switch
@@ -50,7 +58,7 @@ def create_app(switch: Switch) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return switch.health()
 
-    for module in (stream, accounts, parameters, registrations, events, calls):
+    for module in (stream, accounts, parameters, registrations, events, calls, tombstones):
         app.include_router(module.router)
     mount_web(app)  # the operator console (static files) at /
     return app
