@@ -239,3 +239,25 @@ def test_refresh_and_unregister_show_live(
     # Expires: 0 removes it.
     assert phone.register("erin", "regswitch.local", expires=0).status == 200
     expect(row(page, "erin")).to_have_count(0)
+
+
+def test_delete_and_block_keeps_the_device_out(
+    console: Any, server: RunningServer, phones: Phones
+) -> None:
+    create_account(server, "bob")
+    phones.register("bob")
+    page = console.open("registrations")
+    row(page, "bob").get_by_role("button", name="Delete").click()
+    dialog = page.locator("dialog.confirm-delete")
+    dialog.get_by_role("button", name="Delete and block for 1 h").click()
+
+    expect(row(page, "bob")).to_have_count(0)
+    stone = wait_until(
+        lambda: server.api.get("/api/tombstones", params={"account": aor("bob")}).json(),
+        5,
+        "the block",
+    )[0]
+    assert stone["kind"] == "blocked" and 3590 <= stone["remaining"] <= 3600
+    # the same device (same IP and user agent, no instance), even from a new port
+    phones.refused("bob", ua="SIPp phone").check(1)
+    assert registrations(server, "bob") == []
