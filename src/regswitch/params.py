@@ -237,6 +237,43 @@ SPECS: tuple[ParamSpec, ...] = (
         "Text of that MESSAGE. Placeholders: {account} {new_ip} {new_source} {new_agent} "
         "{new_contact} {old_source} {time} {datetime}.",
     ),
+    # --- the reg event package (RFC 3680; README "The reg event package")
+    ParamSpec(
+        "REG_EVENT_MAX_PER_ACCOUNT",
+        "10",
+        "int",
+        "reg event subscriptions (SUBSCRIBE Event: reg) per account on this node; 0 refuses "
+        "them all.",
+        0,
+        1000,
+    ),
+    ParamSpec(
+        "REG_EVENT_MAX_TOTAL", "10000", "int", "reg event subscriptions in total on this node.",
+        0, 1_000_000,
+    ),
+    ParamSpec(
+        "REG_EVENT_MIN_EXPIRES",
+        "60",
+        "int",
+        "Shorter non-zero reg subscriptions get 423 Interval Too Brief with Min-Expires (s).",
+        1,
+        86400,
+    ),
+    ParamSpec(
+        "REG_EVENT_MAX_EXPIRES",
+        "3600",
+        "int",
+        "Longest reg subscription granted (s); longer requests are granted this.",
+        1,
+        86400,
+    ),
+    ParamSpec(
+        "REG_EVENT_TRUSTED_NETWORKS",
+        "none",
+        "text",
+        "Comma-separated CIDRs whose SUBSCRIBEs to any account's reg events need no "
+        "credentials (application servers); none: every subscriber authenticates as the account.",
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
@@ -244,7 +281,7 @@ SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 Persist = Callable[[str, str], Awaitable[None]]
 # per-parameter checks of a text value (name -> why it is refused, or None);
 # filled by the modules that own the template (params sits below them)
-TEMPLATE_CHECKS: dict[str, Callable[[str], str | None]] = {}
+TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {}
 OnChange = Callable[[str, str, str], None]
 
 
@@ -292,8 +329,10 @@ class Params:
         proposed[spec.name] = spec.typed(value)
         if proposed["SS_ENDPOINT_MIN_EXPIRE"] > proposed["SS_ENDPOINT_EXPIRE"]:
             raise ParamError("SS_ENDPOINT_MIN_EXPIRE must not exceed SS_ENDPOINT_EXPIRE")
-        if spec.name in TEMPLATE_CHECKS:
-            why = TEMPLATE_CHECKS[spec.name](value)
+        if proposed["REG_EVENT_MIN_EXPIRES"] > proposed["REG_EVENT_MAX_EXPIRES"]:
+            raise ParamError("REG_EVENT_MIN_EXPIRES must not exceed REG_EVENT_MAX_EXPIRES")
+        if spec.name in TEXT_CHECKS:
+            why = TEXT_CHECKS[spec.name](value)
             if why is not None:
                 raise ParamError(f"{spec.name}: {why}")
         return spec, value

@@ -25,6 +25,7 @@ from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.kick_notice import KickNotice
+from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
 from regswitch.storage.factory import open_storage
 from regswitch.transport.manager import TransportManager
@@ -84,6 +85,14 @@ class Switch:
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
         self.registrar.kick_notice = KickNotice(endpoint, settings.default_domain, self.clock)
+        self.reg_events = RegEvents(
+            endpoint=endpoint,
+            registrar=self.registrar,
+            params=self.params,
+            events=self.events,
+            clock=self.clock,
+            advertised_host=settings.advertised_host,
+        )
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None
@@ -100,6 +109,7 @@ class Switch:
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
+        self.reg_events.install()
         self.registrar.start()
         self.keepalive.start()
         self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop_lag())
@@ -155,6 +165,8 @@ class Switch:
             self._lag_task.cancel()
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hang_up(call, "admin-hangup")
+        self.reg_events.close()
+        await self.reg_events.stop()
         await self.keepalive.stop()
         await self.registrar.stop()
         self.endpoint.close()

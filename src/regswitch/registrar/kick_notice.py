@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from regswitch.endpoint import Endpoint
 from regswitch.ids import new_id
-from regswitch.params import TEMPLATE_CHECKS
+from regswitch.params import TEXT_CHECKS
 from regswitch.registrar.bindings import Binding
 from regswitch.sip import events as sipev
 from regswitch.sip.message import Headers, Request
@@ -50,7 +50,7 @@ def template_error(text: str) -> str | None:
     return None
 
 
-TEMPLATE_CHECKS["REGISTER_REPLACE_NOTIFY_TEXT"] = template_error
+TEXT_CHECKS["REGISTER_REPLACE_NOTIFY_TEXT"] = template_error
 
 
 def render(
