@@ -282,14 +282,15 @@ class RegEvents:
 
     def _in_dialog(self, stx: ServerTransaction) -> None:
         """A refresh (or `Expires: 0`, an unsubscribe) of a subscription: the full
-        dialog and the subscriber's address must match."""
+        dialog and the subscriber's address (IP and port) must match, so nobody
+        but the subscriber ends or redirects it."""
         request = stx.request
         key = (request.call_id, request.to.tag or "")
         sub = self._subs.get(key)
         if (
             sub is None
             or request.from_.tag != sub.dialog.remote_tag
-            or stx.flow.remote[0] != sub.flow.remote[0]
+            or stx.flow.remote != sub.flow.remote  # a new address subscribes anew
             or not sub.dialog.accepts_remote_cseq(request.cseq.seq)
         ):
             self._count("refused-481")
@@ -301,7 +302,7 @@ class RegEvents:
             self._refuse(stx, decision)
             return
         now = self.clock()
-        sub.flow = stx.flow  # a new connection of the same subscriber
+        sub.flow = stx.flow  # the same address, perhaps a new connection
         response = stx.response(200)
         response.headers.add("Expires", str(decision))
         response.headers.add("Contact", sub.dialog.local_contact)
