@@ -30,6 +30,7 @@ FLOOD_BLOCKED = "flood-blocked"
 FLAPPING = "flapping"
 REACHABILITY = "reachability"
 DELETED = "deleted"  # a registration removed from the console
+CREDENTIAL_SHARING = "credential-sharing-suspected"
 ACCOUNT_CHANGED = "account-changed"
 CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"

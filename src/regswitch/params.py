@@ -274,6 +274,45 @@ SPECS: tuple[ParamSpec, ...] = (
         "Comma-separated CIDRs whose SUBSCRIBEs to any account's reg events need no "
         "credentials (application servers); none: every subscriber authenticates as the account.",
     ),
+    # --- credential sharing (README "Credential-sharing detector")
+    ParamSpec(
+        "SHARING_MAX_SOURCES",
+        "3",
+        "int",
+        "An account registering from more distinct source networks (or +sip.instance values) "
+        "than this within SHARING_WINDOW is suspected of a shared password.",
+        1,
+        1000,
+    ),
+    ParamSpec(
+        "SHARING_WINDOW", "3600", "int", "Credential-sharing detection window (s).", 60, 604800
+    ),
+    ParamSpec(
+        "SHARING_MAX_KICKS",
+        "5",
+        "int",
+        "An account kicked (replaced) more than this within SHARING_WINDOW is suspected too.",
+        1,
+        10000,
+    ),
+    ParamSpec(
+        "SHARING_ACTION",
+        "none",
+        "choice",
+        "none: only event and flag the account. lock: also refuse new registrations of the "
+        "account for SHARING_LOCK_TIME; the device holding it keeps its registration.",
+        choices=("none", "lock"),
+    ),
+    ParamSpec(
+        "SHARING_LOCK_TIME", "3600", "int", "How long a suspected account stays locked (s).",
+        1, 604800,
+    ),
+    ParamSpec(
+        "SHARING_V4_PREFIX", "24", "int", "IPv4 prefix length of one source network.", 8, 32
+    ),
+    ParamSpec(
+        "SHARING_V6_PREFIX", "56", "int", "IPv6 prefix length of one source network.", 16, 128
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}

@@ -84,7 +84,7 @@ class Switch:
         )
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
-        self.registrar.kick_notice = KickNotice(endpoint, settings.default_domain, self.clock)
+        self.registrar.guard.notice = KickNotice(endpoint, settings.default_domain, self.clock)
         self.reg_events = RegEvents(
             endpoint=endpoint,
             registrar=self.registrar,
@@ -136,10 +136,18 @@ class Switch:
         self.flapping.limit = values["REGISTER_FLAP_LIMIT"]
         self.flapping.window = float(values["REGISTER_FLAP_WINDOW"])
         self.flapping.hold = float(values["REGISTER_FLAP_HOLD"])
-        pingpong = self.registrar.pingpong
+        pingpong = self.registrar.guard.pingpong
         pingpong.limit = values["REGISTER_PINGPONG_LIMIT"]
         pingpong.window = float(values["REGISTER_PINGPONG_WINDOW"])
         pingpong.hold = float(values["REGISTER_PINGPONG_HOLD"])
+        sharing = self.registrar.guard.sharing
+        sharing.max_sources = values["SHARING_MAX_SOURCES"]
+        sharing.window = float(values["SHARING_WINDOW"])
+        sharing.max_kicks = values["SHARING_MAX_KICKS"]
+        sharing.action = values["SHARING_ACTION"]
+        sharing.lock_time = float(values["SHARING_LOCK_TIME"])
+        sharing.v4_prefix = values["SHARING_V4_PREFIX"]
+        sharing.v6_prefix = values["SHARING_V6_PREFIX"]
 
     async def set_param(self, name: str, raw: object, who: str = "api") -> dict[str, Any]:
         """Validate, store, apply live, and record the change (old -> new)."""

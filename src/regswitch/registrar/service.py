@@ -25,7 +25,6 @@ from regswitch.params import Params
 from regswitch.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
-from regswitch.protection.pingpong import PingPongDetector, device_of
 from regswitch.registrar.accounts import AccountEntry, Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Binding, Location
@@ -40,7 +39,7 @@ from regswitch.registrar.contacts import (
     warn_agent,
 )
 from regswitch.registrar.expiry import ExpiryQueue
-from regswitch.registrar.kick_notice import KickNotice, render
+from regswitch.registrar.kick_guard import KickGuard
 from regswitch.registrar.policy import (
     ContactRequest,
     Decision,
@@ -49,7 +48,6 @@ from regswitch.registrar.policy import (
     Removal,
     decide,
 )
-from regswitch.registrar.tombstones import Tombstone, Tombstones, refusal_text
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
@@ -59,7 +57,6 @@ log = logging.getLogger("regswitch.registrar")
 PROBE_TIMEOUT = 2.0
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
-TOMBSTONE_REASON = {"replaced": "Registration Replaced", "blocked": "Device Blocked"}
 
 Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
@@ -108,8 +105,7 @@ class Registrar:
         domains: list[str],
         own_hosts: set[str],
         node: str = "",
-        tombstones: Tombstones | None = None,
-        pingpong: PingPongDetector | None = None,
+        guard: KickGuard | None = None,
     ) -> None:
         self.accounts = accounts
         self.location = location
@@ -126,12 +122,13 @@ class Registrar:
         self.own_hosts = own_hosts
         self.node = node
         self.kicker: Kicker | None = None
-        self.kick_notice: KickNotice | None = None
-        self.tombstones = tombstones if tombstones is not None else Tombstones()
-        self.pingpong = pingpong if pingpong is not None else PingPongDetector()
         self.prober: Prober | None = None
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
+        # kick wars, the kicked device's MESSAGE, credential sharing (kick_guard.py)
+        self.guard = guard or KickGuard(
+            params=params, events=events, results=self.results, default_domain=domains[0]
+        )
         self._turns: dict[str, list[_Pending]] = {}
         self._date_cache: tuple[int, str] = (0, "")
         # within a second of expiry (SPEC §3.5): checked four times a second
@@ -337,8 +334,7 @@ class Registrar:
             keep_calls=keep,
             max_contacts=account.max_contacts,
             if_unreachable=values["REGISTER_REPLACE_IF_UNREACHABLE"],
-            flap_held=self.flapping.held(account.aor, now)
-            or self.pingpong.held(account.aor, now),
+            flap_held=self.flapping.held(account.aor, now) or self.guard.held(account.aor, now),
         )
 
     def _decide(self, pending: _Pending, probed: dict[str, bool] | None) -> None:
@@ -347,7 +343,7 @@ class Registrar:
             # time passed during the probe: decide on the present
             req = _replace_now(req, self.clock())
             pending.req = req
-        elif self._refused_by_tombstone(pending):
+        elif self.guard.refused(pending.stx, req, pending.contacts, self.location.of(req.aor)):
             return
         policy = self.effective_policy(pending.entry, req.now)
         decision = decide(self.location.of(req.aor), req, pending.contacts, policy, probed)
@@ -367,47 +363,6 @@ class Registrar:
                 {b.id: True for b in decision.probe} | (probed or {}),
             )
         self._finish(pending, decision, policy)
-
-    def _refused_by_tombstone(self, pending: _Pending) -> bool:
-        """A refresh of a replaced registration, or a blocked device: refuse it
-        with what happened instead of letting it kick the current holder."""
-        req, contacts = pending.req, pending.contacts
-        if not contacts or all(c.expires == 0 for c in contacts):
-            return False  # removals and queries are always answered
-        if any(b.call_id == req.call_id for b in self.location.of(req.aor)):
-            return False  # a live registration's refresh
-        instances = {c.instance for c in contacts if c.instance}
-        stone = self.tombstones.refusing(
-            req.aor, req.call_id, instances, req.source_ip, req.user_agent, req.now
-        )
-        if stone is None:
-            return False
-        self._refuse(pending.stx, req, stone)
-        return True
-
-    def _refuse(self, stx: ServerTransaction, req: RegisterRequest, stone: Tombstone) -> None:
-        stone.refusals += 1
-        self.results[f"refused-{stone.kind}"] += 1
-        text = refusal_text(stone, req.now)
-        if stone.refusals == 1:  # one event per tombstone, not one per retry
-            self.events.emit(
-                ev.REJECTED,
-                account=req.aor,
-                source=f"{req.transport}:{req.source_ip}:{req.source_port}",
-                status=403,
-                reason=TOMBSTONE_REASON[stone.kind],
-                tombstone=stone.kind,
-                old_binding=stone.binding_id,
-                replaced_by=stone.by_binding,
-                replaced_at=stone.at,
-                until=stone.until,
-                text=text,
-            )
-        headers = {"Warning": f'399 {warn_agent(stx.flow.local[0], self.default_domain)} '
-                   f'"{quote_safe(text)}"'}
-        if stone.kind == "blocked":
-            headers["Retry-After"] = str(max(1, int(stone.until - req.now + 0.999)))
-        stx.respond(403, TOMBSTONE_REASON[stone.kind], headers)
 
     async def _probe(self, pending: _Pending, decision: Decision) -> None:
         assert self.prober is not None
@@ -521,12 +476,7 @@ class Registrar:
                 wildcard=removal.why == "wildcard",
             )
             return
-        new = next(
-            (n for n in self.location.of(req.aor)
-             if n.call_id == req.call_id and n.contact == removal.replaced_by),
-            None,
-        )
-        self._tell_replaced(b, req, source, removal.replaced_by)
+        self.guard.replacing(b, req, removal.replaced_by)
         ended: list[str] = []
         if removal.kick and self.kicker is not None:
             ended = self.kicker(b, "registration-replaced")
@@ -544,28 +494,7 @@ class Registrar:
             calls_ended=ended,
             policy="on" if policy.replace else "off-unreachable",
         )
-        self.tombstones.replaced(
-            b,
-            req.now,
-            self.params.values["REGISTER_KICKED_REFUSE_TIME"],
-            by_contact=removal.replaced_by,
-            by_source=source,
-            by_agent=req.user_agent,
-            by_binding=new.id if new else None,
-        )
-        old_device = device_of(b.instance, b.source_ip, b.user_agent)
-        new_device = device_of(new.instance if new else None, req.source_ip, req.user_agent)
-        if self.pingpong.replaced(req.aor, old_device, new_device, req.now):
-            self.events.emit(
-                ev.FLAPPING,
-                account=req.aor,
-                source=source,
-                kind="ping-pong",
-                devices=[old_device, new_device],
-                limit=self.pingpong.limit,
-                window=self.pingpong.window,
-                held_until=self.pingpong.held_until(req.aor),
-            )
+        self.guard.replaced(b, req, removal.replaced_by, self.location.of(req.aor))
         if self.flapping.replaced(req.aor, req.now):
             self.events.emit(
                 ev.FLAPPING,
@@ -575,19 +504,6 @@ class Registrar:
                 window=self.flapping.window,
                 held_until=self.flapping.held_until(req.aor),
             )
-
-    def _tell_replaced(
-        self, old: Binding, req: RegisterRequest, source: str, new_contact: str | None
-    ) -> None:
-        """REGISTER_REPLACE_NOTIFY_OLD: a MESSAGE to the old device, before its kick."""
-        values = self.params.values
-        if values["REGISTER_REPLACE_NOTIFY_OLD"] != "MESSAGE" or self.kick_notice is None:
-            return
-        text = render(
-            values["REGISTER_REPLACE_NOTIFY_TEXT"],
-            req.aor, old, source, new_contact, req.user_agent, req.now,
-        )
-        self.kick_notice.send(old, text)
 
     def _committed(
         self,
@@ -640,7 +556,7 @@ class Registrar:
         stamp = email.utils.formatdate(until, usegmt=True)
         if decision.flapping:
             reason = FLAP_REASON
-            holds = [self.flapping.held_until(req.aor), self.pingpong.held_until(req.aor)]
+            holds = (self.flapping.held_until(req.aor), self.guard.held_until(req.aor))
             held = max((h for h in holds if h is not None), default=now)
             text = (
                 f"{req.aor} is flapping between devices; replacements are held until "
@@ -741,9 +657,7 @@ class Registrar:
         if binding is None:
             return None
         self.location.remove(binding)
-        blocked_until = None
-        if block > 0:
-            blocked_until = self.tombstones.blocked(binding, self.clock(), block).until
+        blocked_until = self.guard.block(binding, self.clock(), block) if block > 0 else None
         ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
         self.events.emit(
             ev.DELETED,

@@ -18,7 +18,7 @@ async def list_tombstones(switch: SwitchDep, account: str | None = None) -> list
     """Replaced registrations whose refresh is refused, and blocked devices."""
     now = switch.clock()
     aor = normalise_aor(account) if account else None
-    return [s.view(now) for s in switch.registrar.tombstones.of(aor, now)]
+    return [s.view(now) for s in switch.registrar.guard.tombstones.of(aor, now)]
 
 
 @router.delete("")
@@ -26,11 +26,9 @@ async def lift_tombstones(account: str, switch: SwitchDep) -> dict[str, Any]:
     """Let the account's replaced and blocked devices register again, and end
     its flapping or ping-pong hold."""
     aor = normalise_aor(account)
-    registrar = switch.registrar
-    lifted = registrar.tombstones.lift(aor)
-    held = registrar.flapping.held(aor, switch.clock()) or registrar.pingpong.held(
-        aor, switch.clock()
-    )
+    registrar, guard, now = switch.registrar, switch.registrar.guard, switch.clock()
+    lifted = guard.tombstones.lift(aor)
+    held = registrar.flapping.held(aor, now) or guard.pingpong.held(aor, now)
     registrar.flapping.release(aor)
-    registrar.pingpong.release(aor)
+    guard.pingpong.release(aor)
     return {"account": aor, "lifted": lifted, "hold_released": held}
