@@ -50,6 +50,12 @@ class Snapshot:
     storage: Mapping[str, float] = field(default_factory=dict)
     transport: Mapping[str, int] = field(default_factory=dict)
     loop_lag_seconds: float = 0.0
+    # README "Why was I signed out?": the kicked device's MESSAGE, reg subscriptions,
+    # credential sharing
+    kick_messages: Mapping[str, int] = field(default_factory=dict)
+    reg_subscriptions: int = 0
+    sharing_suspected_accounts: int = 0
+    sharing_locked_accounts: int = 0
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -121,6 +127,25 @@ class SwitchCollector(Collector):
         yield _counter("keepalive_replies", "Replies to OPTIONS keepalives.", s.keepalive_replies)
         yield _gauge("unreachable_bindings", "Bindings marked unreachable.", s.unreachable_bindings)
         yield _gauge("loop_lag_seconds", "Event-loop lag at the last check.", s.loop_lag_seconds)
+        yield _labelled_counter(
+            "kick_messages",
+            "MESSAGEs to kicked devices (REGISTER_REPLACE_NOTIFY_OLD), by result.",
+            "result",
+            s.kick_messages,
+        )
+        yield _gauge(
+            "reg_subscriptions", "reg event subscriptions (RFC 3680).", s.reg_subscriptions
+        )
+        yield _gauge(
+            "sharing_suspected_accounts",
+            "Accounts suspected of credential sharing within SHARING_WINDOW.",
+            s.sharing_suspected_accounts,
+        )
+        yield _gauge(
+            "sharing_locked_accounts",
+            "Accounts locked for credential sharing right now.",
+            s.sharing_locked_accounts,
+        )
         storage = GaugeMetricFamily(
             f"{PREFIX}_storage", "Storage counters and queue depths.", labels=["stat"]
         )

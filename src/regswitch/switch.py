@@ -193,6 +193,8 @@ class Switch:
     def metrics_snapshot(self) -> Snapshot:
         tx = self.endpoint.tx.stats
         stats = self.endpoint.stats
+        notice = self.registrar.guard.notice
+        flagged = self.registrar.guard.sharing.flagged(self.clock())
         return Snapshot(
             bindings=len(self.location),
             accounts=len(self.accounts),
@@ -225,6 +227,10 @@ class Switch:
             storage=dict(self.storage.stats),
             transport=self.transports.stats.snapshot(),
             loop_lag_seconds=self.loop_lag,
+            kick_messages=dict(notice.results) if notice else {},
+            reg_subscriptions=len(self.reg_events),
+            sharing_suspected_accounts=len(flagged),
+            sharing_locked_accounts=sum(1 for f in flagged if f["locked_until"]),
         )
 
     def health(self) -> dict[str, Any]:

@@ -381,6 +381,7 @@ def run_sipp(
     tls: TlsFiles | None = None,
     trace_msg: bool = True,
     workdir: Path | None = None,
+    local_host: str = "127.0.0.1",
 ) -> SippResult:
     """Run a SIPp client role to completion against `target` ("host:port").
 
@@ -402,8 +403,9 @@ def run_sipp(
         rate_period_ms=rate_period_ms,
         tls=tls,
         trace_msg=trace_msg,
+        local_host=local_host,
     )
-    proc = SippProcess(cmd, workdir, local_port, timeout, "127.0.0.1", transport)
+    proc = SippProcess(cmd, workdir, local_port, timeout, local_host, transport)
     return proc.wait()
 
 

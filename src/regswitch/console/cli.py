@@ -277,6 +277,21 @@ def param_set(name: str, value: str) -> None:
     show(call("PUT", f"/api/parameters/{name}", json={"value": value}))
 
 
+@account_app.command("sharing")
+def account_sharing() -> None:
+    """Accounts suspected of credential sharing (and locked ones)."""
+    show(
+        call("GET", "/api/sharing"),
+        ["account", "why", "networks", "kicks", "user_agents", "locked_until"],
+    )
+
+
+@account_app.command("unlock")
+def account_unlock(aor: str) -> None:
+    """Unlock an account locked for credential sharing (and clear its suspicion)."""
+    show(call("DELETE", f"/api/sharing/{aor}"))
+
+
 # --- registrations ----------------------------------------------------------------------
 @reg_app.command("list")
 def reg_list(

@@ -16,6 +16,7 @@ from regswitch.console.api.routes import (
     events,
     parameters,
     registrations,
+    sharing,
     stream,
     tombstones,
 )
@@ -58,7 +59,9 @@ def create_app(switch: Switch) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return switch.health()
 
-    for module in (stream, accounts, parameters, registrations, events, calls, tombstones):
+    for module in (
+        stream, accounts, parameters, registrations, events, calls, tombstones, sharing
+    ):
         app.include_router(module.router)
     mount_web(app)  # the operator console (static files) at /
     return app
