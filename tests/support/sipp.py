@@ -425,6 +425,7 @@ def start_sipp(
     trace_msg: bool = True,
     workdir: Path | None = None,
     wait_listening: bool = True,
+    local_host: str = "127.0.0.1",
 ) -> SippProcess:
     """Start SIPp in the background (typically a UAS) on a known port.
 
@@ -451,8 +452,9 @@ def start_sipp(
             rate=rate,
             tls=tls,
             trace_msg=trace_msg,
+            local_host=local_host,
         )
-        proc = SippProcess(cmd, attempt_dir, port, timeout, "127.0.0.1", transport)
+        proc = SippProcess(cmd, attempt_dir, port, timeout, local_host, transport)
         if not wait_listening or proc.wait_listening():
             return proc
         result = proc.wait(5)
