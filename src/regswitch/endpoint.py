@@ -22,7 +22,7 @@ from regswitch.sip.txlayer import TransactionLayer
 
 log = logging.getLogger("regswitch.endpoint")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE"
 ACCEPT = "application/sdp"
 SUPPORTED = "path, outbound, gruu"
 
