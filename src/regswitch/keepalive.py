@@ -14,14 +14,14 @@ import logging
 from collections.abc import Callable
 
 from regswitch import events as ev
-from regswitch.endpoint import Endpoint
+from regswitch.endpoint import Endpoint, out_of_dialog
 from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.params import Params
 from regswitch.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
-from regswitch.sip.message import Headers, Request
+from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
 
 log = logging.getLogger("regswitch.keepalive")
@@ -94,14 +94,15 @@ class Keepalive:
 
     # --- sending ------------------------------------------------------------------
     def options_request(self, binding: Binding) -> Request:
-        headers = Headers()
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:keepalive@{self.domain}>;tag={new_id()}")
-        headers.add("To", f"<{binding.contact}>")
-        headers.add("Call-ID", new_id() + new_id())
-        headers.add("CSeq", "1 OPTIONS")
-        headers.add("User-Agent", self.endpoint.server_header)
-        return Request("OPTIONS", binding.contact, headers)
+        return out_of_dialog(
+            "OPTIONS",
+            binding.contact,
+            f"sip:keepalive@{self.domain}",
+            binding.contact,
+            tag=new_id(),
+            call_id=new_id() + new_id(),
+            agent=self.endpoint.server_header,
+        )
 
     def send_options(self, binding: Binding, on_result: Callable[[bool], None]) -> None:
         """OPTIONS to the binding's source; `on_result(True)` on any final reply

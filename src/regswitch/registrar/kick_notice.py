@@ -16,12 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from regswitch.endpoint import Endpoint
+from regswitch.endpoint import Endpoint, out_of_dialog
 from regswitch.ids import new_id
 from regswitch.params import TEXT_CHECKS
 from regswitch.registrar.bindings import Binding
 from regswitch.sip import events as sipev
-from regswitch.sip.message import Headers, Request
+from regswitch.sip.message import Request
 
 PLACEHOLDERS = {
     "account": "the account (user@domain)",
@@ -86,15 +86,18 @@ class KickNotice:
         self.results: Counter[str] = Counter()  # sent / delivered / failed
 
     def request(self, binding: Binding, text: str) -> Request:
-        headers = Headers()
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:regswitch@{self.domain}>;tag={new_id()}")
-        headers.add("To", f"<sip:{binding.aor}>")
-        headers.add("Call-ID", new_id() + new_id())
-        headers.add("CSeq", "1 MESSAGE")
-        headers.add("User-Agent", self.endpoint.server_header)
-        headers.add("Content-Type", "text/plain;charset=UTF-8")
-        return Request("MESSAGE", binding.contact, headers, text.encode("utf-8"))
+        request = out_of_dialog(
+            "MESSAGE",
+            binding.contact,
+            f"sip:regswitch@{self.domain}",
+            f"sip:{binding.aor}",
+            tag=new_id(),
+            call_id=new_id() + new_id(),
+            agent=self.endpoint.server_header,
+        )
+        request.headers.add("Content-Type", "text/plain;charset=UTF-8")
+        request.body = text.encode("utf-8")
+        return request
 
     def send(self, binding: Binding, text: str) -> None:
         """Fire and forget; never raises."""

@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from regswitch import events as ev
-from regswitch.endpoint import Endpoint, ServerTransaction
+from regswitch.endpoint import Endpoint, ServerTransaction, our_contact
 from regswitch.events import EventBus
 from regswitch.networks import IPNetwork, in_networks, parse_networks
 from regswitch.params import TEXT_CHECKS, Params
@@ -110,16 +109,6 @@ class Subscription:
         return version
 
 
-def local_contact(flow: Flow, advertised: str | None) -> str:
-    host = advertised or flow.local[0]
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
-    return f"<sip:{host}:{flow.local[1]}{transport}>"
-
-
 class RegEvents:
     def __init__(
         self,
@@ -183,73 +172,28 @@ class RegEvents:
             self._in_dialog(stx)
             return
         registrar = self.registrar
-        ip = stx.flow.remote[0]
-        now = self.clock()
-        if registrar.flood.blocked(ip, now):
-            stx.respond(503, "Service Unavailable")
-            return
         aor = registrar.aor_of(request.to.uri)
-        entry = registrar.accounts.get(aor) if aor else None
-        limits = self.limits()
         decision = admit(
             request.headers.get("event"),
             request.expires,
             len(self._by_aor.get(aor or "", ())),
             len(self._subs),
-            limits,
+            self.limits(),
         )
         if isinstance(decision, Refusal) and decision.status == 489:
             self._refuse(stx, decision)
             return
-        if not self._authenticated(stx, aor, entry):
-            return
+        if aor is None or registrar.accounts.get(aor) is None or not self._is_trusted(
+            stx.flow.remote[0]
+        ):
+            # authenticated as the watched account, as a caller is (407, 403)
+            aor = registrar.authenticate_caller(stx, request.to.uri)
+            if aor is None:
+                return
         if isinstance(decision, Refusal):
             self._refuse(stx, decision)
             return
-        assert aor is not None
-        self._accept(stx, aor, decision, now)
-
-    def _authenticated(self, stx: ServerTransaction, aor: str | None, entry: Any) -> bool:
-        """Trusted network, the account's allowed network, or its digest (407)."""
-        registrar = self.registrar
-        request = stx.request
-        ip = stx.flow.remote[0]
-        if aor is not None and entry is not None and self._is_trusted(ip):
-            return True
-        if aor is None or entry is None or not entry.account.enabled:
-            if aor is not None and not request.headers.get("proxy-authorization"):
-                self._challenge(stx, aor.partition("@")[2], False)
-                return False
-            self._forbidden(stx, "unknown or disabled account")
-            return False
-        if entry.networks:
-            if entry.allows(ip):
-                return True
-            self._forbidden(stx, f"source {ip} outside the account's allowed networks")
-            return False
-        result = registrar.auth.check(request, entry.account, "proxy-authorization")
-        if result.outcome == "ok":
-            return True
-        if result.outcome == "challenge":
-            self._challenge(stx, entry.account.domain, result.stale)
-        else:
-            self._forbidden(stx, result.reason)
-        return False
-
-    def _challenge(self, stx: ServerTransaction, realm: str, stale: bool) -> None:
-        self._count("challenge")
-        response = stx.response(407)
-        for value in self.registrar.auth.challenges(realm, stale):
-            response.headers.add("Proxy-Authenticate", value)
-        stx.send(response)
-
-    def _forbidden(self, stx: ServerTransaction, reason: str) -> None:
-        self._count("forbidden")
-        ip = stx.flow.remote[0]
-        why = self.registrar.flood.auth_failed(ip, self.clock())
-        if why is not None:
-            self.registrar._flood_blocked(ip, why)
-        self._refuse(stx, Refusal(403, "Forbidden", {"_warning": reason}))
+        self._accept(stx, aor, decision, self.clock())
 
     def _refuse(self, stx: ServerTransaction, refusal: Refusal) -> None:
         self._count(f"refused-{refusal.status}")
@@ -264,7 +208,7 @@ class RegEvents:
         request = stx.request
         response = stx.response(200)
         assert stx.to_tag is not None
-        contact = local_contact(stx.flow, self.advertised_host)
+        contact = our_contact(stx.flow, self.advertised_host)
         dialog = Dialog.as_uas(request, stx.to_tag, contact)
         response.headers.add("Expires", str(expires))
         response.headers.add("Contact", contact)

@@ -268,9 +268,10 @@ class Registrar:
             return
         self._decide(pending, None)
 
-    def authenticate_caller(self, stx: ServerTransaction) -> str | None:
-        """Who places this INVITE (SPEC §4): the From account, by its allowed
-        network or by digest (407). Answers and returns None when refused."""
+    def authenticate_caller(self, stx: ServerTransaction, uri: URI | None = None) -> str | None:
+        """Who places this INVITE (SPEC §4): the From account (or `uri`'s: the AOR
+        a reg SUBSCRIBE watches), by its allowed network or by digest (407).
+        Answers and returns None when refused."""
         request = stx.request
         flow = stx.flow
         ip = flow.remote[0]
@@ -279,14 +280,14 @@ class Registrar:
             self._refuse_blocked(stx)
             return None
         source = source_of(flow)
-        aor = self.aor_of(request.from_.uri)
+        aor = self.aor_of(uri or request.from_.uri)
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
             if aor is not None and not request.headers.get("proxy-authorization"):
                 self._challenge(stx, aor.partition("@")[2], proxy=True)
                 return None
             self._auth_failed(
-                stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller"
+                stx, aor or (uri or request.from_.uri).aor, ip, source, "unknown or disabled caller"
             )
             return None
         if entry.networks:
