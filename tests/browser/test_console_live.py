@@ -284,3 +284,5 @@ def test_credential_sharing_badge_and_unlock(
     expect(account.locator(".sharing-badge")).to_have_count(0)
     assert server.api.get("/api/sharing").json() == []
     phones.register("bob", ua="fourth phone")
+    events = console.open("events")
+    expect(events.locator("body")).to_contain_text("credential sharing suspected (kicks)")
