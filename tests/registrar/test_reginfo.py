@@ -95,6 +95,10 @@ def test_admit() -> None:
     bad = admit("presence", 600, 0, 0, LIMITS)
     assert isinstance(bad, Refusal) and bad.status == 489 and bad.headers["Allow-Events"] == "reg"
     assert isinstance(admit(None, 600, 0, 0, LIMITS), Refusal)
+    assert admit("reg", 600, 0, 0, LIMITS, "application/reginfo+xml, text/plain") == 600
+    assert admit("reg", 600, 0, 0, LIMITS, "*/*") == 600
+    not_acceptable = admit("reg", 600, 0, 0, LIMITS, "application/pidf+xml")
+    assert isinstance(not_acceptable, Refusal) and not_acceptable.status == 406
     brief = admit("reg", 10, 0, 0, LIMITS)
     assert isinstance(brief, Refusal) and (brief.status, brief.headers["Min-Expires"]) == (
         423, "60",

@@ -74,11 +74,14 @@ def admit(
     account_count: int,
     total_count: int,
     limits: Limits,
+    accept: str | None = None,
 ) -> Refusal | int:
     """A new subscription: the refusal, or the granted expiry (0: a fetch)."""
     package = (event or "").split(";", 1)[0].strip().lower()
     if package != "reg":
         return Refusal(489, "Bad Event", {"Allow-Events": "reg"})
+    if accept is not None and not _accepts_reginfo(accept):
+        return Refusal(406, "Not Acceptable", {"_warning": f"only {reginfo.CONTENT_TYPE}"})
     granted = DEFAULT_EXPIRES if expires is None else expires
     if 0 < granted < limits.min_expires:
         return Refusal(423, "Interval Too Brief", {"Min-Expires": str(limits.min_expires)})
@@ -88,6 +91,13 @@ def admit(
     if granted and total_count >= limits.total:
         return Refusal(403, "Forbidden", {"_warning": "too many reg subscriptions on this node"})
     return granted
+
+
+def _accepts_reginfo(accept: str) -> bool:
+    """RFC 3680 §4.3: the body is application/reginfo+xml; an Accept without it
+    (or a wildcard covering it) cannot be served."""
+    types = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(types & {reginfo.CONTENT_TYPE, "application/*", "*/*"}) or types == {""}
 
 
 @dataclass(slots=True)
@@ -179,8 +189,9 @@ class RegEvents:
             len(self._by_aor.get(aor or "", ())),
             len(self._subs),
             self.limits(),
+            request.headers.get("accept"),
         )
-        if isinstance(decision, Refusal) and decision.status == 489:
+        if isinstance(decision, Refusal) and decision.status in (406, 489):
             self._refuse(stx, decision)
             return
         if aor is None or registrar.accounts.get(aor) is None or not self._is_trusted(
