@@ -23,7 +23,7 @@ def test_delete_and_block_then_unblock_through_the_cli(
     binding = only(registrations(server, "alice"))
 
     bad = cli(server, "reg", "delete", binding["id"], "--block", "-5")
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) <= 12
+    assert bad.returncode == 2 and "--block" in bad.stderr
     deleted = cli(server, "--json", "reg", "delete", binding["id"], "--kick", "--block", "600")
     assert deleted.returncode == 0, deleted.stderr
     assert json.loads(deleted.stdout)["blocked_until"] is not None

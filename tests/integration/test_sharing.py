@@ -93,3 +93,24 @@ def test_with_action_none_it_only_tells(server: RunningServer, sipp: SippRunner)
     assert only(registrations(server, "alice"))["source_ip"] == "127.0.0.5"
     table = cli(server, "account", "sharing")
     assert f"alice@{DOMAIN}" in table.stdout
+
+
+def test_wrong_passwords_from_many_networks_neither_suspect_nor_lock(
+    server: RunningServer, sipp: SippRunner
+) -> None:
+    """Nothing unauthenticated counts: a stranger guessing from many addresses
+    cannot get the account locked against its owner."""
+    create_account(server, "alice", "pw")
+    set_params(
+        server, SHARING_V4_PREFIX=32, SHARING_MAX_SOURCES=1, SHARING_ACTION="lock",
+        AUTH_FAIL_LIMIT=1000,
+    )
+    assert _device(sipp, server, "127.0.0.2") == 200
+    for host in ("127.0.0.3", "127.0.0.4", "127.0.0.5"):
+        guess = sipp_register(
+            sipp, server, "alice", "guess", local_host=host, scenario="register_auth_rejected"
+        )
+        assert guess.final.status == 403
+    assert not events(server, "credential-sharing-suspected")
+    assert server.api.get("/api/sharing").json() == []
+    assert only(registrations(server, "alice"))["source_ip"] == "127.0.0.2"
