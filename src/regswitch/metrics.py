@@ -54,6 +54,7 @@ class Snapshot:
     # credential sharing
     kick_messages: Mapping[str, int] = field(default_factory=dict)
     reg_subscriptions: int = 0
+    reg_event_results: Mapping[str, int] = field(default_factory=dict)
     sharing_suspected_accounts: int = 0
     sharing_locked_accounts: int = 0
 
@@ -135,6 +136,12 @@ class SwitchCollector(Collector):
         )
         yield _gauge(
             "reg_subscriptions", "reg event subscriptions (RFC 3680).", s.reg_subscriptions
+        )
+        yield _labelled_counter(
+            "reg_event",
+            "reg event SUBSCRIBEs and NOTIFYs by result (accepted, refused-489, notify, ...).",
+            "result",
+            s.reg_event_results,
         )
         yield _gauge(
             "sharing_suspected_accounts",

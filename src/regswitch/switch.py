@@ -229,6 +229,7 @@ class Switch:
             loop_lag_seconds=self.loop_lag,
             kick_messages=dict(notice.results) if notice else {},
             reg_subscriptions=len(self.reg_events),
+            reg_event_results=dict(self.reg_events.results),
             sharing_suspected_accounts=len(flagged),
             sharing_locked_accounts=sum(1 for f in flagged if f["locked_until"]),
         )

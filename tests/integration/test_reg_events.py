@@ -104,6 +104,10 @@ def test_a_watcher_sees_the_full_state_then_a_kick(
     ext = re.search(r'<rs:replaced event="(\d+)" by="([^"]+)"/>', notifies[2][1])
     assert ext is not None and int(ext.group(1)) == replaced["id"]
     assert ext.group(2) == new.contact
+    metrics = server.api.get("/metrics").text
+    assert 'regswitch_reg_event_total{result="accepted"} 1.0' in metrics
+    assert 'regswitch_reg_event_total{result="notify"} 4.0' in metrics
+    assert "regswitch_reg_subscriptions 0.0" in metrics  # it unsubscribed
     assert [c["uri"] for c in docs[3]["registration"][0]["contact"]] == [new.contact]
 
 

@@ -287,8 +287,8 @@ class RegEvents:
         def on_response(event: sipev.Event) -> None:
             if isinstance(event, sipev.ResponseReceived):
                 status = event.response.status
-                if status >= 300:
-                    self._count(f"notify-{status}")
+                if status >= 300:  # by class: the label set stays small
+                    self._count(f"notify-{status // 100}xx")
                 if status in (404, 405, 410, 416, 480, 481, 482, 483, 484, 485, 489, 501, 604):
                     self._drop(key)  # RFC 6665 §4.2.2: the subscription is gone
             elif isinstance(event, sipev.TransactionTimedOut):
