@@ -10,6 +10,7 @@ import json
 import pytest
 from test_cli import cli
 
+from support import wait_until
 from support.register_helpers import (
     DOMAIN,
     create_account,
@@ -43,6 +44,7 @@ def test_an_account_used_from_too_many_networks_is_locked_but_its_holder_stays(
         SHARING_MAX_SOURCES=2,
         SHARING_ACTION="lock",
         SHARING_LOCK_TIME=600,
+        SS_ENDPOINT_MIN_EXPIRE=1,
     )
     holder_port = free_port()
     assert _device(sipp, server, "127.0.0.2") == 200
@@ -66,6 +68,15 @@ def test_an_account_used_from_too_many_networks_is_locked_but_its_holder_stays(
         sipp, server, "127.0.0.3", call_id="holder", base_cseq=10, local_port=holder_port
     ) == 200
     assert only(registrations(server, "alice"))["source_ip"] == "127.0.0.3"
+    # even after an outage let its registration expire, the holder comes back
+    assert _device(
+        sipp, server, "127.0.0.3", call_id="holder", base_cseq=20, local_port=holder_port,
+        expires=2,
+    ) == 200
+    wait_until(lambda: not registrations(server, "alice"), 10, "the holder's binding to expire")
+    assert _device(
+        sipp, server, "127.0.0.3", call_id="holder", base_cseq=30, local_port=holder_port
+    ) == 200
     # anyone else, the first device too, is refused while locked; one event in all
     assert _device(sipp, server, "127.0.0.2", scenario="register_kicked_refused") == 403
     assert len(events(server, "credential-sharing-suspected", "alice")) == 1

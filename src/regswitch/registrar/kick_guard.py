@@ -54,6 +54,9 @@ class KickGuard:
         self.pingpong = pingpong if pingpong is not None else PingPongDetector()
         self.sharing = sharing if sharing is not None else SharingDetector()
         self.notice: KickNotice | None = None
+        # per locked account, the Call-IDs that held it when it was locked: they
+        # may come back (after an outage let the binding expire) while others may not
+        self._holders: dict[str, set[str]] = {}
 
     # --- before the decision --------------------------------------------------------
     def refused(
@@ -76,7 +79,7 @@ class KickGuard:
         if stone is not None:
             self._refuse_stone(stx, req, stone)
             return True
-        return self._locked_out(stx, req, next(iter(instances), None))
+        return self._locked_out(stx, req, next(iter(instances), None), bindings)
 
     def _refuse_stone(self, stx: ServerTransaction, req: RegisterRequest, stone: Tombstone) -> None:
         stone.refusals += 1
@@ -101,17 +104,22 @@ class KickGuard:
         self._respond(stx, req, reason, text, until)
 
     def _locked_out(
-        self, stx: ServerTransaction, req: RegisterRequest, instance: str | None
+        self,
+        stx: ServerTransaction,
+        req: RegisterRequest,
+        instance: str | None,
+        bindings: list[Binding],
     ) -> bool:
         """Credential sharing: count this new registration's source; while the
-        account is locked, refuse it (the holder's refreshes never get here)."""
+        account is locked, refuse it unless it is the holder's registration
+        (its refreshes never get here; its re-registration after expiry does)."""
         suspicion = self.sharing.registered(
             req.aor, req.source_ip, _source(req), instance, req.user_agent, req.now
         )
         if suspicion is not None:
-            self._suspected(suspicion, _source(req))
+            self._suspected(suspicion, _source(req), bindings)
         until = self.sharing.locked_until(req.aor, req.now)
-        if until is None:
+        if until is None or req.call_id in self._holders.get(req.aor, ()):
             return False
         self.results["refused-locked"] += 1
         text = (
@@ -137,7 +145,9 @@ class KickGuard:
             headers["Retry-After"] = str(max(1, int(until - req.now + 0.999)))
         stx.respond(403, reason, headers)
 
-    def _suspected(self, suspicion: Suspicion, source: str) -> None:
+    def _suspected(self, suspicion: Suspicion, source: str, bindings: list[Binding]) -> None:
+        if suspicion.locked_until is not None:
+            self._holders[suspicion.aor] = {b.call_id for b in bindings}
         self.events.emit(
             ev.CREDENTIAL_SHARING, account=suspicion.aor, source=source, **suspicion.details()
         )
@@ -185,7 +195,7 @@ class KickGuard:
         )
         suspicion = self.sharing.kicked(req.aor, req.now)
         if suspicion is not None:
-            self._suspected(suspicion, source)
+            self._suspected(suspicion, source, bindings)
         old_device = device_of(old.instance, old.source_ip, old.user_agent)
         new_device = device_of(new.instance if new else None, req.source_ip, req.user_agent)
         if self.pingpong.replaced(req.aor, old_device, new_device, req.now):
