@@ -34,10 +34,12 @@ class FakeEndpoint:
 
     def __init__(self) -> None:
         self.requests: list[Any] = []
+        self.handlers: list[Any] = []
         self.raw: list[bytes] = []
 
     def send_request(self, request: Any, flow: Any, on_event: Any) -> str:
         self.requests.append((request, flow))
+        self.handlers.append(on_event)
         return "tx"
 
     def send_raw(self, data: bytes, flow: Any) -> bool:
@@ -96,3 +98,19 @@ def test_keepalive_switch_off_sends_nothing() -> None:
     location.add(binding("nat", "sip:a@192.168.1.5:5060", 40000))
     clock.now += 3 * params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
     assert keepalive.tick() == 0 and not endpoint.requests
+
+
+def test_an_options_answered_404_or_481_means_the_user_agent_is_gone() -> None:
+    """docs/behaviour.md §10: whoever answers 404/481 at the old address is not
+    the registration's user agent (a phone restarted there)."""
+    from regswitch.sip import events as sipev
+    from regswitch.sip.flow import Flow
+    from regswitch.sip.message import Response
+
+    keepalive, endpoint, _, _, _ = setup()
+    flow = Flow("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060))
+    answers: list[bool] = []
+    for status in (200, 404, 481, 486, 503):
+        keepalive.send_options(binding("b", "sip:a@127.0.0.1:5062", 5062), answers.append)
+        endpoint.handlers[-1](sipev.ResponseReceived("tx", Response(status, "x"), flow))
+    assert answers == [True, False, False, True, True]

@@ -17,13 +17,13 @@ from regswitch.sip import events as ev
 from regswitch.sip.errors import LocalProtocolError, ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.headers import is_token
-from regswitch.sip.message import Request, Response
+from regswitch.sip.message import Headers, Request, Response
 from regswitch.sip.serialise import _phrase_safe, error_response_for_raw, response_for
 from regswitch.sip.txlayer import TransactionLayer
 
 log = logging.getLogger("regswitch.endpoint")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, SUBSCRIBE"
 ACCEPT = "application/sdp"
 SUPPORTED = "path, outbound, gruu"
 # what a request may Require of us (RFC 3261 §8.2.2.3): what we advertise
@@ -48,6 +48,33 @@ def required_extensions(request: Request, supported: frozenset[str]) -> list[str
         if not is_token(tag):
             raise ParseError(f"bad option tag in Require {tag[:40]!r}")
     return sorted(tags - supported)
+
+
+def out_of_dialog(
+    method: str, uri: str, from_uri: str, to_uri: str, *, tag: str, call_id: str, agent: str
+) -> Request:
+    """A request of ours outside any dialog (keepalive OPTIONS, the kicked
+    device's MESSAGE): CSeq 1, the caller's fresh tag and Call-ID."""
+    headers = Headers()
+    headers.add("Max-Forwards", "70")
+    headers.add("From", f"<{from_uri}>;tag={tag}")
+    headers.add("To", f"<{to_uri}>")
+    headers.add("Call-ID", call_id)
+    headers.add("CSeq", f"1 {method}")
+    headers.add("User-Agent", agent)
+    return Request(method, uri, headers)
+
+
+def our_contact(flow: Flow, advertised_host: str | None) -> str:
+    """Our Contact for a dialog on `flow`: the advertised host, else the
+    address the flow reached us on."""
+    host = advertised_host or flow.local[0]
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+    return f"<sip:{host}:{flow.local[1]}{transport}>"
 
 
 class Sender(Protocol):

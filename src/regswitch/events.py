@@ -37,6 +37,7 @@ FLOOD_BLOCKED = "flood-blocked"
 FLAPPING = "flapping"
 REACHABILITY = "reachability"
 DELETED = "deleted"  # a registration removed from the console
+CREDENTIAL_SHARING = "credential-sharing-suspected"
 ACCOUNT_CHANGED = "account-changed"
 CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"
@@ -143,6 +144,9 @@ class EventBus:
         self._backlog: deque[EventRecord] = deque(maxlen=backlog)
         self._subscribers: set[Subscriber] = set()
         self.subscribers_dropped = 0
+        # told of every event, synchronously (the reg event package); a failing
+        # listener is logged and never stops the emit
+        self.listeners: list[Callable[[EventRecord], None]] = []
 
     def emit(
         self,
@@ -167,6 +171,11 @@ class EventBus:
         self._backlog.append(record)
         if self._subscribers:
             self._fan_out(record)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception:
+                log.exception("event listener failed on %s", type)
         return record
 
     def _fan_out(self, record: EventRecord) -> None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from regswitch import events as ev
-from regswitch.endpoint import Endpoint
+from regswitch.endpoint import Endpoint, out_of_dialog
 from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.params import Params
@@ -22,12 +22,13 @@ from regswitch.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.flow import Flow
-from regswitch.sip.message import Headers, Request
+from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
 
 log = logging.getLogger("regswitch.keepalive")
 
 MISSED_LIMIT = 3
+GONE = frozenset({404, 481})
 
 
 class Keepalive:
@@ -94,20 +95,29 @@ class Keepalive:
 
     # --- sending ------------------------------------------------------------------
     def options_request(self, uri: str) -> Request:
-        headers = Headers()
-        headers.add("Max-Forwards", "70")
-        headers.add("From", f"<sip:keepalive@{self.domain}>;tag={new_id()}")
-        headers.add("To", f"<{uri}>")
-        headers.add("Call-ID", new_id() + new_id())
-        headers.add("CSeq", "1 OPTIONS")
-        headers.add("User-Agent", self.endpoint.server_header)
-        return Request("OPTIONS", uri, headers)
+        return out_of_dialog(
+            "OPTIONS",
+            uri,
+            f"sip:keepalive@{self.domain}",
+            uri,
+            tag=new_id(),
+            call_id=new_id() + new_id(),
+            agent=self.endpoint.server_header,
+        )
 
     def send_options(self, binding: Binding, on_result: Callable[[bool], None]) -> None:
-        """OPTIONS to the binding's flow; `on_result(True)` on any reply."""
-        self._send_options(binding.contact, binding.flow, on_result)
+        """OPTIONS to the binding's flow; `on_result(True)` on any final reply
+        but 404/481: whoever holds that address now does not know the
+        registration's user agent, so it is gone (a restarted phone)."""
+        self._send_options(binding.contact, binding.flow, on_result, gone=GONE)
 
-    def _send_options(self, uri: str, flow: Flow, on_result: Callable[[bool], None]) -> None:
+    def _send_options(
+        self,
+        uri: str,
+        flow: Flow,
+        on_result: Callable[[bool], None],
+        gone: frozenset[int] = frozenset(),
+    ) -> None:
         done = False
 
         def on_event(event: sipev.Event) -> None:
@@ -119,7 +129,7 @@ class Keepalive:
                     return
                 done = True
                 self.replies += 1
-                on_result(True)
+                on_result(event.response.status not in gone)
             elif isinstance(event, sipev.TransactionTimedOut):
                 done = True
                 on_result(False)
@@ -127,7 +137,9 @@ class Keepalive:
         self.sent += 1
         self.endpoint.send_request(self.options_request(uri), flow, on_event)
 
-    async def _answered(self, uri: str, flow: Flow, timeout: float) -> bool:
+    async def _answered(
+        self, uri: str, flow: Flow, timeout: float, gone: frozenset[int] = frozenset()
+    ) -> bool:
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[bool] = loop.create_future()
 
@@ -135,7 +147,7 @@ class Keepalive:
             if not answered.done():
                 answered.set_result(ok)
 
-        self._send_options(uri, flow, result)
+        self._send_options(uri, flow, result, gone)
         handle = loop.call_later(timeout, result, False)
         try:
             return await answered
@@ -144,7 +156,7 @@ class Keepalive:
 
     async def probe(self, binding: Binding, timeout: float) -> bool:
         """One OPTIONS; True if the device answers within `timeout` seconds."""
-        ok = await self._answered(binding.contact, binding.flow, timeout)
+        ok = await self._answered(binding.contact, binding.flow, timeout, GONE)
         if self.location.get(binding.id) is binding:
             self.mark(binding, ok)
         return ok
@@ -152,7 +164,8 @@ class Keepalive:
     async def reaches(self, flow: Flow, uri: str, timeout: float) -> bool:
         """One OPTIONS to `uri` over `flow`: True if answered within `timeout`.
         Its branch, tags and Call-ID are random, so the answer proves that the
-        party answering receives at the flow's address (a return path)."""
+        party answering receives at the flow's address (a return path): any
+        final answer, 404 included, proves that."""
         return await self._answered(uri, flow, timeout)
 
     def _keepalive(self, binding: Binding) -> None:

@@ -54,6 +54,13 @@ class Snapshot:
     loop_lag_seconds: float = 0.0
     hep_sent: int = 0
     hep_dropped: int = 0
+    # README "Why was I signed out?": the kicked device's MESSAGE, reg subscriptions,
+    # credential sharing
+    kick_messages: Mapping[str, int] = field(default_factory=dict)
+    reg_subscriptions: int = 0
+    reg_event_results: Mapping[str, int] = field(default_factory=dict)
+    sharing_suspected_accounts: int = 0
+    sharing_locked_accounts: int = 0
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
@@ -140,6 +147,31 @@ class SwitchCollector(Collector):
         yield _counter("hep_packets", "HEP capture packets sent to the collector.", s.hep_sent)
         yield _counter(
             "hep_dropped", "HEP capture packets dropped (socket buffer full).", s.hep_dropped
+        )
+        yield _labelled_counter(
+            "kick_messages",
+            "MESSAGEs to kicked devices (REGISTER_REPLACE_NOTIFY_OLD), by result.",
+            "result",
+            s.kick_messages,
+        )
+        yield _gauge(
+            "reg_subscriptions", "reg event subscriptions (RFC 3680).", s.reg_subscriptions
+        )
+        yield _labelled_counter(
+            "reg_event",
+            "reg event SUBSCRIBEs and NOTIFYs by result (accepted, refused-489, notify, ...).",
+            "result",
+            s.reg_event_results,
+        )
+        yield _gauge(
+            "sharing_suspected_accounts",
+            "Accounts suspected of credential sharing within SHARING_WINDOW.",
+            s.sharing_suspected_accounts,
+        )
+        yield _gauge(
+            "sharing_locked_accounts",
+            "Accounts locked for credential sharing right now.",
+            s.sharing_locked_accounts,
         )
         storage = GaugeMetricFamily(
             f"{PREFIX}_storage", "Storage counters and queue depths.", labels=["stat"]

@@ -230,7 +230,8 @@ SPECS: tuple[ParamSpec, ...] = (
         "How long a flooding source stays blocked (s).",
         1,
         86400,
-    ),    ParamSpec(
+    ),
+    ParamSpec(
         "CALLS_REQUIRE_REGISTRATION",
         "On",
         "switch",
@@ -262,10 +263,137 @@ SPECS: tuple[ParamSpec, ...] = (
         "switch",
         "Copy every SIP message to the HEP collector (configuration `hep`); no effect without one.",
     ),
+    # --- kick wars and telling the kicked device (README "Why was I signed out?")
+    ParamSpec(
+        "REGISTER_KICKED_REFUSE_TIME",
+        "3600",
+        "int",
+        "A refresh of a replaced registration (its Call-ID) is refused with 403 and an "
+        "explanation, instead of kicking the newcomer back, until the old registration would "
+        "have expired and at least this long (s). A fresh registration (new Call-ID) is not.",
+        0,
+        604800,
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_LIMIT",
+        "4",
+        "int",
+        "Replacements between the same two devices of one account within "
+        "REGISTER_PINGPONG_WINDOW that count as a ping-pong (held like flapping).",
+        1,
+        10000,
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_WINDOW", "7200", "int", "Ping-pong detection window (s).", 60, 604800
+    ),
+    ParamSpec(
+        "REGISTER_PINGPONG_HOLD",
+        "3600",
+        "int",
+        "While ping-ponging, further replacements of the account are refused for this long (s); "
+        "0: only evented.",
+        0,
+        604800,
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_NOTIFY_OLD",
+        "Off",
+        "choice",
+        "MESSAGE: before a registration is replaced, send the old device a SIP MESSAGE "
+        "(text/plain, REGISTER_REPLACE_NOTIFY_TEXT) through its flow. Off: tell it nothing "
+        "(VOS3000).",
+        choices=("Off", "MESSAGE"),
+    ),
+    ParamSpec(
+        "REGISTER_REPLACE_NOTIFY_TEXT",
+        "Signed out: {account} registered from {new_ip} ({new_agent}) at {time}",
+        "text",
+        "Text of that MESSAGE. Placeholders: {account} {new_ip} {new_source} {new_agent} "
+        "{new_contact} {old_source} {time} {datetime}.",
+    ),
+    # --- the reg event package (RFC 3680; README "The reg event package")
+    ParamSpec(
+        "REG_EVENT_MAX_PER_ACCOUNT",
+        "10",
+        "int",
+        "reg event subscriptions (SUBSCRIBE Event: reg) per account on this node; 0 refuses "
+        "them all.",
+        0,
+        1000,
+    ),
+    ParamSpec(
+        "REG_EVENT_MAX_TOTAL", "10000", "int", "reg event subscriptions in total on this node.",
+        0, 1_000_000,
+    ),
+    ParamSpec(
+        "REG_EVENT_MIN_EXPIRES",
+        "60",
+        "int",
+        "Shorter non-zero reg subscriptions get 423 Interval Too Brief with Min-Expires (s).",
+        1,
+        86400,
+    ),
+    ParamSpec(
+        "REG_EVENT_MAX_EXPIRES",
+        "3600",
+        "int",
+        "Longest reg subscription granted (s); longer requests are granted this.",
+        1,
+        86400,
+    ),
+    ParamSpec(
+        "REG_EVENT_TRUSTED_NETWORKS",
+        "none",
+        "text",
+        "Comma-separated CIDRs whose SUBSCRIBEs to any account's reg events need no "
+        "credentials (application servers); none: every subscriber authenticates as the account.",
+    ),
+    # --- credential sharing (README "Credential-sharing detector")
+    ParamSpec(
+        "SHARING_MAX_SOURCES",
+        "3",
+        "int",
+        "An account registering from more distinct source networks (or +sip.instance values) "
+        "than this within SHARING_WINDOW is suspected of a shared password.",
+        1,
+        1000,
+    ),
+    ParamSpec(
+        "SHARING_WINDOW", "3600", "int", "Credential-sharing detection window (s).", 60, 604800
+    ),
+    ParamSpec(
+        "SHARING_MAX_KICKS",
+        "5",
+        "int",
+        "An account kicked (replaced) more than this within SHARING_WINDOW is suspected too.",
+        1,
+        10000,
+    ),
+    ParamSpec(
+        "SHARING_ACTION",
+        "none",
+        "choice",
+        "none: only event and flag the account. lock: also refuse new registrations of the "
+        "account for SHARING_LOCK_TIME; the device holding it keeps its registration.",
+        choices=("none", "lock"),
+    ),
+    ParamSpec(
+        "SHARING_LOCK_TIME", "3600", "int", "How long a suspected account stays locked (s).",
+        1, 604800,
+    ),
+    ParamSpec(
+        "SHARING_V4_PREFIX", "24", "int", "IPv4 prefix length of one source network.", 8, 32
+    ),
+    ParamSpec(
+        "SHARING_V6_PREFIX", "56", "int", "IPv6 prefix length of one source network.", 16, 128
+    ),
 )
 
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
+# per-parameter checks of a text value (name -> why it is refused, or None);
+# filled by the modules that own the template (params sits below them)
+TEXT_CHECKS: dict[str, Callable[[str], str | None]] = {}
 OnChange = Callable[[str, str, str], None]
 
 
@@ -313,6 +441,12 @@ class Params:
         proposed[spec.name] = spec.typed(value)
         if proposed["SS_ENDPOINT_MIN_EXPIRE"] > proposed["SS_ENDPOINT_EXPIRE"]:
             raise ParamError("SS_ENDPOINT_MIN_EXPIRE must not exceed SS_ENDPOINT_EXPIRE")
+        if proposed["REG_EVENT_MIN_EXPIRES"] > proposed["REG_EVENT_MAX_EXPIRES"]:
+            raise ParamError("REG_EVENT_MIN_EXPIRES must not exceed REG_EVENT_MAX_EXPIRES")
+        if spec.name in TEXT_CHECKS:
+            why = TEXT_CHECKS[spec.name](value)
+            if why is not None:
+                raise ParamError(f"{spec.name}: {why}")
         return spec, value
 
     def apply(self, name: str, value: str) -> str:

@@ -25,6 +25,8 @@ from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.domains import Domains
+from regswitch.registrar.kick_notice import KickNotice
+from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
 from regswitch.retention import Retention
 from regswitch.storage.caps import CappedCdrs
@@ -100,6 +102,15 @@ class Switch:
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
         self.registrar.kicker = self.teardown.kick
+        self.registrar.guard.notice = KickNotice(endpoint, settings.default_domain, self.clock)
+        self.reg_events = RegEvents(
+            endpoint=endpoint,
+            registrar=self.registrar,
+            params=self.params,
+            events=self.events,
+            clock=self.clock,
+            advertised_host=settings.advertised_host,
+        )
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None
@@ -118,6 +129,7 @@ class Switch:
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
+        self.reg_events.install()
         self.registrar.start()
         self.keepalive.start()
         self.retention.start()
@@ -157,6 +169,18 @@ class Switch:
         self.flapping.hold = float(values["REGISTER_FLAP_HOLD"])
         if self.hep is not None:
             self.hep.enabled = values["HEP_CAPTURE"]
+        pingpong = self.registrar.guard.pingpong
+        pingpong.limit = values["REGISTER_PINGPONG_LIMIT"]
+        pingpong.window = float(values["REGISTER_PINGPONG_WINDOW"])
+        pingpong.hold = float(values["REGISTER_PINGPONG_HOLD"])
+        sharing = self.registrar.guard.sharing
+        sharing.max_sources = values["SHARING_MAX_SOURCES"]
+        sharing.window = float(values["SHARING_WINDOW"])
+        sharing.max_kicks = values["SHARING_MAX_KICKS"]
+        sharing.action = values["SHARING_ACTION"]
+        sharing.lock_time = float(values["SHARING_LOCK_TIME"])
+        sharing.v4_prefix = values["SHARING_V4_PREFIX"]
+        sharing.v6_prefix = values["SHARING_V6_PREFIX"]
 
     async def set_param(self, name: str, raw: object, who: str = "api") -> dict[str, Any]:
         """Validate, store, apply live, and record the change (old -> new)."""
@@ -182,6 +206,8 @@ class Switch:
             self._lag_task.cancel()
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hang_up(call, "admin-hangup")
+        self.reg_events.close()
+        await self.reg_events.stop()
         await self.keepalive.stop()
         await self.retention.stop()
         await self.registrar.stop()
@@ -203,6 +229,8 @@ class Switch:
     def metrics_snapshot(self) -> Snapshot:
         tx = self.endpoint.tx.stats
         stats = self.endpoint.stats
+        notice = self.registrar.guard.notice
+        flagged = self.registrar.guard.sharing.flagged(self.clock())
         return Snapshot(
             bindings=len(self.location),
             accounts=len(self.accounts),
@@ -246,6 +274,11 @@ class Switch:
             loop_lag_seconds=self.loop_lag,
             hep_sent=self.hep.sent if self.hep else 0,
             hep_dropped=self.hep.dropped if self.hep else 0,
+            kick_messages=dict(notice.results) if notice else {},
+            reg_subscriptions=len(self.reg_events),
+            reg_event_results=dict(self.reg_events.results),
+            sharing_suspected_accounts=len(flagged),
+            sharing_locked_accounts=sum(1 for f in flagged if f["locked_until"]),
         )
 
     def health(self) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from console_helpers import (
     expect,
     param,
     registrations,
+    set_param,
     wait_until,
 )
 
@@ -243,3 +244,49 @@ def test_refresh_and_unregister_show_live(
     # Expires: 0 removes it.
     assert phone.register("erin", "regswitch.local", expires=0).status == 200
     expect(row(page, "erin")).to_have_count(0)
+
+
+def test_delete_and_block_keeps_the_device_out(
+    console: Any, server: RunningServer, phones: Phones
+) -> None:
+    create_account(server, "bob")
+    phones.register("bob")
+    page = console.open("registrations")
+    row(page, "bob").get_by_role("button", name="Delete").click()
+    dialog = page.locator("dialog.confirm-delete")
+    dialog.get_by_role("button", name="Delete and block for 1 h").click()
+
+    expect(row(page, "bob")).to_have_count(0)
+    stone = wait_until(
+        lambda: server.api.get("/api/tombstones", params={"account": aor("bob")}).json(),
+        5,
+        "the block",
+    )[0]
+    assert stone["kind"] == "blocked" and 3590 <= stone["remaining"] <= 3600
+    # the same device (same IP and user agent, no instance), even from a new port
+    phones.refused("bob", ua="SIPp phone").check(1)
+    assert registrations(server, "bob") == []
+
+
+def test_credential_sharing_badge_and_unlock(
+    console: Any, server: RunningServer, phones: Phones
+) -> None:
+    create_account(server, "bob")
+    set_param(server, "SHARING_MAX_KICKS", "1")
+    set_param(server, "SHARING_ACTION", "lock")
+    page = console.open("accounts")
+    account = page.locator(f"#accounts tr[data-aor='{aor('bob')}']")
+    expect(account).to_be_visible()
+    expect(account.locator(".sharing-badge")).to_have_count(0)
+    for name in ("first", "second", "third"):  # two kicks: more than SHARING_MAX_KICKS
+        phones.register("bob", ua=f"{name} phone")
+    # live, from the credential-sharing-suspected event
+    expect(account.locator(".sharing-badge")).to_contain_text("locked: sharing suspected")
+    phones.refused("bob", ua="fourth phone").check(1)  # locked: newcomers refused
+
+    account.get_by_role("button", name=f"Unlock {aor('bob')}").click()
+    expect(account.locator(".sharing-badge")).to_have_count(0)
+    assert server.api.get("/api/sharing").json() == []
+    phones.register("bob", ua="fourth phone")
+    events = console.open("events")
+    expect(events.locator("body")).to_contain_text("credential sharing suspected (kicks)")

@@ -33,8 +33,16 @@ class PjsuaError(RuntimeError):
 
 
 class PjsuaPhone:
-    def __init__(self, workdir: Path, *, log_level: int = 3, start_timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        log_level: int = 3,
+        start_timeout: float = 15.0,
+        bind: str = "127.0.0.1",
+    ) -> None:
         self.workdir = workdir
+        self.bind = bind
         self.log_level = log_level
         self.start_timeout = start_timeout
         self.log_path = workdir / "pjsua.log"
@@ -52,7 +60,7 @@ class PjsuaPhone:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, str(AGENT), "--log-level", str(self.log_level)],
+            [sys.executable, str(AGENT), "--log-level", str(self.log_level), "--bind", self.bind],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -11,6 +11,7 @@ Commands (each may carry "id", echoed in its "ok"/"error" reply):
    "password": P, "transport": "udp"|"tcp"|"tls", "expires": N, "acc": NAME,
    "ca": CA_PEM (tls: verify the server against it)}
   {"cmd": "unregister", "acc": NAME}
+  {"cmd": "reregister", "acc": NAME}   (refresh now, same Call-ID: a phone that retries)
   {"cmd": "call", "uri": "sip:bob@D", "acc": NAME}          -> {"event": "ok", "call": N}
   {"cmd": "answer", "call": N, "code": 200}
   {"cmd": "hangup", "call": N, "code": 603}
@@ -18,11 +19,13 @@ Commands (each may carry "id", echoed in its "ok"/"error" reply):
   {"cmd": "quit", "unregister": true}   (false: exit at once, no network activity)
 Events:
   {"event": "ready", "udp_port": N, "tcp_port": N}
-  {"event": "reg_state", "acc": NAME, "code": 200, "reason": "OK", "active": true, "expires": N}
+  {"event": "reg_state", "acc": NAME, "code": 200, "reason": "OK", "active": true, "expires": N,
+   "warning": the response's Warning value or null}
   {"event": "incoming_call", "call": N, "acc": NAME, "from": ..., "to": ...}
   {"event": "call_state", "call": N, "state": "CONFIRMED", "code": 200, "reason": "OK"}
   {"event": "tsx", "call": N, "method": "INVITE", "role": "uac"|"uas", "code": 200}
       (a transaction of the call got its final response)
+  {"event": "instant_message", "acc": NAME, "from": ..., "content_type": ..., "body": ...}
   {"event": "ok" | "error", "id": ..., ...}, {"event": "bye"} before exiting.
 """
 
@@ -139,6 +142,10 @@ class Phone:
         self.account(cmd.get("acc", "default")).setRegistration(False)
         return {}
 
+    def reregister(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        self.account(cmd.get("acc", "default")).setRegistration(True)
+        return {}
+
     def call(self, cmd: dict[str, Any]) -> dict[str, Any]:
         acc = self.account(cmd.get("acc", "default"))
         call = Call(self, acc)
@@ -183,6 +190,12 @@ class Account(pj.Account):  # type: ignore[misc]
 
     def onRegState(self, prm: Any) -> None:  # pjsua2's callback name
         info = self.getInfo()
+        whole = str(prm.rdata.wholeMsg or "")
+        warning = next(
+            (line.split(":", 1)[1].strip() for line in whole.splitlines()
+             if line.lower().startswith("warning:")),
+            None,
+        )
         emit(
             "reg_state",
             acc=self.name,
@@ -190,6 +203,16 @@ class Account(pj.Account):  # type: ignore[misc]
             reason=str(prm.reason),
             active=bool(info.regIsActive),
             expires=int(prm.expiration),
+            warning=warning,
+        )
+
+    def onInstantMessage(self, prm: Any) -> None:  # pjsua2's callback name
+        emit(
+            "instant_message",
+            acc=self.name,
+            **{"from": str(prm.fromUri)},
+            content_type=str(prm.contentType),
+            body=str(prm.msgBody),
         )
 
     def onIncomingCall(self, prm: Any) -> None:
@@ -281,6 +304,7 @@ def main() -> int:
     handlers = {
         "register": phone.register,
         "unregister": phone.unregister,
+        "reregister": phone.reregister,
         "call": phone.call,
         "answer": phone.answer,
         "hangup": phone.hangup,

@@ -198,6 +198,7 @@ def _sipp_setup(
     base_cseq: int | None,
     auto_answer: bool,
     transport: str = "udp",
+    local_host: str = "127.0.0.1",
 ) -> tuple[dict[str, Any], int, int]:
     port = local_port or free_port()
     workdir = sipp._dir(f"{scenario}-")
@@ -214,6 +215,7 @@ def _sipp_setup(
         "inf": write_inf(workdir / "users.csv", user, auth_user, password),
         "extra": extra,
         "local_port": port,
+        "local_host": local_host,
         "workdir": workdir,
         "keys": {
             "contact_port": contact_port or port,
@@ -249,13 +251,15 @@ def sipp_register(
     transport: str = "udp",
     timeout: float = 15,
     check: bool = True,
+    local_host: str = "127.0.0.1",
 ) -> SippRegister:
     """Run tests/sipp/<scenario>.xml once (or `calls` times) as a REGISTERing device.
 
     The Contact is `sip:<user>@127.0.0.1:<contact_port><contact_params>`, the
     contact port defaulting to SIPp's own (so the device is not behind NAT);
     `call_id`/`base_cseq` pin Call-ID and the first CSeq (for refreshes across
-    runs); `auto_answer` answers out-of-call OPTIONS with 200 (`-aa`).
+    runs); `auto_answer` answers out-of-call OPTIONS with 200 (`-aa`);
+    `local_host` another loopback address (a device on another network).
     With `check`, the run must be clean (exit 0, every call successful).
     """
     kwargs, port, cport = _sipp_setup(
@@ -272,6 +276,7 @@ def sipp_register(
         base_cseq,
         auto_answer,
         transport,
+        local_host,
     )
     result = sipp.run(
         sipp_scenario(scenario),

@@ -381,6 +381,7 @@ def run_sipp(
     tls: TlsFiles | None = None,
     trace_msg: bool = True,
     workdir: Path | None = None,
+    local_host: str = "127.0.0.1",
 ) -> SippResult:
     """Run a SIPp client role to completion against `target` ("host:port").
 
@@ -402,8 +403,9 @@ def run_sipp(
         rate_period_ms=rate_period_ms,
         tls=tls,
         trace_msg=trace_msg,
+        local_host=local_host,
     )
-    proc = SippProcess(cmd, workdir, local_port, timeout, "127.0.0.1", transport)
+    proc = SippProcess(cmd, workdir, local_port, timeout, local_host, transport)
     return proc.wait()
 
 
@@ -423,6 +425,7 @@ def start_sipp(
     trace_msg: bool = True,
     workdir: Path | None = None,
     wait_listening: bool = True,
+    local_host: str = "127.0.0.1",
 ) -> SippProcess:
     """Start SIPp in the background (typically a UAS) on a known port.
 
@@ -449,8 +452,9 @@ def start_sipp(
             rate=rate,
             tls=tls,
             trace_msg=trace_msg,
+            local_host=local_host,
         )
-        proc = SippProcess(cmd, attempt_dir, port, timeout, "127.0.0.1", transport)
+        proc = SippProcess(cmd, attempt_dir, port, timeout, local_host, transport)
         if not wait_listening or proc.wait_listening():
             return proc
         result = proc.wait(5)

@@ -16,7 +16,7 @@ from typing import Any
 from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
 from regswitch.calls.guard import DialogGuard
-from regswitch.endpoint import Endpoint, ServerTransaction, required_extensions
+from regswitch.endpoint import Endpoint, ServerTransaction, our_contact, required_extensions
 from regswitch.events import EventBus
 from regswitch.ids import new_id
 from regswitch.registrar.bindings import Binding
@@ -527,13 +527,7 @@ class B2BUA:
         return early[0] if len(early) == 1 else None
 
     def _our_contact(self, flow: Flow) -> str:
-        host = self.advertised_host or flow.local[0]
-        if host in ("0.0.0.0", "::"):
-            host = "127.0.0.1"
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
-        return f"<sip:{host}:{flow.local[1]}{transport}>"
+        return our_contact(flow, self.advertised_host)
 
     def _rejected_cdr(
         self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str

@@ -347,6 +347,21 @@ def param_set(name: str, value: str) -> None:
     show(call("PUT", f"/api/parameters/{name}", json={"value": value}))
 
 
+@account_app.command("sharing")
+def account_sharing() -> None:
+    """Accounts suspected of credential sharing (and locked ones)."""
+    show(
+        call("GET", "/api/sharing"),
+        ["account", "why", "networks", "kicks", "user_agents", "locked_until"],
+    )
+
+
+@account_app.command("unlock")
+def account_unlock(aor: str) -> None:
+    """Unlock an account locked for credential sharing (and clear its suspicion)."""
+    show(call("DELETE", f"/api/sharing/{aor}"))
+
+
 # --- registrations ----------------------------------------------------------------------
 @reg_app.command("list")
 def reg_list(
@@ -365,9 +380,30 @@ def reg_list(
 def reg_delete(
     binding_id: str,
     kick: Annotated[bool, typer.Option("--kick/--no-kick", help="also end its calls")] = False,
+    block: Annotated[
+        int, typer.Option(min=0, max=604800, help="also refuse the device for SECONDS")
+    ] = 0,
 ) -> None:
-    """Delete a registration, optionally kicking its calls."""
-    show(call("DELETE", f"/api/registrations/{binding_id}", params={"kick": str(kick).lower()}))
+    """Delete a registration, optionally kicking its calls and blocking the device."""
+    params = {"kick": str(kick).lower(), "block": str(block)}
+    show(call("DELETE", f"/api/registrations/{binding_id}", params=params))
+
+
+@reg_app.command("tombstones")
+def reg_tombstones(
+    account: Annotated[str | None, typer.Option(help="user@domain")] = None,
+) -> None:
+    """Replaced registrations whose refresh is refused, and blocked devices."""
+    show(
+        call("GET", "/api/tombstones", params={"account": account} if account else {}),
+        ["account", "kind", "source", "user_agent", "by_source", "remaining", "refusals"],
+    )
+
+
+@reg_app.command("unblock")
+def reg_unblock(account: str) -> None:
+    """Let an account's replaced and blocked devices register again; end its holds."""
+    show(call("DELETE", "/api/tombstones", params={"account": account}))
 
 
 # --- events -----------------------------------------------------------------------------

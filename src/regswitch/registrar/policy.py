@@ -288,6 +288,8 @@ def decide(
                     ),
                     None,
                 )
+            if target is None:
+                target = next((b for b in candidates if _same_address(b, req, contact)), None)
         if target is not None:
             matched.add(target.id)
             decision.changes.append(Change(target, binding_values(req, contact), kind))
@@ -344,6 +346,19 @@ def needs_return_path(decision: Decision, req: RegisterRequest) -> bool:
         if b.contact_key != change.values["contact_key"]:
             return True
     return False
+
+
+def _same_address(b: Binding, req: RegisterRequest, contact: ContactRequest) -> bool:
+    """The same transport, IP and port as the old binding is the same device
+    (docs/behaviour.md §10): only one process holds that port, e.g. a phone
+    restarted with a new Contact user part. A different declared instance
+    still says otherwise."""
+    return (
+        b.source_port == req.source_port
+        and b.source_ip == req.source_ip
+        and b.transport == req.transport
+        and not (contact.instance and b.instance and contact.instance != b.instance)
+    )
 
 
 def _devices_oldest_first(bindings: list[Binding]) -> list[tuple[str, list[Binding]]]:

@@ -39,6 +39,7 @@ from regswitch.registrar.contacts import (
     warn_agent,
 )
 from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.kick_guard import KickGuard
 from regswitch.registrar.policy import (
     ContactRequest,
     Decision,
@@ -111,6 +112,7 @@ class Registrar:
         own_hosts: set[str],
         node: str = "",
         storage_problem: Callable[[], str | None] | None = None,
+        guard: KickGuard | None = None,
     ) -> None:
         self.accounts = accounts
         self.location = location
@@ -133,6 +135,10 @@ class Registrar:
         self.confirmer: Confirmer | None = None
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
+        # kick wars, the kicked device's MESSAGE, credential sharing (kick_guard.py)
+        self.guard = guard or KickGuard(
+            params=params, events=events, results=self.results, default_domain=domains[0]
+        )
         self._turns: dict[str, list[_Pending]] = {}
         self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
         self._date_cache: tuple[int, str] = (0, "")
@@ -309,15 +315,18 @@ class Registrar:
 
     def _finish_cheap(self, pending: _Pending) -> bool:
         """Apply `pending` now if it needs neither a probe nor a return-path check."""
+        if self._refused_by_guard(pending):
+            return True
         decision, policy = self._decision(pending, None, self.prober is not None)
         if decision.outcome == "probe" or self._needs_confirmation(pending, decision):
             return False
         self._finish(pending, decision, policy)
         return True
 
-    def authenticate_caller(self, stx: ServerTransaction) -> str | None:
-        """Who places this INVITE (SPEC §4): the From account, by its allowed
-        network or by digest (407). Answers and returns None when refused."""
+    def authenticate_caller(self, stx: ServerTransaction, uri: URI | None = None) -> str | None:
+        """Who places this INVITE (SPEC §4): the From account (or `uri`'s: the AOR
+        a reg SUBSCRIBE watches), by its allowed network or by digest (407).
+        Answers and returns None when refused."""
         request = stx.request
         flow = stx.flow
         ip = flow.remote[0]
@@ -326,14 +335,14 @@ class Registrar:
             self._refuse_blocked(stx)
             return None
         source = source_of(flow)
-        aor = self.aor_of(request.from_.uri)
+        aor = self.aor_of(uri or request.from_.uri)
         entry = self.accounts.get(aor) if aor else None
         if aor is None or entry is None or not entry.account.enabled:
             if aor is not None and not request.headers.get("proxy-authorization"):
                 self._challenge(stx, aor.partition("@")[2], proxy=True, account=aor)
                 return None
             self._auth_failed(
-                stx, aor or request.from_.uri.aor, ip, source, "unknown or disabled caller"
+                stx, aor or (uri or request.from_.uri).aor, ip, source, "unknown or disabled caller"
             )
             return None
         if entry.networks:
@@ -389,7 +398,7 @@ class Registrar:
             keep_calls=keep,
             max_contacts=account.max_contacts,
             if_unreachable=values["REGISTER_REPLACE_IF_UNREACHABLE"],
-            flap_held=self.flapping.held(account.aor, now),
+            flap_held=self.flapping.held(account.aor, now) or self.guard.held(account.aor, now),
         )
 
     def _decision(
@@ -410,6 +419,12 @@ class Registrar:
             )
         return decision, policy
 
+    def _refused_by_guard(self, pending: _Pending) -> bool:
+        """Kick wars (kick_guard.py): a replaced registration's refresh, a blocked
+        device, a locked account are answered here, before any decision."""
+        req = pending.req
+        return self.guard.refused(pending.stx, req, pending.contacts, self.location.of(req.aor))
+
     def _needs_confirmation(self, pending: _Pending, decision: Decision) -> bool:
         """A change for an account authenticated by its address alone, over
         UDP, where the source address proves nothing (docs/behaviour.md §3)."""
@@ -426,6 +441,8 @@ class Registrar:
     def _decide(self, pending: _Pending) -> None:
         """Decide now, or hold the account's turn while a probe or a
         return-path check runs (later REGISTERs of the account queue behind)."""
+        if self._refused_by_guard(pending):
+            return
         decision, policy = self._decision(pending, None, self.prober is not None)
         confirm = self._needs_confirmation(pending, decision)
         if confirm and self.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
@@ -614,6 +631,7 @@ class Registrar:
                 wildcard=removal.why == "wildcard",
             )
             return
+        self.guard.replacing(b, req, removal.replaced_by)
         ended: list[str] = []
         if removal.kick and self.kicker is not None:
             ended = self.kicker(b, "registration-replaced")
@@ -631,6 +649,7 @@ class Registrar:
             calls_ended=ended,
             policy="on" if policy.replace else "off-unreachable",
         )
+        self.guard.replaced(b, req, removal.replaced_by, self.location.of(req.aor))
         if self.flapping.replaced(req.aor, req.now):
             self.events.emit(
                 ev.FLAPPING,
@@ -701,7 +720,8 @@ class Registrar:
         stamp = email.utils.formatdate(until, usegmt=True)
         if decision.flapping:
             reason = FLAP_REASON
-            held = self.flapping.held_until(req.aor) or now
+            holds = (self.flapping.held_until(req.aor), self.guard.held_until(req.aor))
+            held = max((h for h in holds if h is not None), default=now)
             text = (
                 f"{req.aor} is flapping between devices; replacements are held until "
                 f"{email.utils.formatdate(held, usegmt=True)}"
@@ -858,12 +878,16 @@ class Registrar:
         items = self.location.of(account) if account else list(self.location)
         return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
 
-    async def delete(self, binding_id: str, kick: bool) -> dict[str, Any] | None:
-        """Remove a registration from the console; with `kick`, end its calls."""
+    async def delete(
+        self, binding_id: str, kick: bool, block: float = 0
+    ) -> dict[str, Any] | None:
+        """Remove a registration from the console; with `kick`, end its calls;
+        with `block` seconds, refuse the device for that long (delete and block)."""
         binding = self.location.get(binding_id)
         if binding is None:
             return None
         self.location.remove(binding)
+        blocked_until = self.guard.block(binding, self.clock(), block) if block > 0 else None
         ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
         self.events.emit(
             ev.DELETED,
@@ -873,9 +897,16 @@ class Registrar:
             binding=binding.id,
             kicked=kick,
             calls_ended=ended,
+            blocked_until=blocked_until,
         )
         await self.store.apply([BindingOp.delete(binding.id)])
-        return {"id": binding.id, "account": binding.aor, "kicked": kick, "calls_ended": ended}
+        return {
+            "id": binding.id,
+            "account": binding.aor,
+            "kicked": kick,
+            "calls_ended": ended,
+            "blocked_until": blocked_until,
+        }
 
     # --- expiry -------------------------------------------------------------------
     async def expire_due(self) -> int:

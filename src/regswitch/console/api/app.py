@@ -19,7 +19,9 @@ from regswitch.console.api.routes import (
     history,
     parameters,
     registrations,
+    sharing,
     stream,
+    tombstones,
 )
 from regswitch.console.sampler import Sampler
 from regswitch.console.web import mount_web
@@ -44,7 +46,9 @@ def create_app(switch: Switch) -> FastAPI:
     async def healthz() -> dict[str, Any]:
         return switch.health()
 
-    for module in (stream, accounts, domains, parameters, registrations, events, calls):
+    for module in (
+        stream, accounts, domains, parameters, registrations, events, calls, tombstones, sharing
+    ):
         app.include_router(module.router)
     app.include_router(history.router)
     app.include_router(dashboard.router)

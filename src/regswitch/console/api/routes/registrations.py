@@ -1,4 +1,5 @@
-"""/api/registrations: list (filter by account or source IP), delete with or without kick."""
+"""/api/registrations: list (filter by account or source IP), delete with or without
+kick, optionally blocking the device for a while."""
 
 from __future__ import annotations
 
@@ -42,9 +43,14 @@ async def get_registration(binding_id: str, switch: SwitchDep) -> dict[str, Any]
 
 @router.delete("/{binding_id}")
 async def delete_registration(
-    binding_id: str, switch: SwitchDep, kick: bool = False
+    binding_id: str,
+    switch: SwitchDep,
+    kick: bool = False,
+    block: int = Query(
+        0, ge=0, le=604800, description="also refuse this device for so many seconds"
+    ),
 ) -> dict[str, Any]:
-    result = await switch.registrar.delete(binding_id, kick)
+    result = await switch.registrar.delete(binding_id, kick, block)
     if result is None:
         raise ApiError(404, f"no registration {binding_id}")
     return result

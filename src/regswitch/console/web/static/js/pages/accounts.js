@@ -96,6 +96,7 @@ function editDialog(title, account, defaultDomain, submit) {
 export function mount(root, { stream }) {
   let accounts = [];
   let registered = new Map(); // aor -> count
+  let sharing = new Map(); // aor -> credential-sharing flag (GET /api/sharing)
   let search = "";
   const holder = h("div", { id: "accounts" }, h("p", { class: "muted loading" }, "Loading…"));
   const addButton = h("button", { class: "primary", id: "add-account", onclick: () => add() }, "Add account");
@@ -124,14 +125,39 @@ export function mount(root, { stream }) {
     { label: "Replace", cell: (a) => overrideBadge(a.register_replace) },
     { label: "Keep calls", cell: (a) => overrideBadge(a.replace_keep_calls) },
     { label: "Registered", class: "num", cell: (a) => String(registered.get(a.aor) || 0) },
-    { label: "Status", cell: (a) => (a.enabled ? badge("enabled", "ok") : badge("disabled", "bad")) },
+    {
+      label: "Status",
+      cell: (a) => [a.enabled ? badge("enabled", "ok") : badge("disabled", "bad"), sharingBadge(a)],
+    },
     {
       label: "", class: "row-actions",
       cell: (a) => [
+        sharing.has(a.aor)
+          ? h("button", { class: "small", onclick: () => unlock(a), "aria-label": `Unlock ${a.aor}` },
+            sharing.get(a.aor).locked_until ? "Unlock" : "Clear")
+          : null,
         h("button", { class: "small", onclick: () => edit(a), "aria-label": `Edit ${a.aor}` }, "Edit"),
         h("button", { class: "small danger", onclick: () => remove(a), "aria-label": `Delete ${a.aor}` }, "Delete")],
     },
   ];
+
+  function sharingBadge(a) {
+    const flag = sharing.get(a.aor);
+    if (!flag) return null;
+    const where = `${flag.networks.length} networks, ${flag.kicks} kicks: ${flag.sources.join(", ")}`;
+    const label = flag.locked_until ? "locked: sharing suspected" : "sharing suspected";
+    return h("span", { class: "sharing-badge", title: where }, " ", badge(label, flag.locked_until ? "bad" : "warn"));
+  }
+
+  async function unlock(account) {
+    try {
+      await api(`sharing/${encodeURIComponent(account.aor)}`, { method: "DELETE" });
+      toast(`${account.aor} unlocked`, "ok");
+    } catch (err) {
+      toast(err.message, "error");
+    }
+    load();
+  }
 
   function render() {
     const shown = accounts.filter((a) => !search || a.aor.toLowerCase().includes(search));
@@ -144,7 +170,8 @@ export function mount(root, { stream }) {
 
   async function load() {
     try {
-      const [list, regs] = await Promise.all([api("accounts"), api("registrations")]);
+      const [list, regs, flags] = await Promise.all([api("accounts"), api("registrations"), api("sharing")]);
+      sharing = new Map(flags.map((f) => [f.account, f]));
       accounts = list.sort((a, b) => a.aor.localeCompare(b.aor));
       registered = new Map();
       for (const r of regs) registered.set(r.account, (registered.get(r.account) || 0) + 1);
@@ -187,7 +214,8 @@ export function mount(root, { stream }) {
 
   const off = stream.subscribe((event) => {
     if (event.type === "account-changed" || event.type === "registered" || event.type === "expired"
-      || event.type === "unregistered" || event.type === "deleted" || event.type === "replaced") reload();
+      || event.type === "unregistered" || event.type === "deleted" || event.type === "replaced"
+      || event.type === "credential-sharing-suspected") reload();
   });
   load();
   return () => off();

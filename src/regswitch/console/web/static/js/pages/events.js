@@ -9,11 +9,14 @@ const TYPES = [
   "registered", "refreshed", "same-device", "unregistered", "expired", "replaced", "rejected",
   "deleted", "reachability", "flapping", "flood-blocked", "auth-failed", "param-changed",
   "account-changed", "domain-changed", "call-started", "call-answered", "call-ended",
+  "credential-sharing-suspected",
 ];
 // What an operator watches for: a device thrown out (by another device or
 // from the console), a device refused, two devices fighting over one account,
-// a source blocked.
-const ALERTS = new Set(["replaced", "deleted", "rejected", "flapping", "flood-blocked"]);
+// a source blocked, a password that looks shared.
+const ALERTS = new Set([
+  "replaced", "deleted", "rejected", "flapping", "flood-blocked", "credential-sharing-suspected",
+]);
 const ALERTS_FILTER = "@alerts";
 const KEEP = 500;
 
@@ -45,6 +48,10 @@ function summary(event) {
           d.old_source ? ` · old device at ${d.old_source}` : ""],
       ];
     case "rejected":
+      if (d.tombstone) {
+        // a replaced registration's refresh (or a blocked device): what it was told
+        return [[`refused with ${d.status ?? ""} ${d.reason ?? ""}`], d.text || ""];
+      }
       return [
         ["refused ", mono(d.new_contact || "?"), ` with ${d.status ?? ""} ${d.reason ?? ""}`],
         [d.old_contact ? ["registered device ", mono(d.old_contact)] : "",
@@ -52,13 +59,23 @@ function summary(event) {
           d.flapping ? " · account flapping: replacements on hold" : ""],
       ];
     case "flapping":
+      if (d.kind === "ping-pong") {
+        return [`two devices replaced each other more than ${d.limit} times in ${d.window} s`,
+          (d.devices || []).join(" ↔ "),
+          d.held_until ? `further replacements refused until ${fmtClock(d.held_until)}` : ""];
+      }
       return [`replaced more than ${d.limit} times in ${d.window} s`,
         d.held_until ? `further replacements refused until ${fmtClock(d.held_until)}` : ""];
+    case "credential-sharing-suspected":
+      return [`credential sharing suspected (${d.why}): ${plural((d.networks || []).length, "network")}, `
+        + `${plural(d.kicks || 0, "kick")}`, (d.sources || []).join(", "),
+      [(d.user_agents || []).join(", "), d.locked_until ? ` · locked until ${fmtClock(d.locked_until)}` : ""]];
     case "flood-blocked":
       return [`source blocked for ${d.seconds} s`, d.reason || ""];
     case "deleted":
       return [["deleted from the console: ", mono(d.contact)],
-        d.kicked ? callsEnded(d.calls_ended) : "calls kept"];
+        [d.kicked ? callsEnded(d.calls_ended) : "calls kept",
+          d.blocked_until ? ` · device blocked until ${fmtClock(d.blocked_until)}` : ""]];
     case "registered":
     case "refreshed":
     case "same-device":

@@ -183,7 +183,9 @@ export function mount(root, { stream }) {
     const body = [
       h("p", {}, "Remove the registration of ", h("strong", {}, row.account), " from ",
         h("span", { class: "mono" }, row.contact), "?"),
-      h("p", { class: "muted" }, "The device is not told; it will register again on its next refresh."),
+      h("p", { class: "muted" }, "The device is not told; it will register again on its next refresh. ",
+        "“Delete and block for 1 h” also ends its calls and refuses that device (its registration, ",
+        "its instance, or its IP and user agent) for an hour."),
     ];
     if (calls.length) {
       body.push(
@@ -204,15 +206,18 @@ export function mount(root, { stream }) {
       actions: [
         { label: "Delete, keep calls", value: "keep" },
         { label: calls.length ? `Delete and end ${calls.length} call${calls.length === 1 ? "" : "s"}` : "Delete and end calls", value: "kick", kind: "danger" },
+        { label: "Delete and block for 1 h", value: "block", kind: "danger" },
       ],
     });
     if (!choice) return;
     try {
       const result = await api(`registrations/${encodeURIComponent(row.id)}`, {
-        method: "DELETE", query: { kick: choice === "kick" ? "true" : "false" },
+        method: "DELETE",
+        query: { kick: choice === "keep" ? "false" : "true", block: choice === "block" ? "3600" : "0" },
       });
       const ended = (result.calls_ended || []).length;
-      toast(`Deleted ${row.contact}${result.kicked ? ` — ${ended} call${ended === 1 ? "" : "s"} ended` : ""}`, "ok");
+      toast(`Deleted ${row.contact}${result.kicked ? ` — ${ended} call${ended === 1 ? "" : "s"} ended` : ""}` +
+        `${result.blocked_until ? " — device blocked for 1 h" : ""}`, "ok");
     } catch (err) {
       toast(err.message, "error");
     }

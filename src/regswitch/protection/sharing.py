@@ -1,0 +1,173 @@
+"""Credential sharing: one account used from too many places (README
+"Credential-sharing detector").
+
+The most common cause of a kick war is a leaked password: the account
+registers from more distinct source networks (IPv4 /24, IPv6 /56 by default)
+or more distinct `+sip.instance` values than one customer has, or is kicked
+over and over. Within `window` seconds, more than `max_sources` networks or
+instances, or more than `max_kicks` kicks, raise one suspicion per episode
+(a new one only after a whole window without). With `action` "lock" the
+account is locked for `lock_time` seconds: new registrations are refused,
+while the device that holds the account keeps its binding (its refreshes pass)
+so the legitimate user is not the one punished. An operator unlocks early.
+
+Only authenticated REGISTERs that create a binding are observed (a refresh of
+a live binding is the same registration). Pure: every step takes `now`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
+
+
+def network_of(ip: str, v4_prefix: int = 24, v6_prefix: int = 56) -> str:
+    """The source network an address counts as (one office, one ISP customer)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    prefix = v4_prefix if address.version == 4 else v6_prefix
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+@dataclass(slots=True)
+class Sighting:
+    at: float
+    network: str
+    instance: str | None
+    user_agent: str | None
+    source: str
+
+
+@dataclass(slots=True)
+class Suspicion:
+    """What the `credential-sharing-suspected` event reports."""
+
+    aor: str
+    at: float
+    why: str  # "sources" | "instances" | "kicks"
+    networks: list[str]
+    instances: list[str]
+    sources: list[str]
+    user_agents: list[str]
+    kicks: int
+    locked_until: float | None
+
+    def details(self) -> dict[str, object]:
+        return {
+            "why": self.why,
+            "networks": self.networks,
+            "instances": self.instances,
+            "sources": self.sources,
+            "user_agents": self.user_agents,
+            "kicks": self.kicks,
+            "locked_until": self.locked_until,
+        }
+
+
+@dataclass
+class SharingDetector:
+    max_sources: int = 3
+    window: float = 3600.0
+    max_kicks: int = 5
+    action: str = "none"  # none | lock
+    lock_time: float = 3600.0
+    v4_prefix: int = 24
+    v6_prefix: int = 56
+    _seen: dict[str, deque[Sighting]] = field(default_factory=dict)
+    _kicks: dict[str, deque[float]] = field(default_factory=dict)
+    _suspected: dict[str, Suspicion] = field(default_factory=dict)
+    _locked: dict[str, float] = field(default_factory=dict)
+
+    def registered(
+        self,
+        aor: str,
+        source_ip: str,
+        source: str,
+        instance: str | None,
+        user_agent: str | None,
+        now: float,
+    ) -> Suspicion | None:
+        """A new registration of `aor`; a new Suspicion when it tips the account over."""
+        seen = self._seen.setdefault(aor, deque())
+        seen.append(
+            Sighting(now, network_of(source_ip, self.v4_prefix, self.v6_prefix), instance,
+                     user_agent, source)
+        )
+        self._trim(seen, now)
+        if len(seen) > 64:  # enough to show; the distinct counts stay right below
+            seen.popleft()
+        networks = {s.network for s in seen}
+        instances = {s.instance for s in seen if s.instance}
+        if len(networks) > self.max_sources:
+            return self._suspect(aor, "sources", now)
+        if len(instances) > self.max_sources:
+            return self._suspect(aor, "instances", now)
+        return None
+
+    def kicked(self, aor: str, now: float) -> Suspicion | None:
+        kicks = self._kicks.setdefault(aor, deque())
+        kicks.append(now)
+        while kicks and now - kicks[0] > self.window:
+            kicks.popleft()
+        if len(kicks) > self.max_kicks:
+            return self._suspect(aor, "kicks", now)
+        return None
+
+    def _trim(self, seen: deque[Sighting], now: float) -> None:
+        while seen and now - seen[0].at > self.window:
+            seen.popleft()
+
+    def _suspect(self, aor: str, why: str, now: float) -> Suspicion | None:
+        previous = self._suspected.get(aor)
+        if previous is not None and now - previous.at <= self.window:
+            return None  # one event per episode
+        seen = self._seen.get(aor, deque())
+        locked_until = None
+        if self.action == "lock" and self.lock_time > 0:
+            locked_until = self._locked[aor] = now + self.lock_time
+        suspicion = Suspicion(
+            aor=aor,
+            at=now,
+            why=why,
+            networks=sorted({s.network for s in seen}),
+            instances=sorted({s.instance for s in seen if s.instance}),
+            sources=[s.source for s in seen],
+            user_agents=sorted({s.user_agent or "" for s in seen}),
+            kicks=len(self._kicks.get(aor, ())),
+            locked_until=locked_until,
+        )
+        self._suspected[aor] = suspicion
+        return suspicion
+
+    def locked_until(self, aor: str, now: float) -> float | None:
+        until = self._locked.get(aor)
+        if until is None:
+            return None
+        if now >= until:
+            del self._locked[aor]
+            return None
+        return until
+
+    def unlock(self, aor: str) -> bool:
+        """An operator clears the account: lock, suspicion and counts."""
+        known = aor in self._locked or aor in self._suspected
+        self._locked.pop(aor, None)
+        self._suspected.pop(aor, None)
+        self._seen.pop(aor, None)
+        self._kicks.pop(aor, None)
+        return known
+
+    def flagged(self, now: float) -> list[dict[str, object]]:
+        """Accounts suspected within the last window, or locked: the console's badges."""
+        out = []
+        for aor, s in list(self._suspected.items()):
+            locked = self.locked_until(aor, now)
+            if now - s.at > self.window and locked is None:
+                del self._suspected[aor]
+                continue
+            out.append({"account": aor, "suspected_at": s.at, **s.details(),
+                        "locked_until": locked})
+        return out
