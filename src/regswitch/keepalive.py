@@ -1,4 +1,4 @@
-"""NAT keepalives, reachability, and the one-shot probe of SPEC §3.4.
+"""NAT keepalives, reachability, and the one-shot probe of docs/behaviour.md §3.4.
 
 A keepalive or its reply never changes a registration; it only moves the
 binding's `reachable` flag (three unanswered OPTIONS in a row: unreachable;
@@ -78,7 +78,7 @@ class Keepalive:
             )
 
     def behind_nat(self, binding: Binding) -> bool:
-        """Source differs from the contact's host:port (SPEC §6)."""
+        """Source differs from the contact's host:port (docs/behaviour.md §6)."""
         cached = self._nat_cache.get(binding.id)
         if cached is not None and cached[0] == binding.contact and cached[1] == binding.source:
             return cached[2]

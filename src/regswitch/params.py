@@ -1,4 +1,4 @@
-"""System parameters (SPEC §2): specs, validation, live values and change events.
+"""System parameters (docs/behaviour.md §2): specs, validation, live values and change events.
 
 VOS3000's names are the canonical ones. Values are kept as canonical strings
 ("On"/"Off", "3600") and as typed values for the hot path (`params.values`).

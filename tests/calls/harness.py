@@ -231,7 +231,7 @@ def check_cdr(
     b_leg: SippProcess | SippResult | None = None,
     min_seconds: float = 0.0,
 ) -> None:
-    """The CDR fields of SPEC §4 for one call attempt."""
+    """The CDR fields of docs/behaviour.md §4 for one call attempt."""
     assert cdr["caller"] == caller
     assert cdr["callee"] == callee
     outcome = (cdr["end_reason"], cdr["end_direction"], cdr["final_code"])

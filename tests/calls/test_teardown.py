@@ -1,4 +1,5 @@
-"""The kick (SPEC §3.3) on the real transaction layer with a fake loop and transport."""
+"""The kick (docs/behaviour.md §3.3) on the real transaction layer with a fake
+loop and transport."""
 
 from __future__ import annotations
 

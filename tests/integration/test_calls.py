@@ -1,4 +1,4 @@
-"""Calls through a real `regswitch serve` (SPEC §4), SIPp as caller and callee devices:
+"""Calls through a real `regswitch serve` (docs/behaviour.md §4), SIPp as caller and callee devices:
 answered and hung up either way, busy, no answer, CANCEL, not registered, unknown, re-INVITE,
 forking, maximum duration. Each checks the CDR from GET /api/cdrs."""
 

@@ -1,4 +1,4 @@
-"""The kick (SPEC §3.3) and the other ways the switch ends calls, through a real
+"""The kick (docs/behaviour.md §3.3) and the other ways the switch ends calls, through a real
 `regswitch serve` with SIPp as caller, callee device and the new device:
 
 - replace On: an answered call gets BYE to both parties; a call ringing toward
@@ -200,7 +200,7 @@ def test_replace_off_new_device_refused_call_goes_on(api: Api, devs: Devices) ->
 
 
 def test_replace_off_but_old_device_silent_is_kicked(api: Api, devs: Devices) -> None:
-    """SPEC §3.4: under Off, a binding that does not answer the OPTIONS probe (2 s) is
+    """docs/behaviour.md §3.4: under Off, a binding that does not answer the OPTIONS probe (2 s) is
     taken over, and its calls are kicked like under On."""
     api.set_param("SS_ENDPOINT_REGISTER_REPLACE", "Off")
     alice, bob = api.account(unique("alice")), api.account(unique("bob"))

@@ -1,4 +1,4 @@
-"""REGISTER authentication against a real `regswitch serve` (SPEC §3 steps 3 to 4):
+"""REGISTER authentication against a real `regswitch serve` (docs/behaviour.md §3 steps 3 to 4):
 digest MD5 (SIPp) and SHA-256 (Python UA; SIPp 3.6.1 only does MD5), wrong
 password, replayed nonce counts, expired nonces, IP authentication, To/user
 mismatch, and that nothing failing authentication ever evicts a registration."""

@@ -1,5 +1,5 @@
 """A registration's life against a real `regswitch serve`: expires (423 with
-Min-Expires, clamping), query, unregister, wildcard, expiry (SPEC §3 steps 5
+Min-Expires, clamping), query, unregister, wildcard, expiry (docs/behaviour.md §3 steps 5
 and 7, §3.5), surviving restarts (§8), and parameter validation (§2)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The registration replace policy against a real `regswitch serve` (SPEC §3.1-3.4):
+"""The registration replace policy against a real `regswitch serve` (docs/behaviour.md §3.1-3.4):
 refresh, NAT rebinding, same device, replace On/Off, reject codes, keep-calls,
 per-account overrides, max_contacts, live parameter changes, racing REGISTERs
 and the §3.4 probe of an old device.
@@ -255,7 +255,7 @@ def test_replace_switch_flipped_live_between_two_registers(
     assert ("SS_ENDPOINT_REGISTER_REPLACE", "Off", "On") in changes
 
 
-# -- racing REGISTERs (SPEC §3 step 6) ----------------------------------------------------
+# -- racing REGISTERs (docs/behaviour.md §3 step 6) ------------------------------------
 
 
 @pytest.mark.parametrize("replace", ["On", "Off"])

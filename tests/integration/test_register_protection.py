@@ -1,5 +1,5 @@
 """Protection and reachability against a real `regswitch serve`: REGISTER
-floods and authentication-failure floods (SPEC §5), flapping (§5), NAT
+floods and authentication-failure floods (docs/behaviour.md §5), flapping (§5), NAT
 keepalives and reachability (§6), and the §3.4 takeover of a binding that
 keepalives already marked unreachable."""
 
@@ -185,7 +185,7 @@ def test_nat_keepalives_mark_reachability_and_unreachable_binding_can_be_taken_o
     changes = [e["details"]["reachable"] for e in events(server, "reachability", "alice")]
     assert changes == [False, True]
 
-    # carol is known unreachable: under Off a new device takes over at once (SPEC §3.4)
+    # carol is known unreachable: under Off a new device takes over at once (docs/behaviour.md §3.4)
     started = time.monotonic()
     new = sipp_register(sipp, server, "carol", "pw")
     assert new.final.status == 200 and time.monotonic() - started < 1.5

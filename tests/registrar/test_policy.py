@@ -1,4 +1,4 @@
-"""The pure registration decision (SPEC §3.1–3.5), without sockets or loop."""
+"""The pure registration decision (docs/behaviour.md §3.1–3.5), without sockets or loop."""
 
 from __future__ import annotations
 

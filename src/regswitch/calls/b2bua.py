@@ -1,4 +1,4 @@
-"""The B2BUA (SPEC §4): calls between registered endpoints, relayed leg to leg.
+"""The B2BUA (docs/behaviour.md §4): calls between registered endpoints, relayed leg to leg.
 
 INVITE from an account -> A-leg (our UAS dialog) and one B-leg (our UAC
 dialog) per current binding of the callee, forked in parallel; the first 2xx

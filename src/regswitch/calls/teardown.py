@@ -1,4 +1,4 @@
-"""The kick (SPEC §3.3): end every call of a removed binding's session.
+"""The kick (docs/behaviour.md §3.3): end every call of a removed binding's session.
 
 - answered -> BYE to both parties;
 - still ringing toward the kicked device -> CANCEL toward it, and 480 toward

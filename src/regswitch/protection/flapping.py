@@ -1,4 +1,4 @@
-"""Flapping (SPEC §5): two devices fighting over one account.
+"""Flapping (docs/behaviour.md §5): two devices fighting over one account.
 
 More than `limit` replacements of an account within `window` seconds puts it
 on hold for `hold` seconds, during which further replacements are refused so

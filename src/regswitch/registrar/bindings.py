@@ -52,7 +52,7 @@ class Binding(BindingRecord):
 
     @property
     def device_key(self) -> str:
-        """What counts as one device toward max_contacts (SPEC §3.2)."""
+        """What counts as one device toward max_contacts (docs/behaviour.md §3.2)."""
         return f"instance:{self.instance}" if self.instance else f"binding:{self.id}"
 
     def expires_in(self, now: float) -> int:

@@ -1,4 +1,5 @@
-"""The registration decision (SPEC §3.1–3.5), pure: bindings and request in, Decision out.
+"""The registration decision (docs/behaviour.md §3.1–3.5), pure: bindings and
+request in, Decision out.
 
 No I/O and no clock: `now` is in the request. The service applies the
 decision; probing an old device (§3.4) is the service's job, after which it
@@ -302,7 +303,7 @@ def decide(
         decision.changes.append(Change(None, values, "new-flow" if same_device_flow else "new"))
         if same_device_flow:
             continue
-        # A different device: does it exceed max_contacts? (SPEC §3.3)
+        # A different device: does it exceed max_contacts? (docs/behaviour.md §3.3)
         device = f"instance:{contact.instance}" if contact.instance else f"new:{len(added_devices)}"
         added_devices.append(device)
         staying = [b for b in live if b.id not in removed] if removed else live

@@ -1,4 +1,5 @@
-"""REGISTER processing (SPEC §3): checks in order, then the policy under the account's turn.
+"""REGISTER processing (docs/behaviour.md §3): checks in order, then the policy
+under the account's turn.
 
 Steps 1–5 (validation, flood, account, IP, digest, expires) never change
 state. Step 6 runs `policy.decide` and applies the decision in memory at
@@ -142,7 +143,7 @@ class Registrar:
         self._turns: dict[str, list[_Pending]] = {}
         self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
         self._date_cache: tuple[int, str] = (0, "")
-        # within a second of expiry (SPEC §3.5): checked four times a second
+        # within a second of expiry (docs/behaviour.md §3.5): checked four times a second
         self._expirer = Periodic(0.25, self.expire_due, "expiry")
         # the loop holds tasks weakly: running probes are kept here until done
         self._probes: set[asyncio.Task[None]] = set()
@@ -324,7 +325,7 @@ class Registrar:
         return True
 
     def authenticate_caller(self, stx: ServerTransaction, uri: URI | None = None) -> str | None:
-        """Who places this INVITE (SPEC §4): the From account (or `uri`'s: the AOR
+        """Who places this INVITE (docs/behaviour.md §4): the From account (or `uri`'s: the AOR
         a reg SUBSCRIBE watches), by its allowed network or by digest (407).
         Answers and returns None when refused."""
         request = stx.request

@@ -53,7 +53,7 @@ __all__ = [
 #: Values of the per-account overrides `register_replace` / `replace_keep_calls`.
 POLICY_VALUES: frozenset[str] = frozenset({"inherit", "on", "off"})
 
-#: CDR end reasons (SPEC §4).
+#: CDR end reasons (docs/behaviour.md §4).
 END_REASONS: frozenset[str] = frozenset(
     {
         "normal",
@@ -70,7 +70,7 @@ END_REASONS: frozenset[str] = frozenset(
     }
 )
 
-#: Who ended the call (SPEC §4).
+#: Who ended the call (docs/behaviour.md §4).
 END_DIRECTIONS: frozenset[str] = frozenset({"caller", "callee", "system"})
 
 
@@ -165,7 +165,7 @@ class Domain:
 
 @dataclass(slots=True, kw_only=True)
 class BindingRecord:
-    """The stored form of one registered contact (SPEC §1 "Binding").
+    """The stored form of one registered contact (docs/behaviour.md §1 "Binding").
 
     `expires_at`, `registered_at`, `refreshed_at` are wall-clock epochs so a
     restarted node can tell which bindings are still valid. `node` names the
@@ -267,7 +267,7 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CdrRecord:
-    """One call attempt (SPEC §4). Times are wall epochs; `answer` is None
+    """One call attempt (docs/behaviour.md §4). Times are wall epochs; `answer` is None
     for a call never answered. Contacts/sources/B-leg Call-ID are None when
     there was no such leg (e.g. `not-registered`)."""
 
