@@ -102,7 +102,7 @@ def test_bad_hep_address_is_one_line_exit_2(tmp_path: Path, address: str, why: s
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(
-        f"error: hep: Value error, bad HEP address {address!r}: {why}"
+        f"error: hep: bad HEP address {address!r}: {why}"
     )
 
 
