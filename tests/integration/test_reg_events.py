@@ -53,11 +53,6 @@ def received_notifies(messages: Path) -> list[tuple[dict[str, str], str]]:
 
 
 @pytest.mark.sipp
-@pytest.mark.xfail(
-    strict=True,
-    reason="open regression after merging the REGISTER security work: SIPp's authenticated "
-    "SUBSCRIBE gets no NOTIFY (see issue 14's closing note)",
-)
 def test_a_watcher_sees_the_full_state_then_a_kick(
     server: RunningServer, sipp: SippRunner, tmp_path: Path
 ) -> None:
@@ -69,6 +64,9 @@ def test_a_watcher_sees_the_full_state_then_a_kick(
         inf=write_inf(tmp_path / "watcher.csv", "alice", None, "pw"),
         keys={"expires": 600},
         timeout=40,
+        # SIPp's digest uri defaults to sip:HOST:PORT; the switch checks it against
+        # the Request-URI (RFC 7616 §3.4.6), which names the account
+        extra=["-auth_uri", f"alice@{server.udp[0]}:{server.udp[1]}"],
     )
     wait_until(lambda: received_notifies(watcher.messages_path), 10, "the full-state NOTIFY")
 
