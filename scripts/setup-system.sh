@@ -6,7 +6,8 @@
 # real phone following the README's phone set-up, and PostgreSQL (Debian package
 # postgresql: the tests run initdb/pg_ctl from /usr/lib/postgresql/<major>/bin
 # themselves, as the unprivileged user postgres; the packaged cluster is not used),
-# and sngrep, a HEP consumer for the HEP capture test.
+# sngrep, a HEP consumer for the HEP capture test, and linphone-cli (linphonec)
+# as a second real phone following the README.
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -23,6 +24,7 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)  # README's phone 
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
     || missing+=(postgresql)
 command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)  # listens for HEP in test_hep.py
+command -v linphonecsh >/dev/null 2>&1 || missing+=(linphone-cli)  # README's linphone set-up
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
