@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from support import require_tool
+from support.register_helpers import DOMAIN, create_account
 from support.server import RunningServer
 from support.sipp import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-DOMAIN = "regswitch.local"
 DEADLINE = 20.0
 
 
@@ -85,9 +85,7 @@ def test_linphone_registers_and_calls_through_the_route(
 ) -> None:
     api = server.api
     for user in ("alice", "bob"):
-        api.post(
-            "/api/accounts", json={"user": user, "domain": DOMAIN, "password": f"{user}-secret"}
-        ).raise_for_status()
+        create_account(server, user, password=f"{user}-secret")
     host, port = server.udp
     rc = tmp_path / "linphonerc"
     rc.write_text(readme_linphonerc(host, port, free_port()))
