@@ -19,10 +19,10 @@ import socket
 import statistics
 import urllib.request
 
-from common import Regswitch, print_step, run_step
+from common import Regswitch, print_step
+from sweep import Sweep, run_sweep
 
 PORT = 5078
-SIPP_PORT = 5076
 
 
 def set_capture(server: Regswitch, value: str) -> None:
@@ -50,17 +50,16 @@ def main() -> None:
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sink.bind(("127.0.0.1", 0))
     server = Regswitch(PORT, extra_env={"REGSWITCH_HEP": f"udp:127.0.0.1:{sink.getsockname()[1]}"})
-    sweep = ["--start", str(a.start), "--factor", "2", "--bisect", "3",
-             "--duration", str(a.duration), "--sipp-port", str(SIPP_PORT)]  # fmt: skip
+    sweep = Sweep("register_digest", start=a.start, factor=2, bisect=3, duration=a.duration)
     steps: dict[str, list[dict[str, object]]] = {"Off": [], "On": []}
     try:
         server.provision()
         for rep in range(1, a.reps + 1):
             for value in ("Off", "On"):
                 set_capture(server, value)
-                step = run_step(["--target", server.target, "--server-pid", str(server.pid),
-                                 "--scenario", "register_digest", *sweep,
-                                 "--label", f"HEP {value} rep{rep}"])  # fmt: skip
+                step = run_sweep(
+                    server.target, sweep, [server.pid], f"HEP {value} rep{rep}", log=lambda _: None
+                )
                 print_step(step)
                 steps[value].append(step)
         counters = hep_counters(server)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from regswitch.sip.flow import Flow
 from regswitch.transport.hep import (
+    MAX_BACKLOG,
     CapturingSender,
     HepCapture,
     call_id_of,
@@ -107,10 +109,10 @@ async def test_capture_copies_sent_and_received_and_obeys_the_switch() -> None:
         assert (received["src_ip"], received["src_port"]) == ("127.0.0.9", 5070)
         assert (sent["src_ip"], sent["dst_port"]) == ("127.0.0.1", 5070)
         assert sent["correlation_id"] == b"c1" and sent["capture_id"] == 7
-        assert capture.sent == 2 and capture.dropped == 0
     finally:
-        capture.close()
+        capture.close()  # joins the sender thread: its counters are final
         collector.close()
+    assert capture.sent == 2 and capture.dropped == 0
     assert len(collector.packets) == 2 and not collector.errors
 
 
@@ -138,6 +140,34 @@ async def test_a_full_socket_drops_and_counts_instead_of_blocking() -> None:
     tap = capture.tap_handler(lambda data, f: None)
     for _ in range(10):
         tap(REGISTER, flow)
-    capture.flush()
+    capture.close()  # hands over the queue, then joins the sender thread
     assert (capture.sent, capture.dropped) == (3, 7)
+
+
+async def test_a_sender_far_behind_drops_whole_turns_and_counts_them() -> None:
+    """The loop never waits for the sender thread: past MAX_BACKLOG unsent
+    packets a turn's batch is dropped at hand-off and counted."""
+    release = threading.Event()
+
+    class Stalled:
+        def send(self, packet: bytes) -> int:
+            release.wait(10)
+            return len(packet)
+
+        def close(self) -> None:
+            pass
+
+    capture = HepCapture(("127.0.0.1", 9), loop=asyncio.get_running_loop())
+    capture._sock.close()
+    capture._sock = Stalled()  # type: ignore[assignment]
+    flow = Flow("udp", ("127.0.0.9", 5070), ("127.0.0.1", 5060))
+    tap = capture.tap_handler(lambda data, f: None)
+    for _ in range(MAX_BACKLOG):
+        tap(REGISTER, flow)
+    capture.flush()  # the backlog is now full: the sender is stuck on its first send
+    tap(REGISTER, flow)
+    capture.flush()
+    assert capture.dropped == 1
+    release.set()
     capture.close()
+    assert (capture.sent, capture.dropped) == (MAX_BACKLOG, 1)
