@@ -3,7 +3,7 @@ blocks and parameter changes among the account's own events."""
 
 from __future__ import annotations
 
-from regswitch.console.history import source_ip, timeline
+from regswitch.console.history import timeline
 from regswitch.storage.base import CdrRecord, EventRecord
 
 AOR = "alice@x"
@@ -53,10 +53,3 @@ def test_a_call_with_a_cdr_is_its_cdr_one_without_is_in_progress() -> None:
     )
     assert entries[3]["cdr_id"] == "c1" and "since=1001.5" in entries[3]["link"]
     assert entries[1]["summary"] == "source 10.0.0.1 blocked for 300 s: auth"
-
-
-def test_source_ip() -> None:
-    assert source_ip("udp:10.0.0.1:5060") == "10.0.0.1"
-    assert source_ip("tcp:[::1]:5060") == "::1"
-    assert source_ip("10.0.0.9") == "10.0.0.9"
-    assert source_ip("api") is None and source_ip(None) is None

@@ -14,7 +14,6 @@ the pure part that merges and words them.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -29,15 +28,6 @@ MAX_EVENTS = 10_000
 
 _CALL_EVENTS = frozenset({ev.CALL_STARTED, ev.CALL_ANSWERED, ev.CALL_ENDED})
 _MOVES = frozenset({ev.REPLACED, ev.REJECTED, ev.SAME_DEVICE})
-_SOURCE_IP = re.compile(r"^(?:[a-z]+:)?\[?([0-9a-fA-F:.]+?)\]?(?::\d+)?$")
-
-
-def source_ip(source: str | None) -> str | None:
-    """The IP of an event source: `udp:10.0.0.1:5060`, `tcp:[::1]:5060`, `10.0.0.1`."""
-    if not source:
-        return None
-    found = _SOURCE_IP.match(source)
-    return found.group(1) if found else None
 
 
 async def read_history(
@@ -53,7 +43,7 @@ async def read_history(
     truncated = len(own) >= limit
     if truncated:
         since = own[-1].time
-    ips = {source_ip(s) for s in _sources(own)}
+    ips = {ev.source_host(s) for s in _sources(own)}
     # flood blocks are few: read the window's and keep those of the account's addresses
     blocks = await events.query(
         EventFilter(type=ev.FLOOD_BLOCKED, since=since, until=until, limit=limit)

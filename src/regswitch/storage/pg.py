@@ -57,7 +57,7 @@ from regswitch.storage.shared_sql import (
     EventNumbering,
     cdr_from_row,
     cdr_query,
-    event_from_row,
+    events_from_rows,
     event_query,
     numbered,
     top_accounts_query,
@@ -179,7 +179,7 @@ class PgEventStore(_Backend, EventNumbering):
         return self.number(event, self._s.queue_behind)
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
-        return [event_from_row(r) for r in await self.fetch_shared(event_query(flt))]
+        return events_from_rows(await self.fetch_shared(event_query(flt)))
 
     async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
         rows = await self.fetch_shared(top_accounts_query(type, since, limit))

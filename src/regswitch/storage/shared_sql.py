@@ -76,11 +76,18 @@ def event_row(e: EventRecord) -> tuple[Any, ...]:
     return (e.id, e.time, e.type, e.account, e.source, details)
 
 
-def event_from_row(row: Sequence[Any]) -> EventRecord:
-    return EventRecord(
-        id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
-        details=json.loads(row[5]),
-    )  # fmt: skip
+def events_from_rows(rows: Sequence[Sequence[Any]]) -> list[EventRecord]:
+    """Records of `EVENT_COLS` rows. The details of all rows are decoded in one
+    `json.loads` of one array: per call, the decoder's set-up costs as much as a
+    small object's decoding (an account's history reads 10,000 rows at once)."""
+    if not rows:
+        return []
+    details = json.loads("[" + ",".join([row[5] for row in rows]) + "]")
+    return [
+        EventRecord(id=row[0], time=row[1], type=row[2], account=row[3], source=row[4],
+                    details=detail)
+        for row, detail in zip(rows, details, strict=True)
+    ]  # fmt: skip
 
 
 def cdr_row(c: CdrRecord) -> tuple[Any, ...]:

@@ -56,7 +56,7 @@ from regswitch.storage.shared_sql import (
     EventNumbering,
     cdr_from_row,
     cdr_query,
-    event_from_row,
+    events_from_rows,
     event_query,
     top_accounts_query,
 )
@@ -230,7 +230,7 @@ class SqliteEventStore(_Backend, EventNumbering):
 
     async def query(self, flt: EventFilter) -> list[EventRecord]:
         sql, args = event_query(flt)
-        return await self.read(lambda c: [event_from_row(r) for r in c.execute(sql, args)])
+        return await self.read(lambda c: events_from_rows(c.execute(sql, args).fetchall()))
 
     async def top_accounts(self, type: str, since: float, limit: int) -> list[tuple[str, int]]:
         sql, args = top_accounts_query(type, since, limit)
