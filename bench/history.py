@@ -5,7 +5,7 @@ read (the API's own `read_history`: the account's events, flood blocks of its
 addresses, parameter changes and CDRs, merged into a timeline): its newest
 page, all of it at once, and its last day.
 
-    .venv/bin/python bench/history.py [--events 10000000] [--account-events 10000]
+    .venv-run/bin/python bench/history.py [--events 10000000] [--account-events 10000]
                                       [--db /tmp/history-bench.db] [--keep]
 
 Goal: <= 100 ms. The store is built once and
@@ -23,8 +23,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+try:  # the installed build (the compiled wheel under `make bench`), else the tree
+    import regswitch  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from regswitch.console.history import MAX_EVENTS, PAGE, read_history  # noqa: E402
 from regswitch.storage.sqlite import SqliteStorage  # noqa: E402

@@ -43,12 +43,14 @@ async def read_history(
     truncated = len(own) >= limit
     if truncated:
         since = own[-1].time
-    ips = {ev.source_host(s) for s in _sources(own)}
     # flood blocks are few: read the window's and keep those of the account's addresses
     blocks = await events.query(
         EventFilter(type=ev.FLOOD_BLOCKED, since=since, until=until, limit=limit)
     )
-    floods = [e for e in blocks if e.source in ips]
+    floods: list[EventRecord] = []
+    if blocks:  # the usual case is none: then the account's addresses are not needed
+        ips = {ev.source_host(s) for s in _sources(own)}
+        floods = [e for e in blocks if e.source in ips]
     system = await events.query(
         EventFilter(type=ev.PARAM_CHANGED, no_account=True, since=since, until=until, limit=limit)
     )

@@ -57,8 +57,8 @@ from regswitch.storage.shared_sql import (
     EventNumbering,
     cdr_from_row,
     cdr_query,
-    events_from_rows,
     event_query,
+    events_from_rows,
     numbered,
     top_accounts_query,
 )

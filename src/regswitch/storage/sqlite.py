@@ -56,8 +56,8 @@ from regswitch.storage.shared_sql import (
     EventNumbering,
     cdr_from_row,
     cdr_query,
-    events_from_rows,
     event_query,
+    events_from_rows,
     top_accounts_query,
 )
 from regswitch.storage.sqlite_schema import (
@@ -82,6 +82,10 @@ BEHIND_LINGER = 0.05
 BINDING_LINGER = 0.002
 #: The writer's page cache (KiB) and WAL size (pages) between checkpoints.
 WRITER_CACHE_KIB = 65536
+#: The reader's page cache (KiB): an account's history is thousands of rows
+#: scattered over the events table; with SQLite's default 2 MiB nearly each one
+#: is a page miss (10,000 rows of 10 million events: 40 ms to fetch, 27 with it).
+READER_CACHE_KIB = 65536
 WAL_CHECKPOINT_PAGES = 10000
 
 
@@ -513,6 +517,7 @@ class SqliteStorage:
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         conn.execute("PRAGMA query_only = ON")
+        conn.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
         return conn
 
     def _close_reader_conn(self) -> None:
