@@ -26,6 +26,7 @@ from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.domains import Domains
 from regswitch.registrar.kick_notice import KickNotice
+from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
 from regswitch.retention import Retention
@@ -66,6 +67,12 @@ class Switch:
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
+        self.keepalive = Keepalive(
+            endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
+        )
+        # filled in by set_listeners, once the listening addresses are known
+        self.own_hosts: set[str] = set()
+        kicker = KickerSlot()  # bound to the call layer below: it is built on the registrar
         self.registrar = Registrar(
             accounts=self.accounts,
             location=self.location,
@@ -78,16 +85,14 @@ class Switch:
             clock=self.clock,
             new_id=new_id,
             domains=settings.domains,
-            own_hosts=set(),
+            own_hosts=self.own_hosts,
+            kicker=kicker,
+            prober=self.keepalive.probe,
+            confirmer=self.keepalive.reaches,
             node=settings.node_id,
             storage_problem=lambda: self.storage.problem,
         )
-        self.keepalive = Keepalive(
-            endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
-        )
-        self.registrar.prober = self.keepalive.probe
         self.registrar.domains = self.domains.names  # live: added and removed from the console
-        self.registrar.confirmer = self.keepalive.reaches
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,
@@ -101,7 +106,7 @@ class Switch:
         )
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
-        self.registrar.kicker = self.teardown.kick
+        kicker.bind(self.teardown.kick)
         self.registrar.guard.notice = KickNotice(endpoint, settings.default_domain, self.clock)
         self.reg_events = RegEvents(
             endpoint=endpoint,
@@ -151,7 +156,7 @@ class Switch:
         if any(h in ("0.0.0.0", "::") for h in hosts):
             hosts.add("*")  # any address of ours: accept IP literals as the default domain
         hosts.add("localhost")
-        self.registrar.own_hosts.update(hosts)
+        self.own_hosts.update(hosts)
 
     def _apply_params(self) -> None:
         values = self.params.values

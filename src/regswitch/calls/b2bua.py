@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
@@ -19,12 +19,13 @@ from regswitch.calls.guard import DialogGuard
 from regswitch.endpoint import Endpoint, ServerTransaction, our_contact, required_extensions
 from regswitch.events import EventBus
 from regswitch.ids import new_id
+from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
-from regswitch.registrar.service import Registrar
 from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
+from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrStore
 
 log = logging.getLogger("regswitch.calls")
@@ -38,11 +39,25 @@ _RELAYED_HEADERS: dict[str, tuple[str, ...]] = {
 }
 
 
+class Callers(Protocol):
+    """What the call layer asks of the registrar: who calls (authenticated, the
+    request answered when refused), which account a URI names, where it is registered."""
+
+    @property
+    def accounts(self) -> Accounts: ...
+
+    def authenticate_caller(self, stx: ServerTransaction) -> str | None: ...
+
+    def aor_of(self, uri: URI) -> str | None: ...
+
+    def list(self, account: str) -> list[Binding]: ...
+
+
 class B2BUA:
     def __init__(
         self,
         endpoint: Endpoint,
-        registrar: Registrar,
+        registrar: Callers,
         events: EventBus,
         cdrs: CdrStore,
         clock: Callable[[], float],

@@ -41,6 +41,7 @@ from regswitch.registrar.contacts import (
 )
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.kick_guard import KickGuard
+from regswitch.registrar.kicker import Kicker
 from regswitch.registrar.policy import (
     ContactRequest,
     Decision,
@@ -66,7 +67,6 @@ MAX_QUEUED = 32
 REJECT_REASON = "Registration Replace Disabled"
 FLAP_REASON = "Registration Flapping"
 
-Kicker = Callable[[Binding, str], list[str]]
 Prober = Callable[[Binding, float], Awaitable[bool]]
 # (flow, Request-URI, timeout) -> whether an OPTIONS there was answered
 Confirmer = Callable[[Flow, str, float], Awaitable[bool]]
@@ -111,6 +111,9 @@ class Registrar:
         new_id: Callable[[], str],
         domains: list[str],
         own_hosts: set[str],
+        kicker: Kicker,
+        prober: Prober,
+        confirmer: Confirmer,
         node: str = "",
         storage_problem: Callable[[], str | None] | None = None,
         guard: KickGuard | None = None,
@@ -127,13 +130,14 @@ class Registrar:
         self.new_id = new_id
         self.domains = set(domains)
         self.default_domain = domains[0]
+        # the caller's set: filled in when the listeners are known (after construction)
         self.own_hosts = own_hosts
         # why the binding store cannot write now (None: it can); see _finish
         self.storage_problem = storage_problem
         self.node = node
-        self.kicker: Kicker | None = None
-        self.prober: Prober | None = None
-        self.confirmer: Confirmer | None = None
+        self.kicker = kicker
+        self.prober = prober
+        self.confirmer = confirmer
         self.expiry = ExpiryQueue()
         self.results: Counter[str] = Counter()
         # kick wars, the kicked device's MESSAGE, credential sharing (kick_guard.py)
@@ -318,7 +322,7 @@ class Registrar:
         """Apply `pending` now if it needs neither a probe nor a return-path check."""
         if self._refused_by_guard(pending):
             return True
-        decision, policy = self._decision(pending, None, self.prober is not None)
+        decision, policy = self._decision(pending, None, True)
         if decision.outcome == "probe" or self._needs_confirmation(pending, decision):
             return False
         self._finish(pending, decision, policy)
@@ -431,8 +435,7 @@ class Registrar:
         UDP, where the source address proves nothing (docs/behaviour.md §3)."""
         entry = pending.entry
         return (
-            self.confirmer is not None
-            and not pending.confirmed
+            not pending.confirmed
             and pending.req.transport == "udp"
             and bool(entry.networks)
             and not entry.account.ha1_md5
@@ -444,7 +447,7 @@ class Registrar:
         return-path check runs (later REGISTERs of the account queue behind)."""
         if self._refused_by_guard(pending):
             return
-        decision, policy = self._decision(pending, None, self.prober is not None)
+        decision, policy = self._decision(pending, None, True)
         confirm = self._needs_confirmation(pending, decision)
         if confirm and self.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
             req = pending.req
@@ -476,9 +479,8 @@ class Registrar:
                     self._confirming.discard(aor)
                 if not confirmed:
                     return
-                decision, policy = self._decision(pending, None, self.prober is not None)
+                decision, policy = self._decision(pending, None, True)
             if decision.outcome == "probe":
-                assert self.prober is not None
                 answers = await asyncio.gather(
                     *(self.prober(b, PROBE_TIMEOUT) for b in decision.probe),
                     return_exceptions=True,
@@ -500,7 +502,6 @@ class Registrar:
         """Send an OPTIONS to the claimed source; only a party that receives
         there can answer it (its branch and Call-ID are random). True when
         answered; otherwise the REGISTER is refused like a failed credential."""
-        assert self.confirmer is not None
         req = pending.req
         flow = Flow("udp", (req.source_ip, req.source_port), (req.local_ip, req.local_port))
         target = f"sip:{req.source_ip}:{req.source_port}"
@@ -634,7 +635,7 @@ class Registrar:
             return
         self.guard.replacing(b, req, removal.replaced_by)
         ended: list[str] = []
-        if removal.kick and self.kicker is not None:
+        if removal.kick:
             ended = self.kicker(b, "registration-replaced")
         self.events.emit(
             ev.REPLACED,
@@ -889,7 +890,7 @@ class Registrar:
             return None
         self.location.remove(binding)
         blocked_until = self.guard.block(binding, self.clock(), block) if block > 0 else None
-        ended = self.kicker(binding, "registration-deleted") if kick and self.kicker else []
+        ended = self.kicker(binding, "registration-deleted") if kick else []
         self.events.emit(
             ev.DELETED,
             account=binding.aor,
