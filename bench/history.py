@@ -28,8 +28,8 @@ try:  # the installed build (the compiled wheel under `make bench`), else the tr
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from regswitch.console.history import MAX_EVENTS, PAGE, read_history  # noqa: E402
-from regswitch.storage.sqlite import SqliteStorage  # noqa: E402
+from regswitch.console.history import MAX_EVENTS, PAGE, read_history
+from regswitch.storage.sqlite import SqliteStorage
 
 TARGET = "alice@bench.example"
 BASE = 1_750_000_000.0
