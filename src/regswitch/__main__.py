@@ -1,3 +1,3 @@
-from regswitch.console.cli import main
+from regswitch.cli.main import main
 
 main()

@@ -70,7 +70,8 @@ async def import_accounts(body: AccountImport, switch: SwitchDep) -> dict[str, i
     except AccountError as exc:
         raise _fail(exc) from None
     await serve_domains(switch, missing)
-    switch.events.emit(ACCOUNT_CHANGED, source="api", action="imported", **result)
+    switch.events.emit(ACCOUNT_CHANGED, source="api", action="imported",
+                       created=result["created"], updated=result["updated"])  # fmt: skip
     return result
 
 
