@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from calls.fakes import FakeLoop
-from regswitch.endpoint import Endpoint, ServerTransaction
 from regswitch.sip.flow import Flow
 from regswitch.sip.txlayer import TransactionLayer
+from regswitch.transport.endpoint import Endpoint, ServerTransaction
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from regswitch import events as ev
-from regswitch.events import EventBus, FailureEventLimit, FailureEventLimiter, source_host
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus, FailureEventLimit, FailureEventLimiter, source_host
 from regswitch.storage.base import CdrRecord, EventRecord, NewEvent
 from regswitch.storage.caps import CUT_MARK, MAX_DETAIL, MAX_ITEMS, MAX_NAME, CappedCdrs, capped_cdr
 

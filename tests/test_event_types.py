@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from regswitch import events
+from regswitch.common import events
 
 
 def test_every_event_type_is_filterable() -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
-from regswitch.endpoint import Endpoint
 from regswitch.registrar.bindings import Binding
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
@@ -29,6 +28,7 @@ from regswitch.sip.serialise import response_for, serialise
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrRecord
+from regswitch.transport.endpoint import Endpoint
 
 DOMAIN = "example.com"
 SWITCH = ("10.0.0.100", 5060)

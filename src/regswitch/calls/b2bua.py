@@ -13,12 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
 from regswitch.calls.guard import DialogGuard
-from regswitch.endpoint import Endpoint, ServerTransaction, our_contact, required_extensions
-from regswitch.events import EventBus
-from regswitch.ids import new_id
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
 from regswitch.sip import events as sipev
@@ -27,6 +26,12 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
 from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrStore
+from regswitch.transport.endpoint import (
+    Endpoint,
+    ServerTransaction,
+    our_contact,
+    required_extensions,
+)
 
 log = logging.getLogger("regswitch.calls")
 

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from regswitch.endpoint import ServerTransaction
 from regswitch.registrar.bindings import Binding
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.errors import ParseError
@@ -19,6 +18,7 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrRecord
+from regswitch.transport.endpoint import ServerTransaction
 
 Source = tuple[str, str, int]  # (transport, address, port) a request came from
 

@@ -14,9 +14,9 @@ import logging
 from typing import Protocol
 
 from regswitch.calls.call import Call, Leg, source_of
-from regswitch.endpoint import ServerTransaction
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
+from regswitch.transport.endpoint import ServerTransaction
 
 log = logging.getLogger("regswitch.calls")
 

@@ -478,7 +478,7 @@ def serve(
     """Run the switch."""
     from pydantic import ValidationError
 
-    from regswitch.config import load_settings
+    from regswitch.common.config import load_settings
     from regswitch.server import StartupError, check_api_tls, run
 
     api_token = _secret("the API token", api_token, file=api_token_file)

@@ -14,10 +14,9 @@ from __future__ import annotations
 import email.utils
 from collections import Counter
 
-from regswitch import events as ev
-from regswitch.endpoint import ServerTransaction
-from regswitch.events import EventBus
-from regswitch.params import Params
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.params import Params
 from regswitch.protection.pingpong import PingPongDetector, device_of
 from regswitch.protection.sharing import SharingDetector, Suspicion
 from regswitch.registrar.bindings import Binding
@@ -25,6 +24,7 @@ from regswitch.registrar.contacts import quote_safe, warn_agent
 from regswitch.registrar.kick_notice import KickNotice, render
 from regswitch.registrar.policy import ContactRequest, RegisterRequest
 from regswitch.registrar.tombstones import Tombstone, Tombstones, refusal_text
+from regswitch.transport.endpoint import ServerTransaction
 
 TOMBSTONE_REASON = {"replaced": "Registration Replaced", "blocked": "Device Blocked"}
 LOCKED_REASON = "Account Locked"

@@ -21,12 +21,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from regswitch import events as ev
-from regswitch.endpoint import Endpoint, ServerTransaction, our_contact
-from regswitch.events import EventBus
-from regswitch.networks import IPNetwork, in_networks, parse_networks
-from regswitch.params import TEXT_CHECKS, Params
-from regswitch.periodic import Periodic
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.networks import IPNetwork, in_networks, parse_networks
+from regswitch.common.params import TEXT_CHECKS, Params
+from regswitch.common.periodic import Periodic
 from regswitch.registrar import reginfo
 from regswitch.registrar.contacts import quote_safe, warn_agent
 from regswitch.registrar.service import Registrar
@@ -34,6 +33,7 @@ from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
 from regswitch.storage.base import EventRecord
+from regswitch.transport.endpoint import Endpoint, ServerTransaction, our_contact
 
 log = logging.getLogger("regswitch.reg_events")
 

@@ -18,11 +18,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from regswitch import events as ev
-from regswitch.endpoint import ServerTransaction
-from regswitch.events import EventBus
-from regswitch.params import Params
-from regswitch.periodic import Periodic
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.params import Params
+from regswitch.common.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, Notice
 from regswitch.registrar.accounts import AccountEntry, Accounts
@@ -55,6 +54,7 @@ from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore, StorageUnavailableError
+from regswitch.transport.endpoint import ServerTransaction
 
 log = logging.getLogger("regswitch.registrar")
 

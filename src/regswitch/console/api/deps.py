@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from regswitch.switch import Switch
+from regswitch.app.switch import Switch
 
 
 def get_switch(request: Request) -> Switch:

@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from regswitch.app.switch import Switch
+from regswitch.common.events import ACCOUNT_CHANGED, DOMAIN_CHANGED
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import AccountCreate, AccountImport, AccountPatch, patch_dict
-from regswitch.events import ACCOUNT_CHANGED, DOMAIN_CHANGED
 from regswitch.registrar.accounts import AccountError, account_view
 from regswitch.storage.base import normalise_aor
-from regswitch.switch import Switch
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 

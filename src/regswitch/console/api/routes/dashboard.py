@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from regswitch.app.switch import Switch
+from regswitch.common.events import REJECTED, REPLACED
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.sampler import SPAN, Sampler
-from regswitch.events import REJECTED, REPLACED
-from regswitch.switch import Switch
 
 router = APIRouter(tags=["dashboard"])
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from regswitch.app.switch import Switch
+from regswitch.common.events import DOMAIN_CHANGED
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import DomainCreate
-from regswitch.events import DOMAIN_CHANGED
 from regswitch.registrar.domains import DomainError, domain_view
-from regswitch.switch import Switch
 
 router = APIRouter(prefix="/api/domains", tags=["domains"])
 

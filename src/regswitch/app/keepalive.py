@@ -13,17 +13,17 @@ import heapq
 import logging
 from collections.abc import Callable
 
-from regswitch import events as ev
-from regswitch.endpoint import Endpoint, out_of_dialog
-from regswitch.events import EventBus
-from regswitch.ids import new_id
-from regswitch.params import Params
-from regswitch.periodic import Periodic
+from regswitch.common import events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
+from regswitch.common.params import Params
+from regswitch.common.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
+from regswitch.transport.endpoint import Endpoint, out_of_dialog
 
 log = logging.getLogger("regswitch.keepalive")
 

@@ -8,17 +8,17 @@ import secrets
 import time
 from typing import Any
 
-from regswitch import events as ev
+from regswitch.app.keepalive import Keepalive
+from regswitch.app.retention import Retention
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
-from regswitch.config import Settings
-from regswitch.endpoint import Endpoint
-from regswitch.events import EventBus
-from regswitch.ids import new_id
-from regswitch.keepalive import Keepalive
-from regswitch.metrics import Snapshot
-from regswitch.networks import parse_networks
-from regswitch.params import ParamError, Params
+from regswitch.common import events as ev
+from regswitch.common.config import Settings
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
+from regswitch.common.metrics import Snapshot
+from regswitch.common.networks import parse_networks
+from regswitch.common.params import ParamError, Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, FloodLimits
 from regswitch.registrar.accounts import Accounts
@@ -29,9 +29,9 @@ from regswitch.registrar.kick_notice import KickNotice
 from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
-from regswitch.retention import Retention
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
+from regswitch.transport.endpoint import Endpoint
 from regswitch.transport.hep import HepCapture
 from regswitch.transport.manager import TransportManager
 
