@@ -28,7 +28,7 @@ from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrStore
 from regswitch.transport.endpoint import (
     Endpoint,
-    ServerTransaction,
+    IncomingRequest,
     our_contact,
     required_extensions,
 )
@@ -51,7 +51,7 @@ class Callers(Protocol):
     @property
     def accounts(self) -> Accounts: ...
 
-    def authenticate_caller(self, stx: ServerTransaction) -> str | None: ...
+    def authenticate_caller(self, stx: IncomingRequest) -> str | None: ...
 
     def aor_of(self, uri: URI) -> str | None: ...
 
@@ -103,7 +103,7 @@ class B2BUA:
         endpoint.on_stray_response(self.on_stray_response)
 
     # --- new calls ------------------------------------------------------------------
-    def on_invite(self, stx: ServerTransaction) -> None:
+    def on_invite(self, stx: IncomingRequest) -> None:
         request = stx.request
         if request.to.tag is not None:
             self.on_in_dialog(stx)
@@ -300,7 +300,7 @@ class B2BUA:
         call.stx.respond(code, phrase)
         self.end_call(call, end_reason_for(code), "callee", code)
 
-    def _relay_response(self, stx: ServerTransaction, response: Response) -> None:
+    def _relay_response(self, stx: IncomingRequest, response: Response) -> None:
         """Send `response`'s status, reason and body on the other leg's transaction."""
         out = stx.response(response.status, response.reason, response.body)
         content_type = response.content_type
@@ -344,7 +344,7 @@ class B2BUA:
         call.stx.respond(487, "Request Terminated")
         self.end_call(call, "cancelled", "caller", 487)
 
-    def on_in_dialog(self, stx: ServerTransaction) -> None:
+    def on_in_dialog(self, stx: IncomingRequest) -> None:
         request = stx.request
         found = self.guard.dialog_of(request)
         if found is None:
@@ -550,7 +550,7 @@ class B2BUA:
         return our_contact(flow, self.advertised_host)
 
     def _rejected_cdr(
-        self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str
+        self, stx: IncomingRequest, caller: str, callee: str, code: int, reason: str
     ) -> None:
         from regswitch.storage.base import CdrRecord
 

@@ -18,7 +18,7 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrRecord
-from regswitch.transport.endpoint import ServerTransaction
+from regswitch.transport.endpoint import IncomingRequest
 
 Source = tuple[str, str, int]  # (transport, address, port) a request came from
 
@@ -71,7 +71,7 @@ class Call:
     caller: str
     callee: str
     a: Leg
-    stx: ServerTransaction  # the caller's INVITE, until it has a final response
+    stx: IncomingRequest  # the caller's INVITE, until it has a final response
     start: float
     caller_binding_id: str | None = None
     forks: list[Leg] = field(default_factory=list)

@@ -24,7 +24,7 @@ from regswitch.registrar.contacts import quote_safe, warn_agent
 from regswitch.registrar.kick_notice import KickNotice, render
 from regswitch.registrar.policy import ContactRequest, RegisterRequest
 from regswitch.registrar.tombstones import Tombstone, Tombstones, refusal_text
-from regswitch.transport.endpoint import ServerTransaction
+from regswitch.transport.endpoint import IncomingRequest
 
 TOMBSTONE_REASON = {"replaced": "Registration Replaced", "blocked": "Device Blocked"}
 LOCKED_REASON = "Account Locked"
@@ -61,7 +61,7 @@ class KickGuard:
     # --- before the decision --------------------------------------------------------
     def refused(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         contacts: list[ContactRequest] | None,
         bindings: list[Binding],
@@ -81,7 +81,7 @@ class KickGuard:
             return True
         return self._locked_out(stx, req, next(iter(instances), None), bindings)
 
-    def _refuse_stone(self, stx: ServerTransaction, req: RegisterRequest, stone: Tombstone) -> None:
+    def _refuse_stone(self, stx: IncomingRequest, req: RegisterRequest, stone: Tombstone) -> None:
         stone.refusals += 1
         self.results[f"refused-{stone.kind}"] += 1
         text = refusal_text(stone, req.now)
@@ -105,7 +105,7 @@ class KickGuard:
 
     def _locked_out(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         instance: str | None,
         bindings: list[Binding],
@@ -131,7 +131,7 @@ class KickGuard:
 
     def _respond(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         reason: str,
         text: str,

@@ -33,7 +33,7 @@ from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
 from regswitch.storage.base import EventRecord
-from regswitch.transport.endpoint import Endpoint, ServerTransaction, our_contact
+from regswitch.transport.endpoint import Endpoint, IncomingRequest, our_contact
 
 log = logging.getLogger("regswitch.reg_events")
 
@@ -176,7 +176,7 @@ class RegEvents:
         return len(self._subs)
 
     # --- SUBSCRIBE ----------------------------------------------------------------
-    def handle(self, stx: ServerTransaction) -> None:
+    def handle(self, stx: IncomingRequest) -> None:
         request = stx.request
         if request.to.tag:
             self._in_dialog(stx)
@@ -206,7 +206,7 @@ class RegEvents:
             return
         self._accept(stx, aor, decision, self.clock())
 
-    def _refuse(self, stx: ServerTransaction, refusal: Refusal) -> None:
+    def _refuse(self, stx: IncomingRequest, refusal: Refusal) -> None:
         self._count(f"refused-{refusal.status}")
         headers = dict(refusal.headers)
         warning = headers.pop("_warning", None)
@@ -215,7 +215,7 @@ class RegEvents:
             headers["Warning"] = f'399 {host} "{quote_safe(warning)}"'
         stx.respond(refusal.status, refusal.reason, headers)
 
-    def _accept(self, stx: ServerTransaction, aor: str, expires: int, now: float) -> None:
+    def _accept(self, stx: IncomingRequest, aor: str, expires: int, now: float) -> None:
         request = stx.request
         response = stx.response(200)
         assert stx.to_tag is not None
@@ -235,7 +235,7 @@ class RegEvents:
         else:
             self._notify(sub, self._full(sub, now), "terminated;reason=timeout")
 
-    def _in_dialog(self, stx: ServerTransaction) -> None:
+    def _in_dialog(self, stx: IncomingRequest) -> None:
         """A refresh (or `Expires: 0`, an unsubscribe) of a subscription: the full
         dialog and the subscriber's address (IP and port) must match, so nobody
         but the subscriber ends or redirects it."""

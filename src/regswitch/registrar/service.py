@@ -54,7 +54,7 @@ from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.uri import URI, parse_uri
 from regswitch.storage.base import BindingOp, BindingStore, StorageUnavailableError
-from regswitch.transport.endpoint import ServerTransaction
+from regswitch.transport.endpoint import IncomingRequest
 
 log = logging.getLogger("regswitch.registrar")
 
@@ -81,7 +81,7 @@ class _Pending:
 
     def __init__(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         contacts: list[ContactRequest] | None,
         entry: AccountEntry,
@@ -180,7 +180,7 @@ class Registrar:
         await self._expirer.stop()
 
     # --- REGISTER -----------------------------------------------------------------
-    def handle(self, stx: ServerTransaction) -> None:
+    def handle(self, stx: IncomingRequest) -> None:
         request = stx.request
         flow = stx.flow
         ip = flow.remote[0]
@@ -328,7 +328,7 @@ class Registrar:
         self._finish(pending, decision, policy)
         return True
 
-    def authenticate_caller(self, stx: ServerTransaction, uri: URI | None = None) -> str | None:
+    def authenticate_caller(self, stx: IncomingRequest, uri: URI | None = None) -> str | None:
         """Who places this INVITE (docs/behaviour.md §4): the From account (or `uri`'s: the AOR
         a reg SUBSCRIBE watches), by its allowed network or by digest (407).
         Answers and returns None when refused."""
@@ -600,7 +600,7 @@ class Registrar:
         done = self.store.submit(ops)
         done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra, created))
 
-    def _storage_down(self, stx: ServerTransaction) -> bool:
+    def _storage_down(self, stx: IncomingRequest) -> bool:
         """While the database is unreachable a REGISTER that needs a write is
         refused before anything changes in memory: no kick, no event, no
         binding that a crash would lose (a query still gets its 200)."""
@@ -665,7 +665,7 @@ class Registrar:
     def _committed(
         self,
         done: asyncio.Future[None],
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         extra: dict[str, str],
         created: list[Binding],
@@ -690,7 +690,7 @@ class Registrar:
         self._reply_ok(stx, req, extra)
 
     def _reply_ok(
-        self, stx: ServerTransaction, req: RegisterRequest, extra: dict[str, str]
+        self, stx: IncomingRequest, req: RegisterRequest, extra: dict[str, str]
     ) -> None:
         response = stx.response(200)
         headers = response.headers
@@ -707,7 +707,7 @@ class Registrar:
 
     def _reject(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         decision: Decision,
         contacts: list[ContactRequest] | None,
@@ -764,7 +764,7 @@ class Registrar:
 
     def _challenge(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         realm: str,
         stale: bool = False,
         proxy: bool = False,
@@ -795,7 +795,7 @@ class Registrar:
         stx.send(response, forget=True)
 
     def _auth_failed(
-        self, stx: ServerTransaction, aor: str, ip: str, source: str, reason: str
+        self, stx: IncomingRequest, aor: str, ip: str, source: str, reason: str
     ) -> None:
         """Refuse with the one answer every authentication failure gets; the
         event keeps the precise reason for the operator."""
@@ -809,11 +809,11 @@ class Registrar:
                 return
         self._forbid(stx)
 
-    def _forbid(self, stx: ServerTransaction) -> None:
+    def _forbid(self, stx: IncomingRequest) -> None:
         host = warn_agent(stx.flow.local[0], self.default_domain)
         stx.respond(403, "Forbidden", {"Warning": f'399 {host} "{AUTH_FAILED_TEXT}"'})
 
-    def _count_unauthenticated(self, stx: ServerTransaction, ip: str, now: float) -> bool:
+    def _count_unauthenticated(self, stx: IncomingRequest, ip: str, now: float) -> bool:
         """Count a request refused before authentication; True if that
         blocked the source (and the request is answered)."""
         notice = self.flood.unauthenticated(ip, now)
@@ -823,7 +823,7 @@ class Registrar:
         self._refuse_blocked(stx)
         return True
 
-    def _refuse_account_blocked(self, stx: ServerTransaction, ip: str, now: float) -> None:
+    def _refuse_account_blocked(self, stx: IncomingRequest, ip: str, now: float) -> None:
         """The account is blocked from this source for failed credentials and
         the nonce never authenticated: refused unverified (no more guesses),
         with the usual answer and no event per attempt."""
@@ -832,7 +832,7 @@ class Registrar:
             self._forbid(stx)
 
     def _refuse_contacts(
-        self, stx: ServerTransaction, aor: str, source: str, refused: tuple[str, str]
+        self, stx: IncomingRequest, aor: str, source: str, refused: tuple[str, str]
     ) -> None:
         reason, text = refused
         self.results["contacts-refused"] += 1
@@ -840,7 +840,7 @@ class Registrar:
         host = warn_agent(stx.flow.local[0], self.default_domain)
         stx.respond(403, reason, {"Warning": f'399 {host} "{quote_safe(text)}"'})
 
-    def _refuse_blocked(self, stx: ServerTransaction) -> None:
+    def _refuse_blocked(self, stx: IncomingRequest) -> None:
         """The request that tripped the block (later ones are dropped before
         they reach the transaction layer, see Endpoint.gate) still gets an
         answer, or its server transaction would wait forever."""
