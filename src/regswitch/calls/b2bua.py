@@ -15,6 +15,16 @@ from typing import Any, Protocol
 
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
 from regswitch.calls.guard import DialogGuard
+from regswitch.calls.states import (
+    ACTIVE_LEG,
+    PENDING_LEG,
+    CallInput,
+    LegAction,
+    LegInput,
+    LegState,
+    call_step,
+    leg_step,
+)
 from regswitch.common import events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
@@ -141,7 +151,8 @@ class B2BUA:
             return
         stx.to_tag = new_id()
         a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
-        a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state="early")
+        a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq,
+                    state=LegState.EARLY)
         a_leg.peers.add(source_of(stx.flow))
         call = Call(
             id=new_id(),
@@ -227,11 +238,11 @@ class B2BUA:
         leg.peers.add(source_of(event.flow))
         status = response.status
         if status < 200:
-            if status == 100 or not leg.active:
+            if status == 100 or leg.state not in PENDING_LEG:
                 return
             if response.to.tag:
                 leg.dialog.update_from_response(response)
-                leg.state = "early"
+                self._leg_input(leg, LegInput.PROVISIONAL)
             if not call.answered and not call.ended:
                 self._relay_response(call.stx, response)
             return
@@ -245,23 +256,22 @@ class B2BUA:
             self._another_2xx(leg, response)
             return
         leg.dialog.update_from_response(response)
-        leg.state = "confirmed"
+        self._leg_input(leg, LegInput.ANSWERED)
         if call.ended or call.b is not None:
             # too late (cancelled, failed, or another fork won): take it and hang it up
             self._ack(leg)
             self._bye(leg)
-            leg.state = "ended"
             return
         call.b = leg
-        call.state = "answered"
+        call.state = call_step(call.state, CallInput.ANSWER)
         call.answer = self.clock()
         call.final_code = 200
         for other in call.active_forks():
-            self._cancel_fork(other)
+            self.cancel_fork(other)
         call.cancel_timers()
         call.timers.append(self.loop.call_later(self.max_call_duration, self._max_duration, call))
         call.timers.append(self.loop.call_later(ACK_WAIT, self._ack_timeout, call))
-        call.a.state = "confirmed"
+        self._leg_input(call.a, LegInput.ANSWERED)
         self._relay_response(call.stx, response)
         self._by_invite_tx.pop(call.stx.tx_id, None)
         self.events.emit(ev.CALL_ANSWERED, account=call.caller, source=call.a.source, call=call.id,
@@ -284,16 +294,16 @@ class B2BUA:
         self.endpoint.send_request(other.request("BYE"), leg.flow, _ignore)
 
     def _fork_failed(self, call: Call, leg: Leg, status: int, reason: str) -> None:
-        if not leg.active:
+        if leg.state not in PENDING_LEG:
             return
-        leg.state = "failed"
+        self._leg_input(leg, LegInput.REJECTED)
         if call.ended or call.answered:
             return
         if call.best_failure is None or _better_failure(status, call.best_failure[0]):
             call.best_failure = (status, reason)
         if status >= 600:
             for other in call.active_forks():
-                self._cancel_fork(other)
+                self.cancel_fork(other)
         if call.active_forks():
             return
         code, phrase = call.best_failure
@@ -340,7 +350,7 @@ class B2BUA:
         if call is None or call.ended or call.answered:
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
+            self.cancel_fork(leg)
         call.stx.respond(487, "Request Terminated")
         self.end_call(call, "cancelled", "caller", 487)
 
@@ -362,7 +372,7 @@ class B2BUA:
             self._bye_from(call, leg)
             return
         other = self._other(call, leg)
-        if other is None or call.ended or not other.active:
+        if other is None or call.ended or other.state not in ACTIVE_LEG:
             stx.respond(481, "Call/Transaction Does Not Exist")
             return
         if request.max_forwards == 0:
@@ -422,7 +432,7 @@ class B2BUA:
     def _bye_from(self, call: Call, leg: Leg) -> None:
         if call.ended:
             return
-        leg.state = "ended"
+        self._leg_input(leg, LegInput.BYE_RECEIVED)
         if leg is not call.a and leg is not call.b:
             return  # a losing fork that answered too late: its dialog alone ends
         if leg is call.a:
@@ -430,7 +440,7 @@ class B2BUA:
                 self._bye(call.b)
             else:
                 for fork in call.active_forks():
-                    self._cancel_fork(fork)
+                    self.cancel_fork(fork)
                 call.stx.respond(487, "Request Terminated")
             self.end_call(call, "normal" if call.answered else "cancelled", "caller",
                           200 if call.answered else 487)
@@ -443,7 +453,7 @@ class B2BUA:
         if call.ended or call.answered:
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
+            self.cancel_fork(leg)
         call.stx.respond(408, "Request Timeout")
         self.end_call(call, "no-answer", "system", 408)
 
@@ -476,7 +486,7 @@ class B2BUA:
             self.end_call(call, reason, direction, call.final_code or 200)
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg, header)
+            self.cancel_fork(leg, header)
         call.stx.respond(487, why or "Request Terminated")
         self.end_call(call, reason, direction, 487)
 
@@ -484,7 +494,7 @@ class B2BUA:
         """Record the end once: state, indexes, CDR, event."""
         if call.ended:
             return
-        call.state = "ended"
+        call.state = call_step(call.state, CallInput.END)
         call.end = self.clock()
         call.end_reason = reason
         call.end_direction = direction
@@ -526,16 +536,24 @@ class B2BUA:
         self.endpoint.send_stateless(leg.ack, leg.flow)
 
     def _bye(self, leg: Leg, reason: str | None = None) -> None:
-        leg.state = "ended"
-        bye = leg.dialog.request("BYE")
-        if reason:
-            bye.headers.add("Reason", reason)
-        self.endpoint.send_request(bye, leg.flow, _ignore)
+        self._leg_input(leg, LegInput.HANG_UP, reason)
 
-    def _cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
-        leg.state = "failed"
-        if leg.invite_tx is not None:
-            self.endpoint.send_cancel(leg.invite_tx, reason)
+    def cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
+        """Give up an unanswered fork (CANCEL toward its device); `reason` is a
+        Reason header value (RFC 3326)."""
+        self._leg_input(leg, LegInput.CANCEL, reason)
+
+    def _leg_input(self, leg: Leg, given: LegInput, reason: str | None = None) -> None:
+        """The one place a leg's state changes: the table's next state, then its action."""
+        action, leg.state = leg_step(leg.state, given)
+        if action is LegAction.SEND_CANCEL:
+            if leg.invite_tx is not None:
+                self.endpoint.send_cancel(leg.invite_tx, reason)
+        elif action is LegAction.SEND_BYE:
+            bye = leg.dialog.request("BYE")
+            if reason:
+                bye.headers.add("Reason", reason)
+            self.endpoint.send_request(bye, leg.flow, _ignore)
 
     def _other(self, call: Call, leg: Leg) -> Leg | None:
         if leg is not call.a:
