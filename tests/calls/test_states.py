@@ -22,26 +22,26 @@ from regswitch.calls.states import (
     leg_step,
 )
 
-S, I, A = LegState, LegInput, LegAction
+S, In, A = LegState, LegInput, LegAction
 
 # What the B2BUA relies on, written out independently of the table.
 EXPECTED_LEG = {
-    (S.TRYING, I.PROVISIONAL): (A.NONE, S.EARLY),
-    (S.EARLY, I.PROVISIONAL): (A.NONE, S.EARLY),
-    (S.TRYING, I.ANSWERED): (A.NONE, S.CONFIRMED),
-    (S.EARLY, I.ANSWERED): (A.NONE, S.CONFIRMED),
-    (S.FAILED, I.ANSWERED): (A.NONE, S.CONFIRMED),
-    (S.ENDED, I.ANSWERED): (A.NONE, S.CONFIRMED),
-    (S.TRYING, I.REJECTED): (A.NONE, S.FAILED),
-    (S.EARLY, I.REJECTED): (A.NONE, S.FAILED),
-    (S.TRYING, I.CANCEL): (A.SEND_CANCEL, S.FAILED),
-    (S.EARLY, I.CANCEL): (A.SEND_CANCEL, S.FAILED),
-    (S.CONFIRMED, I.HANG_UP): (A.SEND_BYE, S.ENDED),
-    (S.TRYING, I.BYE_RECEIVED): (A.NONE, S.ENDED),
-    (S.EARLY, I.BYE_RECEIVED): (A.NONE, S.ENDED),
-    (S.CONFIRMED, I.BYE_RECEIVED): (A.NONE, S.ENDED),
-    (S.FAILED, I.BYE_RECEIVED): (A.NONE, S.ENDED),
-    (S.ENDED, I.BYE_RECEIVED): (A.NONE, S.ENDED),
+    (S.TRYING, In.PROVISIONAL): (A.NONE, S.EARLY),
+    (S.EARLY, In.PROVISIONAL): (A.NONE, S.EARLY),
+    (S.TRYING, In.ANSWERED): (A.NONE, S.CONFIRMED),
+    (S.EARLY, In.ANSWERED): (A.NONE, S.CONFIRMED),
+    (S.FAILED, In.ANSWERED): (A.NONE, S.CONFIRMED),
+    (S.ENDED, In.ANSWERED): (A.NONE, S.CONFIRMED),
+    (S.TRYING, In.REJECTED): (A.NONE, S.FAILED),
+    (S.EARLY, In.REJECTED): (A.NONE, S.FAILED),
+    (S.TRYING, In.CANCEL): (A.SEND_CANCEL, S.FAILED),
+    (S.EARLY, In.CANCEL): (A.SEND_CANCEL, S.FAILED),
+    (S.CONFIRMED, In.HANG_UP): (A.SEND_BYE, S.ENDED),
+    (S.TRYING, In.BYE_RECEIVED): (A.NONE, S.ENDED),
+    (S.EARLY, In.BYE_RECEIVED): (A.NONE, S.ENDED),
+    (S.CONFIRMED, In.BYE_RECEIVED): (A.NONE, S.ENDED),
+    (S.FAILED, In.BYE_RECEIVED): (A.NONE, S.ENDED),
+    (S.ENDED, In.BYE_RECEIVED): (A.NONE, S.ENDED),
 }
 
 
@@ -60,10 +60,10 @@ def test_the_leg_table_is_exactly_the_expected_one() -> None:
 
 
 def test_only_pending_legs_can_be_cancelled_and_only_confirmed_ones_hung_up() -> None:
-    cancellable = {s for s in LegState if (s, I.CANCEL) in LEG_TABLE}
+    cancellable = {s for s in LegState if (s, In.CANCEL) in LEG_TABLE}
     assert cancellable == PENDING_LEG
-    assert {s for s in LegState if (s, I.HANG_UP) in LEG_TABLE} == {S.CONFIRMED}
-    assert ACTIVE_LEG == PENDING_LEG | {S.CONFIRMED}
+    assert {s for s in LegState if (s, In.HANG_UP) in LEG_TABLE} == {S.CONFIRMED}
+    assert PENDING_LEG | {S.CONFIRMED} == ACTIVE_LEG
 
 
 @pytest.mark.parametrize("state,given", list(itertools.product(CallState, CallInput)))
