@@ -13,7 +13,7 @@ import heapq
 import logging
 from collections.abc import Callable
 
-from regswitch.common import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
 from regswitch.common.params import Params
@@ -69,12 +69,13 @@ class Keepalive:
         if binding.reachable != reachable:
             binding.reachable = reachable
             self.events.emit(
-                ev.REACHABILITY,
-                account=binding.aor,
-                source=binding.source,
-                contact=binding.contact,
-                reachable=reachable,
-                binding=binding.id,
+                ev.Reachability(
+                    account=binding.aor,
+                    source=binding.source,
+                    contact=binding.contact,
+                    reachable=reachable,
+                    binding=binding.id,
+                )
             )
 
     def behind_nat(self, binding: Binding) -> bool:

@@ -12,7 +12,7 @@ from regswitch.app.keepalive import Keepalive
 from regswitch.app.retention import Retention
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
-from regswitch.common import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.common.config import Settings
 from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
@@ -195,7 +195,7 @@ class Switch:
             if old != value:
                 await self.storage.params.set(spec.name, value)
                 self.params.apply(spec.name, value)
-                self.events.emit(ev.PARAM_CHANGED, source=who, name=spec.name, old=old, new=value)
+                self.events.emit(ev.ParamChanged(source=who, name=spec.name, old=old, new=value))
             return {"name": spec.name, "value": value, "old": old}
 
     def _storage_ok(self) -> bool:

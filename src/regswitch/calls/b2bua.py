@@ -25,7 +25,7 @@ from regswitch.calls.states import (
     call_step,
     leg_step,
 )
-from regswitch.common import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
 from regswitch.registrar.accounts import Accounts
@@ -151,8 +151,9 @@ class B2BUA:
             return
         stx.to_tag = new_id()
         a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
-        a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq,
-                    state=LegState.EARLY)
+        a_leg = Leg(
+            "a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state=LegState.EARLY
+        )
         a_leg.peers.add(source_of(stx.flow))
         call = Call(
             id=new_id(),
@@ -176,8 +177,13 @@ class B2BUA:
             self._fork(call, binding, number, request, max_forwards)
         call.timers.append(self.loop.call_later(self.no_answer_timeout, self._no_answer, call))
         self.events.emit(
-            ev.CALL_STARTED, account=caller, source=a_leg.source, call=call.id,
-            callee=callee_aor, forks=len(call.forks),
+            ev.CallStarted(
+                account=caller,
+                source=a_leg.source,
+                call=call.id,
+                callee=callee_aor,
+                forks=len(call.forks),
+            )
         )
 
     def _fork(
@@ -274,8 +280,15 @@ class B2BUA:
         self._leg_input(call.a, LegInput.ANSWERED)
         self._relay_response(call.stx, response)
         self._by_invite_tx.pop(call.stx.tx_id, None)
-        self.events.emit(ev.CALL_ANSWERED, account=call.caller, source=call.a.source, call=call.id,
-                         callee=call.callee, callee_contact=leg.contact)
+        self.events.emit(
+            ev.CallAnswered(
+                account=call.caller,
+                source=call.a.source,
+                call=call.id,
+                callee=call.callee,
+                callee_contact=leg.contact,
+            )
+        )
 
     def _another_2xx(self, leg: Leg, response: Response) -> None:
         """A 2xx after the one that confirmed `leg`'s dialog."""
@@ -442,8 +455,12 @@ class B2BUA:
                 for fork in call.active_forks():
                     self.cancel_fork(fork)
                 call.stx.respond(487, "Request Terminated")
-            self.end_call(call, "normal" if call.answered else "cancelled", "caller",
-                          200 if call.answered else 487)
+            self.end_call(
+                call,
+                "normal" if call.answered else "cancelled",
+                "caller",
+                200 if call.answered else 487,
+            )
         else:
             self._bye(call.a)
             self.end_call(call, "normal", "callee", 200)
@@ -515,9 +532,16 @@ class B2BUA:
         self.ended_by_reason[reason] += 1
         self.cdrs.add(call.cdr())
         self.events.emit(
-            ev.CALL_ENDED, account=call.caller, source=call.a.source, call=call.id,
-            callee=call.callee, reason=reason, direction=direction, code=call.final_code,
-            duration=round((call.end - call.answer) if call.answer else 0.0, 3),
+            ev.CallEnded(
+                account=call.caller,
+                source=call.a.source,
+                call=call.id,
+                callee=call.callee,
+                reason=reason,
+                direction=direction,
+                code=call.final_code,
+                duration=round((call.end - call.answer) if call.answer else 0.0, 3),
+            )
         )
 
     def _forget_dialogs(self, keys: list[tuple[str, str]]) -> None:
@@ -574,15 +598,34 @@ class B2BUA:
 
         now = self.clock()
         flow = stx.flow
-        self.cdrs.add(CdrRecord(
-            id=new_id(), caller=caller, callee=callee, caller_contact=_contact_uri(stx.request),
-            caller_source=f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}",
-            a_call_id=stx.request.call_id, start=now, end=now, final_code=code,
-            end_reason=reason, end_direction="system",
-        ))
+        self.cdrs.add(
+            CdrRecord(
+                id=new_id(),
+                caller=caller,
+                callee=callee,
+                caller_contact=_contact_uri(stx.request),
+                caller_source=f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}",
+                a_call_id=stx.request.call_id,
+                start=now,
+                end=now,
+                final_code=code,
+                end_reason=reason,
+                end_direction="system",
+            )
+        )
         self.ended_by_reason[reason] += 1
-        self.events.emit(ev.CALL_ENDED, account=caller, source=f"{flow.remote[0]}", call=None,
-                         callee=callee, reason=reason, direction="system", code=code, duration=0.0)
+        self.events.emit(
+            ev.CallEnded(
+                account=caller,
+                source=f"{flow.remote[0]}",
+                call=None,
+                callee=callee,
+                reason=reason,
+                direction="system",
+                code=code,
+                duration=0.0,
+            )
+        )
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = self.clock()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from regswitch.common import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.storage.base import CdrFilter, CdrRecord, EventFilter, EventRecord, Storage
 
 #: Events of the account read per page (newest first), by default and at most.

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from regswitch.common import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.networks import IPNetwork, in_networks, parse_networks
 from regswitch.common.params import TEXT_CHECKS, Params
@@ -194,8 +194,10 @@ class RegEvents:
         if isinstance(decision, Refusal) and decision.status in (406, 489):
             self._refuse(stx, decision)
             return
-        if aor is None or registrar.accounts.get(aor) is None or not self._is_trusted(
-            stx.flow.remote[0]
+        if (
+            aor is None
+            or registrar.accounts.get(aor) is None
+            or not self._is_trusted(stx.flow.remote[0])
         ):
             # authenticated as the watched account, as a caller is (407, 403)
             aor = registrar.authenticate_caller(stx, request.to.uri)
@@ -277,9 +279,7 @@ class RegEvents:
         return reginfo.document(sub.aor, sub.next_version(), True, contacts, len(live))
 
     def _notify(self, sub: Subscription, body: bytes | None, state: str) -> None:
-        request = sub.dialog.request(
-            "NOTIFY", body or b"", reginfo.CONTENT_TYPE if body else None
-        )
+        request = sub.dialog.request("NOTIFY", body or b"", reginfo.CONTENT_TYPE if body else None)
         request.headers.add("Event", sub.event)
         request.headers.add("Subscription-State", state)
         key = sub.key

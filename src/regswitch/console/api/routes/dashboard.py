@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from regswitch.app.switch import Switch
-from regswitch.common.events import REJECTED, REPLACED
+from regswitch.common.domain_events import REJECTED, REPLACED
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.sampler import SPAN, Sampler
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from regswitch.common.events import EVENT_TYPES
+from regswitch.common.domain_events import EVENT_TYPES
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.storage.base import EventFilter, EventRecord, normalise_aor
