@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from regswitch.app.keepalive import Keepalive
+from regswitch.app.operations import Operations
 from regswitch.app.retention import Retention
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
@@ -116,6 +117,10 @@ class Switch:
             clock=self.clock,
             advertised_host=settings.advertised_host,
         )
+        self.operations = Operations(
+            registrar=self.registrar, location=self.location, b2bua=self.b2bua, flood=self.flood,
+            endpoint=endpoint, events=self.events, clock=self.clock,
+        )  # fmt: skip
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None

@@ -39,7 +39,7 @@ def create_app(switch: Switch) -> FastAPI:
     app.state.metrics = build_registry(switch.metrics_snapshot)
     install_error_handlers(app)
     install_guard(app, switch.settings)
-    app.state.sampler = Sampler(lambda: dashboard.counters(switch), switch.clock)
+    app.state.sampler = Sampler(switch.operations.counters, switch.clock)
     app.state.sampler.start()  # ends with the server's loop
 
     @app.get("/healthz", tags=["health"])

@@ -82,7 +82,7 @@ async def get_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
         raise ApiError(404, f"no account {aor}")
     view = account_view(entry.account)
     view["registrations"] = [
-        b.view(switch.clock()) for b in switch.registrar.list(entry.account.aor)
+        b.view(switch.clock()) for b in switch.operations.registrations(entry.account.aor)
     ]
     return view
 

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from regswitch.console.api.deps import SwitchDep
+from regswitch.console.api.deps import OperationsDep, SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.storage.base import END_REASONS, CdrFilter, CdrRecord, normalise_aor
 
@@ -38,16 +38,14 @@ CDR_FIELDS = [
 
 
 @router.get("/api/calls")
-async def list_calls(switch: SwitchDep) -> list[dict[str, Any]]:
-    return switch.b2bua.snapshot()
+async def list_calls(ops: OperationsDep) -> list[dict[str, Any]]:
+    return ops.calls()
 
 
 @router.delete("/api/calls/{call_id}")
-async def hang_up(call_id: str, switch: SwitchDep) -> dict[str, Any]:
-    call = switch.b2bua.calls.get(call_id)
-    if call is None:
+async def hang_up(call_id: str, ops: OperationsDep) -> dict[str, Any]:
+    if not ops.hang_up(call_id):
         raise ApiError(404, f"no call {call_id} in progress")
-    switch.b2bua.hang_up(call, "admin-hangup")
     return {"id": call_id, "ended": True, "reason": "admin-hangup"}
 
 
