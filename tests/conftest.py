@@ -23,6 +23,7 @@ if _TESTS not in sys.path:
 
 from support import in_ci, require_module, require_tool  # noqa: E402
 from support.postgres import pg_cluster, pg_url  # noqa: E402, F401  (fixtures)
+from support.redis import redis_server, redis_url  # noqa: E402, F401  (fixtures)
 from support.server import RunningServer, log_tail  # noqa: E402
 from support.sipp import SippRunner  # noqa: E402
 from support.tls import TlsFiles, make_self_signed  # noqa: E402

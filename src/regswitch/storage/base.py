@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -29,7 +30,9 @@ __all__ = [
     "END_REASONS",
     "POLICY_VALUES",
     "Account",
+    "AccountState",
     "AccountStore",
+    "AccountWatch",
     "BindingOp",
     "BindingRecord",
     "BindingStore",
@@ -43,6 +46,7 @@ __all__ = [
     "EventStore",
     "NewEvent",
     "ParamStore",
+    "SharedBindingStore",
     "Storage",
     "StorageClosedError",
     "StorageError",
@@ -407,6 +411,53 @@ class BindingStore(Protocol):
         """`apply` without a coroutine: queue `ops` now, and get a future that
         resolves once they are committed (the hot path adds a callback to it
         instead of creating a Task per REGISTER)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """One account's bindings in a shared location, as one commit left them.
+    `change` orders commits location-wide (later commits compare greater);
+    empty for a state read outside any commit."""
+
+    aor: str
+    records: tuple[BindingRecord, ...]
+    change: tuple[int, int] = (0, 0)
+
+
+class AccountWatch(Protocol):
+    """One account's bindings as read at the start of a watch, and the way to
+    change them only if nobody else did since (optimistic concurrency)."""
+
+    @property
+    def records(self) -> list[BindingRecord]: ...
+
+    async def commit(self, ops: Sequence[BindingOp]) -> AccountState | None:
+        """Apply `ops` (all of this account) atomically if the account is
+        unchanged since the read; the new state, or None when another writer
+        came first (read again, decide again). Raises StorageUnavailableError
+        when the location cannot be reached."""
+        ...
+
+
+@runtime_checkable
+class SharedBindingStore(BindingStore, Protocol):
+    """A location several switches share (a cluster). Besides the plain
+    BindingStore writes, a decision about one account is made on a watched
+    snapshot and committed only if the account did not change meanwhile."""
+
+    def watch(self, aor: str) -> AbstractAsyncContextManager[AccountWatch]:
+        """Read `aor`'s bindings and watch them until the block ends."""
+        ...
+
+    async def expire(self, aor: str, binding_id: str, now: float) -> bool:
+        """Remove the binding if it is still there and expired at `now` (wall
+        clock); True for exactly one caller location-wide."""
+        ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why the location cannot be used now, None while it can."""
         ...
 
 
