@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
-from support.redis import RedisServer
 
 from regswitch.storage.base import (
     BindingOp,
@@ -20,6 +19,7 @@ from regswitch.storage.base import (
     StorageUnavailableError,
 )
 from regswitch.storage.redis_location import RedisLocation, account_key, check_url, decode, encode
+from support.redis import RedisServer
 
 NOW = time.time()  # keys expire on the wall clock: records must be current
 
