@@ -24,14 +24,29 @@ from support.redis import RedisServer
 NOW = time.time()  # keys expire on the wall clock: records must be current
 
 
-def record(binding_id: str, aor: str = "alice@example.com", expires_at: float = NOW + 60,
-           **kw: object) -> BindingRecord:
+def record(
+    binding_id: str, aor: str = "alice@example.com", expires_at: float = NOW + 60, **kw: object
+) -> BindingRecord:
     values: dict[str, object] = dict(
-        id=binding_id, aor=aor, contact=f"sip:{binding_id}@192.0.2.1:5060", transport="udp",
-        source_ip="192.0.2.1", source_port=5060, local_ip="127.0.0.1", local_port=5060,
-        conn_id=0, call_id=f"call-{binding_id}", cseq=1, expires_at=expires_at, instance=None,
-        reg_id=None, user_agent="test", path=("<sip:p1>",), registered_at=NOW,
-        refreshed_at=NOW, node="n1",
+        id=binding_id,
+        aor=aor,
+        contact=f"sip:{binding_id}@192.0.2.1:5060",
+        transport="udp",
+        source_ip="192.0.2.1",
+        source_port=5060,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        call_id=f"call-{binding_id}",
+        cseq=1,
+        expires_at=expires_at,
+        instance=None,
+        reg_id=None,
+        user_agent="test",
+        path=("<sip:p1>",),
+        registered_at=NOW,
+        refreshed_at=NOW,
+        node="n1",
     )
     values.update(kw)
     return BindingRecord(**values)  # type: ignore[arg-type]

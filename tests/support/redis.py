@@ -78,8 +78,9 @@ class RedisServer:
         deadline = time.monotonic() + START_TIMEOUT
         while not _answers(self.port):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}: "
-                                   f"{self.log_tail()}")
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}: {self.log_tail()}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT} s")
             time.sleep(0.02)  # polling a port: there is no event to wait on

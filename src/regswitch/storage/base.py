@@ -211,6 +211,9 @@ class BindingOp:
     kind: Literal["upsert", "delete"]
     record: BindingRecord | None
     binding_id: str
+    # a delete's account when the caller knows it: a shared location keeps
+    # bindings by account (an upsert's is in its record)
+    aor: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "upsert":
@@ -227,8 +230,8 @@ class BindingOp:
         return cls("upsert", record, record.id)
 
     @classmethod
-    def delete(cls, binding_id: str) -> BindingOp:
-        return cls("delete", None, binding_id)
+    def delete(cls, binding_id: str, aor: str | None = None) -> BindingOp:
+        return cls("delete", None, binding_id, aor)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -371,6 +371,8 @@ class RedisLocation:
         for op in ops:
             if op.record is not None:
                 known[op.binding_id] = op.record.aor
+            elif op.aor is not None:
+                known[op.binding_id] = op.aor
         missing = [op.binding_id for op in ops if op.binding_id not in known]
         if missing:
             known.update(await self._find(missing))
@@ -386,7 +388,8 @@ class RedisLocation:
         return asyncio.ensure_future(self.apply(ops))
 
     async def _find(self, binding_ids: list[str]) -> dict[str, str]:
-        """binding id -> account, for deletes that name only the binding."""
+        """binding id -> account, for deletes that name only the binding (a
+        scan of the whole location: callers that know the account say so)."""
         wanted = set(binding_ids)
         found: dict[str, str] = {}
         for record in await self.load():
