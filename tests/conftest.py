@@ -87,9 +87,10 @@ ServerFactory = Callable[..., RunningServer]
 def server_factory(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[ServerFactory]:
-    """`server_factory(*extra_args, tls=False, env=None, name=None)` starts one
-    more `regswitch serve` (own directory and db under tmp_path); all are
-    stopped after the test. A server that died during the test fails it."""
+    """`server_factory(*extra_args, tls=False, env=None, name=None, host=..., db=...)`
+    starts one more `regswitch serve` (own directory and db under tmp_path, or
+    the storage URL `db`; SIP on `host`); all are stopped after the test. A
+    server that died during the test fails it."""
     started: list[RunningServer] = []
 
     def start(
@@ -98,6 +99,8 @@ def server_factory(
         env: Mapping[str, str] | None = None,
         name: str | None = None,
         args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        db: str | None = None,
     ) -> RunningServer:
         files: TlsFiles | None = None
         if isinstance(tls, TlsFiles):
@@ -105,7 +108,9 @@ def server_factory(
         elif tls:
             files = request.getfixturevalue("tls_cert")
         workdir = tmp_path / (name or f"server{len(started)}")
-        srv = RunningServer(workdir, tls=files, extra_args=[*extra_args, *args], env=env)
+        srv = RunningServer(
+            workdir, tls=files, extra_args=[*extra_args, *args], env=env, host=host, db=db
+        )
         started.append(srv)
         return srv.start()
 

@@ -23,6 +23,7 @@ from regswitch.logs import setup_logging
 from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.storage.base import StorageError
+from regswitch.storage.redis_location import RedisLocation
 from regswitch.switch import Switch
 from regswitch.transport.base import ListenSpec, TransportLimits
 from regswitch.transport.hep import CapturingSender, HepCapture, parse_target
@@ -115,8 +116,9 @@ async def build(settings: Settings) -> Switch:
     if hep is not None:  # a flood-blocked source's messages are dropped, not copied
         gate = lambda ip: endpoint.gate is not None and endpoint.gate(ip)  # noqa: E731
         transports.handler = hep.tap_handler(endpoint.on_data, gate)
+    shared = RedisLocation(settings.cluster) if settings.cluster else None
     try:
-        switch = Switch(settings, endpoint, transports, hep=hep)
+        switch = Switch(settings, endpoint, transports, hep=hep, shared=shared)
     except ValueError as exc:  # the storage URL
         raise StartupError(str(exc)) from None
     try:

@@ -11,6 +11,7 @@ from typing import Any
 from regswitch import events as ev
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
+from regswitch.cluster.location import ClusterLocation
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
@@ -25,13 +26,16 @@ from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.domains import Domains
+from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.kick_notice import KickNotice
 from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
 from regswitch.retention import Retention
+from regswitch.storage.base import BindingStore
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
+from regswitch.storage.redis_location import RedisLocation
 from regswitch.transport.hep import HepCapture
 from regswitch.transport.manager import TransportManager
 
@@ -44,6 +48,7 @@ class Switch:
         transports: TransportManager,
         *,
         hep: HepCapture | None = None,
+        shared: RedisLocation | None = None,
     ) -> None:
         self.settings = settings
         self.hep = hep
@@ -59,6 +64,13 @@ class Switch:
         self.accounts = Accounts(self.storage.accounts, self.clock)
         self.domains = Domains(self.storage.domains, self.clock, settings.domains)
         self.location = Location()
+        expiry = ExpiryQueue()
+        # a cluster node: bindings live in the shared location (Redis), this
+        # node holds a copy; the database keeps everything else
+        self.cluster_location = (
+            ClusterLocation(shared, self.location, expiry, settings.node_id) if shared else None
+        )
+        bindings: BindingStore = self.cluster_location or self.storage.bindings
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
         # nonce ages on the authenticator's monotonic clock, not self.clock: a
         # wall-clock step neither revives an expired nonce nor expires a fresh one
@@ -76,7 +88,7 @@ class Switch:
         self.registrar = Registrar(
             accounts=self.accounts,
             location=self.location,
-            store=self.storage.bindings,
+            store=bindings,
             params=self.params,
             events=self.events,
             auth=self.auth,
@@ -90,7 +102,9 @@ class Switch:
             prober=self.keepalive.probe,
             confirmer=self.keepalive.reaches,
             node=settings.node_id,
-            storage_problem=lambda: self.storage.problem,
+            storage_problem=self._bindings_problem,
+            shared=self.cluster_location,
+            expiry=expiry,
         )
         self.registrar.domains = self.domains.names  # live: added and removed from the console
         self.b2bua = B2BUA(
@@ -122,7 +136,15 @@ class Switch:
         self._write_errors_seen = 0
         self._closing = False
 
+    def _bindings_problem(self) -> str | None:
+        """Why bindings cannot be written now (then a REGISTER gets 503)."""
+        if self.cluster_location is not None:
+            return self.cluster_location.problem
+        return self.storage.problem
+
     async def open(self) -> None:
+        if self.cluster_location is not None:
+            await self.cluster_location.store.open()  # unreachable: one line, exit 2
         await self.storage.open()
         stored = await self.storage.params.load()
         self.params.load(self._configured_params() | stored)  # a live change wins
@@ -131,6 +153,8 @@ class Switch:
         await self.domains.load()
         await self.accounts.load()
         await self.registrar.restore()
+        if self.cluster_location is not None:
+            self.cluster_location.start()
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
@@ -216,11 +240,15 @@ class Switch:
         await self.keepalive.stop()
         await self.retention.stop()
         await self.registrar.stop()
+        if self.cluster_location is not None:
+            await self.cluster_location.stop()
         self.endpoint.close()
         await self.transports.close()
         if self.hep is not None:
             self.hep.close()
         await self.storage.close()
+        if self.cluster_location is not None:
+            await self.cluster_location.store.close()
 
     # --- observability ------------------------------------------------------------
     async def _watch_loop_lag(self) -> None:
@@ -272,6 +300,7 @@ class Switch:
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage={
                 **self.storage.stats,
+                **(self.cluster_location.stats if self.cluster_location else {}),
                 "events_pruned": self.retention.pruned["events"],
                 "cdrs_pruned": self.retention.pruned["cdrs"],
             },
@@ -289,8 +318,10 @@ class Switch:
     def health(self) -> dict[str, Any]:
         storage = dict(self.storage.stats)
         problem = self.storage.problem
+        cluster_problem = self.cluster_location.problem if self.cluster_location else None
         checks = {
             "sip_transports": bool(self.listeners) and not self._closing,
+            "cluster": cluster_problem is None,
             "storage": problem is None
             and (storage.get("write_errors", 0) == 0 or self._storage_ok()),
             "event_loop": self.loop_lag < 1.0,
@@ -298,6 +329,7 @@ class Switch:
         reasons = {
             "sip_transports": "no SIP listener" if self.listeners else "not listening yet",
             "storage": problem or "storage write errors since the last check",
+            "cluster": cluster_problem or "",
             "event_loop": f"event loop lagging {self.loop_lag:.1f} s",
         }
         return {

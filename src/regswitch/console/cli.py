@@ -551,6 +551,17 @@ def serve(
     hep: Annotated[
         str | None, typer.Option(help="copy SIP to a HEP collector: udp:HOST:PORT")
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="join a cluster: redis://HOST:PORT/N (shared location and bus)"),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="this node's name in the cluster (hostname)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="worker processes sharing the SIP ports (--cluster)"),
+    ] = None,
 ) -> None:
     """Run the switch."""
     from pydantic import ValidationError
@@ -577,6 +588,9 @@ def serve(
                 "log_format": log_format,
                 "ready_file": ready_file,
                 "hep": hep,
+                "cluster": cluster,
+                "node_id": node_id,
+                "workers": workers,
             },
         )
         check_api_tls(settings)

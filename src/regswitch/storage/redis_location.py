@@ -184,6 +184,7 @@ class RedisLocation:
         self._client: aioredis.Redis | None = None
         self._problem: str | None = None
         self._probe: asyncio.Task[None] | None = None
+        self._up = asyncio.Event()
         self.conflicts = 0  # commits refused because another node came first
         self.commits = 0
         self.outages = 0
@@ -213,6 +214,11 @@ class RedisLocation:
             await client.aclose()
             raise StorageError(f"Redis at {self.where} is version {version}; 6 or later needed")
         self._client = client
+        self._up.set()
+
+    async def wait_up(self) -> None:
+        """Until Redis answers again (returns at once while it does)."""
+        await self._up.wait()
 
     async def close(self) -> None:
         if self._probe is not None:
@@ -257,6 +263,7 @@ class RedisLocation:
             self.outages += 1
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             self._problem = f"Redis at {self.where} unreachable: {reason}"
+            self._up.clear()
             log.error("%s", self._problem)
             self._probe = asyncio.get_running_loop().create_task(self._wait_up())
 
@@ -272,6 +279,7 @@ class RedisLocation:
             log.warning("Redis at %s reachable again", self.where)
             self._problem = None
             self._probe = None
+            self._up.set()
             return
 
     # -- reads
