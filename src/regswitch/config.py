@@ -45,6 +45,8 @@ class Settings(BaseModel):
     # a cluster: redis://HOST:PORT/N holding the shared location and the bus
     # (README "Cluster"); unset, the switch is one process on its own
     cluster: str | None = None
+    # seconds without a heartbeat after which the other nodes count a node as down
+    cluster_node_timeout: float = Field(default=10.0, gt=0, le=3600)
     # worker processes sharing the SIP ports (SO_REUSEPORT); more than one needs `cluster`
     workers: int = Field(default=1, ge=1, le=64)
     server_header: str = "regswitch/0.1.0"

@@ -189,6 +189,7 @@ async def serve(settings: Settings) -> None:
     api_addr = api_sock.getsockname()
     scheme = "https" if settings.api_tls_cert else "http"
     api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
+    switch.api_url = api_url
     api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
 
     for item in listening:

@@ -12,6 +12,7 @@ from regswitch import events as ev
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
 from regswitch.cluster.location import ClusterLocation
+from regswitch.cluster.node import ClusterNode
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
@@ -32,7 +33,7 @@ from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
 from regswitch.retention import Retention
-from regswitch.storage.base import BindingStore
+from regswitch.storage.base import BindingStore, SlottedEventStore
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
 from regswitch.storage.redis_location import RedisLocation
@@ -55,6 +56,7 @@ class Switch:
         self.endpoint = endpoint
         self.transports = transports
         self.listeners: list[dict[str, Any]] = []
+        self.api_url: str | None = None  # set when the API listens
         self.clock = time.time
         self.started_at = self.clock()
         self.loop = asyncio.get_running_loop()
@@ -80,7 +82,14 @@ class Switch:
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
         self.keepalive = Keepalive(
-            endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
+            endpoint,
+            self.location,
+            self.params,
+            self.events,
+            self.clock,
+            settings.default_domain,
+            # in a cluster only the node holding a binding's flow can reach it
+            node=settings.node_id if shared else None,
         )
         # filled in by set_listeners, once the listening addresses are known
         self.own_hosts: set[str] = set()
@@ -120,7 +129,23 @@ class Switch:
         )
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
-        kicker.bind(self.teardown.kick)
+        self.cluster: ClusterNode | None = None
+        if self.cluster_location is not None:
+            self.cluster = ClusterNode(
+                location=self.cluster_location,
+                node=settings.node_id,
+                teardown=self.teardown,
+                b2bua=self.b2bua,
+                params=self.params,
+                accounts=self.accounts,
+                domains=self.domains,
+                events=self.events,
+                clock=self.clock,
+                info=self._node_info,
+                timeout=settings.cluster_node_timeout,
+            )
+        # a kick ends the binding's calls on every node of a cluster
+        kicker.bind(self.cluster.kick if self.cluster else self.teardown.kick)
         self.registrar.guard.notice = KickNotice(endpoint, settings.default_domain, self.clock)
         self.reg_events = RegEvents(
             endpoint=endpoint,
@@ -136,6 +161,44 @@ class Switch:
         self._write_errors_seen = 0
         self._closing = False
 
+    def _node_info(self) -> dict[str, Any]:
+        """This node's entry in the cluster registry, besides its heartbeat."""
+        return {"sip": self.listeners, "api": self.api_url}
+
+    async def hang_up(self, call_id: str) -> str | None:
+        """End a call from the console, wherever it is held; the node that held it."""
+        if self.cluster is not None:
+            return await self.cluster.hang_up(call_id)
+        call = self.b2bua.calls.get(call_id)
+        if call is None:
+            return None
+        self.b2bua.hang_up(call, "admin-hangup")
+        return self.settings.node_id
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """Nodes, heartbeats, bindings and calls per node (one node when not a cluster)."""
+        if self.cluster is not None:
+            return await self.cluster.status()
+        now = self.clock()
+        return {
+            "node": self.settings.node_id,
+            "cluster": None,
+            "healthy": True,
+            "bindings": len(self.location),
+            "nodes": [
+                {
+                    **self._node_info(),
+                    "node": self.settings.node_id,
+                    "started": self.started_at,
+                    "heartbeat": now,
+                    "age": 0.0,
+                    "alive": True,
+                    "bindings": len(self.location),
+                    "calls": len(self.b2bua.calls),
+                }
+            ],
+        }
+
     def _bindings_problem(self) -> str | None:
         """Why bindings cannot be written now (then a REGISTER gets 503)."""
         if self.cluster_location is not None:
@@ -143,9 +206,13 @@ class Switch:
         return self.storage.problem
 
     async def open(self) -> None:
-        if self.cluster_location is not None:
-            await self.cluster_location.store.open()  # unreachable: one line, exit 2
+        slot = -1
+        if self.cluster is not None:
+            await self.cluster.location.store.open()  # unreachable: one line, exit 2
+            slot = await self.cluster.join()  # before reading what the bus may change
         await self.storage.open()
+        if self.cluster is not None and isinstance(self.storage.events, SlottedEventStore):
+            self.storage.events.use_slot(slot, self.clock)  # the nodes share one event log
         stored = await self.storage.params.load()
         self.params.load(self._configured_params() | stored)  # a live change wins
         self._apply_params()
@@ -153,8 +220,9 @@ class Switch:
         await self.domains.load()
         await self.accounts.load()
         await self.registrar.restore()
-        if self.cluster_location is not None:
-            self.cluster_location.start()
+        if self.cluster is not None:
+            self.cluster.location.start()
+            self.cluster.start()
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
@@ -240,8 +308,9 @@ class Switch:
         await self.keepalive.stop()
         await self.retention.stop()
         await self.registrar.stop()
-        if self.cluster_location is not None:
-            await self.cluster_location.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            await self.cluster.location.stop()
         self.endpoint.close()
         await self.transports.close()
         if self.hep is not None:
@@ -300,7 +369,7 @@ class Switch:
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage={
                 **self.storage.stats,
-                **(self.cluster_location.stats if self.cluster_location else {}),
+                **(self.cluster.location.stats | self.cluster.stats if self.cluster else {}),
                 "events_pruned": self.retention.pruned["events"],
                 "cdrs_pruned": self.retention.pruned["cdrs"],
             },

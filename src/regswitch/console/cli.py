@@ -31,11 +31,13 @@ param_app = typer.Typer(no_args_is_help=True, help="system parameters (live)")
 reg_app = typer.Typer(no_args_is_help=True, help="registrations")
 calls_app = typer.Typer(no_args_is_help=True, help="calls in progress")
 cdr_app = typer.Typer(no_args_is_help=True, help="call detail records")
+cluster_app = typer.Typer(no_args_is_help=True, help="the nodes of a cluster")
 app.add_typer(account_app, name="account")
 app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(domain_app, name="domain")
 app.add_typer(db_app, name="db")
 
@@ -439,6 +441,29 @@ def calls_list() -> None:
 def calls_hangup(call_id: str) -> None:
     """Hang up both legs of a call (end reason admin-hangup)."""
     show(call("DELETE", f"/api/calls/{call_id}"))
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Nodes, their heartbeats, and the bindings and calls each holds."""
+    status = call("GET", "/api/cluster")
+    if ctx.json:
+        show(status)
+        return
+    where = status.get("cluster") or "not a cluster (one process)"
+    health = "" if status.get("healthy") else " -- UNREACHABLE"
+    typer.echo(f"cluster {where}{health}; asked node {status.get('node')}")
+    show(
+        [
+            {
+                **node,
+                "alive": "yes" if node.get("alive") else "DOWN",
+                "heartbeat": f"{node.get('age', 0):.1f} s ago",
+            }
+            for node in status.get("nodes", [])
+        ],
+        ["node", "alive", "heartbeat", "bindings", "calls", "pid", "started", "api"],
+    )
 
 
 def _cdr_query(

@@ -20,7 +20,7 @@ the loop's monotonic time: they must survive a restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -47,6 +47,7 @@ __all__ = [
     "NewEvent",
     "ParamStore",
     "SharedBindingStore",
+    "SlottedEventStore",
     "Storage",
     "StorageClosedError",
     "StorageError",
@@ -492,6 +493,14 @@ class EventStore(Protocol):
         """The accounts with the most events of `type` since `since`, most first
         (ties by account), as (account, count)."""
         ...
+
+
+@runtime_checkable
+class SlottedEventStore(Protocol):
+    """An event store several cluster nodes write (PostgreSQL): each numbers
+    its events in the slot it holds, so their ids never collide."""
+
+    def use_slot(self, slot: int, clock: Callable[[], float]) -> None: ...
 
 
 @runtime_checkable

@@ -166,7 +166,7 @@ class _Watch:
             approximate=True,
         )
         try:
-            result = await self._owner._call(pipe.execute())
+            result = await self._owner.call(pipe.execute())
         except WatchError:
             self._owner.conflicts += 1
             return None
@@ -241,7 +241,7 @@ class RedisLocation:
     def problem(self) -> str | None:
         return self._problem
 
-    async def _call(self, awaitable: Any) -> Any:
+    async def call(self, awaitable: Any) -> Any:
         """Await a Redis command; an unreachable server marks the location down."""
         if self._problem is not None:
             awaitable.close()
@@ -285,7 +285,7 @@ class RedisLocation:
     # -- reads
 
     async def read(self, aor: str) -> list[BindingRecord]:
-        values = await self._call(self.client.hgetall(account_key(aor)))
+        values = await self.call(self.client.hgetall(account_key(aor)))
         return [decode(v) for v in values.values()]
 
     async def load(self) -> list[BindingRecord]:
@@ -297,12 +297,12 @@ class RedisLocation:
         """The change stream's last id, then every account: a copy built from
         this and then the changes after that id misses nothing."""
         client = self.client
-        last = await self._call(client.xrevrange(CHANGES, count=1))
+        last = await self.call(client.xrevrange(CHANGES, count=1))
         position = str(last[0][0]) if last else "0-0"
         keys: list[str] = []
         cursor: int = 0
         while True:
-            cursor, batch = await self._call(
+            cursor, batch = await self.call(
                 client.scan(cursor, match=_ACCOUNT_PREFIX + "*", count=1000)
             )
             keys.extend(batch)
@@ -314,7 +314,7 @@ class RedisLocation:
             pipe = client.pipeline(transaction=False)
             for key in chunk:
                 pipe.hgetall(key)
-            results = await self._call(pipe.execute())
+            results = await self.call(pipe.execute())
             for key, values in zip(chunk, results, strict=True):
                 if values:
                     records = tuple(decode(v) for v in values.values())
@@ -323,7 +323,7 @@ class RedisLocation:
 
     async def changes(self, after: str, block_ms: int = BLOCK_MS) -> list[tuple[str, AccountState]]:
         """Commits after stream id `after`, waiting up to `block_ms` for the first."""
-        reply = await self._call(self.client.xread({CHANGES: after}, count=1000, block=block_ms))
+        reply = await self.call(self.client.xread({CHANGES: after}, count=1000, block=block_ms))
         out: list[tuple[str, AccountState]] = []
         for _stream, entries in reply or ():
             for entry_id, data in entries:
@@ -342,8 +342,8 @@ class RedisLocation:
         pipe = self.client.pipeline(transaction=True)
         try:
             key = account_key(aor)
-            await self._call(pipe.watch(key))
-            values = await self._call(pipe.hgetall(key))
+            await self.call(pipe.watch(key))
+            values = await self.call(pipe.hgetall(key))
             watch = _Watch(self, pipe, aor, [decode(v) for v in values.values()])
             yield watch
         finally:
