@@ -3,6 +3,7 @@ processes on loopback, sharing one real PostgreSQL and one real Redis."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -171,3 +172,92 @@ def at_once(actions: list[Callable[[], int]]) -> list[int]:
     for t in threads:
         t.join(10)
     return results
+
+
+def test_cluster_status_cli_and_api(cluster: Cluster) -> None:
+    n1, n2 = cluster.add(), cluster.add()
+    aor = cluster.account("erin")
+    phone = UA("udp", n2.udp)
+    try:
+        assert phone.register("erin", DOMAIN, PASSWORD).status == 200
+        wait_until(lambda: cluster.registrations(n1, aor), 10, "erin on n1")
+        proc = subprocess.run(
+            [sys.executable, "-m", "regswitch", "--api", n1.api_url, "--json", "cluster",
+             "status"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        status = json.loads(proc.stdout)
+        assert status["node"] == "n1" and status["healthy"] is True
+        nodes = {n["node"]: n for n in status["nodes"]}
+        assert set(nodes) == {"n1", "n2"}
+        assert all(n["alive"] and n["age"] < 5 for n in nodes.values())
+        assert (nodes["n1"]["bindings"], nodes["n2"]["bindings"]) == (0, 1)
+        assert nodes["n2"]["sip"] == n2.ready["sip"] and nodes["n2"]["api"] == n2.api_url
+        table = subprocess.run(
+            [sys.executable, "-m", "regswitch", "--api", n2.api_url, "cluster", "status"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert table.returncode == 0 and "n1" in table.stdout and "n2" in table.stdout
+        # a node that stops cleanly leaves the registry at once
+        n1.stop()
+        wait_until(
+            lambda: [n["node"] for n in n2.api.get("/api/cluster").json()["nodes"]] == ["n2"],
+            10, "n1 gone from the registry",
+        )  # fmt: skip
+    finally:
+        phone.close()
+
+
+def test_one_process_reports_itself(server: RunningServer) -> None:
+    status = server.api.get("/api/cluster").json()
+    assert status["cluster"] is None
+    assert [n["node"] for n in status["nodes"]] == ["node1"]
+
+
+def test_event_ids_of_two_nodes_never_collide(cluster: Cluster) -> None:
+    """Both nodes write events to the one database, numbering them themselves."""
+    n1, n2 = cluster.add(), cluster.add()
+    aor = cluster.account("frank", max_contacts=5)
+    phones = [UA("udp", n.udp) for n in (n1, n2, n1, n2)]
+    try:
+        for phone in phones:
+            assert phone.register("frank", DOMAIN, PASSWORD).status == 200
+        events = wait_until(
+            lambda: (lambda e: e if len(e) == 4 else None)(
+                n1.api.get("/api/events", params={"type": "registered", "account": aor}).json()
+            ),
+            10, "four registered events",
+        )  # fmt: skip
+        ids = [e["id"] for e in events]
+        assert len(set(ids)) == 4 and all(i < 2**53 for i in ids)
+    finally:
+        for phone in phones:
+            phone.close()
+
+
+def test_redis_down_means_503_then_service_resumes(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    n1 = cluster.add()
+    cluster.account("gina")
+    phone = UA("udp", n1.udp)
+    try:
+        assert phone.register("gina", DOMAIN, PASSWORD).status == 200
+        redis_server.stop()
+        try:
+            response = phone.register("gina", DOMAIN, PASSWORD)
+            assert response.status == 503 and response.headers.get("retry-after")
+            health = n1.api.get("/healthz").json()
+            assert health["status"] == "degraded" and health["checks"]["cluster"] is False
+        finally:
+            redis_server.start_again()  # empty: no persistence
+        # back by itself: the phone registers again (its binding went with Redis)
+        wait_until(
+            lambda: phone.register("gina", DOMAIN, PASSWORD).status == 200, 15, "a 200 again"
+        )
+        wait_until(lambda: n1.api.get("/healthz").json()["status"] == "ok", 10, "healthy")
+    finally:
+        phone.close()
+        if redis_server.proc is None:
+            redis_server.start_again()
