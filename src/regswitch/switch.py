@@ -13,6 +13,7 @@ from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
 from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.node import ClusterNode
+from regswitch.cluster.protection import NonceClaims, SharedProtection
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
@@ -70,14 +71,26 @@ class Switch:
         # a cluster node: bindings live in the shared location (Redis), this
         # node holds a copy; the database keeps everything else
         self.cluster_location = (
-            ClusterLocation(shared, self.location, expiry, settings.node_id) if shared else None
+            ClusterLocation(
+                shared,
+                self.location,
+                expiry,
+                settings.node_id,
+                NonceClaims(shared, settings.nonce_lifetime),
+            )
+            if shared
+            else None
         )
         bindings: BindingStore = self.cluster_location or self.storage.bindings
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
         # nonce ages on the authenticator's monotonic clock, not self.clock: a
         # wall-clock step neither revives an expired nonce nor expires a fresh one
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), new_id, nonce_lifetime=settings.nonce_lifetime
+            hashlib.sha256(secret).digest(),
+            new_id,
+            # a cluster's nodes check each other's nonces: on the clock they share
+            clock=time.time if shared else time.monotonic,
+            nonce_lifetime=settings.nonce_lifetime,
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
@@ -130,6 +143,7 @@ class Switch:
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
         self.cluster: ClusterNode | None = None
+        self.protection: SharedProtection | None = None
         if self.cluster_location is not None:
             self.cluster = ClusterNode(
                 location=self.cluster_location,
@@ -143,6 +157,15 @@ class Switch:
                 clock=self.clock,
                 info=self._node_info,
                 timeout=settings.cluster_node_timeout,
+            )
+            self.protection = SharedProtection(
+                redis=self.cluster_location.store,
+                bus=self.cluster.bus,
+                auth=self.auth,
+                flood=self.flood,
+                flapping=self.flapping,
+                events=self.events,
+                clock=self.clock,
             )
         # a kick ends the binding's calls on every node of a cluster
         kicker.bind(self.cluster.kick if self.cluster else self.teardown.kick)
@@ -210,6 +233,9 @@ class Switch:
         if self.cluster is not None:
             await self.cluster.location.store.open()  # unreachable: one line, exit 2
             slot = await self.cluster.join()  # before reading what the bus may change
+            await self.cluster.location.nonces.open()
+            if self.protection is not None:
+                await self.protection.open()
         await self.storage.open()
         if self.cluster is not None and isinstance(self.storage.events, SlottedEventStore):
             self.storage.events.use_slot(slot, self.clock)  # the nodes share one event log
@@ -223,6 +249,8 @@ class Switch:
         if self.cluster is not None:
             self.cluster.location.start()
             self.cluster.start()
+            if self.protection is not None:
+                self.protection.start()
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
@@ -308,6 +336,8 @@ class Switch:
         await self.keepalive.stop()
         await self.retention.stop()
         await self.registrar.stop()
+        if self.protection is not None:
+            await self.protection.stop()
         if self.cluster is not None:
             await self.cluster.stop()
             await self.cluster.location.stop()

@@ -22,11 +22,13 @@ class Cluster:
         self.redis = redis
         self.nodes: list[RunningServer] = []
 
-    def add(self, *extra: str, number: int | None = None) -> RunningServer:
+    def add(
+        self, *extra: str, number: int | None = None, env: dict[str, str] | None = None
+    ) -> RunningServer:
         number = number or len(self.nodes) + 1
         node = self._start(
             "--cluster", self.redis, "--node-id", f"n{number}", "--domain", DOMAIN, *extra,
-            name=f"n{number}", host=f"127.0.0.{10 + number}", db=self.db,
+            name=f"n{number}", host=f"127.0.0.{10 + number}", db=self.db, env=env,
         )  # fmt: skip
         self.nodes.append(node)
         return node

@@ -20,6 +20,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from regswitch.cluster.protection import NonceClaims
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.shared import sync_account
@@ -59,9 +60,15 @@ class ClusterLocation:
     """The registrar's `store` and `shared` location in a cluster."""
 
     def __init__(
-        self, store: RedisLocation, location: Location, expiry: ExpiryQueue, node: str
+        self,
+        store: RedisLocation,
+        location: Location,
+        expiry: ExpiryQueue,
+        node: str,
+        nonces: NonceClaims,
     ) -> None:
         self.store = store
+        self.nonces = nonces
         self.location = location
         self.expiry = expiry
         self.node = node
@@ -78,7 +85,11 @@ class ClusterLocation:
 
     @property
     def stats(self) -> dict[str, float]:
-        return {**self.store.stats, "location_resyncs": self.resyncs}
+        return {
+            **self.store.stats,
+            "location_resyncs": self.resyncs,
+            "nonce_claims_refused": self.nonces.refused,
+        }
 
     # --- the registrar's BindingStore ---------------------------------------------
     async def load(self) -> list[BindingRecord]:
@@ -128,6 +139,9 @@ class ClusterLocation:
 
     async def expire(self, binding: Binding, now: float) -> bool:
         return await self.store.expire(binding.aor, binding.id, now)
+
+    async def claim_nonce(self, nonce: str, nc: int) -> bool:
+        return await self.nonces.claim(nonce, nc)
 
     # --- following the other nodes -----------------------------------------------
     def start(self) -> None:

@@ -33,6 +33,7 @@ from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import contact_key
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.policy import Decision, Policy, RegisterRequest
+from regswitch.sip import digest
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import (
@@ -70,12 +71,17 @@ class SharedLocation(Protocol):
         """True when this node removed the expired binding (exactly one node does)."""
         ...
 
+    async def claim_nonce(self, nonce: str, nc: int) -> bool:
+        """True the first time this nonce count is used, on any node (replay)."""
+        ...
+
 
 class Pending(Protocol):
     """A REGISTER past the checks, waiting for its account's turn (service._Pending)."""
 
     stx: Any
     req: RegisterRequest
+    entry: Any  # AccountEntry
     confirmed: bool
 
 
@@ -100,6 +106,15 @@ class Steps(Protocol):
 
     def _auth_failed(self, stx: Any, aor: str, ip: str, source: str, reason: str) -> None: ...
 
+    def _challenge(
+        self,
+        stx: Any,
+        realm: str,
+        stale: bool = False,
+        proxy: bool = False,
+        account: str | None = None,
+    ) -> None: ...
+
     def _finish(
         self, pending: Any, decision: Decision, policy: Policy, committed: bool = False
     ) -> None: ...
@@ -110,6 +125,14 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
     aor = pending.req.aor
     probed: dict[str, bool] | None = None
     try:
+        used = None
+        if pending.entry.account.ha1_md5:  # authenticated by digest: claim its nonce count
+            used = _nonce_count(pending.stx.request, aor.partition("@")[2])
+        if used is not None and not await shared.claim_nonce(*used):
+            # this node's own table let it through; another node saw it first
+            steps.results["auth-stale"] += 1
+            steps._challenge(pending.stx, aor.partition("@")[2], True, account=aor)
+            return
         for _ in range(MAX_ATTEMPTS):
             async with shared.turn(aor) as watch:
                 if steps._refused_by_guard(pending):
@@ -211,6 +234,21 @@ def sync_account(
             setattr(binding, name, getattr(record, name))
     for gone in current.values():
         location.remove(gone)
+
+
+def _nonce_count(request: Any, realm: str) -> tuple[str, int] | None:
+    """(nonce, nc) of the request's digest credentials for `realm`, if it has any
+    (they were checked already: only the replay remains to be decided)."""
+    for value in request.headers.get_all("authorization"):
+        if value.lstrip()[:7].lower() != "digest ":
+            continue
+        try:
+            creds = digest.Credentials.parse(value)
+        except ParseError:
+            continue
+        if creds.realm == realm:
+            return creds.nonce, creds.nc_value
+    return None
 
 
 def _key(contact: str) -> str | None:
