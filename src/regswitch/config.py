@@ -49,6 +49,8 @@ class Settings(BaseModel):
     cluster_node_timeout: float = Field(default=10.0, gt=0, le=3600)
     # worker processes sharing the SIP ports (SO_REUSEPORT); more than one needs `cluster`
     workers: int = Field(default=1, ge=1, le=64)
+    # set by `--workers` for its worker processes: share the SIP and API ports
+    reuse_port: bool = False
     server_header: str = "regswitch/0.1.0"
     secret: str | None = None  # nonce HMAC key; random per process when unset
     nonce_lifetime: float = 300.0

@@ -130,6 +130,9 @@ class TransportLimits:
 
     max_message_udp: int = 65535
     max_message_stream: int = 65536
+    # SO_REUSEPORT on the listeners: worker processes of one host share the ports,
+    # the kernel spreading flows over them (one phone's packets to one worker)
+    reuse_port: bool = False
     tcp_idle_timeout: float = 600.0
     # A started stream message must be complete within this (slow trickle).
     message_timeout: float = 30.0
