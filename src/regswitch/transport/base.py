@@ -154,7 +154,8 @@ class TransportLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
+            value = getattr(self, f.name)
+            if not isinstance(value, bool) and value <= 0:  # a switch (reuse_port) may be off
                 raise ValueError(f"TransportLimits.{f.name} must be positive")
 
 
