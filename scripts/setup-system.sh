@@ -6,6 +6,7 @@
 # real phone following the README's phone set-up, and PostgreSQL (Debian package
 # postgresql: the tests run initdb/pg_ctl from /usr/lib/postgresql/<major>/bin
 # themselves, as the unprivileged user postgres; the packaged cluster is not used),
+# redis-server (the cluster tests start their own on a free loopback port),
 # sngrep, a HEP consumer for the HEP capture test, and linphone-cli (linphonec)
 # as a second real phone following the README.
 #
@@ -23,6 +24,7 @@ command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)  # README's phone 
 # initdb is not on PATH in Debian; runuser runs it as postgres when we are root
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 \
     || missing+=(postgresql)
+[ -x /usr/bin/redis-server ] || missing+=(redis-server)  # cluster tests: shared location
 command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)  # listens for HEP in test_hep.py
 command -v linphonecsh >/dev/null 2>&1 || missing+=(linphone-cli)  # README's linphone set-up
 

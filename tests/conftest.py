@@ -23,6 +23,7 @@ if _TESTS not in sys.path:
 
 from support import in_ci, require_module, require_tool  # noqa: E402
 from support.postgres import pg_cluster, pg_url  # noqa: E402, F401  (fixtures)
+from support.redis import redis_server, redis_url  # noqa: E402, F401  (fixtures)
 from support.server import RunningServer, log_tail  # noqa: E402
 from support.sipp import SippRunner  # noqa: E402
 from support.tls import TlsFiles, make_self_signed  # noqa: E402
@@ -86,9 +87,10 @@ ServerFactory = Callable[..., RunningServer]
 def server_factory(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[ServerFactory]:
-    """`server_factory(*extra_args, tls=False, env=None, name=None)` starts one
-    more `regswitch serve` (own directory and db under tmp_path); all are
-    stopped after the test. A server that died during the test fails it."""
+    """`server_factory(*extra_args, tls=False, env=None, name=None, host=..., db=...)`
+    starts one more `regswitch serve` (own directory and db under tmp_path, or
+    the storage URL `db`; SIP on `host`); all are stopped after the test. A
+    server that died during the test fails it."""
     started: list[RunningServer] = []
 
     def start(
@@ -97,6 +99,8 @@ def server_factory(
         env: Mapping[str, str] | None = None,
         name: str | None = None,
         args: Sequence[str] = (),
+        host: str = "127.0.0.1",
+        db: str | None = None,
     ) -> RunningServer:
         files: TlsFiles | None = None
         if isinstance(tls, TlsFiles):
@@ -104,7 +108,9 @@ def server_factory(
         elif tls:
             files = request.getfixturevalue("tls_cert")
         workdir = tmp_path / (name or f"server{len(started)}")
-        srv = RunningServer(workdir, tls=files, extra_args=[*extra_args, *args], env=env)
+        srv = RunningServer(
+            workdir, tls=files, extra_args=[*extra_args, *args], env=env, host=host, db=db
+        )
         started.append(srv)
         return srv.start()
 

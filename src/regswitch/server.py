@@ -15,6 +15,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from regswitch.app.switch import Switch
 from regswitch.common.config import Settings, api_host, api_port
@@ -23,6 +24,7 @@ from regswitch.common.logs import setup_logging
 from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.storage.base import StorageError
+from regswitch.storage.redis_location import RedisLocation
 from regswitch.transport.base import ListenSpec, TransportLimits
 from regswitch.transport.endpoint import Endpoint
 from regswitch.transport.hep import CapturingSender, HepCapture, parse_target
@@ -84,6 +86,7 @@ async def build(settings: Settings) -> Switch:
         max_connections=settings.max_connections,
         max_connections_per_ip=settings.max_connections_per_ip,
         max_stream_buffered=settings.max_stream_buffered,
+        reuse_port=settings.reuse_port,
     )
     ssl_context: ssl.SSLContext | None = None
     if settings.tls_cert and settings.tls_key:
@@ -115,8 +118,9 @@ async def build(settings: Settings) -> Switch:
     if hep is not None:  # a flood-blocked source's messages are dropped, not copied
         gate = lambda ip: endpoint.gate is not None and endpoint.gate(ip)  # noqa: E731
         transports.handler = hep.tap_handler(endpoint.on_data, gate)
+    shared = RedisLocation(settings.cluster) if settings.cluster else None
     try:
-        switch = Switch(settings, endpoint, transports, hep=hep)
+        switch = Switch(settings, endpoint, transports, hep=hep, shared=shared)
     except ValueError as exc:  # the storage URL
         raise StartupError(str(exc)) from None
     try:
@@ -146,6 +150,8 @@ def _api_socket(settings: Settings) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if settings.reuse_port:  # the workers of `--workers N` share one admin API port
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # Accepted connections inherit this. A fixed send buffer turns off the
     # kernel's autotuning, which on loopback grows to megabytes: a stalled
     # event-stream client then blocks its writer (and gets dropped) early.
@@ -187,6 +193,7 @@ async def serve(settings: Settings) -> None:
     api_addr = api_sock.getsockname()
     scheme = "https" if settings.api_tls_cert else "http"
     api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
+    switch.api_url = api_url
     api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
 
     for item in listening:
@@ -291,7 +298,39 @@ def check_db_path(db: str) -> None:
 def run(settings: Settings) -> None:
     """Serve until a signal; StartupError when the switch cannot start."""
     setup_logging(settings.log_level, settings.log_format)
+    if settings.workers > 1:
+        _supervise(settings)
+        return
     install_uvloop()
     tune_gc()
     check_db_path(settings.db)
     asyncio.run(serve(settings))
+
+
+def _supervise(settings: Settings) -> None:
+    """`--workers N`: check the cluster answers (one line if not), then run the workers."""
+    from regswitch.cluster.workers import WorkerStartError, supervise
+
+    assert settings.cluster is not None  # Settings refuses workers without a cluster
+    shared = RedisLocation(settings.cluster)
+
+    async def reachable() -> None:
+        await shared.open()
+        await shared.close()
+
+    asyncio.run(reachable())  # StorageError: one line, exit 2
+    try:
+        supervise(settings, run_worker)
+    except WorkerStartError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def run_worker(data: dict[str, Any]) -> None:
+    """One worker process of `--workers`: the ordinary serve; a start-up error is
+    its one line on stderr and exit code 2 (the parent then gives up)."""
+    settings = Settings.model_validate(data)
+    try:
+        run(settings)
+    except (StartupError, StorageError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

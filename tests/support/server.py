@@ -63,6 +63,8 @@ class RunningServer:
         env: Mapping[str, str] | None = None,
         command: Sequence[str] | None = None,
         ready_timeout: float = READY_TIMEOUT,
+        host: str = "127.0.0.1",
+        db: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.tls_files = tls
@@ -73,6 +75,8 @@ class RunningServer:
         self.command = list(command or DEFAULT_COMMAND)
         self.ready_timeout = ready_timeout
         self.db_path = workdir / "rs.db"
+        self.host = host  # the SIP listeners' address (a cluster test gives each node its own)
+        self._db = db  # another storage URL than the temp SQLite file (PostgreSQL)
         self.ready_path = workdir / "ready.json"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
@@ -86,14 +90,15 @@ class RunningServer:
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
+        return self._db or f"sqlite:///{self.db_path}"
 
     def argv(self) -> list[str]:
-        args = [*self.command, "--sip", "udp:127.0.0.1:0", "--sip", "tcp:127.0.0.1:0"]
+        host = self.host
+        args = [*self.command, "--sip", f"udp:{host}:0", "--sip", f"tcp:{host}:0"]
         if self.tls_files is not None:
             args += [
                 "--sip",
-                "tls:127.0.0.1:0",
+                f"tls:{host}:0",
                 "--tls-cert",
                 str(self.tls_files.cert),
                 "--tls-key",

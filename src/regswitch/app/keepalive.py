@@ -40,8 +40,11 @@ class Keepalive:
         events: EventBus,
         clock: Callable[[], float],
         domain: str,
+        node: str | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # a cluster node keeps alive only the bindings it holds the flow of
+        self.node = node
         self.location = location
         self.params = params
         self.events = events
@@ -215,6 +218,8 @@ class Keepalive:
                 self._nat_cache.pop(binding_id, None)
                 continue
             heapq.heappush(due, (now + period, binding_id))
+            if self.node is not None and binding.node != self.node:
+                continue
             if enabled and (everyone or self.behind_nat(binding)):
                 self._keepalive(binding)
                 count += 1

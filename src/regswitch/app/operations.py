@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from regswitch.calls.b2bua import B2BUA
+from regswitch.cluster.node import ClusterNode
 from regswitch.common.domain_events import REJECTED, REPLACED
 from regswitch.common.events import EventBus
 from regswitch.protection.flood import FloodGuard
@@ -31,6 +32,8 @@ class Operations:
         endpoint: Endpoint,
         events: EventBus,
         clock: Callable[[], float],
+        cluster: ClusterNode | None,
+        node_id: str,
     ) -> None:
         self._registrar = registrar
         self._location = location
@@ -39,6 +42,8 @@ class Operations:
         self._endpoint = endpoint
         self._events = events
         self.clock = clock
+        self._cluster = cluster
+        self._node_id = node_id
 
     # --- registrations ---------------------------------------------------------------
     def registrations(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
@@ -59,13 +64,16 @@ class Operations:
     def calls(self) -> list[dict[str, Any]]:
         return self._b2bua.snapshot()
 
-    def hang_up(self, call_id: str) -> bool:
-        """End a call in progress (BYE both, or CANCEL); False if there is none."""
+    async def hang_up(self, call_id: str) -> str | None:
+        """End a call in progress (BYE both, or CANCEL), on whichever node of a
+        cluster holds it; the node that held it, None if none does."""
+        if self._cluster is not None:
+            return await self._cluster.hang_up(call_id)
         call = self._b2bua.calls.get(call_id)
         if call is None:
-            return False
+            return None
         self._b2bua.hang_up(call, "admin-hangup")
-        return True
+        return self._node_id
 
     # --- holds and flags -------------------------------------------------------------
     def tombstones(self, account: str | None) -> list[dict[str, Any]]:

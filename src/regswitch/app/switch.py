@@ -13,6 +13,9 @@ from regswitch.app.operations import Operations
 from regswitch.app.retention import Retention
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
+from regswitch.cluster.location import ClusterLocation
+from regswitch.cluster.node import ClusterNode
+from regswitch.cluster.protection import NonceClaims, SharedProtection
 from regswitch.common import domain_events as ev
 from regswitch.common.config import Settings
 from regswitch.common.events import EventBus
@@ -26,12 +29,15 @@ from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.domains import Domains
+from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.kick_notice import KickNotice
 from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
+from regswitch.storage.base import BindingStore, SlottedEventStore
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
+from regswitch.storage.redis_location import RedisLocation
 from regswitch.transport.endpoint import Endpoint
 from regswitch.transport.hep import HepCapture
 from regswitch.transport.manager import TransportManager
@@ -45,12 +51,14 @@ class Switch:
         transports: TransportManager,
         *,
         hep: HepCapture | None = None,
+        shared: RedisLocation | None = None,
     ) -> None:
         self.settings = settings
         self.hep = hep
         self.endpoint = endpoint
         self.transports = transports
         self.listeners: list[dict[str, Any]] = []
+        self.api_url: str | None = None  # set when the API listens
         self.clock = time.time
         self.started_at = self.clock()
         self.loop = asyncio.get_running_loop()
@@ -60,16 +68,42 @@ class Switch:
         self.accounts = Accounts(self.storage.accounts, self.clock)
         self.domains = Domains(self.storage.domains, self.clock, settings.domains)
         self.location = Location()
+        expiry = ExpiryQueue()
+        # a cluster node: bindings live in the shared location (Redis), this
+        # node holds a copy; the database keeps everything else
+        self.cluster_location = (
+            ClusterLocation(
+                shared,
+                self.location,
+                expiry,
+                settings.node_id,
+                NonceClaims(shared, settings.nonce_lifetime),
+            )
+            if shared
+            else None
+        )
+        bindings: BindingStore = self.cluster_location or self.storage.bindings
         secret = settings.secret.encode() if settings.secret else secrets.token_bytes(32)
         # nonce ages on the authenticator's monotonic clock, not self.clock: a
         # wall-clock step neither revives an expired nonce nor expires a fresh one
         self.auth = Authenticator(
-            hashlib.sha256(secret).digest(), new_id, nonce_lifetime=settings.nonce_lifetime
+            hashlib.sha256(secret).digest(),
+            new_id,
+            # a cluster's nodes check each other's nonces: on the clock they share
+            clock=time.time if shared else time.monotonic,
+            nonce_lifetime=settings.nonce_lifetime,
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
         self.keepalive = Keepalive(
-            endpoint, self.location, self.params, self.events, self.clock, settings.default_domain
+            endpoint,
+            self.location,
+            self.params,
+            self.events,
+            self.clock,
+            settings.default_domain,
+            # in a cluster only the node holding a binding's flow can reach it
+            node=settings.node_id if shared else None,
         )
         # filled in by set_listeners, once the listening addresses are known
         self.own_hosts: set[str] = set()
@@ -77,7 +111,7 @@ class Switch:
         self.registrar = Registrar(
             accounts=self.accounts,
             location=self.location,
-            store=self.storage.bindings,
+            store=bindings,
             params=self.params,
             events=self.events,
             auth=self.auth,
@@ -91,7 +125,9 @@ class Switch:
             prober=self.keepalive.probe,
             confirmer=self.keepalive.reaches,
             node=settings.node_id,
-            storage_problem=lambda: self.storage.problem,
+            storage_problem=self._bindings_problem,
+            shared=self.cluster_location,
+            expiry=expiry,
         )
         self.registrar.domains = self.domains.names  # live: added and removed from the console
         self.b2bua = B2BUA(
@@ -107,7 +143,33 @@ class Switch:
         )
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
-        kicker.bind(self.teardown.kick)
+        self.cluster: ClusterNode | None = None
+        self.protection: SharedProtection | None = None
+        if self.cluster_location is not None:
+            self.cluster = ClusterNode(
+                location=self.cluster_location,
+                node=settings.node_id,
+                teardown=self.teardown,
+                b2bua=self.b2bua,
+                params=self.params,
+                accounts=self.accounts,
+                domains=self.domains,
+                events=self.events,
+                clock=self.clock,
+                info=self._node_info,
+                timeout=settings.cluster_node_timeout,
+            )
+            self.protection = SharedProtection(
+                redis=self.cluster_location.store,
+                bus=self.cluster.bus,
+                auth=self.auth,
+                flood=self.flood,
+                flapping=self.flapping,
+                events=self.events,
+                clock=self.clock,
+            )
+        # a kick ends the binding's calls on every node of a cluster
+        kicker.bind(self.cluster.kick if self.cluster else self.teardown.kick)
         self.registrar.guard.notice = KickNotice(endpoint, settings.default_domain, self.clock)
         self.reg_events = RegEvents(
             endpoint=endpoint,
@@ -119,7 +181,8 @@ class Switch:
         )
         self.operations = Operations(
             registrar=self.registrar, location=self.location, b2bua=self.b2bua, flood=self.flood,
-            endpoint=endpoint, events=self.events, clock=self.clock,
+            endpoint=endpoint, events=self.events, clock=self.clock, cluster=self.cluster,
+            node_id=settings.node_id,
         )  # fmt: skip
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
@@ -127,8 +190,51 @@ class Switch:
         self._write_errors_seen = 0
         self._closing = False
 
+    def _node_info(self) -> dict[str, Any]:
+        """This node's entry in the cluster registry, besides its heartbeat."""
+        return {"sip": self.listeners, "api": self.api_url}
+
+    async def cluster_status(self) -> dict[str, Any]:
+        """Nodes, heartbeats, bindings and calls per node (one node when not a cluster)."""
+        if self.cluster is not None:
+            return await self.cluster.status()
+        now = self.clock()
+        return {
+            "node": self.settings.node_id,
+            "cluster": None,
+            "healthy": True,
+            "bindings": len(self.location),
+            "nodes": [
+                {
+                    **self._node_info(),
+                    "node": self.settings.node_id,
+                    "started": self.started_at,
+                    "heartbeat": now,
+                    "age": 0.0,
+                    "alive": True,
+                    "bindings": len(self.location),
+                    "calls": len(self.b2bua.calls),
+                }
+            ],
+        }
+
+    def _bindings_problem(self) -> str | None:
+        """Why bindings cannot be written now (then a REGISTER gets 503)."""
+        if self.cluster_location is not None:
+            return self.cluster_location.problem
+        return self.storage.problem
+
     async def open(self) -> None:
+        slot = -1
+        if self.cluster is not None:
+            await self.cluster.location.store.open()  # unreachable: one line, exit 2
+            slot = await self.cluster.join()  # before reading what the bus may change
+            await self.cluster.location.nonces.open()
+            if self.protection is not None:
+                await self.protection.open()
         await self.storage.open()
+        if self.cluster is not None and isinstance(self.storage.events, SlottedEventStore):
+            self.storage.events.use_slot(slot, self.clock)  # the nodes share one event log
         stored = await self.storage.params.load()
         self.params.load(self._configured_params() | stored)  # a live change wins
         self._apply_params()
@@ -136,6 +242,11 @@ class Switch:
         await self.domains.load()
         await self.accounts.load()
         await self.registrar.restore()
+        if self.cluster is not None:
+            self.cluster.location.start()
+            self.cluster.start()
+            if self.protection is not None:
+                self.protection.start()
         self.endpoint.gate = lambda ip: self.flood.is_blocked(ip, self.clock)
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
@@ -221,11 +332,18 @@ class Switch:
         await self.keepalive.stop()
         await self.retention.stop()
         await self.registrar.stop()
+        if self.protection is not None:
+            await self.protection.stop()
+        if self.cluster is not None:
+            await self.cluster.stop()
+            await self.cluster.location.stop()
         self.endpoint.close()
         await self.transports.close()
         if self.hep is not None:
             self.hep.close()
         await self.storage.close()
+        if self.cluster_location is not None:
+            await self.cluster_location.store.close()
 
     # --- observability ------------------------------------------------------------
     async def _watch_loop_lag(self) -> None:
@@ -277,6 +395,7 @@ class Switch:
             unreachable_bindings=sum(1 for b in self.location if not b.reachable),
             storage={
                 **self.storage.stats,
+                **(self.cluster.location.stats | self.cluster.stats if self.cluster else {}),
                 "events_pruned": self.retention.pruned["events"],
                 "cdrs_pruned": self.retention.pruned["cdrs"],
             },
@@ -294,15 +413,19 @@ class Switch:
     def health(self) -> dict[str, Any]:
         storage = dict(self.storage.stats)
         problem = self.storage.problem
+        cluster_problem = self.cluster_location.problem if self.cluster_location else None
         checks = {
             "sip_transports": bool(self.listeners) and not self._closing,
             "storage": problem is None
             and (storage.get("write_errors", 0) == 0 or self._storage_ok()),
             "event_loop": self.loop_lag < 1.0,
         }
+        if self.cluster_location is not None:  # a single node has no cluster to check
+            checks["cluster"] = cluster_problem is None
         reasons = {
             "sip_transports": "no SIP listener" if self.listeners else "not listening yet",
             "storage": problem or "storage write errors since the last check",
+            "cluster": cluster_problem or "",
             "event_loop": f"event loop lagging {self.loop_lag:.1f} s",
         }
         return {

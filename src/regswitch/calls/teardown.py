@@ -29,25 +29,30 @@ class Teardown:
     def kick(self, binding: Binding, reason: str) -> list[str]:
         """End the calls of `binding`; returns the ids of the calls ended."""
         self.kicks += 1
+        return self.end_calls(binding.id, reason)
+
+    def end_calls(self, binding_id: str, reason: str) -> list[str]:
+        """End the calls of the binding `binding_id` held here (a kick decided
+        on another cluster node names the binding only)."""
         b2bua = self.b2bua
         why = WHY.get(reason, "Registration removed")
         ended: list[str] = []
-        for call in b2bua.calls_of(binding.id):
+        for call in b2bua.calls_of(binding_id):
             if call.ended:
                 continue
             if call.answered:
-                on_call = call.caller_binding_id == binding.id or (
-                    call.b is not None and call.b.binding_id == binding.id
+                on_call = call.caller_binding_id == binding_id or (
+                    call.b is not None and call.b.binding_id == binding_id
                 )
                 if on_call:
                     b2bua.hang_up(call, reason, why=why)
                     ended.append(call.id)
                 continue
-            if call.caller_binding_id == binding.id:
+            if call.caller_binding_id == binding_id:
                 b2bua.hang_up(call, reason, why=why)  # CANCEL toward the callee, 487 toward it
                 ended.append(call.id)
                 continue
-            forks = [leg for leg in call.active_forks() if leg.binding_id == binding.id]
+            forks = [leg for leg in call.active_forks() if leg.binding_id == binding_id]
             for leg in forks:
                 b2bua.cancel_fork(leg, reason_header(why))
             if forks and not call.active_forks():

@@ -32,11 +32,13 @@ param_app = typer.Typer(no_args_is_help=True, help="system parameters (live)")
 reg_app = typer.Typer(no_args_is_help=True, help="registrations")
 calls_app = typer.Typer(no_args_is_help=True, help="calls in progress")
 cdr_app = typer.Typer(no_args_is_help=True, help="call detail records")
+cluster_app = typer.Typer(no_args_is_help=True, help="the nodes of a cluster")
 app.add_typer(account_app, name="account")
 app.add_typer(param_app, name="param")
 app.add_typer(reg_app, name="reg")
 app.add_typer(calls_app, name="calls")
 app.add_typer(cdr_app, name="cdr")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(domain_app, name="domain")
 app.add_typer(db_app, name="db")
 
@@ -364,6 +366,29 @@ def calls_hangup(call_id: str) -> None:
     show(call("DELETE", f"/api/calls/{call_id}"))
 
 
+@cluster_app.command("status")
+def cluster_status() -> None:
+    """Nodes, their heartbeats, and the bindings and calls each holds."""
+    status = call("GET", "/api/cluster")
+    if ctx.json:
+        show(status)
+        return
+    where = status.get("cluster") or "not a cluster (one process)"
+    health = "" if status.get("healthy") else " -- UNREACHABLE"
+    typer.echo(f"cluster {where}{health}; asked node {status.get('node')}")
+    show(
+        [
+            {
+                **node,
+                "alive": "yes" if node.get("alive") else "DOWN",
+                "heartbeat": f"{node.get('age', 0):.1f} s ago",
+            }
+            for node in status.get("nodes", [])
+        ],
+        ["node", "alive", "heartbeat", "bindings", "calls", "pid", "started", "api"],
+    )
+
+
 def _cdr_query(
     account: str | None, reason: str | None, since: str | None, until: str | None, limit: int
 ) -> dict[str, Any]:
@@ -474,6 +499,17 @@ def serve(
     hep: Annotated[
         str | None, typer.Option(help="copy SIP to a HEP collector: udp:HOST:PORT")
     ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="join a cluster: redis://HOST:PORT/N (shared location and bus)"),
+    ] = None,
+    node_id: Annotated[
+        str | None, typer.Option("--node-id", help="this node's name in the cluster (hostname)")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="worker processes sharing the SIP ports (--cluster)"),
+    ] = None,
 ) -> None:
     """Run the switch."""
     from pydantic import ValidationError
@@ -500,6 +536,9 @@ def serve(
                 "log_format": log_format,
                 "ready_file": ready_file,
                 "hep": hep,
+                "cluster": cluster,
+                "node_id": node_id,
+                "workers": workers,
             },
         )
         check_api_tls(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,18 @@ class Settings(BaseModel):
     trusted_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
     # Host written into Via/Contact of requests we send (default: the listen address).
     advertised_host: str | None = None
+    # this node's name in a cluster (default there: the host name); events and
+    # bindings carry it
     node_id: str = "node1"
+    # a cluster: redis://HOST:PORT/N holding the shared location and the bus
+    # (README "Cluster"); unset, the switch is one process on its own
+    cluster: str | None = None
+    # seconds without a heartbeat after which the other nodes count a node as down
+    cluster_node_timeout: float = Field(default=10.0, gt=0, le=3600)
+    # worker processes sharing the SIP ports (SO_REUSEPORT); more than one needs `cluster`
+    workers: int = Field(default=1, ge=1, le=64)
+    # set by `--workers` for its worker processes: share the SIP and API ports
+    reuse_port: bool = False
     server_header: str = "regswitch/0.1.0"
     secret: str | None = None  # nonce HMAC key; random per process when unset
     nonce_lifetime: float = 300.0
@@ -114,6 +126,44 @@ class Settings(BaseModel):
         if not value:
             raise ValueError("at least one domain is needed")
         return [d.lower() for d in value]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_node(cls, data: Any) -> Any:
+        """A cluster node is named after its host unless told otherwise."""
+        if isinstance(data, dict) and data.get("cluster") and not data.get("node_id"):
+            return {**data, "node_id": socket.gethostname()}
+        return data
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from regswitch.storage.redis_location import check_url as check_cluster_url
+
+        return check_cluster_url(value)
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not value or len(value) > 64 or any(c.isspace() or c in "{}" for c in value):
+            raise ValueError("node_id must be 1-64 characters, no spaces or braces")
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_needs(self) -> Settings:
+        if self.workers > 1 and not self.cluster:
+            raise ValueError(
+                f"--workers {self.workers} needs --cluster redis://HOST:PORT/N: the embedded "
+                "SQLite set-up is one process (the workers share bindings through Redis)"
+            )
+        if self.cluster and self.db.startswith("sqlite"):
+            raise ValueError(
+                "--cluster needs --db postgresql://...: the nodes share accounts, parameters, "
+                "CDRs and events through it (SQLite is one process's file)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

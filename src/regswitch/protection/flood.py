@@ -258,6 +258,16 @@ class FloodGuard:
         self.blocks += 1
         return Notice("source-blocked", source, reason)
 
+    def adopt(self, source: str, until: float, account: str | None = None) -> None:
+        """A block another cluster node decided: `source` (as `key()` gives it)
+        is blocked here too until `until`, or only `account` from it."""
+        if account is None:
+            self._blocked.pop(source, None)  # re-inserted at the young end
+            self._blocked[source] = until
+            self._windows.pop(source, None)
+        else:
+            self._pair_blocked[_pair_key(source, account)] = until
+
     def unblock(self, ip: str) -> bool:
         return self._blocked.pop(self.key(ip), None) is not None
 

@@ -65,6 +65,21 @@ class Accounts:
                 account, parse_networks(account.allowed_networks)
             )
 
+    async def refresh(self, aor: str | None = None) -> None:
+        """Read one account (None: every account) again from storage: another
+        cluster node changed it there."""
+        if aor is None:
+            fresh = {a.aor: _entry(a) for a in await self._store.list_all()}
+            self._by_aor.clear()
+            self._by_aor.update(fresh)
+            return
+        key = normalise_aor(aor)
+        account = await self._store.get(key)
+        if account is None:
+            self._by_aor.pop(key, None)
+        else:
+            self._by_aor[key] = _entry(account)
+
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
 
@@ -202,6 +217,10 @@ class Accounts:
     async def _save(self, account: Account) -> None:
         await self._store.put(account)
         self._by_aor[account.aor] = AccountEntry(account, parse_networks(account.allowed_networks))
+
+
+def _entry(account: Account) -> AccountEntry:
+    return AccountEntry(account, parse_networks(account.allowed_networks))
 
 
 def account_view(account: Account) -> dict[str, Any]:

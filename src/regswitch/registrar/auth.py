@@ -120,6 +120,8 @@ class Authenticator:
         """`clock` must be monotonic (nonce ages); `epoch` names this process's
         nonces (random unless given: only a cluster sharing `replay` shares it)."""
         self.epoch = epoch if epoch is not None else secrets.token_bytes(16)
+        self._lifetime = nonce_lifetime
+        self._shared: tuple[bytes, bytes] | None = None  # a cluster's key (share())
         key = hashlib.blake2b(secret, key=self.epoch or b"-").digest()
         self._signer = digest.NonceSigner(key, nonce_lifetime)
         self._salt = salt
@@ -128,6 +130,15 @@ class Authenticator:
         # the order challenges are offered in (AUTH_ALGORITHMS)
         self.algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
         self._templates: dict[tuple[str, bool, tuple[str, ...]], list[tuple[str, ...]]] = {}
+
+    def share(self, secret: bytes, epoch: bytes) -> None:
+        """Sign and check nonces with the key every node of a cluster shares
+        (read from the cluster at start, and again if it ever changes there)."""
+        if (secret, epoch) != self._shared:
+            self._shared = (secret, epoch)
+            self.epoch = epoch
+            key = hashlib.blake2b(secret, key=epoch or b"-").digest()
+            self._signer = digest.NonceSigner(key, self._lifetime)
 
     def challenges(self, realm: str, stale: bool = False, source: str = "") -> list[str]:
         """WWW-Authenticate values, one per algorithm, sharing one nonce bound to `source`."""

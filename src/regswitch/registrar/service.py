@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -43,6 +43,7 @@ from regswitch.registrar.policy import (
     needs_return_path,
 )
 from regswitch.registrar.replies import Replies
+from regswitch.registrar.shared import UDP_CHANGES_REFUSED, SharedLocation, decide_shared
 from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.uri import URI, parse_uri
@@ -85,6 +86,8 @@ class Registrar:
         node: str = "",
         storage_problem: Callable[[], str | None] | None = None,
         guard: KickGuard | None = None,
+        shared: SharedLocation | None = None,
+        expiry: ExpiryQueue | None = None,
     ) -> None:
         self.accounts = accounts
         self.location = location
@@ -106,7 +109,9 @@ class Registrar:
         self.kicker = kicker
         self.prober = prober
         self.confirmer = confirmer
-        self.expiry = ExpiryQueue()
+        self.expiry = expiry or ExpiryQueue()
+        # a cluster's location (registrar/shared.py): decisions are committed there first
+        self.shared = shared
         self.results: Counter[str] = Counter()
         # kick wars, the kicked device's MESSAGE, credential sharing (kick_guard.py)
         self.guard = guard or KickGuard(
@@ -134,7 +139,7 @@ class Registrar:
         now = self.clock()
         expired: list[BindingOp] = []
         for record in await self.store.load():
-            if record.expires_at <= now:
+            if record.expires_at <= now and self.shared is None:
                 expired.append(BindingOp.delete(record.id))
                 continue
             try:
@@ -259,6 +264,13 @@ class Registrar:
     def _decide(self, pending: Checked) -> None:
         """Decide now, or hold the account's turn while a probe or a
         return-path check runs (later REGISTERs of the account queue behind)."""
+        if self.shared is not None:
+            # other nodes decide for this account too: commit there first (shared.py)
+            self._turns.setdefault(pending.req.aor, [])
+            task = asyncio.get_running_loop().create_task(self._shared_turn(pending))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+            return
         if self._refused_by_guard(pending):
             return
         decision, policy = self._decision(pending, None, True)
@@ -270,8 +282,7 @@ class Registrar:
                 req.aor,
                 req.source_ip,
                 f"{req.transport}:{req.source_ip}:{req.source_port}",
-                "an address-only account changes over TCP or TLS only "
-                "(REGISTER_IP_AUTH_UDP_CHANGES Refuse)",
+                UDP_CHANGES_REFUSED,
             )
             return
         if decision.outcome == "probe" or confirm:
@@ -281,6 +292,13 @@ class Registrar:
             task.add_done_callback(self._probes.discard)
             return
         self._finish(pending, decision, policy)
+
+    async def _shared_turn(self, pending: Checked) -> None:
+        assert self.shared is not None
+        try:
+            await decide_shared(self, self.shared, pending)
+        finally:
+            self._next_turn(pending.req.aor)
 
     async def _hold(self, pending: Checked, decision: Decision) -> None:
         aor = pending.req.aor
@@ -344,7 +362,11 @@ class Registrar:
                 self._turns[aor].extend(queue)
                 return
 
-    def _finish(self, pending: Checked, decision: Decision, policy: Policy) -> None:
+    def _finish(
+        self, pending: Checked, decision: Decision, policy: Policy, committed: bool = False
+    ) -> None:
+        """Apply `decision`; `committed`: its binding writes are already stored
+        (a shared location's turn, shared.py), only memory, events and the reply remain."""
         stx = pending.stx
         req = pending.req
         if decision.outcome == "error":
@@ -355,7 +377,7 @@ class Registrar:
             self.replies.reject(stx, req, decision, pending.contacts)
             return
 
-        if (decision.changes or decision.removals) and self._storage_down(stx):
+        if (decision.changes or decision.removals) and not committed and self._storage_down(stx):
             return
         location = self.location
         ops: list[BindingOp] = []
@@ -363,7 +385,10 @@ class Registrar:
         created: list[Binding] = []
         for change in decision.changes:
             if change.binding is None:
-                binding = Binding(id=self.new_id(), registered_at=req.now, **change.values)
+                values = change.values
+                if "id" not in values:  # else given when the turn planned the commit
+                    values = {"id": self.new_id(), "registered_at": req.now, **values}
+                binding = Binding(**values)
                 location.add(binding)
                 created.append(binding)
                 self.expiry.push(binding.id, binding.expires_at)
@@ -404,7 +429,7 @@ class Registrar:
                 ops.append(BindingOp.delete(removal.binding.id))
                 self._removed(removal, req, policy)
         self._count(kinds, decision)
-        if not ops:
+        if not ops or committed:
             self.replies.ok(stx, req, pending.extra)
             return
         done = self.store.submit(ops)
@@ -528,7 +553,7 @@ class Registrar:
                 blocked_until=blocked_until,
             )
         )
-        await self.store.apply([BindingOp.delete(binding.id)])
+        await self.store.apply([BindingOp.delete(binding.id, binding.aor)])
         return {
             "id": binding.id,
             "account": binding.aor,
@@ -541,6 +566,7 @@ class Registrar:
     async def expire_due(self) -> int:
         now = self.clock()
         ops: list[BindingOp] = []
+        candidates: list[Binding] = []
         for binding_id in self.expiry.due(now):
             binding = self.location.get(binding_id)
             if binding is None:
@@ -548,6 +574,9 @@ class Registrar:
             if binding.expires_at > now:
                 self.expiry.push(binding.id, binding.expires_at)
                 continue
+            candidates.append(binding)
+        due = candidates if self.shared is None else await self._expire_shared(candidates, now)
+        for binding in due:
             self.location.remove(binding)
             ops.append(BindingOp.delete(binding.id))
             self.results["expired"] += 1
@@ -559,9 +588,23 @@ class Registrar:
                     binding=binding.id,
                 )
             )
-        if ops:
+        if ops and self.shared is None:
             await self.store.apply(ops)
         return len(ops)
+
+    async def _expire_shared(self, due: Sequence[Binding], now: float) -> Sequence[Binding]:
+        """Every node holds every binding; the one whose removal commits first
+        expires it (and alone tells: one `expired` event cluster-wide). One
+        refreshed or expired elsewhere is looked at again shortly, by when
+        this node's copy has heard of it."""
+        assert self.shared is not None
+        removed = await asyncio.gather(
+            *(self.shared.expire(b, now) for b in due), return_exceptions=True
+        )
+        for binding, done in zip(due, removed, strict=True):
+            if done is not True:
+                self.expiry.push(binding.id, now + 1.0)
+        return [b for b, done in zip(due, removed, strict=True) if done is True]
 
 
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:

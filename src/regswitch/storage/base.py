@@ -20,7 +20,8 @@ the loop's monotonic time: they must survive a restart.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -29,7 +30,9 @@ __all__ = [
     "END_REASONS",
     "POLICY_VALUES",
     "Account",
+    "AccountState",
     "AccountStore",
+    "AccountWatch",
     "BindingOp",
     "BindingRecord",
     "BindingStore",
@@ -43,6 +46,8 @@ __all__ = [
     "EventStore",
     "NewEvent",
     "ParamStore",
+    "SharedBindingStore",
+    "SlottedEventStore",
     "Storage",
     "StorageClosedError",
     "StorageError",
@@ -207,6 +212,9 @@ class BindingOp:
     kind: Literal["upsert", "delete"]
     record: BindingRecord | None
     binding_id: str
+    # a delete's account when the caller knows it: a shared location keeps
+    # bindings by account (an upsert's is in its record)
+    aor: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind == "upsert":
@@ -223,8 +231,8 @@ class BindingOp:
         return cls("upsert", record, record.id)
 
     @classmethod
-    def delete(cls, binding_id: str) -> BindingOp:
-        return cls("delete", None, binding_id)
+    def delete(cls, binding_id: str, aor: str | None = None) -> BindingOp:
+        return cls("delete", None, binding_id, aor)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -410,6 +418,53 @@ class BindingStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    """One account's bindings in a shared location, as one commit left them.
+    `change` orders commits location-wide (later commits compare greater);
+    empty for a state read outside any commit."""
+
+    aor: str
+    records: tuple[BindingRecord, ...]
+    change: tuple[int, int] = (0, 0)
+
+
+class AccountWatch(Protocol):
+    """One account's bindings as read at the start of a watch, and the way to
+    change them only if nobody else did since (optimistic concurrency)."""
+
+    @property
+    def records(self) -> list[BindingRecord]: ...
+
+    async def commit(self, ops: Sequence[BindingOp]) -> AccountState | None:
+        """Apply `ops` (all of this account) atomically if the account is
+        unchanged since the read; the new state, or None when another writer
+        came first (read again, decide again). Raises StorageUnavailableError
+        when the location cannot be reached."""
+        ...
+
+
+@runtime_checkable
+class SharedBindingStore(BindingStore, Protocol):
+    """A location several switches share (a cluster). Besides the plain
+    BindingStore writes, a decision about one account is made on a watched
+    snapshot and committed only if the account did not change meanwhile."""
+
+    def watch(self, aor: str) -> AbstractAsyncContextManager[AccountWatch]:
+        """Read `aor`'s bindings and watch them until the block ends."""
+        ...
+
+    async def expire(self, aor: str, binding_id: str, now: float) -> bool:
+        """Remove the binding if it is still there and expired at `now` (wall
+        clock); True for exactly one caller location-wide."""
+        ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why the location cannot be used now, None while it can."""
+        ...
+
+
 @runtime_checkable
 class EventStore(Protocol):
     def add(self, event: NewEvent) -> EventRecord:
@@ -438,6 +493,14 @@ class EventStore(Protocol):
         """The accounts with the most events of `type` since `since`, most first
         (ties by account), as (account, count)."""
         ...
+
+
+@runtime_checkable
+class SlottedEventStore(Protocol):
+    """An event store several cluster nodes write (PostgreSQL): each numbers
+    its events in the slot it holds, so their ids never collide."""
+
+    def use_slot(self, slot: int, clock: Callable[[], float]) -> None: ...
 
 
 @runtime_checkable

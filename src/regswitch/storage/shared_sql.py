@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
 from typing import Any
 
@@ -41,16 +41,34 @@ def bundled_migrations(dialect: str) -> list[tuple[int, str, str]]:
     return found
 
 
+#: Event id slots of a cluster (see EventNumbering.use_slot), and the origin of its ticks.
+SLOTS = 1024
+_SLOT_EPOCH = 1_735_689_600.0  # 2025-01-01T00:00:00Z
+
+
 class EventNumbering:
     """Event ids are given by the process when an event is added (so the live
     stream and the stored log agree), continuing after the highest stored id."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
+        self._ids: Iterator[int] = itertools.count(1)
+        self._last = 0
         self.dropped = 0
 
     def start_ids_after(self, last_id: int) -> None:
+        self._last = last_id
         self._ids = itertools.count(last_id + 1)
+
+    def use_slot(self, slot: int, clock: Callable[[], float]) -> None:
+        """Number for one of several nodes writing this database (a cluster):
+        id = tick * SLOTS + slot, a tick being the millisecond since 2025 (or
+        one more than the last tick, when that is not later). Each live node
+        holds its own slot, so ids never collide; they rise with time across
+        nodes (the console's newest-first order) and stay below 2**53 (exact
+        in JavaScript) until the year 2300."""
+        if not 0 <= slot < SLOTS:
+            raise ValueError(f"event id slot must be 0..{SLOTS - 1}, not {slot}")
+        self._ids = _slotted(slot, clock, self._last // SLOTS)
 
     def number(self, event: NewEvent, queue: Callable[[EventRecord], bool]) -> EventRecord:
         """The numbered record, handed to `queue` (False: dropped, counted)."""
@@ -58,6 +76,12 @@ class EventNumbering:
         if not queue(record):
             self.dropped += 1
         return record
+
+
+def _slotted(slot: int, clock: Callable[[], float], tick: int) -> Iterator[int]:
+    while True:
+        tick = max(tick + 1, int((clock() - _SLOT_EPOCH) * 1000))
+        yield tick * SLOTS + slot
 
 
 EVENT_COLS = "id, time, type, account, source, details"

@@ -130,6 +130,9 @@ class TransportLimits:
 
     max_message_udp: int = 65535
     max_message_stream: int = 65536
+    # SO_REUSEPORT on the listeners: worker processes of one host share the ports,
+    # the kernel spreading flows over them (one phone's packets to one worker)
+    reuse_port: bool = False
     tcp_idle_timeout: float = 600.0
     # A started stream message must be complete within this (slow trickle).
     message_timeout: float = 30.0
@@ -151,7 +154,8 @@ class TransportLimits:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            if getattr(self, f.name) <= 0:
+            value = getattr(self, f.name)
+            if not isinstance(value, bool) and value <= 0:  # a switch (reuse_port) may be off
                 raise ValueError(f"TransportLimits.{f.name} must be positive")
 
 

@@ -338,6 +338,7 @@ class StreamHub:
             ssl=ssl_ctx,
             ssl_handshake_timeout=self.limits.tls_handshake_timeout if ssl_ctx else None,
             reuse_address=True,
+            reuse_port=self.limits.reuse_port and bool(port),
             backlog=1024,
         )
         self._servers.append(server)

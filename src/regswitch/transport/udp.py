@@ -209,6 +209,8 @@ async def open_udp(
             # v4-mapped (::ffff:a.b.c.d) and flows compare cleanly.
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         rcv, snd = set_socket_buffers(sock, limits.socket_buffer)
+        if limits.reuse_port and port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
         sock.setblocking(False)
         _, protocol = await loop.create_datagram_endpoint(

@@ -15,6 +15,7 @@ from regswitch.console.api.guard import install_guard
 from regswitch.console.api.routes import (
     accounts,
     calls,
+    cluster,
     dashboard,
     domains,
     events,
@@ -47,7 +48,8 @@ def create_app(switch: Switch) -> FastAPI:
         return switch.health()
 
     for module in (
-        stream, accounts, domains, parameters, registrations, events, calls, tombstones, sharing
+        stream, accounts, domains, parameters, registrations, events, calls, tombstones, sharing,
+        cluster,
     ):
         app.include_router(module.router)
     app.include_router(history.router)

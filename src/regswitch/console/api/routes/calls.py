@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from regswitch.console.api.deps import OperationsDep, SwitchDep
 from regswitch.console.api.errors import ApiError
-from regswitch.storage.base import END_REASONS, CdrFilter, CdrRecord, normalise_aor
+from regswitch.storage.base import END_REASONS, CdrFilter, CdrRecord, StorageError, normalise_aor
 
 router = APIRouter(tags=["calls"])
 
@@ -44,9 +44,14 @@ async def list_calls(ops: OperationsDep) -> list[dict[str, Any]]:
 
 @router.delete("/api/calls/{call_id}")
 async def hang_up(call_id: str, ops: OperationsDep) -> dict[str, Any]:
-    if not ops.hang_up(call_id):
+    """Hang up a call in progress; in a cluster, whichever node holds it."""
+    try:
+        node = await ops.hang_up(call_id)
+    except StorageError as exc:
+        raise ApiError(503, str(exc)) from None
+    if node is None:
         raise ApiError(404, f"no call {call_id} in progress")
-    return {"id": call_id, "ended": True, "reason": "admin-hangup"}
+    return {"id": call_id, "ended": True, "reason": "admin-hangup", "node": node}
 
 
 def _time(value: str | None, name: str) -> float | None:

@@ -1,0 +1,208 @@
+"""This node's part in the cluster: what it tells the others and what it does when told.
+
+- A kick (a REGISTER replaced a binding, or the console deleted it with
+  kick) ends the binding's calls here and is sent to every node: a call's
+  dialogs live on the node that set it up, which need not be the node that
+  decided the replace.
+- A console hang-up of a call held by another node goes to that node.
+- A parameter, account or domain changed through this node's API is stored
+  in the database here and announced; the other nodes apply the parameter
+  at once and read the account or domains again from the database.
+- Calls started and ended here are listed in the node registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from regswitch.calls.b2bua import B2BUA
+from regswitch.calls.teardown import Teardown
+from regswitch.cluster.bus import Bus
+from regswitch.cluster.location import ClusterLocation
+from regswitch.cluster.nodes import Nodes
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.params import ParamError, Params
+from regswitch.registrar.accounts import Accounts
+from regswitch.registrar.bindings import Binding
+from regswitch.registrar.domains import Domains
+from regswitch.storage.base import EventRecord, StorageError
+
+log = logging.getLogger("regswitch.cluster")
+
+#: How long a hang-up sent to another node may take to show in the registry (s).
+HANGUP_WAIT = 3.0
+
+
+class ClusterNode:
+    def __init__(
+        self,
+        *,
+        location: ClusterLocation,
+        node: str,
+        teardown: Teardown,
+        b2bua: B2BUA,
+        params: Params,
+        accounts: Accounts,
+        domains: Domains,
+        events: EventBus,
+        clock: Callable[[], float],
+        info: Callable[[], dict[str, Any]],
+        timeout: float = 10.0,
+    ) -> None:
+        self.location = location
+        self.redis = location.store
+        self.node = node
+        self.teardown = teardown
+        self.b2bua = b2bua
+        self.params = params
+        self.accounts = accounts
+        self.domains = domains
+        self.events = events
+        self.clock = clock
+        self._info = info
+        self.bus = Bus(self.redis, node)
+        self.nodes = Nodes(self.redis, node, clock, self.entry, timeout)
+        self._tasks: set[asyncio.Task[None]] = set()
+        bus = self.bus
+        bus.on("kick", self._on_kick)
+        bus.on("hangup", self._on_hangup)
+        bus.on("param", self._on_param)
+        bus.on("account", self._on_account)
+        bus.on("domains", self._on_domains)
+        events.listeners.append(self._on_event)
+
+    # --- lifecycle ----------------------------------------------------------------
+    async def join(self) -> int:
+        """Before the database is read: what changes after this point reaches us."""
+        await self.bus.mark()
+        return await self.nodes.join()
+
+    def start(self) -> None:
+        self.bus.start()
+        self.nodes.start()
+
+    async def stop(self) -> None:
+        await self.bus.stop()
+        await self.nodes.leave()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def entry(self) -> dict[str, Any]:
+        """This node's registry entry (each heartbeat)."""
+        return {
+            **self._info(),
+            "bindings": sum(1 for b in self.location.location if b.node == self.node),
+            "calls": len(self.b2bua.calls),
+        }
+
+    # --- kicks --------------------------------------------------------------------
+    def kick(self, binding: Binding, reason: str) -> list[str]:
+        """The registrar's kicker: end the binding's calls here and on every node."""
+        ended = self.teardown.kick(binding, reason)
+        self.bus.post("kick", binding=binding.id, reason=reason, account=binding.aor)
+        return ended
+
+    def _on_kick(self, sender: str, data: dict[str, Any]) -> None:
+        ended = self.teardown.end_calls(str(data["binding"]), str(data["reason"]))
+        if ended:
+            log.info(
+                "kick from %s ended %d call(s) of %s here", sender, len(ended), data.get("account")
+            )
+
+    # --- console hang-ups -----------------------------------------------------------
+    async def hang_up(self, call_id: str) -> str | None:
+        """End call `call_id` wherever it is; the node that held it, None if none did."""
+        call = self.b2bua.calls.get(call_id)
+        if call is not None:
+            self.b2bua.hang_up(call, "admin-hangup")
+            return self.node
+        holder = await self.nodes.holder_of(call_id)
+        if holder is None:
+            return None
+        await self.bus.send("hangup", to=holder, call=call_id)
+        deadline = self.clock() + HANGUP_WAIT
+        while self.clock() < deadline:
+            if call_id not in await self.nodes.calls(holder):
+                return holder
+            await asyncio.sleep(0.02)  # the registry is polled: the bus carries no replies
+        raise StorageError(f"node {holder} did not end call {call_id} within {HANGUP_WAIT} s")
+
+    def _on_hangup(self, sender: str, data: dict[str, Any]) -> None:
+        call = self.b2bua.calls.get(str(data["call"]))
+        if call is not None:
+            self.b2bua.hang_up(call, "admin-hangup")
+
+    # --- configuration changes ------------------------------------------------------
+    def _on_param(self, sender: str, data: dict[str, Any]) -> None:
+        """Another node stored a new value: apply it live (stored and evented there)."""
+        name, value = str(data["name"]), str(data["value"])
+        try:
+            self.params.validate(name, value)
+        except (ParamError, KeyError):
+            log.warning("parameter %s=%r from %s refused here", name, value, sender)
+            return
+        self.params.apply(name, value)
+
+    def _on_account(self, sender: str, data: dict[str, Any]) -> None:
+        account = data.get("account")
+        self._spawn(self.accounts.refresh(str(account) if account else None))
+
+    def _on_domains(self, sender: str, data: dict[str, Any]) -> None:
+        self._spawn(self.domains.load())
+
+    def _on_event(self, record: EventRecord) -> None:
+        """What this node did that the others must hear of, seen as it is evented."""
+        kind = record.type
+        details = record.details
+        if kind == ev.CALL_STARTED or kind == ev.CALL_ANSWERED:
+            call = self.b2bua.calls.get(str(details.get("call")))
+            if call is not None:
+                self.nodes.call_changed(call.id, call.view(self.clock()))
+        elif kind == ev.CALL_ENDED:
+            if details.get("call"):
+                self.nodes.call_changed(str(details["call"]), None)
+        elif kind == ev.PARAM_CHANGED:
+            self.bus.post("param", name=details["name"], value=details["new"])
+        elif kind == ev.ACCOUNT_CHANGED:
+            self.bus.post("account", account=record.account)
+        elif kind == ev.DOMAIN_CHANGED:
+            self.bus.post("domains")
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(self._quietly(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _quietly(work: Any) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("applying a change from another node failed")
+
+    # --- status -------------------------------------------------------------------
+    async def status(self) -> dict[str, Any]:
+        """Nodes with their heartbeats, and the bindings and calls each holds."""
+        nodes = await self.nodes.nodes()
+        bindings: dict[str, int] = {}
+        for binding in self.location.location:
+            bindings[binding.node] = bindings.get(binding.node, 0) + 1
+        for entry in nodes:
+            name = str(entry["node"])
+            entry["bindings"] = bindings.get(name, 0)
+            entry["calls"] = len(await self.nodes.calls(name))
+        return {
+            "node": self.node,
+            "cluster": self.redis.where,
+            "healthy": self.redis.problem is None,
+            "nodes": nodes,
+            "bindings": len(self.location.location),
+        }
+
+    @property
+    def stats(self) -> dict[str, float]:
+        return self.bus.stats

@@ -1,0 +1,178 @@
+"""The node registry: who is in the cluster, their heartbeats, and the calls each holds.
+
+    rs:nodes            hash    node id -> JSON (started, heartbeat, pid, SIP listeners, API,
+                                event id slot, bindings and calls it holds)
+    rs:calls:<node>     hash    call id -> JSON (the call's view; what a CDR needs)
+    rs:slot:<n>         string  node id holding event id slot n (expires unless renewed)
+
+A node writes its entry every HEARTBEAT seconds; one whose heartbeat is
+older than `timeout` (cluster_node_timeout) counts as down. The calls hash
+lets any node find the node holding a call (a console hang-up through
+another node's API) and answers "calls per node".
+
+Event ids: every node writes events to the one database, each numbering
+them itself (the number is known the moment the event exists). A slot per
+live node, claimed here, keeps those numbers apart (storage/shared_sql.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from regswitch.storage.base import StorageError
+from regswitch.storage.redis_location import RedisLocation
+
+log = logging.getLogger("regswitch.cluster")
+
+NODES = "rs:nodes"
+CALLS_PREFIX = "rs:calls:"
+SLOT_PREFIX = "rs:slot:"
+SLOTS = 1024
+HEARTBEAT = 1.0
+#: A slot outlives its node's last heartbeat by this much (s): longer than a
+#: node is ever declared down for, so a slot is never reused while its node lives.
+SLOT_TTL = 120
+
+
+class Nodes:
+    def __init__(
+        self,
+        redis: RedisLocation,
+        node: str,
+        clock: Callable[[], float],
+        info: Callable[[], dict[str, Any]],
+        timeout: float = 10.0,
+    ) -> None:
+        self.redis = redis
+        self.node = node
+        self.clock = clock
+        self.info = info  # this node's entry, fresh at every heartbeat
+        self.timeout = timeout
+        self.started = clock()
+        self.slot = -1
+        self._beater: asyncio.Task[None] | None = None
+        # call registry writes, in order, drained by one task (a pipeline per turn)
+        self._writes: list[tuple[str, str, str | None]] = []
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def calls_key(self) -> str:
+        return CALLS_PREFIX + self.node
+
+    async def join(self) -> int:
+        """Claim an event id slot and announce this node; returns the slot.
+        Calls listed under this node id are from an earlier life of it: gone."""
+        client = self.redis.client
+        first = zlib.crc32(self.node.encode()) % SLOTS
+        for step in range(SLOTS):
+            slot = (first + step) % SLOTS
+            key = f"{SLOT_PREFIX}{slot}"
+            if await self.redis.call(client.set(key, self.node, nx=True, ex=SLOT_TTL)):
+                self.slot = slot
+                break
+            if await self.redis.call(client.get(key)) == self.node:  # ours, from before
+                self.slot = slot
+                break
+        else:
+            raise StorageError("no free event id slot: more than 1024 nodes in the cluster")
+        await self.redis.call(client.delete(self.calls_key))
+        await self.beat()
+        return self.slot
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._beater = loop.create_task(self._beat_forever(), name="heartbeat")
+        self._writer = loop.create_task(self._write_forever(), name="call-registry")
+
+    async def leave(self) -> None:
+        """A clean stop: out of the registry at once (nobody waits for a timeout)."""
+        for task in (self._beater, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._beater = self._writer = None
+        client = self.redis.client
+        with contextlib.suppress(StorageError):
+            await self.redis.call(client.hdel(NODES, self.node))
+            await self.redis.call(client.delete(self.calls_key))
+            await self.redis.call(client.delete(f"{SLOT_PREFIX}{self.slot}"))
+
+    async def beat(self) -> None:
+        entry = {
+            **self.info(),
+            "node": self.node,
+            "started": self.started,
+            "heartbeat": self.clock(),
+            "pid": os.getpid(),
+            "slot": self.slot,
+        }
+        client = self.redis.client
+        pipe = client.pipeline(transaction=False)
+        pipe.hset(NODES, self.node, json.dumps(entry))
+        pipe.set(f"{SLOT_PREFIX}{self.slot}", self.node, ex=SLOT_TTL)
+        await self.redis.call(pipe.execute())
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            try:
+                await self.beat()
+            except StorageError:
+                await self.redis.wait_up()  # no heartbeat without Redis; back when it is
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """Every registered node, with `alive` and the heartbeat's `age` (s)."""
+        entries = await self.redis.call(self.redis.client.hgetall(NODES))
+        now = self.clock()
+        out = []
+        for text in entries.values():
+            entry = json.loads(text)
+            entry["age"] = round(now - float(entry.get("heartbeat", 0)), 3)
+            entry["alive"] = entry["age"] < self.timeout
+            out.append(entry)
+        return sorted(out, key=lambda e: str(e["node"]))
+
+    # --- the calls each node holds ------------------------------------------------
+    def call_changed(self, call_id: str, view: dict[str, Any] | None) -> None:
+        """Record a call of this node (None: it ended); written in order, soon."""
+        self._writes.append((self.calls_key, call_id, None if view is None else json.dumps(view)))
+        self._wake.set()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            writes, self._writes = self._writes, []
+            pipe = self.redis.client.pipeline(transaction=False)
+            for key, call_id, value in writes:
+                if value is None:
+                    pipe.hdel(key, call_id)
+                else:
+                    pipe.hset(key, call_id, value)
+            try:
+                await self.redis.call(pipe.execute())
+            except StorageError as exc:
+                log.warning("call registry not updated (%d writes): %s", len(writes), exc)
+
+    async def calls(self, node: str) -> dict[str, dict[str, Any]]:
+        entries = await self.redis.call(self.redis.client.hgetall(CALLS_PREFIX + node))
+        return {call_id: json.loads(text) for call_id, text in entries.items()}
+
+    async def holder_of(self, call_id: str) -> str | None:
+        """The node holding call `call_id`, if any live node lists it."""
+        for entry in await self.nodes():
+            if not entry["alive"]:
+                continue
+            node = str(entry["node"])
+            if await self.redis.call(self.redis.client.hexists(CALLS_PREFIX + node, call_id)):
+                return node
+        return None

@@ -1,0 +1,252 @@
+"""A REGISTER decided against a location several nodes share (a cluster).
+
+One process makes a decision atomic for free: the event loop runs `decide`
+and applies it without an await in between. Several nodes cannot lean on
+that, so the decision runs optimistically (DESIGN "Cluster"):
+
+1. watch the account in the shared location and bring this node's copy of
+   it up to date (`SharedLocation.turn`);
+2. run the same pure `policy.decide` on that copy;
+3. turn the decision into binding ops (`plan_ops`: new bindings get their
+   ids here, before anything is written) and commit them only if nobody
+   changed the account since step 1;
+4. committed: apply the decision here as a single node would (memory,
+   events, kicks, the 200); refused: another node came first, go back to 1
+   and decide on what it left.
+
+Nothing is applied, evented or kicked before the commit, so a lost race
+leaves no trace. Probes (§3.4) and return-path checks wait outside the
+watch and then decide again, as in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import fields, replace
+from typing import Any, Protocol
+
+from regswitch.registrar.bindings import Binding, Location
+from regswitch.registrar.contacts import contact_key
+from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.policy import Decision, Policy, RegisterRequest
+from regswitch.registrar.replies import Replies
+from regswitch.sip import digest
+from regswitch.sip.errors import ParseError
+from regswitch.sip.uri import parse_uri
+from regswitch.storage.base import (
+    AccountWatch,
+    BindingOp,
+    BindingRecord,
+    StorageError,
+    StorageUnavailableError,
+)
+
+log = logging.getLogger("regswitch.registrar")
+
+#: Decisions retried when other nodes keep changing the account first; a
+#: REGISTER still undecided after that many is answered 503 (try again).
+MAX_ATTEMPTS = 20
+PROBE_TIMEOUT = 2.0
+#: Retry-After (s) of a 503 while the shared location is unreachable or contended
+RETRY_AFTER = "2"
+UDP_CHANGES_REFUSED = (
+    "an address-only account changes over TCP or TLS only (REGISTER_IP_AUTH_UDP_CHANGES Refuse)"
+)
+_RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
+
+
+class SharedLocation(Protocol):
+    """What the registrar needs of a location shared by several nodes."""
+
+    def turn(self, aor: str) -> AbstractAsyncContextManager[AccountWatch]:
+        """Watch `aor` and make this node's copy of its bindings what the
+        shared location holds; changes from other nodes to `aor` wait until
+        the block ends (the registrar applies its own commit meanwhile)."""
+        ...
+
+    async def expire(self, binding: Binding, now: float) -> bool:
+        """True when this node removed the expired binding (exactly one node does)."""
+        ...
+
+    async def claim_nonce(self, nonce: str, nc: int) -> bool:
+        """True the first time this nonce count is used, on any node (replay)."""
+        ...
+
+
+class Pending(Protocol):
+    """A REGISTER past the checks, waiting for its account's turn (check.Checked)."""
+
+    stx: Any
+    req: RegisterRequest
+    entry: Any  # AccountEntry
+    confirmed: bool
+
+
+class Steps(Protocol):
+    """The registrar's steps a shared turn runs (registrar/service.py)."""
+
+    new_id: Callable[[], str]
+    clock: Callable[[], float]
+    params: Any
+    results: Counter[str]
+    prober: Callable[[Binding, float], Awaitable[bool]]
+
+    def _refused_by_guard(self, pending: Any) -> bool: ...
+
+    def _decision(
+        self, pending: Any, probed: dict[str, bool] | None, live: bool
+    ) -> tuple[Decision, Policy]: ...
+
+    def _needs_confirmation(self, pending: Any, decision: Decision) -> bool: ...
+
+    async def _confirm(self, pending: Any) -> bool: ...
+
+    replies: Replies
+
+    def _finish(
+        self, pending: Any, decision: Decision, policy: Policy, committed: bool = False
+    ) -> None: ...
+
+
+async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) -> None:
+    """Decide `pending` and apply it once committed (see the module docstring)."""
+    aor = pending.req.aor
+    probed: dict[str, bool] | None = None
+    try:
+        used = None
+        if pending.entry.account.ha1_md5:  # authenticated by digest: claim its nonce count
+            used = _nonce_count(pending.stx.request, aor.partition("@")[2])
+        if used is not None and not await shared.claim_nonce(*used):
+            # this node's own table let it through; another node saw it first
+            steps.results["auth-stale"] += 1
+            steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
+            return
+        for _ in range(MAX_ATTEMPTS):
+            async with shared.turn(aor) as watch:
+                if steps._refused_by_guard(pending):
+                    return
+                decision, policy = steps._decision(pending, probed, probed is None)
+                confirm = steps._needs_confirmation(pending, decision)
+                if not confirm and decision.outcome != "probe":
+                    if decision.outcome != "ok" or not (decision.changes or decision.removals):
+                        steps._finish(pending, decision, policy, committed=True)  # nothing to write
+                        return
+                    ops = plan_ops(decision, pending.req, steps.new_id)
+                    if await watch.commit(ops) is not None:
+                        steps._finish(pending, decision, policy, committed=True)
+                        return
+                    continue  # another node changed the account first: decide again
+            # outside the watch: a return-path check or a probe takes up to seconds
+            req = pending.req
+            if confirm:
+                if steps.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
+                    source = f"{req.transport}:{req.source_ip}:{req.source_port}"
+                    steps.replies.auth_failed(
+                        pending.stx, aor, req.source_ip, source, UDP_CHANGES_REFUSED
+                    )
+                    return
+                if not await steps._confirm(pending):
+                    return
+                continue
+            answers = await asyncio.gather(
+                *(steps.prober(b, PROBE_TIMEOUT) for b in decision.probe), return_exceptions=True
+            )
+            probed = (probed or {}) | {
+                b.id: a is True for b, a in zip(decision.probe, answers, strict=True)
+            }
+            pending.req = req.at(steps.clock())  # time passed: decide on the present
+        log.warning(
+            "REGISTER for %s: the account kept changing over %d attempts", aor, MAX_ATTEMPTS
+        )
+        steps.results["busy"] += 1
+        pending.stx.respond(503, "Registration Busy", {"Retry-After": RETRY_AFTER})
+    except StorageError as exc:
+        if not isinstance(exc, StorageUnavailableError):
+            log.error("REGISTER for %s: the shared location failed: %s", aor, exc)
+        steps.results["storage-unavailable"] += 1
+        pending.stx.respond(503, "Service Unavailable", {"Retry-After": RETRY_AFTER})
+
+
+def plan_ops(
+    decision: Decision, req: RegisterRequest, new_id: Callable[[], str]
+) -> list[BindingOp]:
+    """The binding writes of an "ok" decision, before it is applied. New
+    bindings get their id and registration time here (into the change's
+    values, where the registrar takes them from when it applies the decision),
+    so what is committed is exactly what is applied."""
+    ops: list[BindingOp] = []
+    for change in decision.changes:
+        values = change.values
+        stored = {k: v for k, v in values.items() if k in _RECORD_FIELDS}
+        if change.binding is None:
+            values.setdefault("id", new_id())
+            values.setdefault("registered_at", req.now)
+            stored.update(id=values["id"], registered_at=values["registered_at"])
+            ops.append(BindingOp.upsert(BindingRecord(**stored)))
+        else:
+            ops.append(BindingOp.upsert(replace(change.binding.to_record(), **stored)))
+    for removal in decision.removals:
+        ops.append(BindingOp.delete(removal.binding.id, removal.binding.aor))
+    return ops
+
+
+def sync_account(
+    location: Location,
+    aor: str,
+    records: list[BindingRecord] | tuple[BindingRecord, ...],
+    expiry: ExpiryQueue,
+    node: str,
+) -> None:
+    """Make this node's copy of `aor`'s bindings equal `records` (the shared
+    location's). Known bindings are updated in place (calls and keepalives
+    hold them by id, runtime state stays); every binding is in `expiry`, so
+    any node expires it if its own node is gone. Reachability is the
+    keepalive's, which only the binding's own node runs: its local view wins."""
+    current = {b.id: b for b in location.of(aor)}
+    for record in records:
+        binding = current.pop(record.id, None)
+        if binding is None:
+            key = _key(record.contact)
+            if key is None:
+                continue
+            binding = Binding.from_record(record, key)
+            location.add(binding)
+            expiry.push(binding.id, binding.expires_at)
+            continue
+        if binding.contact != record.contact:
+            binding.contact_key = _key(record.contact) or binding.contact_key
+        if binding.expires_at != record.expires_at:
+            expiry.push(binding.id, record.expires_at)
+        mine = binding.node == node and record.node == node
+        for name in _RECORD_FIELDS:
+            if name == "reachable" and mine:
+                continue
+            setattr(binding, name, getattr(record, name))
+    for gone in current.values():
+        location.remove(gone)
+
+
+def _nonce_count(request: Any, realm: str) -> tuple[str, int] | None:
+    """(nonce, nc) of the request's digest credentials for `realm`, if it has any
+    (they were checked already: only the replay remains to be decided)."""
+    for value in request.headers.get_all("authorization"):
+        if value.lstrip()[:7].lower() != "digest ":
+            continue
+        try:
+            creds = digest.Credentials.parse(value)
+        except ParseError:
+            continue
+        if creds.realm == realm:
+            return creds.nonce, creds.nc_value
+    return None
+
+
+def _key(contact: str) -> str | None:
+    try:
+        return contact_key(parse_uri(contact))
+    except ParseError:
+        return None

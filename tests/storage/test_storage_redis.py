@@ -1,0 +1,225 @@
+"""The Redis location (storage/redis_location.py) on a real redis-server:
+optimistic commits per account, exactly-once expiry, the change stream, and
+an unreachable server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from regswitch.storage.base import (
+    BindingOp,
+    BindingRecord,
+    SharedBindingStore,
+    StorageError,
+    StorageUnavailableError,
+)
+from regswitch.storage.redis_location import RedisLocation, account_key, check_url, decode, encode
+from support.redis import RedisServer
+
+NOW = time.time()  # keys expire on the wall clock: records must be current
+
+
+def record(
+    binding_id: str, aor: str = "alice@example.com", expires_at: float = NOW + 60, **kw: object
+) -> BindingRecord:
+    values: dict[str, object] = dict(
+        id=binding_id,
+        aor=aor,
+        contact=f"sip:{binding_id}@192.0.2.1:5060",
+        transport="udp",
+        source_ip="192.0.2.1",
+        source_port=5060,
+        local_ip="127.0.0.1",
+        local_port=5060,
+        conn_id=0,
+        call_id=f"call-{binding_id}",
+        cseq=1,
+        expires_at=expires_at,
+        instance=None,
+        reg_id=None,
+        user_agent="test",
+        path=("<sip:p1>",),
+        registered_at=NOW,
+        refreshed_at=NOW,
+        node="n1",
+    )
+    values.update(kw)
+    return BindingRecord(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def location(redis_url: str) -> AsyncIterator[RedisLocation]:
+    loc = RedisLocation(redis_url)
+    await loc.open()
+    yield loc
+    await loc.close()
+
+
+def test_records_round_trip() -> None:
+    r = record("b1", instance="<urn:uuid:1>", reg_id="1", nat=False, reachable=False)
+    assert decode(encode(r)) == r
+
+
+def test_url_checks() -> None:
+    assert check_url("redis://127.0.0.1:6379/0")
+    for bad in ("http://x", "redis://", "redis://h:1/x"):
+        with pytest.raises(ValueError):
+            check_url(bad)
+
+
+async def test_is_a_shared_binding_store(location: RedisLocation) -> None:
+    assert isinstance(location, SharedBindingStore)
+
+
+async def test_keys_of_one_account_share_a_hash_tag() -> None:
+    assert account_key("alice@example.com") == "rs:loc:{alice@example.com}"
+
+
+async def test_watch_commit_and_read(location: RedisLocation) -> None:
+    async with location.watch("alice@example.com") as watch:
+        assert watch.records == []
+        state = await watch.commit([BindingOp.upsert(record("b1"))])
+    assert state is not None and [r.id for r in state.records] == ["b1"]
+    assert await location.read("alice@example.com") == [record("b1")]
+    assert [r.id for r in await location.load()] == ["b1"]
+
+
+async def test_a_commit_after_someone_else_changed_the_account_is_refused(
+    location: RedisLocation, redis_url: str
+) -> None:
+    other = RedisLocation(redis_url)
+    await other.open()
+    try:
+        async with location.watch("alice@example.com") as first:
+            async with other.watch("alice@example.com") as second:
+                assert await second.commit([BindingOp.upsert(record("b2"))]) is not None
+            # the first decided on an empty account: its write must not happen
+            assert await first.commit([BindingOp.upsert(record("b1"))]) is None
+        assert [r.id for r in await location.read("alice@example.com")] == ["b2"]
+        assert location.conflicts == 1
+    finally:
+        await other.close()
+
+
+async def test_racing_writers_each_see_the_other(location: RedisLocation, redis_url: str) -> None:
+    """Many writers each add one binding under "at most one": read, decide,
+    commit, retry on conflict. Exactly one binding is left, whoever wins."""
+    nodes = [RedisLocation(redis_url) for _ in range(4)]
+    for node in nodes:
+        await node.open()
+    kicks = 0
+
+    async def register(node: RedisLocation, name: str) -> None:
+        nonlocal kicks
+        while True:
+            async with node.watch("bob@example.com") as watch:
+                old = watch.records
+                ops = [BindingOp.delete(r.id) for r in old]
+                ops.append(BindingOp.upsert(record(name, aor="bob@example.com")))
+                if await watch.commit(ops) is not None:
+                    kicks += len(old)
+                    return
+
+    try:
+        await asyncio.gather(*(register(n, f"d{i}") for i, n in enumerate(nodes)))
+        left = await location.read("bob@example.com")
+        assert len(left) == 1
+        assert kicks == len(nodes) - 1  # every later writer replaced exactly one
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def test_expiry_happens_once(location: RedisLocation, redis_url: str) -> None:
+    await location.apply([BindingOp.upsert(record("b1", expires_at=NOW - 1))])
+    others = [RedisLocation(redis_url) for _ in range(3)]
+    for other in others:
+        await other.open()
+    try:
+        results = await asyncio.gather(
+            *(o.expire("alice@example.com", "b1", NOW) for o in [location, *others])
+        )
+        assert sorted(results) == [False, False, False, True]
+        assert await location.read("alice@example.com") == []
+    finally:
+        for other in others:
+            await other.close()
+
+
+async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> None:
+    await location.apply([BindingOp.upsert(record("b1", expires_at=NOW + 30))])
+    assert not await location.expire("alice@example.com", "b1", NOW)
+    assert len(await location.read("alice@example.com")) == 1
+
+
+async def test_apply_finds_the_account_of_a_delete(location: RedisLocation) -> None:
+    await location.apply([BindingOp.upsert(record("b1")), BindingOp.upsert(record("b2"))])
+    await location.apply([BindingOp.delete("b1"), BindingOp.delete("nothing")])
+    assert [r.id for r in await location.read("alice@example.com")] == ["b2"]
+
+
+async def test_changes_come_in_commit_order(location: RedisLocation) -> None:
+    position, states = await location.snapshot()
+    assert states == []
+    await location.apply([BindingOp.upsert(record("b1"))])
+    await location.apply([BindingOp.upsert(replace(record("b1"), cseq=2))])
+    await location.apply([BindingOp.delete("b1")])
+    changes = await location.changes(position, block_ms=100)
+    assert [[r.cseq for r in state.records] for _, state in changes] == [[1], [2], []]
+    ids = [state.change for _, state in changes]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    # a new snapshot starts after them
+    position, states = await location.snapshot()
+    assert states == [] and await location.changes(position, block_ms=10) == []
+
+
+async def test_unreachable_at_open_is_one_line() -> None:
+    with socket_closed() as port:
+        loc = RedisLocation(f"redis://127.0.0.1:{port}/0")
+        with pytest.raises(StorageError) as err:
+            await loc.open()
+    text = str(err.value)
+    assert "\n" not in text and f"Redis at 127.0.0.1:{port}/0" in text
+
+
+async def test_down_then_back(redis_server: RedisServer) -> None:
+    """Redis stops: calls fail at once as unavailable and `problem` says so;
+    it comes back: the location clears the problem by itself."""
+    loc = RedisLocation(redis_server.new_database())
+    await loc.open()
+    try:
+        redis_server.stop()
+        with pytest.raises(StorageUnavailableError):
+            await loc.read("alice@example.com")
+        assert loc.problem is not None and "unreachable" in loc.problem
+        with pytest.raises(StorageUnavailableError):
+            async with loc.watch("alice@example.com"):
+                pass
+        redis_server.start_again()
+        async with asyncio.timeout(10):
+            while loc.problem is not None:
+                await asyncio.sleep(0.05)
+        assert await loc.read("alice@example.com") == []
+    finally:
+        if redis_server.proc is None:
+            redis_server.start_again()
+        await loc.close()
+
+
+class socket_closed:
+    """A loopback port nobody listens on (bound, then closed)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        pass
