@@ -99,7 +99,9 @@ class Regswitch:
         accounts.append(
             {"user": "uas", "domain": "regswitch.local", "allowed_networks": ["127.0.0.0/8"]}
         )
-        self.call("POST", "/api/accounts/import", {"accounts": accounts})
+        for first in range(0, len(accounts), 10_000):  # request bodies of a sane size
+            chunk = accounts[first : first + 10_000]
+            self.call("POST", "/api/accounts/import", {"accounts": chunk})
 
     def stop(self) -> None:
         if self.proc.poll() is None:

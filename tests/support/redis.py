@@ -28,6 +28,7 @@ import pytest
 
 REDIS_SERVER = "/usr/bin/redis-server"
 START_TIMEOUT = 10.0
+DATABASES = 1024  # enough for one per test of a session
 
 
 def _free_port() -> int:
@@ -52,7 +53,9 @@ class RedisServer:
         self.port = port
         self.log = root / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
-        self._databases = itertools.cycle(range(16))
+        # every test gets a database of its own, never one a server of an earlier
+        # test (a node still shutting down, a restarted worker) may yet write to
+        self._databases = itertools.count()
 
     @classmethod
     def start(cls) -> RedisServer:
@@ -72,6 +75,7 @@ class RedisServer:
                 REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(self.root),
                 "--logfile", str(self.log), "--protected-mode", "no",
+                "--databases", str(DATABASES),
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -90,6 +94,8 @@ class RedisServer:
 
     def new_database(self) -> str:
         db = next(self._databases)
+        if db >= DATABASES:
+            raise RuntimeError(f"more than {DATABASES} Redis databases in one session")
         self.command("-n", str(db), "FLUSHDB")
         return self.url(db)
 
