@@ -185,6 +185,7 @@ async def serve(settings: Settings) -> None:
                 raise StartupError(f"cannot listen on {text}: {_os_reason(exc)}") from None
             listening.append({"transport": spec.transport, "host": host, "port": port})
         switch.set_listeners(listening)
+        await switch.listen_relay()
         api_sock = _api_socket(settings)
     except StartupError:
         await _close_quietly(switch)

@@ -14,6 +14,7 @@ from regswitch.calls.teardown import Teardown
 from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.node import ClusterNode
 from regswitch.cluster.protection import NonceClaims, SharedProtection
+from regswitch.cluster.relay import Relay
 from regswitch.config import Settings
 from regswitch.endpoint import Endpoint
 from regswitch.events import EventBus
@@ -129,6 +130,19 @@ class Switch:
             expiry=expiry,
         )
         self.registrar.domains = self.domains.names  # live: added and removed from the console
+        # a cluster node relays B-legs through the node holding the callee's flow
+        self.relay = (
+            Relay(
+                node=settings.node_id,
+                location=self.location,
+                sender=transports,
+                relays=lambda: self.cluster.nodes.relays if self.cluster else {},
+            )
+            if shared
+            else None
+        )
+        if self.relay is not None:
+            transports.handler = self.relay.wrap(transports.handler)
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,
@@ -139,6 +153,7 @@ class Switch:
             no_answer_timeout=settings.no_answer_timeout,
             max_call_duration=settings.max_call_duration,
             require_registration=lambda: bool(self.params.values["CALLS_REQUIRE_REGISTRATION"]),
+            route=self.relay.route if self.relay else None,
         )
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
@@ -186,7 +201,21 @@ class Switch:
 
     def _node_info(self) -> dict[str, Any]:
         """This node's entry in the cluster registry, besides its heartbeat."""
-        return {"sip": self.listeners, "api": self.api_url}
+        relay = self.relay.address if self.relay else None
+        return {"sip": self.listeners, "api": self.api_url, "relay": relay}
+
+    async def listen_relay(self) -> None:
+        """A cluster node's private UDP listener for B-legs other nodes relay
+        through it (cluster/relay.py), on the address of its first SIP listener."""
+        if self.relay is None:
+            return
+        host = self.settings.advertised_host or str(self.listeners[0]["host"])
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        address = await self.transports.listen(f"udp:{host}:0")
+        self.relay.listening(address, [(str(i["host"]), int(i["port"])) for i in self.listeners])
+        if self.cluster is not None:
+            await self.cluster.nodes.beat()  # the other nodes learn the address now
 
     async def hang_up(self, call_id: str) -> str | None:
         """End a call from the console, wherever it is held; the node that held it."""
@@ -400,6 +429,7 @@ class Switch:
             storage={
                 **self.storage.stats,
                 **(self.cluster.location.stats | self.cluster.stats if self.cluster else {}),
+                **(self.relay.stats if self.relay else {}),
                 "events_pruned": self.retention.pruned["events"],
                 "cdrs_pruned": self.retention.pruned["cdrs"],
             },

@@ -57,6 +57,7 @@ class Nodes:
         self.timeout = timeout
         self.started = clock()
         self.slot = -1
+        self.relays: dict[str, tuple[str, int]] = {}  # live nodes' relay addresses
         self._beater: asyncio.Task[None] | None = None
         # call registry writes, in order, drained by one task (a pipeline per turn)
         self._writes: list[tuple[str, str, str | None]] = []
@@ -119,7 +120,19 @@ class Nodes:
         pipe = client.pipeline(transaction=False)
         pipe.hset(NODES, self.node, json.dumps(entry))
         pipe.set(f"{SLOT_PREFIX}{self.slot}", self.node, ex=SLOT_TTL)
-        await self.redis.call(pipe.execute())
+        pipe.hgetall(NODES)
+        *_, entries = await self.redis.call(pipe.execute())
+        self.relays = self._relays(entries)
+
+    def _relays(self, entries: dict[str, str]) -> dict[str, tuple[str, int]]:
+        now = self.clock()
+        relays: dict[str, tuple[str, int]] = {}
+        for text in entries.values():
+            entry = json.loads(text)
+            relay = entry.get("relay")
+            if relay and now - float(entry.get("heartbeat", 0)) < self.timeout:
+                relays[str(entry["node"])] = (str(relay[0]), int(relay[1]))
+        return relays
 
     async def _beat_forever(self) -> None:
         while True:
@@ -132,6 +145,7 @@ class Nodes:
     async def nodes(self) -> list[dict[str, Any]]:
         """Every registered node, with `alive` and the heartbeat's `age` (s)."""
         entries = await self.redis.call(self.redis.client.hgetall(NODES))
+        self.relays = self._relays(entries)
         now = self.clock()
         out = []
         for text in entries.values():
