@@ -75,8 +75,8 @@ def answered_call(
 def test_call_through_the_node_holding_the_callee_flow(
     cluster: Cluster, transport: str, ua: Callable[..., UA]
 ) -> None:
-    n1, n2, api2, alice, bob, caller, callee = setup_call(cluster, transport, ua)
-    invite, ok, answer, _ = answered_call(n1, api2, alice, bob, caller, callee)
+    n1, _n2, api2, alice, bob, caller, callee = setup_call(cluster, transport, ua)
+    invite, ok, _answer, _ = answered_call(n1, api2, alice, bob, caller, callee)
     # the callee hangs up: its BYE follows the route set, through node 1, to node 2
     dialog = callee.dialog_from_request(invite, ok)
     assert callee.request("BYE", dialog=dialog).status == 200
@@ -110,7 +110,7 @@ def test_kick_of_a_relayed_call_reaches_the_phone_through_its_flow(
 
 def test_a_relay_route_from_elsewhere_is_refused(cluster: Cluster, ua: Callable[..., UA]) -> None:
     """Node 1 relays only for cluster nodes and for the phone of the binding."""
-    n1, n2, api2, alice, bob, caller, callee = setup_call(cluster, "udp", ua)
+    n1, _n2, api2, alice, _bob, _caller, callee = setup_call(cluster, "udp", ua)
     [binding] = api2.registrations(alice)
     relay = n1.api.get("/api/cluster").json()
     entry = next(n for n in relay["nodes"] if n["node"] == "n1")

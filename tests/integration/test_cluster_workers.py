@@ -82,3 +82,60 @@ def test_two_workers_share_the_ports_and_restart(workers: RunningServer) -> None
     finally:
         for phone in phones:
             phone.close()
+
+
+def phone_on(server: RunningServer, worker: str, user: str, **kw: Any) -> UA:
+    """A phone (address-only account) whose packets the kernel gives to `worker`."""
+    for _ in range(64):
+        phone = UA("udp", server.udp, user=user, **kw)
+        assert phone.register(user, DOMAIN).status == 200
+        [binding] = [
+            b for b in server.api.get(
+                "/api/registrations", params={"account": f"{user}@{DOMAIN}"}
+            ).json() if b["source_port"] == phone.local[1]
+        ]  # fmt: skip
+        if binding["node"] == worker:
+            return phone
+        assert phone.register(user, DOMAIN, expires=0).status == 200
+        phone.close()
+    raise AssertionError(f"no source landed on {worker}")
+
+
+def test_calls_and_kicks_between_phones_on_different_workers(workers: RunningServer) -> None:
+    wait_until(
+        lambda: all(n.get("relay") for n in nodes(workers).values()) and len(nodes(workers)) == 2,
+        10, "both workers with their relay addresses",
+    )  # fmt: skip
+    for name in ("lee", "mo"):
+        body = {"user": name, "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]}
+        assert workers.api.post("/api/accounts", json=body).status_code == 201
+    wait_until(lambda: len({n["node"] for n in nodes(workers).values()}) == 2, 10)
+    callee = phone_on(workers, "w/1", "lee")
+    caller = phone_on(workers, "w/2", "mo")
+    new_device: UA | None = None
+    try:
+        tx = caller.invite(
+            f"sip:lee@{DOMAIN}", body=b"v=0\r\n", headers={"From": f"<sip:mo@{DOMAIN}>;tag=m1"}
+        )
+        invite = callee.expect_request("INVITE")
+        assert callee.source_of(invite) == workers.udp  # the one shared address
+        callee.respond(invite, 200, body=b"v=0\r\n")
+        answer = caller.wait_response(tx)
+        assert answer.status == 200
+        caller.ack(answer)
+        callee.expect_request("ACK")
+        # lee's new device, on whichever worker: the call (held by worker 2) is kicked
+        new_device = UA("udp", workers.udp, user="lee", auto_respond={"OPTIONS": 200})
+        assert new_device.register("lee", DOMAIN).status == 200
+        bye = callee.expect_request("BYE")
+        callee.respond(bye, 200)
+        caller.respond(caller.expect_request("BYE"), 200)
+        cdrs = wait_until(
+            lambda: workers.api.get("/api/cdrs", params={"account": f"mo@{DOMAIN}"}).json(),
+            10, "the CDR",
+        )  # fmt: skip
+        assert cdrs[0]["end_reason"] == "registration-replaced"
+    finally:
+        for phone in (callee, caller, new_device):
+            if phone is not None:
+                phone.close()
