@@ -95,6 +95,19 @@ class Switch:
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
+        # a cluster node relays B-legs through the node holding the callee's flow
+        self.relay = (
+            Relay(
+                node=settings.node_id,
+                location=self.location,
+                sender=transports,
+                relays=lambda: self.cluster.nodes.relays if self.cluster else {},
+            )
+            if shared
+            else None
+        )
+        if self.relay is not None:
+            transports.handler = self.relay.wrap(transports.handler)
         self.keepalive = Keepalive(
             endpoint,
             self.location,
@@ -104,6 +117,7 @@ class Switch:
             settings.default_domain,
             # in a cluster only the node holding a binding's flow can reach it
             node=settings.node_id if shared else None,
+            route=self.relay.route if self.relay else None,
         )
         # filled in by set_listeners, once the listening addresses are known
         self.own_hosts: set[str] = set()
@@ -130,19 +144,6 @@ class Switch:
             expiry=expiry,
         )
         self.registrar.domains = self.domains.names  # live: added and removed from the console
-        # a cluster node relays B-legs through the node holding the callee's flow
-        self.relay = (
-            Relay(
-                node=settings.node_id,
-                location=self.location,
-                sender=transports,
-                relays=lambda: self.cluster.nodes.relays if self.cluster else {},
-            )
-            if shared
-            else None
-        )
-        if self.relay is not None:
-            transports.handler = self.relay.wrap(transports.handler)
         self.b2bua = B2BUA(
             endpoint,
             self.registrar,

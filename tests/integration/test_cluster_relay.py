@@ -122,3 +122,35 @@ def test_a_relay_route_from_elsewhere_is_refused(cluster: Cluster, ua: Callable[
     )  # fmt: skip
     assert response.status == 403
     callee.assert_no_request("OPTIONS", within=0.5)
+
+
+def test_the_unreachable_probe_goes_through_the_node_holding_the_flow(
+    cluster: Cluster, ua: Callable[..., UA]
+) -> None:
+    """Replace Off with REGISTER_REPLACE_IF_UNREACHABLE: node 2 probes a device
+    registered (behind NAT) through node 1 -- through node 1. It answers: the
+    newcomer is refused; it is gone: the newcomer takes over."""
+    n1, n2 = cluster.add(), cluster.add()
+    r = n1.api.put("/api/parameters/SS_ENDPOINT_REGISTER_REPLACE", json={"value": "Off"})
+    assert r.status_code == 200
+    r = n1.api.put("/api/parameters/REGISTER_REPLACE_IF_UNREACHABLE", json={"value": "On"})
+    assert r.status_code == 200
+    api1, api2 = Api(n1), Api(n2)
+    alice = api1.account(unique("alice"))
+    for node in (n1, n2):
+        wait_until(
+            lambda n=node: all(e.get("relay") for e in n.api.get("/api/cluster").json()["nodes"])
+            and n.api.get("/api/parameters/REGISTER_REPLACE_IF_UNREACHABLE").json()["value"]
+            == "On",
+            10, "relays and parameters everywhere",
+        )  # fmt: skip
+    old = ua("udp", n1.udp, user=user(alice), auto_respond={"OPTIONS": 200})
+    contact = f"<sip:{user(alice)}@192.168.1.50:5060>"  # behind NAT
+    assert old.register(user(alice), DOMAIN, contact=contact).status == 200
+    wait_until(lambda: api2.registrations(alice), 10, "alice on node 2")
+    new = ua("udp", n2.udp, user=user(alice), auto_respond={"OPTIONS": 200})
+    assert new.register(user(alice), DOMAIN).status == 403  # the old one answered
+    probes = [t for t in old.trace if t[1] == "in" and t[3].startswith(b"OPTIONS")]
+    assert probes and probes[-1][2] == n1.udp  # the probe came through node 1
+    old.close()  # the old device is gone
+    assert new.register(user(alice), DOMAIN, call_id="again", timeout=10).status == 200
