@@ -43,6 +43,7 @@ CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"
 CALL_ENDED = "call-ended"
 DOMAIN_CHANGED = "domain-changed"
+NODE_DOWN = "node-down"  # a cluster node stopped; a survivor closed its calls
 
 #: What `/api/events?type=` accepts (tests/test_event_types.py checks that
 #: every type above is listed).
@@ -51,7 +52,7 @@ EVENT_TYPES: frozenset[str] = frozenset(
         REGISTERED, REFRESHED, SAME_DEVICE, UNREGISTERED, EXPIRED, REPLACED, REJECTED,
         AUTH_FAILED, PARAM_CHANGED, FLOOD_BLOCKED, FLAPPING, REACHABILITY, DELETED,
         ACCOUNT_CHANGED, CALL_STARTED, CALL_ANSWERED, CALL_ENDED, DOMAIN_CHANGED,
-        CREDENTIAL_SHARING,
+        CREDENTIAL_SHARING, NODE_DOWN,
     }
 )  # fmt: skip
 

@@ -185,7 +185,6 @@ async def serve(settings: Settings) -> None:
                 raise StartupError(f"cannot listen on {text}: {_os_reason(exc)}") from None
             listening.append({"transport": spec.transport, "host": host, "port": port})
         switch.set_listeners(listening)
-        await switch.listen_relay()
         api_sock = _api_socket(settings)
     except StartupError:
         await _close_quietly(switch)
@@ -195,6 +194,12 @@ async def serve(settings: Settings) -> None:
     scheme = "https" if settings.api_tls_cert else "http"
     api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
     switch.api_url = api_url
+    try:
+        await switch.listen_relay()  # a cluster node: announced with its API and listeners
+    except OSError as exc:
+        api_sock.close()
+        await _close_quietly(switch)
+        raise StartupError(f"cannot open the cluster relay listener: {_os_reason(exc)}") from None
     api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
 
     for item in listening:

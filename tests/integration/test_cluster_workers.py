@@ -85,9 +85,10 @@ def test_two_workers_share_the_ports_and_restart(workers: RunningServer) -> None
 
 
 def phone_on(server: RunningServer, worker: str, user: str, **kw: Any) -> UA:
-    """A phone (address-only account) whose packets the kernel gives to `worker`."""
+    """A phone (address-only account) whose packets the kernel gives to `worker`
+    (it answers OPTIONS: unregistering an address-only account checks the return path)."""
     for _ in range(64):
-        phone = UA("udp", server.udp, user=user, **kw)
+        phone = UA("udp", server.udp, user=user, auto_respond={"OPTIONS": 200}, **kw)
         assert phone.register(user, DOMAIN).status == 200
         [binding] = [
             b for b in server.api.get(
