@@ -98,6 +98,7 @@ bench: $(RUN_STAMP) system
 	$(RUN_VENV)/bin/python bench/parse.py $(BENCH_ARGS)
 	$(RUN_VENV)/bin/python bench/register.py
 	$(RUN_VENV)/bin/python bench/calls.py
+	$(RUN_VENV)/bin/python bench/cpu.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis build dist

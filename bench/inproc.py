@@ -19,7 +19,7 @@ import socket
 import tempfile
 import time
 
-from regswitch.config import Settings
+from regswitch.common.config import Settings
 from regswitch.server import build, install_uvloop, tune_gc
 from regswitch.sip.flow import Flow
 from regswitch.transport.hep import CapturingSender, HepCapture

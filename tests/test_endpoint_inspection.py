@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from calls.fakes import FakeLoop
-from regswitch.endpoint import Endpoint, ServerTransaction
 from regswitch.sip.flow import Flow
 from regswitch.sip.txlayer import TransactionLayer
+from regswitch.transport.endpoint import Endpoint, IncomingRequest
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -40,7 +40,7 @@ def endpoint() -> tuple[Endpoint, RawSender, list[str]]:
     )
     handled: list[str] = []
 
-    def handler(stx: ServerTransaction) -> None:
+    def handler(stx: IncomingRequest) -> None:
         handled.append(stx.request.method)
         stx.respond(200)
 
@@ -87,7 +87,7 @@ def test_rfc4475_application_layer_answers(fixture: str, status: int) -> None:
     if fixture == "valid/unksm2":
         ep, sender, _ = endpoint()
 
-        def registrar(stx: ServerTransaction) -> None:
+        def registrar(stx: IncomingRequest) -> None:
             _ = stx.request.to.uri  # what the registrar reads first
             stx.respond(401)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from regswitch import events as ev
-from regswitch.events import EventBus, FailureEventLimit, FailureEventLimiter, source_host
+from regswitch.common import domain_events as ev
+from regswitch.common.domain_events import source_host
+from regswitch.common.events import EventBus, FailureEventLimit, FailureEventLimiter
 from regswitch.storage.base import CdrRecord, EventRecord, NewEvent
 from regswitch.storage.caps import CUT_MARK, MAX_DETAIL, MAX_ITEMS, MAX_NAME, CappedCdrs, capped_cdr
 
@@ -35,34 +36,51 @@ def test_long_strings_are_cut_and_marked() -> None:
     sink = Sink()
     bus = EventBus(sink, Clock())
     bus.emit(
-        ev.REGISTERED,
-        account="x" * 65536 + "@example.com",
-        source="udp:192.0.2.1:5060",
-        user_agent="U" * 65536,
-        contact="<sip:a@192.0.2.1>",
-        calls_ended=["c" * 1000] * 1000,
-        expires=300,
+        ev.Replaced(
+            account="x" * 65536 + "@example.com",
+            source="udp:192.0.2.1:5060",
+            old_contact="U" * 65536,
+            old_source="udp:192.0.2.9:5060",
+            old_binding="b1",
+            new_contact="<sip:a@192.0.2.1>",
+            new_source="udp:192.0.2.1:5060",
+            kicked=True,
+            keep_calls=False,
+            calls_ended=["c" * 1000] * 1000,
+            policy="on",
+        )
     )
     row = sink.rows[0]
     assert row.account is not None and len(row.account) == MAX_NAME
     assert row.account.endswith(CUT_MARK)
-    assert len(row.details["user_agent"]) == MAX_DETAIL
-    assert row.details["contact"] == "<sip:a@192.0.2.1>"  # short ones untouched
-    assert row.source == "udp:192.0.2.1:5060" and row.details["expires"] == 300
+    assert len(row.details["old_contact"]) == MAX_DETAIL
+    assert row.details["new_contact"] == "<sip:a@192.0.2.1>"  # short ones untouched
+    assert row.source == "udp:192.0.2.1:5060" and row.details["policy"] == "on"
     assert len(row.details["calls_ended"]) == MAX_ITEMS
     assert all(len(c) == MAX_DETAIL for c in row.details["calls_ended"])
 
 
 def test_a_short_event_is_stored_as_given() -> None:
     sink = Sink()
-    EventBus(sink, Clock()).emit(ev.REGISTERED, account="a@b", source="udp:1.2.3.4:5", x="y")
-    assert (sink.rows[0].account, sink.rows[0].details) == ("a@b", {"x": "y"})
+    EventBus(sink, Clock()).emit(
+        ev.Expired(account="a@b", source="udp:1.2.3.4:5", contact="sip:a@1.2.3.4:5", binding="b1")
+    )
+    row = sink.rows[0]
+    assert (row.type, row.account, row.source) == (ev.EXPIRED, "a@b", "udp:1.2.3.4:5")
+    assert row.details == {"contact": "sip:a@1.2.3.4:5", "binding": "b1"}
 
 
 def _cdr(**kw: object) -> CdrRecord:
     base: dict[str, object] = dict(
-        id="c1", caller="a@b", callee="b@b", a_call_id="x", start=1.0, end=2.0,
-        final_code=480, end_reason="not-registered", end_direction="system",
+        id="c1",
+        caller="a@b",
+        callee="b@b",
+        a_call_id="x",
+        start=1.0,
+        end=2.0,
+        final_code=480,
+        end_reason="not-registered",
+        end_direction="system",
     )
     base.update(kw)
     return CdrRecord(**base)  # type: ignore[arg-type]
@@ -107,18 +125,18 @@ def test_failure_events_per_source_beyond_the_rate_are_counted_not_written() -> 
     sink, clock = Sink(), Clock()
     bus = EventBus(sink, clock, failure_limit=FailureEventLimit(per_source=3, window=60))
     for port in range(10):  # port rotation does not make a new source
-        bus.emit(ev.AUTH_FAILED, account="a@b", source=f"udp:192.0.2.1:{port}", reason="r")
-    bus.emit(ev.AUTH_FAILED, account="a@b", source="udp:192.0.2.2:1", reason="r")
-    bus.emit(ev.REGISTERED, account="a@b", source="udp:192.0.2.1:1")  # not a failure
+        bus.emit(ev.AuthFailed(account="a@b", source=f"udp:192.0.2.1:{port}", reason="r"))
+    bus.emit(ev.AuthFailed(account="a@b", source="udp:192.0.2.2:1", reason="r"))
+    bus.emit(ev.Expired(account="a@b", source="udp:192.0.2.1:1", contact="c", binding="b"))
     assert [r.source for r in sink.rows].count("udp:192.0.2.2:1") == 1
     assert sum(r.type == ev.AUTH_FAILED for r in sink.rows) == 4
     assert bus.suppressed[ev.AUTH_FAILED] == 7
     assert bus.counts[ev.AUTH_FAILED] == 4
     # the next window: the first event written says how many it stands for
     clock.now += 60
-    bus.emit(ev.AUTH_FAILED, account="a@b", source="udp:192.0.2.1:99", reason="r")
+    bus.emit(ev.AuthFailed(account="a@b", source="udp:192.0.2.1:99", reason="r"))
     assert sink.rows[-1].details["suppressed"] == 7
-    bus.emit(ev.AUTH_FAILED, account="a@b", source="udp:192.0.2.1:99", reason="r")
+    bus.emit(ev.AuthFailed(account="a@b", source="udp:192.0.2.1:99", reason="r"))
     assert "suppressed" not in sink.rows[-1].details
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from regswitch.events import EventBus
-from regswitch.keepalive import Keepalive
-from regswitch.params import Params
+from regswitch.app.keepalive import Keepalive
+from regswitch.common.events import EventBus
+from regswitch.common.params import Params
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.storage.base import EventRecord, NewEvent
 from support.builders import make_binding

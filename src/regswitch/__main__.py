@@ -1,4 +1,4 @@
-from regswitch.console.cli import main
+from regswitch.cli.main import main
 
 # guarded: `serve --workers` starts workers with multiprocessing's "spawn",
 # which imports the parent's main module again in each of them

@@ -17,16 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from regswitch.config import Settings, api_host, api_port
-from regswitch.endpoint import Endpoint
-from regswitch.ids import new_id
-from regswitch.logs import setup_logging
+from regswitch.app.switch import Switch
+from regswitch.common.config import Settings, api_host, api_port
+from regswitch.common.ids import new_id
+from regswitch.common.logs import setup_logging
 from regswitch.sip.timers import Timers
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.storage.base import StorageError
 from regswitch.storage.redis_location import RedisLocation
-from regswitch.switch import Switch
 from regswitch.transport.base import ListenSpec, TransportLimits
+from regswitch.transport.endpoint import Endpoint
 from regswitch.transport.hep import CapturingSender, HepCapture, parse_target
 from regswitch.transport.manager import TransportManager
 from regswitch.transport.stream import server_ssl_context

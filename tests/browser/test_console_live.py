@@ -236,6 +236,14 @@ def test_refresh_and_unregister_show_live(
     assert phone.register("erin", "regswitch.local", "erin-pw", expires=600).status == 200
     countdown = row(page, "erin").locator(".countdown")
     expect(countdown).to_have_text(re.compile(r"^(9:[0-5]\d|10:00)$"))
+    # The row may come from a read that began before the `registered` event,
+    # whose own re-read then follows: count reads once the page has that
+    # event and no read is in flight or scheduled.
+    registered = server.api.get("/api/events", params={"type": "registered"}).json()[0]
+    page.wait_for_function(
+        "id => Number(document.documentElement.dataset.lastEvent || 0) >= id", arg=registered["id"]
+    )
+    expect(page.locator("#registrations")).to_have_attribute("data-settled", "true")
     reads_before = len(reads)
 
     # A refresh (same Call-ID) patches the row from its event: no re-read.

@@ -20,7 +20,7 @@ from typing import Any
 
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
-from regswitch.endpoint import Endpoint
+from regswitch.common.domain_events import DomainEvent, details_of
 from regswitch.registrar.bindings import Binding
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
@@ -29,16 +29,21 @@ from regswitch.sip.serialise import response_for, serialise
 from regswitch.sip.txlayer import TransactionLayer
 from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrRecord
+from regswitch.transport.endpoint import Endpoint
 
 DOMAIN = "example.com"
 SWITCH = ("10.0.0.100", 5060)
 ALICE = ("10.0.0.1", 5061)
 BOB1 = ("10.0.0.2", 5062)
 BOB2 = ("10.0.0.3", 5063)
-OFFER = (b"v=0\r\no=alice 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
-         b"m=audio 4000 RTP/AVP 0\r\n")
-ANSWER = (b"v=0\r\no=bob 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
-          b"m=audio 5000 RTP/AVP 0\r\n")
+OFFER = (
+    b"v=0\r\no=alice 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 4000 RTP/AVP 0\r\n"
+)
+ANSWER = (
+    b"v=0\r\no=bob 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
+    b"m=audio 5000 RTP/AVP 0\r\n"
+)
 
 
 def flow(peer: tuple[str, int]) -> Flow:
@@ -102,8 +107,8 @@ class FakeEvents:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, dict[str, Any]]] = []
 
-    def emit(self, type: str, **details: Any) -> None:
-        self.emitted.append((type, details))
+    def emit(self, event: DomainEvent) -> None:
+        self.emitted.append((event.TYPE, details_of(event)))
 
 
 class FakeCdrs:
@@ -172,14 +177,21 @@ class FakeSwitch:
         ids = itertools.count(1)
         self.tx = TransactionLayer(id_factory=lambda: f"id{next(ids)}")
         self.endpoint = Endpoint(
-            self.tx, self.sender, id_factory=lambda: f"tag{next(ids)}", loop=self.loop  # type: ignore[arg-type]
+            self.tx,
+            self.sender,
+            id_factory=lambda: f"tag{next(ids)}",
+            loop=self.loop,  # type: ignore[arg-type]
         )
         self.registrar = FakeRegistrar()
         self.events = FakeEvents()
         self.cdrs = FakeCdrs()
         self.b2bua = B2BUA(
-            self.endpoint, self.registrar, self.events, self.cdrs,  # type: ignore[arg-type]
-            self.loop.time, **b2bua_args,
+            self.endpoint,
+            self.registrar,
+            self.events,
+            self.cdrs,  # type: ignore[arg-type]
+            self.loop.time,
+            **b2bua_args,
         )
         self.b2bua.install()
         self.teardown = Teardown(self.b2bua)
@@ -196,10 +208,24 @@ class FakeSwitch:
         aor = self.account(user)
         n = next(self._n)
         binding = Binding(
-            id=f"b{n}", aor=aor, contact=f"sip:{user}@{peer[0]}:{peer[1]}", transport="udp",
-            source_ip=peer[0], source_port=peer[1], local_ip=SWITCH[0], local_port=SWITCH[1],
-            conn_id=0, call_id=f"reg{n}", cseq=1, expires_at=self.loop.now + 3600, instance=None,
-            reg_id=None, user_agent=None, path=(), registered_at=0.0, refreshed_at=0.0,
+            id=f"b{n}",
+            aor=aor,
+            contact=f"sip:{user}@{peer[0]}:{peer[1]}",
+            transport="udp",
+            source_ip=peer[0],
+            source_port=peer[1],
+            local_ip=SWITCH[0],
+            local_port=SWITCH[1],
+            conn_id=0,
+            call_id=f"reg{n}",
+            cseq=1,
+            expires_at=self.loop.now + 3600,
+            instance=None,
+            reg_id=None,
+            user_agent=None,
+            path=(),
+            registered_at=0.0,
+            refreshed_at=0.0,
         )
         self.registrar.bindings.setdefault(aor, []).append(binding)
         return binding
@@ -211,9 +237,17 @@ class FakeSwitch:
     def receive(self, message: Request | Response, peer: tuple[str, int]) -> None:
         self.endpoint.on_data(serialise(message), flow(peer))
 
-    def invite(self, peer: tuple[str, int], callee: str, *, caller: str = "alice",
-               body: bytes = OFFER, max_forwards: int = 70,
-               extra: dict[str, str] | None = None, contact: str | None = None) -> Request:
+    def invite(
+        self,
+        peer: tuple[str, int],
+        callee: str,
+        *,
+        caller: str = "alice",
+        body: bytes = OFFER,
+        max_forwards: int = 70,
+        extra: dict[str, str] | None = None,
+        contact: str | None = None,
+    ) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKa{n}")
@@ -231,8 +265,16 @@ class FakeSwitch:
         self.receive(request, peer)
         return request
 
-    def reply(self, request: Request, status: int, peer: tuple[str, int], *,
-              to_tag: str | None = None, body: bytes = b"", contact: str | None = None) -> Response:
+    def reply(
+        self,
+        request: Request,
+        status: int,
+        peer: tuple[str, int],
+        *,
+        to_tag: str | None = None,
+        body: bytes = b"",
+        contact: str | None = None,
+    ) -> Response:
         """A device's response to a request the switch sent it."""
         response = response_for(request, status, to_tag=to_tag, body=body)
         if request.method == "INVITE" and 100 < status < 300:
@@ -242,10 +284,21 @@ class FakeSwitch:
         self.receive(response, peer)
         return response
 
-    def in_dialog(self, method: str, peer: tuple[str, int], *, call_id: str, from_: str, to: str,
-                  cseq: int, uri: str = "sip:10.0.0.100:5060", body: bytes = b"",
-                  extra: dict[str, str] | None = None, max_forwards: int = 70,
-                  contact: str | None = None) -> Request:
+    def in_dialog(
+        self,
+        method: str,
+        peer: tuple[str, int],
+        *,
+        call_id: str,
+        from_: str,
+        to: str,
+        cseq: int,
+        uri: str = "sip:10.0.0.100:5060",
+        body: bytes = b"",
+        extra: dict[str, str] | None = None,
+        max_forwards: int = 70,
+        contact: str | None = None,
+    ) -> Request:
         n = next(self._n)
         h = Headers()
         h.add("Via", f"SIP/2.0/UDP {peer[0]}:{peer[1]};branch=z9hG4bKd{n}")

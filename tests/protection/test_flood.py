@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from regswitch.networks import parse_networks
+from regswitch.common.networks import parse_networks
 from regswitch.protection.flood import UNANSWERED_REPORT, FloodGuard, FloodLimits
 
 IP = "198.51.100.7"

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from regswitch.networks import in_networks, parse_networks
+from regswitch.common.networks import in_networks, parse_networks
 from regswitch.registrar.auth import BLOCKED, Authenticator, NonceCounter
 from regswitch.sip import digest
 from regswitch.sip.message import Headers, Request

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from regswitch.params import ParamError, Params
+from regswitch.common.params import ParamError, Params
 from regswitch.protection.pingpong import PingPongDetector, device_of
 from regswitch.registrar.kick_notice import DEFAULT_TEXT, render, template_error
 from regswitch.registrar.policy import ContactRequest, Policy, RegisterRequest, decide

@@ -15,6 +15,23 @@ from regswitch.storage.pg import PostgresStorage
 from regswitch.storage.sqlite import SqliteStorage
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A `durable` test does not apply to a backend that forgets on close:
+    it is not generated for it (deselected), rather than skipped."""
+    keep, drop = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        forgets = spec is not None and spec.params.get("backend") in NOT_DURABLE
+        (drop if forgets and item.get_closest_marker("durable") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+#: Backends whose data does not survive a close and reopen.
+NOT_DURABLE = frozenset({"sqlite-memory"})
+
+
 @pytest.fixture(params=["sqlite", "sqlite-memory", "memory", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     if request.param == "postgresql":

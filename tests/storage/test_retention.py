@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from storage_builders import make_cdr, make_event
 
-from regswitch.params import Params
-from regswitch.retention import DAY, Retention
+from regswitch.app.retention import DAY, Retention
+from regswitch.common.params import Params
 from regswitch.storage.base import CdrFilter, EventFilter, Storage
 
 pytestmark = pytest.mark.timeout(30)

@@ -20,11 +20,6 @@ from regswitch.storage.base import (
 pytestmark = pytest.mark.timeout(20)
 
 
-def need_durable(backend: Backend) -> None:
-    if not backend.durable:
-        pytest.skip(f"{backend.name} keeps no data across reopen")
-
-
 # --------------------------------------------------------------------------- domains
 
 
@@ -98,8 +93,8 @@ async def test_account_put_many(store: Storage) -> None:
     assert await store.accounts.list_all() == accounts
 
 
+@pytest.mark.durable
 async def test_accounts_survive_reopen(backend: Backend, store: Storage) -> None:
-    need_durable(backend)
     acct = make_account("alice", allowed_networks=("10.0.0.0/8",))
     await store.accounts.put(acct)
     store = await backend.reopen(store)
@@ -123,8 +118,8 @@ async def test_params_set_load_overwrite(store: Storage) -> None:
     }
 
 
+@pytest.mark.durable
 async def test_params_survive_reopen(backend: Backend, store: Storage) -> None:
-    need_durable(backend)
     await store.params.set("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "HELLO")
     store = await backend.reopen(store)
     try:
@@ -184,8 +179,8 @@ async def test_binding_ops_apply_in_order(store: Storage) -> None:
     assert loaded["kept"].cseq == 7
 
 
+@pytest.mark.durable
 async def test_bindings_survive_reopen_expired_included(backend: Backend, store: Storage) -> None:
-    need_durable(backend)
     live = make_binding("live", expires_at=4_000_000_000.0)
     expired = make_binding("expired", expires_at=1.0)
     await store.bindings.apply([BindingOp.upsert(live), BindingOp.upsert(expired)])
@@ -262,8 +257,8 @@ async def test_event_details_round_trip_json(store: Storage) -> None:
     assert got.details == details
 
 
+@pytest.mark.durable
 async def test_event_ids_keep_increasing_across_reopen(backend: Backend, store: Storage) -> None:
-    need_durable(backend)
     first = [store.events.add(make_event()) for _ in range(3)]
     store = await backend.reopen(store)  # close() flushes the write-behind queue
     try:
@@ -338,8 +333,8 @@ async def test_cdr_same_id_replaces(store: Storage) -> None:
     assert got.final_code == 200
 
 
+@pytest.mark.durable
 async def test_cdrs_survive_reopen(backend: Backend, store: Storage) -> None:
-    need_durable(backend)
     cdr = make_cdr("c1")
     store.cdrs.add(cdr)
     store = await backend.reopen(store)  # no explicit flush: close() writes it

@@ -13,12 +13,21 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from regswitch import events as ev
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
 from regswitch.calls.guard import DialogGuard
-from regswitch.endpoint import Endpoint, ServerTransaction, our_contact, required_extensions
-from regswitch.events import EventBus
-from regswitch.ids import new_id
+from regswitch.calls.states import (
+    ACTIVE_LEG,
+    PENDING_LEG,
+    CallInput,
+    LegAction,
+    LegInput,
+    LegState,
+    call_step,
+    leg_step,
+)
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
 from regswitch.sip import events as sipev
@@ -27,6 +36,12 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Headers, Request, Response
 from regswitch.sip.uri import URI
 from regswitch.storage.base import CdrStore
+from regswitch.transport.endpoint import (
+    Endpoint,
+    IncomingRequest,
+    our_contact,
+    required_extensions,
+)
 
 log = logging.getLogger("regswitch.calls")
 
@@ -46,7 +61,7 @@ class Callers(Protocol):
     @property
     def accounts(self) -> Accounts: ...
 
-    def authenticate_caller(self, stx: ServerTransaction) -> str | None: ...
+    def authenticate_caller(self, stx: IncomingRequest) -> str | None: ...
 
     def aor_of(self, uri: URI) -> str | None: ...
 
@@ -101,7 +116,7 @@ class B2BUA:
         endpoint.on_stray_response(self.on_stray_response)
 
     # --- new calls ------------------------------------------------------------------
-    def on_invite(self, stx: ServerTransaction) -> None:
+    def on_invite(self, stx: IncomingRequest) -> None:
         request = stx.request
         if request.to.tag is not None:
             self.on_in_dialog(stx)
@@ -139,7 +154,9 @@ class B2BUA:
             return
         stx.to_tag = new_id()
         a_dialog = Dialog.as_uas(request, stx.to_tag, self._our_contact(stx.flow))
-        a_leg = Leg("a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state="early")
+        a_leg = Leg(
+            "a", a_dialog, stx.flow, a_contact, invite_cseq=request.cseq.seq, state=LegState.EARLY
+        )
         a_leg.peers.add(source_of(stx.flow))
         call = Call(
             id=new_id(),
@@ -163,8 +180,13 @@ class B2BUA:
             self._fork(call, binding, number, request, max_forwards)
         call.timers.append(self.loop.call_later(self.no_answer_timeout, self._no_answer, call))
         self.events.emit(
-            ev.CALL_STARTED, account=caller, source=a_leg.source, call=call.id,
-            callee=callee_aor, forks=len(call.forks),
+            ev.CallStarted(
+                account=caller,
+                source=a_leg.source,
+                call=call.id,
+                callee=callee_aor,
+                forks=len(call.forks),
+            )
         )
 
     def _fork(
@@ -232,11 +254,11 @@ class B2BUA:
         leg.peers.add(source_of(event.flow))
         status = response.status
         if status < 200:
-            if status == 100 or not leg.active:
+            if status == 100 or leg.state not in PENDING_LEG:
                 return
             if response.to.tag:
                 leg.dialog.update_from_response(response)
-                leg.state = "early"
+                self._leg_input(leg, LegInput.PROVISIONAL)
             if not call.answered and not call.ended:
                 self._relay_response(call.stx, response)
             return
@@ -250,27 +272,33 @@ class B2BUA:
             self._another_2xx(leg, response)
             return
         leg.dialog.update_from_response(response)
-        leg.state = "confirmed"
+        self._leg_input(leg, LegInput.ANSWERED)
         if call.ended or call.b is not None:
             # too late (cancelled, failed, or another fork won): take it and hang it up
             self._ack(leg)
             self._bye(leg)
-            leg.state = "ended"
             return
         call.b = leg
-        call.state = "answered"
+        call.state = call_step(call.state, CallInput.ANSWER)
         call.answer = self.clock()
         call.final_code = 200
         for other in call.active_forks():
-            self._cancel_fork(other)
+            self.cancel_fork(other)
         call.cancel_timers()
         call.timers.append(self.loop.call_later(self.max_call_duration, self._max_duration, call))
         call.timers.append(self.loop.call_later(ACK_WAIT, self._ack_timeout, call))
-        call.a.state = "confirmed"
+        self._leg_input(call.a, LegInput.ANSWERED)
         self._relay_response(call.stx, response)
         self._by_invite_tx.pop(call.stx.tx_id, None)
-        self.events.emit(ev.CALL_ANSWERED, account=call.caller, source=call.a.source, call=call.id,
-                         callee=call.callee, callee_contact=leg.contact)
+        self.events.emit(
+            ev.CallAnswered(
+                account=call.caller,
+                source=call.a.source,
+                call=call.id,
+                callee=call.callee,
+                callee_contact=leg.contact,
+            )
+        )
 
     def _another_2xx(self, leg: Leg, response: Response) -> None:
         """A 2xx after the one that confirmed `leg`'s dialog."""
@@ -289,23 +317,23 @@ class B2BUA:
         self.endpoint.send_request(other.request("BYE"), leg.flow, _ignore)
 
     def _fork_failed(self, call: Call, leg: Leg, status: int, reason: str) -> None:
-        if not leg.active:
+        if leg.state not in PENDING_LEG:
             return
-        leg.state = "failed"
+        self._leg_input(leg, LegInput.REJECTED)
         if call.ended or call.answered:
             return
         if call.best_failure is None or _better_failure(status, call.best_failure[0]):
             call.best_failure = (status, reason)
         if status >= 600:
             for other in call.active_forks():
-                self._cancel_fork(other)
+                self.cancel_fork(other)
         if call.active_forks():
             return
         code, phrase = call.best_failure
         call.stx.respond(code, phrase)
         self.end_call(call, end_reason_for(code), "callee", code)
 
-    def _relay_response(self, stx: ServerTransaction, response: Response) -> None:
+    def _relay_response(self, stx: IncomingRequest, response: Response) -> None:
         """Send `response`'s status, reason and body on the other leg's transaction."""
         out = stx.response(response.status, response.reason, response.body)
         content_type = response.content_type
@@ -345,11 +373,11 @@ class B2BUA:
         if call is None or call.ended or call.answered:
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
+            self.cancel_fork(leg)
         call.stx.respond(487, "Request Terminated")
         self.end_call(call, "cancelled", "caller", 487)
 
-    def on_in_dialog(self, stx: ServerTransaction) -> None:
+    def on_in_dialog(self, stx: IncomingRequest) -> None:
         request = stx.request
         found = self.guard.dialog_of(request)
         if found is None:
@@ -367,7 +395,7 @@ class B2BUA:
             self._bye_from(call, leg)
             return
         other = self._other(call, leg)
-        if other is None or call.ended or not other.active:
+        if other is None or call.ended or other.state not in ACTIVE_LEG:
             stx.respond(481, "Call/Transaction Does Not Exist")
             return
         if request.max_forwards == 0:
@@ -427,7 +455,7 @@ class B2BUA:
     def _bye_from(self, call: Call, leg: Leg) -> None:
         if call.ended:
             return
-        leg.state = "ended"
+        self._leg_input(leg, LegInput.BYE_RECEIVED)
         if leg is not call.a and leg is not call.b:
             return  # a losing fork that answered too late: its dialog alone ends
         if leg is call.a:
@@ -435,10 +463,14 @@ class B2BUA:
                 self._bye(call.b)
             else:
                 for fork in call.active_forks():
-                    self._cancel_fork(fork)
+                    self.cancel_fork(fork)
                 call.stx.respond(487, "Request Terminated")
-            self.end_call(call, "normal" if call.answered else "cancelled", "caller",
-                          200 if call.answered else 487)
+            self.end_call(
+                call,
+                "normal" if call.answered else "cancelled",
+                "caller",
+                200 if call.answered else 487,
+            )
         else:
             self._bye(call.a)
             self.end_call(call, "normal", "callee", 200)
@@ -448,7 +480,7 @@ class B2BUA:
         if call.ended or call.answered:
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg)
+            self.cancel_fork(leg)
         call.stx.respond(408, "Request Timeout")
         self.end_call(call, "no-answer", "system", 408)
 
@@ -481,7 +513,7 @@ class B2BUA:
             self.end_call(call, reason, direction, call.final_code or 200)
             return
         for leg in call.active_forks():
-            self._cancel_fork(leg, header)
+            self.cancel_fork(leg, header)
         call.stx.respond(487, why or "Request Terminated")
         self.end_call(call, reason, direction, 487)
 
@@ -489,7 +521,7 @@ class B2BUA:
         """Record the end once: state, indexes, CDR, event."""
         if call.ended:
             return
-        call.state = "ended"
+        call.state = call_step(call.state, CallInput.END)
         call.end = self.clock()
         call.end_reason = reason
         call.end_direction = direction
@@ -510,9 +542,16 @@ class B2BUA:
         self.ended_by_reason[reason] += 1
         self.cdrs.add(call.cdr())
         self.events.emit(
-            ev.CALL_ENDED, account=call.caller, source=call.a.source, call=call.id,
-            callee=call.callee, reason=reason, direction=direction, code=call.final_code,
-            duration=round((call.end - call.answer) if call.answer else 0.0, 3),
+            ev.CallEnded(
+                account=call.caller,
+                source=call.a.source,
+                call=call.id,
+                callee=call.callee,
+                reason=reason,
+                direction=direction,
+                code=call.final_code,
+                duration=round((call.end - call.answer) if call.answer else 0.0, 3),
+            )
         )
 
     def _forget_dialogs(self, keys: list[tuple[str, str]]) -> None:
@@ -531,16 +570,24 @@ class B2BUA:
         self.endpoint.send_stateless(leg.ack, leg.flow)
 
     def _bye(self, leg: Leg, reason: str | None = None) -> None:
-        leg.state = "ended"
-        bye = leg.dialog.request("BYE")
-        if reason:
-            bye.headers.add("Reason", reason)
-        self.endpoint.send_request(bye, leg.flow, _ignore)
+        self._leg_input(leg, LegInput.HANG_UP, reason)
 
-    def _cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
-        leg.state = "failed"
-        if leg.invite_tx is not None:
-            self.endpoint.send_cancel(leg.invite_tx, reason)
+    def cancel_fork(self, leg: Leg, reason: str | None = None) -> None:
+        """Give up an unanswered fork (CANCEL toward its device); `reason` is a
+        Reason header value (RFC 3326)."""
+        self._leg_input(leg, LegInput.CANCEL, reason)
+
+    def _leg_input(self, leg: Leg, given: LegInput, reason: str | None = None) -> None:
+        """The one place a leg's state changes: the table's next state, then its action."""
+        action, leg.state = leg_step(leg.state, given)
+        if action is LegAction.SEND_CANCEL:
+            if leg.invite_tx is not None:
+                self.endpoint.send_cancel(leg.invite_tx, reason)
+        elif action is LegAction.SEND_BYE:
+            bye = leg.dialog.request("BYE")
+            if reason:
+                bye.headers.add("Reason", reason)
+            self.endpoint.send_request(bye, leg.flow, _ignore)
 
     def _other(self, call: Call, leg: Leg) -> Leg | None:
         if leg is not call.a:
@@ -555,21 +602,40 @@ class B2BUA:
         return our_contact(flow, self.advertised_host)
 
     def _rejected_cdr(
-        self, stx: ServerTransaction, caller: str, callee: str, code: int, reason: str
+        self, stx: IncomingRequest, caller: str, callee: str, code: int, reason: str
     ) -> None:
         from regswitch.storage.base import CdrRecord
 
         now = self.clock()
         flow = stx.flow
-        self.cdrs.add(CdrRecord(
-            id=new_id(), caller=caller, callee=callee, caller_contact=_contact_uri(stx.request),
-            caller_source=f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}",
-            a_call_id=stx.request.call_id, start=now, end=now, final_code=code,
-            end_reason=reason, end_direction="system",
-        ))
+        self.cdrs.add(
+            CdrRecord(
+                id=new_id(),
+                caller=caller,
+                callee=callee,
+                caller_contact=_contact_uri(stx.request),
+                caller_source=f"{flow.transport}:{flow.remote[0]}:{flow.remote[1]}",
+                a_call_id=stx.request.call_id,
+                start=now,
+                end=now,
+                final_code=code,
+                end_reason=reason,
+                end_direction="system",
+            )
+        )
         self.ended_by_reason[reason] += 1
-        self.events.emit(ev.CALL_ENDED, account=caller, source=f"{flow.remote[0]}", call=None,
-                         callee=callee, reason=reason, direction="system", code=code, duration=0.0)
+        self.events.emit(
+            ev.CallEnded(
+                account=caller,
+                source=f"{flow.remote[0]}",
+                call=None,
+                callee=callee,
+                reason=reason,
+                direction="system",
+                code=code,
+                duration=0.0,
+            )
+        )
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = self.clock()

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from regswitch.endpoint import ServerTransaction
+from regswitch.calls.states import ACTIVE_LEG, PENDING_LEG, CallState, LegState
 from regswitch.registrar.bindings import Binding
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.errors import ParseError
@@ -19,6 +19,7 @@ from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import CdrRecord
+from regswitch.transport.endpoint import IncomingRequest
 
 Source = tuple[str, str, int]  # (transport, address, port) a request came from
 
@@ -35,7 +36,7 @@ class Leg:
     contact: str | None
     binding_id: str | None = None
     invite_tx: str | None = None  # B: our INVITE client transaction
-    state: str = "trying"  # trying | early | confirmed | failed | ended
+    state: LegState = LegState.TRYING  # changed only through calls/states.py's table
     invite_cseq: int = 1
     acked: bool = False  # B: the 2xx of the initial INVITE was ACKed
     ack: Request | None = None  # B: that ACK, sent again when the 2xx is retransmitted
@@ -59,7 +60,7 @@ class Leg:
 
     @property
     def active(self) -> bool:
-        return self.state in ("trying", "early", "confirmed")
+        return self.state in ACTIVE_LEG
 
     def knows(self, flow: Flow) -> bool:
         """Did `flow` come from where this leg's party is known to send from (its
@@ -76,12 +77,12 @@ class Call:
     caller: str
     callee: str
     a: Leg
-    stx: ServerTransaction  # the caller's INVITE, until it has a final response
+    stx: IncomingRequest  # the caller's INVITE, until it has a final response
     start: float
     caller_binding_id: str | None = None
     forks: list[Leg] = field(default_factory=list)
     b: Leg | None = None  # the fork that answered
-    state: str = "setup"  # setup | answered | ended
+    state: CallState = CallState.SETUP  # changed only through calls/states.py's table
     answer: float | None = None
     end: float | None = None
     final_code: int | None = None
@@ -94,14 +95,14 @@ class Call:
 
     @property
     def answered(self) -> bool:
-        return self.state == "answered"
+        return self.state is CallState.ANSWERED
 
     @property
     def ended(self) -> bool:
-        return self.state == "ended"
+        return self.state is CallState.ENDED
 
     def active_forks(self) -> list[Leg]:
-        return [leg for leg in self.forks if leg.state in ("trying", "early")]
+        return [leg for leg in self.forks if leg.state in PENDING_LEG]
 
     def legs(self) -> list[Leg]:
         return [self.a, *self.forks]

@@ -14,15 +14,15 @@ import logging
 from typing import Protocol
 
 from regswitch.calls.call import Call, Leg, source_of
-from regswitch.endpoint import ServerTransaction
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
+from regswitch.transport.endpoint import IncomingRequest
 
 log = logging.getLogger("regswitch.calls")
 
 
 class Authenticator(Protocol):
-    def authenticate_caller(self, stx: ServerTransaction) -> str | None: ...
+    def authenticate_caller(self, stx: IncomingRequest) -> str | None: ...
 
 
 class DialogGuard:
@@ -54,7 +54,7 @@ class DialogGuard:
         self.refused += 1
         return False
 
-    def admit(self, call: Call, leg: Leg, stx: ServerTransaction) -> bool:
+    def admit(self, call: Call, leg: Leg, stx: IncomingRequest) -> bool:
         """Is this in-dialog request from the leg's party? From a known source, yes.
         From any other source only with the party's own credentials (digest 407,
         sent statelessly, or the account's allowed networks): then the leg follows

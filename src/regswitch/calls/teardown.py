@@ -54,9 +54,7 @@ class Teardown:
                 continue
             forks = [leg for leg in call.active_forks() if leg.binding_id == binding_id]
             for leg in forks:
-                leg.state = "failed"
-                if leg.invite_tx is not None:
-                    b2bua.endpoint.send_cancel(leg.invite_tx, reason_header(why))
+                b2bua.cancel_fork(leg, reason_header(why))
             if forks and not call.active_forks():
                 call.stx.respond(480, why)
                 b2bua.end_call(call, reason, "system", 480)

@@ -19,14 +19,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from regswitch import events as ev
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
 from regswitch.cluster.bus import Bus
 from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.nodes import DOWN_PREFIX, Nodes, calls_key
-from regswitch.events import EventBus
-from regswitch.params import ParamError, Params
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.params import ParamError, Params
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
 from regswitch.registrar.domains import Domains
@@ -206,17 +206,29 @@ class ClusterNode:
         calls = await self.nodes.calls(entry)
         for call_id, view in calls.items():
             self.b2bua.cdrs.add(_failed_cdr(call_id, view, last))
+            answer = view.get("answer")
             self.events.emit(
-                ev.CALL_ENDED, account=view.get("caller"), source=view.get("caller_source"),
-                call=call_id, callee=view.get("callee"), reason="node-failure",
-                direction="system", code=200 if view.get("answer") else 0,
-                duration=round(last - view["answer"], 3) if view.get("answer") else 0.0,
-            )  # fmt: skip
+                ev.CallEnded(
+                    account=view.get("caller"),
+                    source=view.get("caller_source"),
+                    call=call_id,
+                    callee=str(view.get("callee")),
+                    reason="node-failure",
+                    direction="system",
+                    code=200 if answer else None,
+                    duration=round(max(0.0, last - answer), 3) if answer else 0.0,
+                )
+            )
         await self.redis.call(self.redis.client.delete(calls_key(node, float(entry["started"]))))
         self.events.emit(
-            ev.NODE_DOWN, source=node, node=node, last_heartbeat=last,
-            calls_closed=sorted(calls), by=self.node,
-        )  # fmt: skip
+            ev.NodeDown(
+                source=node,
+                node=node,
+                last_heartbeat=last,
+                calls_closed=sorted(calls),
+                by=self.node,
+            )
+        )
 
     # --- status -------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:

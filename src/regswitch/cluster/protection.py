@@ -23,10 +23,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from regswitch import events as ev
 from regswitch.cluster.bus import Bus
-from regswitch.events import EventBus
-from regswitch.periodic import Periodic
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.auth import Authenticator

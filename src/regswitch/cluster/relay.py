@@ -41,7 +41,6 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from regswitch.endpoint import Sender
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip.errors import ParseError
 from regswitch.sip.flow import Flow
@@ -49,6 +48,7 @@ from regswitch.sip.headers import Via, parse_name_addr, parse_via
 from regswitch.sip.message import Request, Response
 from regswitch.sip.parse import parse_message
 from regswitch.sip.serialise import response_for, serialise
+from regswitch.transport.endpoint import Sender
 
 log = logging.getLogger("regswitch.cluster.relay")
 

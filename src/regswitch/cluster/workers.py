@@ -33,7 +33,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from regswitch.config import Settings, api_host, api_port
+from regswitch.common.config import Settings, api_host, api_port
 from regswitch.transport.base import ListenSpec
 
 log = logging.getLogger("regswitch.workers")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from regswitch import events as ev
+from regswitch.common import domain_events as ev
 from regswitch.storage.base import CdrFilter, CdrRecord, EventFilter, EventRecord, Storage
 
 #: Events of the account read per page (newest first), by default and at most.
@@ -87,7 +87,7 @@ def timeline(
 ) -> list[dict[str, Any]]:
     """Entries newest first. Refreshes of one binding with nothing else in
     between become one entry; a call with a CDR is shown by its CDR."""
-    ordered = sorted(events, key=lambda e: e.id)
+    ordered = sorted(events, key=_by_id)
     user_agents = {
         e.details.get("binding"): e.details.get("user_agent")
         for e in ordered
@@ -95,32 +95,37 @@ def timeline(
     }
     with_cdr = {c.id for c in cdrs}
     out: list[dict[str, Any]] = []
-    runs: dict[str, dict[str, Any]] = {}  # binding -> its open run of refreshes
+    # binding -> its open run of refreshes; a run's entry is completed once,
+    # after the loop (most of an account's events are refreshes)
+    runs: dict[str, _Run] = {}
+    closed: list[_Run] = []
+    refreshed, call_events = ev.REFRESHED, _CALL_EVENTS
     for position, event in enumerate(ordered):
-        if event.type == ev.REFRESHED and not event.details.get("old_contact"):
-            binding = str(event.details.get("binding"))
+        kind = event.type
+        details = event.details
+        if kind == refreshed and not details.get("old_contact"):
+            binding = str(details.get("binding"))
             run = runs.get(binding)
             if run is not None:
-                run["count"] += 1
-                run["end_time"] = event.time
-                run["last_event_id"] = event.id
-                run["last"] = event
+                run.count += 1
+                run.last = event
                 continue
-            runs[binding] = entry = _entry(event, "refreshes", "")
-            entry.update(count=1, last=event)
-            out.append(entry)
+            run = runs[binding] = _Run(_entry(event, "refreshes", ""), event)
+            closed.append(run)
+            out.append(run.entry)
             continue
-        if event.type in _CALL_EVENTS and event.details.get("call") in with_cdr:
-            continue
-        if event.type == ev.CALL_ANSWERED:
-            continue  # the call's start and end (or its CDR) tell it
+        if kind in call_events and (kind == ev.CALL_ANSWERED or details.get("call") in with_cdr):
+            continue  # a call is told by its start and end, or by its CDR
         runs.clear()
-        out.append(_entry(event, _KIND.get(event.type, event.type),
+        out.append(_entry(event, _KIND.get(kind, kind),
                           _summary(event, ordered, position, user_agents)))  # fmt: skip
-    for entry in out:
-        last = entry.pop("last", None)
-        if last is not None:
-            entry["summary"] = _refresh_text(entry["count"], last)
+    for run in closed:
+        last = run.last
+        if run.count > 1:
+            run.entry.update(count=run.count, end_time=last.time, last_event_id=last.id)
+        else:
+            run.entry["count"] = 1
+        run.entry["summary"] = _refresh_text(run.count, last)
     for cdr in cdrs:
         out.append(_cdr_entry(account, cdr))
     out.sort(key=lambda x: (x["time"], x.get("event_id") or 0), reverse=True)
@@ -145,6 +150,21 @@ _KIND = {
     ev.CALL_STARTED: "call",
     ev.CALL_ENDED: "call",
 }
+
+
+class _Run:
+    """A run of refreshes of one binding: its entry and the newest refresh."""
+
+    __slots__ = ("count", "entry", "last")
+
+    def __init__(self, entry: dict[str, Any], first: EventRecord) -> None:
+        self.entry = entry
+        self.count = 1
+        self.last = first
+
+
+def _by_id(event: EventRecord) -> int:
+    return event.id
 
 
 def _entry(event: EventRecord, kind: str, summary: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from regswitch.periodic import Periodic
+from regswitch.common.periodic import Periodic
 
 INTERVAL = 5.0
 SPAN = 3600.0

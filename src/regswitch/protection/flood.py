@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from regswitch.networks import IPNetwork, in_networks
+from regswitch.common.networks import IPNetwork, in_networks
 
 # unanswered challenges of one account from one source, within an hour,
 # before an event says so (once per hour)

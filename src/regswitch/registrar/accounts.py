@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from regswitch.networks import IPNetwork, in_networks, parse_networks
+from regswitch.common.networks import IPNetwork, in_networks, parse_networks
 from regswitch.sip import digest
 from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 import email.utils
 from collections import Counter
 
-from regswitch import events as ev
-from regswitch.endpoint import ServerTransaction
-from regswitch.events import EventBus
-from regswitch.params import Params
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.params import Params
 from regswitch.protection.pingpong import PingPongDetector, device_of
 from regswitch.protection.sharing import SharingDetector, Suspicion
 from regswitch.registrar.bindings import Binding
@@ -25,6 +24,7 @@ from regswitch.registrar.contacts import quote_safe, warn_agent
 from regswitch.registrar.kick_notice import KickNotice, render
 from regswitch.registrar.policy import ContactRequest, RegisterRequest
 from regswitch.registrar.tombstones import Tombstone, Tombstones, refusal_text
+from regswitch.transport.endpoint import IncomingRequest
 
 TOMBSTONE_REASON = {"replaced": "Registration Replaced", "blocked": "Device Blocked"}
 LOCKED_REASON = "Account Locked"
@@ -61,7 +61,7 @@ class KickGuard:
     # --- before the decision --------------------------------------------------------
     def refused(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         contacts: list[ContactRequest] | None,
         bindings: list[Binding],
@@ -81,31 +81,32 @@ class KickGuard:
             return True
         return self._locked_out(stx, req, next(iter(instances), None), bindings)
 
-    def _refuse_stone(self, stx: ServerTransaction, req: RegisterRequest, stone: Tombstone) -> None:
+    def _refuse_stone(self, stx: IncomingRequest, req: RegisterRequest, stone: Tombstone) -> None:
         stone.refusals += 1
         self.results[f"refused-{stone.kind}"] += 1
         text = refusal_text(stone, req.now)
         reason = TOMBSTONE_REASON[stone.kind]
         if stone.refusals == 1:  # one event per tombstone, not one per retry
             self.events.emit(
-                ev.REJECTED,
-                account=req.aor,
-                source=_source(req),
-                status=403,
-                reason=reason,
-                tombstone=stone.kind,
-                old_binding=stone.binding_id,
-                replaced_by=stone.by_binding,
-                replaced_at=stone.at,
-                until=stone.until,
-                text=text,
+                ev.Rejected(
+                    account=req.aor,
+                    source=_source(req),
+                    status=403,
+                    reason=reason,
+                    tombstone=stone.kind,
+                    old_binding=stone.binding_id,
+                    replaced_by=stone.by_binding,
+                    replaced_at=stone.at,
+                    until=stone.until,
+                    text=text,
+                )
             )
         until = stone.until if stone.kind == "blocked" else None
         self._respond(stx, req, reason, text, until)
 
     def _locked_out(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         instance: str | None,
         bindings: list[Binding],
@@ -131,14 +132,14 @@ class KickGuard:
 
     def _respond(
         self,
-        stx: ServerTransaction,
+        stx: IncomingRequest,
         req: RegisterRequest,
         reason: str,
         text: str,
         until: float | None,
     ) -> None:
         headers = {
-            "Warning": f'399 {warn_agent(stx.flow.local[0], self.default_domain)} '
+            "Warning": f"399 {warn_agent(stx.flow.local[0], self.default_domain)} "
             f'"{quote_safe(text)}"'
         }
         if until is not None:
@@ -148,9 +149,12 @@ class KickGuard:
     def _suspected(self, suspicion: Suspicion, source: str, bindings: list[Binding]) -> None:
         if suspicion.locked_until is not None:
             self._holders[suspicion.aor] = {b.call_id for b in bindings}
-        self.events.emit(
-            ev.CREDENTIAL_SHARING, account=suspicion.aor, source=source, **suspicion.details()
-        )
+        s = suspicion
+        self.events.emit(ev.CredentialSharing(
+            account=s.aor, source=source, why=s.why, networks=s.networks, instances=s.instances,
+            sources=s.sources, user_agents=s.user_agents, kicks=s.kicks,
+            locked_until=s.locked_until,
+        ))  # fmt: skip
 
     # --- holds --------------------------------------------------------------------
     def held(self, aor: str, now: float) -> bool:
@@ -167,7 +171,12 @@ class KickGuard:
             return
         text = render(
             values["REGISTER_REPLACE_NOTIFY_TEXT"],
-            req.aor, old, _source(req), new_contact, req.user_agent, req.now,
+            req.aor,
+            old,
+            _source(req),
+            new_contact,
+            req.user_agent,
+            req.now,
         )
         self.notice.send(old, text)
 
@@ -200,14 +209,15 @@ class KickGuard:
         new_device = device_of(new.instance if new else None, req.source_ip, req.user_agent)
         if self.pingpong.replaced(req.aor, old_device, new_device, req.now):
             self.events.emit(
-                ev.FLAPPING,
-                account=req.aor,
-                source=source,
-                kind="ping-pong",
-                devices=[old_device, new_device],
-                limit=self.pingpong.limit,
-                window=self.pingpong.window,
-                held_until=self.pingpong.held_until(req.aor),
+                ev.Flapping(
+                    account=req.aor,
+                    source=source,
+                    kind="ping-pong",
+                    devices=[old_device, new_device],
+                    limit=self.pingpong.limit,
+                    window=self.pingpong.window,
+                    held_until=self.pingpong.held_until(req.aor),
+                )
             )
 
     def block(self, binding: Binding, now: float, seconds: float) -> float:

@@ -16,12 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from regswitch.endpoint import Endpoint, out_of_dialog
-from regswitch.ids import new_id
-from regswitch.params import TEXT_CHECKS
+from regswitch.common.ids import new_id
+from regswitch.common.params import TEXT_CHECKS
 from regswitch.registrar.bindings import Binding
 from regswitch.sip import events as sipev
 from regswitch.sip.message import Request
+from regswitch.transport.endpoint import Endpoint, out_of_dialog
 
 PLACEHOLDERS = {
     "account": "the account (user@domain)",

@@ -21,12 +21,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from regswitch import events as ev
-from regswitch.endpoint import Endpoint, ServerTransaction, our_contact
-from regswitch.events import EventBus
-from regswitch.networks import IPNetwork, in_networks, parse_networks
-from regswitch.params import TEXT_CHECKS, Params
-from regswitch.periodic import Periodic
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.networks import IPNetwork, in_networks, parse_networks
+from regswitch.common.params import TEXT_CHECKS, Params
+from regswitch.common.periodic import Periodic
 from regswitch.registrar import reginfo
 from regswitch.registrar.contacts import quote_safe, warn_agent
 from regswitch.registrar.service import Registrar
@@ -34,6 +33,7 @@ from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
 from regswitch.storage.base import EventRecord
+from regswitch.transport.endpoint import Endpoint, IncomingRequest, our_contact
 
 log = logging.getLogger("regswitch.reg_events")
 
@@ -176,7 +176,7 @@ class RegEvents:
         return len(self._subs)
 
     # --- SUBSCRIBE ----------------------------------------------------------------
-    def handle(self, stx: ServerTransaction) -> None:
+    def handle(self, stx: IncomingRequest) -> None:
         request = stx.request
         if request.to.tag:
             self._in_dialog(stx)
@@ -194,8 +194,10 @@ class RegEvents:
         if isinstance(decision, Refusal) and decision.status in (406, 489):
             self._refuse(stx, decision)
             return
-        if aor is None or registrar.accounts.get(aor) is None or not self._is_trusted(
-            stx.flow.remote[0]
+        if (
+            aor is None
+            or registrar.accounts.get(aor) is None
+            or not self._is_trusted(stx.flow.remote[0])
         ):
             # authenticated as the watched account, as a caller is (407, 403)
             aor = registrar.authenticate_caller(stx, request.to.uri)
@@ -206,7 +208,7 @@ class RegEvents:
             return
         self._accept(stx, aor, decision, self.clock())
 
-    def _refuse(self, stx: ServerTransaction, refusal: Refusal) -> None:
+    def _refuse(self, stx: IncomingRequest, refusal: Refusal) -> None:
         self._count(f"refused-{refusal.status}")
         headers = dict(refusal.headers)
         warning = headers.pop("_warning", None)
@@ -215,7 +217,7 @@ class RegEvents:
             headers["Warning"] = f'399 {host} "{quote_safe(warning)}"'
         stx.respond(refusal.status, refusal.reason, headers)
 
-    def _accept(self, stx: ServerTransaction, aor: str, expires: int, now: float) -> None:
+    def _accept(self, stx: IncomingRequest, aor: str, expires: int, now: float) -> None:
         request = stx.request
         response = stx.response(200)
         assert stx.to_tag is not None
@@ -235,7 +237,7 @@ class RegEvents:
         else:
             self._notify(sub, self._full(sub, now), "terminated;reason=timeout")
 
-    def _in_dialog(self, stx: ServerTransaction) -> None:
+    def _in_dialog(self, stx: IncomingRequest) -> None:
         """A refresh (or `Expires: 0`, an unsubscribe) of a subscription: the full
         dialog and the subscriber's address (IP and port) must match, so nobody
         but the subscriber ends or redirects it."""
@@ -277,9 +279,7 @@ class RegEvents:
         return reginfo.document(sub.aor, sub.next_version(), True, contacts, len(live))
 
     def _notify(self, sub: Subscription, body: bytes | None, state: str) -> None:
-        request = sub.dialog.request(
-            "NOTIFY", body or b"", reginfo.CONTENT_TYPE if body else None
-        )
+        request = sub.dialog.request("NOTIFY", body or b"", reginfo.CONTENT_TYPE if body else None)
         request.headers.add("Event", sub.event)
         request.headers.add("Subscription-State", state)
         key = sub.key

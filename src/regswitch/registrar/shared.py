@@ -33,6 +33,7 @@ from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import contact_key
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.policy import Decision, Policy, RegisterRequest
+from regswitch.registrar.replies import Replies
 from regswitch.sip import digest
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
@@ -77,7 +78,7 @@ class SharedLocation(Protocol):
 
 
 class Pending(Protocol):
-    """A REGISTER past the checks, waiting for its account's turn (service._Pending)."""
+    """A REGISTER past the checks, waiting for its account's turn (check.Checked)."""
 
     stx: Any
     req: RegisterRequest
@@ -104,16 +105,7 @@ class Steps(Protocol):
 
     async def _confirm(self, pending: Any) -> bool: ...
 
-    def _auth_failed(self, stx: Any, aor: str, ip: str, source: str, reason: str) -> None: ...
-
-    def _challenge(
-        self,
-        stx: Any,
-        realm: str,
-        stale: bool = False,
-        proxy: bool = False,
-        account: str | None = None,
-    ) -> None: ...
+    replies: Replies
 
     def _finish(
         self, pending: Any, decision: Decision, policy: Policy, committed: bool = False
@@ -131,7 +123,7 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
         if used is not None and not await shared.claim_nonce(*used):
             # this node's own table let it through; another node saw it first
             steps.results["auth-stale"] += 1
-            steps._challenge(pending.stx, aor.partition("@")[2], True, account=aor)
+            steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
             return
         for _ in range(MAX_ATTEMPTS):
             async with shared.turn(aor) as watch:
@@ -153,7 +145,9 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
             if confirm:
                 if steps.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
                     source = f"{req.transport}:{req.source_ip}:{req.source_port}"
-                    steps._auth_failed(pending.stx, aor, req.source_ip, source, UDP_CHANGES_REFUSED)
+                    steps.replies.auth_failed(
+                        pending.stx, aor, req.source_ip, source, UDP_CHANGES_REFUSED
+                    )
                     return
                 if not await steps._confirm(pending):
                     return

@@ -94,3 +94,6 @@ class CappedCdrs:
 
     async def flush(self) -> None:
         await self._store.flush()
+
+    async def prune(self, before: float, limit: int) -> int:
+        return await self._store.prune(before, limit)

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from regswitch import __version__
+from regswitch.app.switch import Switch
+from regswitch.common.metrics import build_registry
 from regswitch.console.api.errors import install_error_handlers
 from regswitch.console.api.guard import install_guard
 from regswitch.console.api.routes import (
@@ -26,8 +28,6 @@ from regswitch.console.api.routes import (
 )
 from regswitch.console.sampler import Sampler
 from regswitch.console.web import mount_web
-from regswitch.metrics import build_registry
-from regswitch.switch import Switch
 
 
 def create_app(switch: Switch) -> FastAPI:
@@ -40,7 +40,7 @@ def create_app(switch: Switch) -> FastAPI:
     app.state.metrics = build_registry(switch.metrics_snapshot)
     install_error_handlers(app)
     install_guard(app, switch.settings)
-    app.state.sampler = Sampler(lambda: dashboard.counters(switch), switch.clock)
+    app.state.sampler = Sampler(switch.operations.counters, switch.clock)
     app.state.sampler.start()  # ends with the server's loop
 
     @app.get("/healthz", tags=["health"])

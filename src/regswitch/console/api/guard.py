@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from fastapi import FastAPI, Request, Response
 
-from regswitch.config import Settings, api_host
+from regswitch.common.config import Settings, api_host
 from regswitch.console.api.errors import error_response
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect"})

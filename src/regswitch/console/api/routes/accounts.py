@@ -6,13 +6,13 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from regswitch.app.switch import Switch
+from regswitch.common.domain_events import AccountChanged, DomainChanged
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import AccountCreate, AccountImport, AccountPatch, patch_dict
-from regswitch.events import ACCOUNT_CHANGED, DOMAIN_CHANGED
 from regswitch.registrar.accounts import AccountError, account_view
 from regswitch.storage.base import normalise_aor
-from regswitch.switch import Switch
 
 router = APIRouter(prefix="/api/accounts", tags=["accounts"])
 
@@ -39,7 +39,7 @@ def unserved_domains(switch: Switch, domains: list[str], create: bool) -> list[s
 async def serve_domains(switch: Switch, names: list[str]) -> None:
     for name in names:
         domain = await switch.domains.add(name)
-        switch.events.emit(DOMAIN_CHANGED, source="api", action="created", domain=domain.name)
+        switch.events.emit(DomainChanged(source="api", action="created", domain=domain.name))
 
 
 @router.get("")
@@ -55,7 +55,7 @@ async def create_account(body: AccountCreate, switch: SwitchDep) -> dict[str, An
     except AccountError as exc:
         raise _fail(exc) from None
     await serve_domains(switch, missing)
-    switch.events.emit(ACCOUNT_CHANGED, account=account.aor, source="api", action="created")
+    switch.events.emit(AccountChanged(account=account.aor, source="api", action="created"))
     return account_view(account)
 
 
@@ -70,7 +70,8 @@ async def import_accounts(body: AccountImport, switch: SwitchDep) -> dict[str, i
     except AccountError as exc:
         raise _fail(exc) from None
     await serve_domains(switch, missing)
-    switch.events.emit(ACCOUNT_CHANGED, source="api", action="imported", **result)
+    switch.events.emit(AccountChanged(source="api", action="imported",
+                       created=result["created"], updated=result["updated"]))  # fmt: skip
     return result
 
 
@@ -81,7 +82,7 @@ async def get_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
         raise ApiError(404, f"no account {aor}")
     view = account_view(entry.account)
     view["registrations"] = [
-        b.view(switch.clock()) for b in switch.registrar.list(entry.account.aor)
+        b.view(switch.clock()) for b in switch.operations.registrations(entry.account.aor)
     ]
     return view
 
@@ -96,12 +97,13 @@ async def update_account(aor: str, body: AccountPatch, switch: SwitchDep) -> dic
     except AccountError as exc:
         raise _fail(exc) from None
     switch.events.emit(
-        ACCOUNT_CHANGED,
-        account=account.aor,
-        source="api",
-        action="updated",
-        fields=sorted(k for k in patch if k != "password")
-        + (["password"] if "password" in patch else []),
+        AccountChanged(
+            account=account.aor,
+            source="api",
+            action="updated",
+            fields=sorted(k for k in patch if k != "password")
+            + (["password"] if "password" in patch else []),
+        )
     )
     return account_view(account)
 
@@ -112,5 +114,5 @@ async def delete_account(aor: str, switch: SwitchDep) -> dict[str, Any]:
         account = await switch.accounts.delete(aor)
     except AccountError as exc:
         raise _fail(exc) from None
-    switch.events.emit(ACCOUNT_CHANGED, account=account.aor, source="api", action="deleted")
+    switch.events.emit(AccountChanged(account=account.aor, source="api", action="deleted"))
     return {"deleted": account.aor}

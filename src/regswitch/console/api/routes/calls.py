@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from regswitch.console.api.deps import SwitchDep
+from regswitch.console.api.deps import OperationsDep, SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.storage.base import END_REASONS, CdrFilter, CdrRecord, StorageError, normalise_aor
 
@@ -38,15 +38,15 @@ CDR_FIELDS = [
 
 
 @router.get("/api/calls")
-async def list_calls(switch: SwitchDep) -> list[dict[str, Any]]:
-    return switch.b2bua.snapshot()
+async def list_calls(ops: OperationsDep) -> list[dict[str, Any]]:
+    return ops.calls()
 
 
 @router.delete("/api/calls/{call_id}")
-async def hang_up(call_id: str, switch: SwitchDep) -> dict[str, Any]:
+async def hang_up(call_id: str, ops: OperationsDep) -> dict[str, Any]:
     """Hang up a call in progress; in a cluster, whichever node holds it."""
     try:
-        node = await switch.hang_up(call_id)
+        node = await ops.hang_up(call_id)
     except StorageError as exc:
         raise ApiError(503, str(exc)) from None
     if node is None:

@@ -7,24 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from regswitch.common.domain_events import REPLACED
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.sampler import SPAN, Sampler
-from regswitch.events import REJECTED, REPLACED
-from regswitch.switch import Switch
 
 router = APIRouter(tags=["dashboard"])
-
-
-def counters(switch: Switch) -> dict[str, float]:
-    """What the dashboard samples: gauges now, counters since start."""
-    return {
-        "bindings": len(switch.location),
-        "calls": len(switch.b2bua.calls),
-        "registers": switch.endpoint.stats.requests_by_method.get("REGISTER", 0),
-        "kicks": switch.events.counts[REPLACED],
-        "rejections": switch.events.counts[REJECTED],
-        "flood_blocks": switch.flood.blocks,
-    }
 
 
 @router.get("/api/dashboard")

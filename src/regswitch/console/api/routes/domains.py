@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from regswitch.app.switch import Switch
+from regswitch.common.domain_events import DomainChanged
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import DomainCreate
-from regswitch.events import DOMAIN_CHANGED
 from regswitch.registrar.domains import DomainError, domain_view
-from regswitch.switch import Switch
 
 router = APIRouter(prefix="/api/domains", tags=["domains"])
 
@@ -34,7 +34,7 @@ async def create_domain(body: DomainCreate, switch: SwitchDep) -> dict[str, Any]
         domain = await switch.domains.add(body.domain)
     except DomainError as exc:
         raise ApiError(exc.status, str(exc)) from None
-    switch.events.emit(DOMAIN_CHANGED, source="api", action="created", domain=domain.name)
+    switch.events.emit(DomainChanged(source="api", action="created", domain=domain.name))
     return domain_view(domain, 0)
 
 
@@ -44,5 +44,5 @@ async def delete_domain(name: str, switch: SwitchDep) -> dict[str, Any]:
         domain = await switch.domains.remove(name, accounts_by_domain(switch)[name.lower()])
     except DomainError as exc:
         raise ApiError(exc.status, str(exc)) from None
-    switch.events.emit(DOMAIN_CHANGED, source="api", action="deleted", domain=domain.name)
+    switch.events.emit(DomainChanged(source="api", action="deleted", domain=domain.name))
     return {"deleted": domain.name}

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
+from regswitch.common.domain_events import EVENT_TYPES
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
-from regswitch.events import EVENT_TYPES
 from regswitch.storage.base import EventFilter, EventRecord, normalise_aor
 
 router = APIRouter(prefix="/api/events", tags=["events"])

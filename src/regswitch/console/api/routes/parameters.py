@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from regswitch.common.params import ParamError
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.errors import ApiError
 from regswitch.console.api.schemas import ParameterValue
-from regswitch.params import ParamError
 
 router = APIRouter(prefix="/api/parameters", tags=["parameters"])
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
-from regswitch.console.api.deps import SwitchDep
+from regswitch.console.api.deps import OperationsDep
 from regswitch.console.api.errors import ApiError
 from regswitch.storage.base import normalise_aor
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/registrations", tags=["registrations"])
 
 @router.get("")
 async def list_registrations(
-    switch: SwitchDep,
+    ops: OperationsDep,
     response: Response,
     account: str | None = None,
     ip: str | None = None,
@@ -25,8 +25,8 @@ async def list_registrations(
 ) -> list[dict[str, Any]]:
     """Current registrations ordered by account, then age; `X-Total-Count`
     gives the number before paging."""
-    now = switch.clock()
-    items = switch.registrar.list(normalise_aor(account) if account else None, ip)
+    now = ops.clock()
+    items = ops.registrations(normalise_aor(account) if account else None, ip)
     items.sort(key=lambda b: (b.aor, b.registered_at))
     response.headers["X-Total-Count"] = str(len(items))
     page = items[offset : offset + limit] if limit is not None else items[offset:]
@@ -34,23 +34,23 @@ async def list_registrations(
 
 
 @router.get("/{binding_id}")
-async def get_registration(binding_id: str, switch: SwitchDep) -> dict[str, Any]:
-    binding = switch.location.get(binding_id)
+async def get_registration(binding_id: str, ops: OperationsDep) -> dict[str, Any]:
+    binding = ops.registration(binding_id)
     if binding is None:
         raise ApiError(404, f"no registration {binding_id}")
-    return binding.view(switch.clock())
+    return binding.view(ops.clock())
 
 
 @router.delete("/{binding_id}")
 async def delete_registration(
     binding_id: str,
-    switch: SwitchDep,
+    ops: OperationsDep,
     kick: bool = False,
     block: int = Query(
         0, ge=0, le=604800, description="also refuse this device for so many seconds"
     ),
 ) -> dict[str, Any]:
-    result = await switch.registrar.delete(binding_id, kick, block)
+    result = await ops.delete_registration(binding_id, kick, block)
     if result is None:
         raise ApiError(404, f"no registration {binding_id}")
     return result

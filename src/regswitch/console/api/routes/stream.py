@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from regswitch.common.metrics import render
 from regswitch.console.api.deps import SwitchDep
 from regswitch.console.api.routes.events import check_types, event_view
-from regswitch.metrics import render
 from regswitch.storage.base import normalise_aor
 
 router = APIRouter()

@@ -124,5 +124,8 @@ export class EventStream {
         console.error("event listener failed", err);
       }
     }
+    // The newest event every page has been given: lets a test (or a
+    // curious operator) see that the page has caught up with the switch.
+    if (name !== "stats" && this.lastId !== null) document.documentElement.dataset.lastEvent = String(this.lastId);
   }
 }

@@ -130,7 +130,7 @@ export function badge(text, kind = "") {
 export function throttle(fn, gapMs, firstDelayMs = 50) {
   let timer = null;
   let last = -Infinity;
-  return () => {
+  const run = () => {
     if (timer !== null) return;
     const wait = Math.max(firstDelayMs, last + gapMs() - performance.now());
     timer = setTimeout(() => {
@@ -139,6 +139,8 @@ export function throttle(fn, gapMs, firstDelayMs = 50) {
       fn();
     }, wait);
   };
+  run.pending = () => timer !== null; // a call is scheduled and has not run yet
+  return run;
 }
 
 /** Run fn once calls stop for `ms`. */

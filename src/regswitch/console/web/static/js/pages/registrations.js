@@ -128,6 +128,7 @@ export function mount(root, { stream }) {
     // One read at a time; a burst of events while reading gets one more read.
     if (loading) { loading.again = true; return; }
     loading = { again: false };
+    holder.dataset.settled = "false";
     try {
       const [data, calls] = await Promise.all([api("registrations"), api("calls")]);
       const now = nowSeconds();
@@ -149,9 +150,19 @@ export function mount(root, { stream }) {
       const again = loading.again;
       loading = null;
       if (again) load();
+      else settled();
     }
   }
-  const reload = throttle(load, () => Math.min(5000, 100 + rows.length / 20));
+  const scheduleLoad = throttle(load, () => Math.min(5000, 100 + rows.length / 20));
+  function reload() {
+    holder.dataset.settled = "false";
+    scheduleLoad();
+  }
+  // data-settled="true": no read in flight or scheduled, so what is shown is
+  // what the last read and the events since then say.
+  function settled() {
+    holder.dataset.settled = String(!loading && !scheduleLoad.pending());
+  }
   const rerender = throttle(render, () => 250);
 
   /** Apply an event to the row it is about; false when a re-read is needed. */

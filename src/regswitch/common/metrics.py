@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -72,7 +73,7 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
 
 
 def _labelled_counter(
-    name: str, doc: str, label: str, values: Mapping[object, int]
+    name: str, doc: str, label: str, values: Mapping[Any, int]
 ) -> CounterMetricFamily:
     family = CounterMetricFamily(f"{PREFIX}_{name}", doc, labels=[label])
     for key, value in sorted(values.items(), key=lambda kv: str(kv[0])):

@@ -1,4 +1,5 @@
-"""Domain events: recorded, counted, and fanned out live to subscribers.
+"""The domain event bus: events (common/domain_events.py) recorded, counted,
+and fanned out live to subscribers.
 
 A subscriber (the SSE stream) has a bounded queue; one that cannot keep up
 is dropped, so a slow console never slows SIP.
@@ -16,50 +17,16 @@ import logging
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from regswitch.common.domain_events import AUTH_FAILED, DomainEvent, details_of, source_host
 from regswitch.storage.base import EventRecord, NewEvent
 from regswitch.storage.caps import capped_event
 
 log = logging.getLogger("regswitch.events")
 
-# Event types (the `type` of an EventRecord).
-REGISTERED = "registered"
-REFRESHED = "refreshed"
-SAME_DEVICE = "same-device"
-UNREGISTERED = "unregistered"
-EXPIRED = "expired"
-REPLACED = "replaced"  # a kick (or a keep-calls replace): old -> new contact
-REJECTED = "rejected"  # replace Off (or flapping hold) refused a new device
-AUTH_FAILED = "auth-failed"
-PARAM_CHANGED = "param-changed"
-FLOOD_BLOCKED = "flood-blocked"
-FLAPPING = "flapping"
-REACHABILITY = "reachability"
-DELETED = "deleted"  # a registration removed from the console
-CREDENTIAL_SHARING = "credential-sharing-suspected"
-ACCOUNT_CHANGED = "account-changed"
-CALL_STARTED = "call-started"
-CALL_ANSWERED = "call-answered"
-CALL_ENDED = "call-ended"
-DOMAIN_CHANGED = "domain-changed"
-NODE_DOWN = "node-down"  # a cluster node stopped; a survivor closed its calls
-
-#: What `/api/events?type=` accepts (tests/test_event_types.py checks that
-#: every type above is listed).
-EVENT_TYPES: frozenset[str] = frozenset(
-    {
-        REGISTERED, REFRESHED, SAME_DEVICE, UNREGISTERED, EXPIRED, REPLACED, REJECTED,
-        AUTH_FAILED, PARAM_CHANGED, FLOOD_BLOCKED, FLAPPING, REACHABILITY, DELETED,
-        ACCOUNT_CHANGED, CALL_STARTED, CALL_ANSWERED, CALL_ENDED, DOMAIN_CHANGED,
-        CREDENTIAL_SHARING, NODE_DOWN,
-    }
-)  # fmt: skip
-
-
 # Failures that unauthenticated packets cause, one event per packet.
 RATE_LIMITED = frozenset({AUTH_FAILED})
-_TRANSPORT_PREFIXES = ("udp:", "tcp:", "tls:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,15 +38,6 @@ class FailureEventLimit:
     window: float = 60.0
     # sources whose suppressed count is remembered until their next event
     max_sources: int = 10_000
-
-
-def source_host(source: str | None) -> str:
-    """The host of an event source: "udp:192.0.2.1:5060" -> "192.0.2.1"."""
-    if source is None:
-        return ""
-    if source.startswith(_TRANSPORT_PREFIXES):
-        source = source[4:].rpartition(":")[0]  # transport:host:port, host maybe IPv6
-    return source.strip("[]")
 
 
 class FailureEventLimiter:
@@ -150,16 +108,12 @@ class EventBus:
         # listener is logged and never stops the emit
         self.listeners: list[Callable[[EventRecord], None]] = []
 
-    def emit(
-        self,
-        type: str,
-        *,
-        account: str | None = None,
-        source: str | None = None,
-        **details: Any,
-    ) -> EventRecord | None:
+    def emit(self, domain_event: DomainEvent) -> EventRecord | None:
         """Record an event; None when it was a rate-limited failure (counted only)."""
         now = self._clock()
+        type = domain_event.TYPE
+        source = domain_event.source
+        details = details_of(domain_event)
         if type in RATE_LIMITED:
             held = self._failures.admit(source_host(source), now)
             if held is None:
@@ -167,7 +121,8 @@ class EventBus:
                 return None
             if held:
                 details["suppressed"] = held
-        event = NewEvent(time=now, type=type, account=account, source=source, details=details)
+        event = NewEvent(time=now, type=type, account=domain_event.account, source=source,
+                         details=details)  # fmt: skip
         record = self._sink.add(capped_event(event))
         self.counts[type] += 1
         self._backlog.append(record)

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from regswitch.cli.client import call, show
+
 domain_app = typer.Typer(no_args_is_help=True, help="served SIP domains (live)")
 
 
@@ -14,22 +16,16 @@ def domain_add(
     name: Annotated[str, typer.Argument(help="domain, e.g. example.org")],
 ) -> None:
     """Serve a domain (REGISTERs to it are accepted at once)."""
-    from regswitch.console.cli import call, show
-
     show(call("POST", "/api/domains", json={"domain": name}))
 
 
 @domain_app.command("list")
 def domain_list() -> None:
     """Served domains with their account counts."""
-    from regswitch.console.cli import call, show
-
     show(call("GET", "/api/domains"), ["name", "accounts", "created_at"])
 
 
 @domain_app.command("remove")
 def domain_remove(name: str) -> None:
     """Stop serving a domain (refused while it has accounts)."""
-    from regswitch.console.cli import call, show
-
     show(call("DELETE", f"/api/domains/{name}"))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from regswitch.console.cli import call, ctx
+from regswitch.cli.client import call, ctx
 
 
 def account_history(

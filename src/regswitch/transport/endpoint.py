@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from regswitch.sip import events as ev
+from regswitch.sip import events as sipev
 from regswitch.sip.errors import LocalProtocolError, ParseError
 from regswitch.sip.flow import Flow
 from regswitch.sip.headers import is_token
@@ -81,7 +81,7 @@ class Sender(Protocol):
     def send(self, data: bytes, flow: Flow) -> bool: ...
 
 
-class ServerTransaction:
+class IncomingRequest:
     """A received request and the means to answer it (once finally)."""
 
     def __init__(self, endpoint: Endpoint, tx_id: str, request: Request, flow: Flow) -> None:
@@ -118,7 +118,7 @@ class ServerTransaction:
         self.endpoint.respond(self.tx_id, response, forget=forget)
 
 
-RequestHandler = Callable[[ServerTransaction], None]
+RequestHandler = Callable[[IncomingRequest], None]
 
 
 @dataclass
@@ -149,10 +149,10 @@ class Endpoint:
         self.loop = loop or asyncio.get_event_loop()
         self.stats = EndpointStats()
         self._handlers: dict[str, RequestHandler] = {"OPTIONS": self._options}
-        self._ack_handler: Callable[[ev.AckReceived], None] | None = None
-        self._cancel_handler: Callable[[ev.CancelReceived], None] | None = None
-        self._response_handlers: dict[str, Callable[[ev.Event], None]] = {}
-        self._stray_handler: Callable[[ev.StrayResponseReceived], None] | None = None
+        self._ack_handler: Callable[[sipev.AckReceived], None] | None = None
+        self._cancel_handler: Callable[[sipev.CancelReceived], None] | None = None
+        self._response_handlers: dict[str, Callable[[sipev.Event], None]] = {}
+        self._stray_handler: Callable[[sipev.StrayResponseReceived], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._accepted: set[str] = set()  # INVITE client txs that got a 2xx
@@ -166,13 +166,13 @@ class Endpoint:
     def route(self, method: str, handler: RequestHandler) -> None:
         self._handlers[method.upper()] = handler
 
-    def on_ack(self, handler: Callable[[ev.AckReceived], None]) -> None:
+    def on_ack(self, handler: Callable[[sipev.AckReceived], None]) -> None:
         self._ack_handler = handler
 
-    def on_cancel(self, handler: Callable[[ev.CancelReceived], None]) -> None:
+    def on_cancel(self, handler: Callable[[sipev.CancelReceived], None]) -> None:
         self._cancel_handler = handler
 
-    def on_stray_response(self, handler: Callable[[ev.StrayResponseReceived], None]) -> None:
+    def on_stray_response(self, handler: Callable[[sipev.StrayResponseReceived], None]) -> None:
         self._stray_handler = handler
 
     # --- input --------------------------------------------------------------------
@@ -199,7 +199,7 @@ class Endpoint:
         self.pump()
 
     def send_request(
-        self, request: Request, flow: Flow, on_event: Callable[[ev.Event], None]
+        self, request: Request, flow: Flow, on_event: Callable[[sipev.Event], None]
     ) -> str:
         """Start a client transaction; `on_event` gets its ResponseReceived /
         TransactionTimedOut events."""
@@ -268,11 +268,11 @@ class Endpoint:
             self._timer = None
 
     # --- dispatch -----------------------------------------------------------------
-    def _dispatch(self, event: ev.Event) -> None:
+    def _dispatch(self, event: sipev.Event) -> None:
         try:
-            if isinstance(event, ev.RequestReceived):
+            if isinstance(event, sipev.RequestReceived):
                 self._request(event)
-            elif isinstance(event, ev.ResponseReceived):
+            elif isinstance(event, sipev.ResponseReceived):
                 handler = self._response_handlers.get(event.tx_id)
                 if handler is not None:
                     status = event.response.status
@@ -287,33 +287,33 @@ class Endpoint:
                         else:
                             del self._response_handlers[event.tx_id]
                     handler(event)
-            elif isinstance(event, ev.TransactionTimedOut):
+            elif isinstance(event, sipev.TransactionTimedOut):
                 # A server transaction's timeout (no ACK for our final answer)
                 # needs nothing here: the core has ended it and counted it.
                 if event.client:
                     handler = self._response_handlers.pop(event.tx_id, None)
                     if handler is not None:
                         handler(event)
-            elif isinstance(event, ev.AckReceived):
+            elif isinstance(event, sipev.AckReceived):
                 if self._ack_handler is not None:
                     self._ack_handler(event)
-            elif isinstance(event, ev.CancelReceived):
+            elif isinstance(event, sipev.CancelReceived):
                 if self._cancel_handler is not None:
                     self._cancel_handler(event)
-            elif isinstance(event, ev.StrayResponseReceived):
+            elif isinstance(event, sipev.StrayResponseReceived):
                 if self._stray_handler is not None:
                     self._stray_handler(event)
-            elif isinstance(event, ev.MalformedReceived):
+            elif isinstance(event, sipev.MalformedReceived):
                 self._malformed(event)
         except Exception:
             self.stats.handler_errors += 1
             log.exception("handler failed on %s", type(event).__name__)
 
-    def _request(self, event: ev.RequestReceived) -> None:
+    def _request(self, event: sipev.RequestReceived) -> None:
         request = event.request
         counts = self.stats.requests_by_method
         counts[request.method] = counts.get(request.method, 0) + 1
-        stx = ServerTransaction(self, event.tx_id, request, event.flow)
+        stx = IncomingRequest(self, event.tx_id, request, event.flow)
         handler = self._handlers.get(request.method)
         if handler is None:
             stx.respond(501, None, {"Allow": ALLOW})
@@ -332,7 +332,7 @@ class Endpoint:
             log.exception("%s handler failed", request.method)
             stx.respond(500, "Server Internal Error")
 
-    def _inspect(self, stx: ServerTransaction) -> bool:
+    def _inspect(self, stx: IncomingRequest) -> bool:
         """RFC 3261 §8.2.2 inspection, the same for every method and before
         any handler, so a refused request costs no account lookup: the
         Request-URI scheme (416); the Request-URI, every Via, Contact and
@@ -363,7 +363,7 @@ class Endpoint:
             return False
         return True
 
-    def _malformed(self, event: ev.MalformedReceived) -> None:
+    def _malformed(self, event: sipev.MalformedReceived) -> None:
         reply = error_response_for_raw(event.data, event.error, self.server_header)
         if reply is None:
             if event.data.startswith(b"SIP/"):
@@ -374,7 +374,7 @@ class Endpoint:
         self.stats.malformed_requests += 1
         self.sender.send(reply, event.flow)
 
-    def _options(self, stx: ServerTransaction) -> None:
+    def _options(self, stx: IncomingRequest) -> None:
         stx.respond(
             200,
             None,

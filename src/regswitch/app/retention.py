@@ -15,8 +15,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 
-from regswitch.params import Params
-from regswitch.periodic import Periodic
+from regswitch.common.params import Params
+from regswitch.common.periodic import Periodic
 from regswitch.storage.base import CdrStore, EventStore, StorageUnavailableError
 
 log = logging.getLogger("regswitch.retention")

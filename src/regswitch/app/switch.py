@@ -8,21 +8,22 @@ import secrets
 import time
 from typing import Any
 
-from regswitch import events as ev
+from regswitch.app.keepalive import Keepalive
+from regswitch.app.operations import Operations
+from regswitch.app.retention import Retention
 from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
 from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.node import ClusterNode
 from regswitch.cluster.protection import NonceClaims, SharedProtection
 from regswitch.cluster.relay import Relay
-from regswitch.config import Settings
-from regswitch.endpoint import Endpoint
-from regswitch.events import EventBus
-from regswitch.ids import new_id
-from regswitch.keepalive import Keepalive
-from regswitch.metrics import Snapshot
-from regswitch.networks import parse_networks
-from regswitch.params import ParamError, Params
+from regswitch.common import domain_events as ev
+from regswitch.common.config import Settings
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
+from regswitch.common.metrics import Snapshot
+from regswitch.common.networks import parse_networks
+from regswitch.common.params import ParamError, Params
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard, FloodLimits
 from regswitch.registrar.accounts import Accounts
@@ -34,11 +35,11 @@ from regswitch.registrar.kick_notice import KickNotice
 from regswitch.registrar.kicker import KickerSlot
 from regswitch.registrar.reg_events import RegEvents
 from regswitch.registrar.service import Registrar
-from regswitch.retention import Retention
 from regswitch.storage.base import BindingStore, SlottedEventStore
 from regswitch.storage.caps import CappedCdrs
 from regswitch.storage.factory import open_storage
 from regswitch.storage.redis_location import RedisLocation
+from regswitch.transport.endpoint import Endpoint
 from regswitch.transport.hep import HepCapture
 from regswitch.transport.manager import TransportManager
 
@@ -194,6 +195,11 @@ class Switch:
             clock=self.clock,
             advertised_host=settings.advertised_host,
         )
+        self.operations = Operations(
+            registrar=self.registrar, location=self.location, b2bua=self.b2bua, flood=self.flood,
+            endpoint=endpoint, events=self.events, clock=self.clock, cluster=self.cluster,
+            node_id=settings.node_id,
+        )  # fmt: skip
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None
@@ -217,16 +223,6 @@ class Switch:
         self.relay.listening(address, [(str(i["host"]), int(i["port"])) for i in self.listeners])
         if self.cluster is not None:
             await self.cluster.nodes.beat()  # the other nodes learn the address now
-
-    async def hang_up(self, call_id: str) -> str | None:
-        """End a call from the console, wherever it is held; the node that held it."""
-        if self.cluster is not None:
-            return await self.cluster.hang_up(call_id)
-        call = self.b2bua.calls.get(call_id)
-        if call is None:
-            return None
-        self.b2bua.hang_up(call, "admin-hangup")
-        return self.settings.node_id
 
     async def cluster_status(self) -> dict[str, Any]:
         """Nodes, heartbeats, bindings and calls per node (one node when not a cluster)."""
@@ -345,7 +341,7 @@ class Switch:
             if old != value:
                 await self.storage.params.set(spec.name, value)
                 self.params.apply(spec.name, value)
-                self.events.emit(ev.PARAM_CHANGED, source=who, name=spec.name, old=old, new=value)
+                self.events.emit(ev.ParamChanged(source=who, name=spec.name, old=old, new=value))
             return {"name": spec.name, "value": value, "old": old}
 
     def _storage_ok(self) -> bool:
@@ -451,11 +447,12 @@ class Switch:
         cluster_problem = self.cluster_location.problem if self.cluster_location else None
         checks = {
             "sip_transports": bool(self.listeners) and not self._closing,
-            "cluster": cluster_problem is None,
             "storage": problem is None
             and (storage.get("write_errors", 0) == 0 or self._storage_ok()),
             "event_loop": self.loop_lag < 1.0,
         }
+        if self.cluster_location is not None:  # a single node has no cluster to check
+            checks["cluster"] = cluster_problem is None
         reasons = {
             "sip_transports": "no SIP listener" if self.listeners else "not listening yet",
             "storage": problem or "storage write errors since the last check",

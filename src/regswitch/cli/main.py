@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Sequence
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from regswitch.console.cli_domains import domain_app
-from regswitch.console.db_cli import db_app
+from regswitch.cli.client import call, ctx, fail, show
+from regswitch.cli.db import db_app
+from regswitch.cli.domains import domain_app
+from regswitch.cli.history import account_history
 
 app = typer.Typer(
     add_completion=False,
@@ -40,15 +41,6 @@ app.add_typer(cdr_app, name="cdr")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(domain_app, name="domain")
 app.add_typer(db_app, name="db")
-
-
-class _Ctx:
-    api = "http://127.0.0.1:8080"
-    token: str | None = None
-    json = False
-
-
-ctx = _Ctx()
 
 
 def show_version(value: bool) -> None:
@@ -89,75 +81,6 @@ def main_options(
     ctx.json = as_json
 
 
-# --- plumbing ---------------------------------------------------------------------------
-def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def call(method: str, path: str, **kwargs: Any) -> Any:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {ctx.token}"} if ctx.token else {}
-    try:
-        response = httpx.request(
-            method, ctx.api.rstrip("/") + path, headers=headers, timeout=30, **kwargs
-        )
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach the API at {ctx.api}: {exc}")
-    if response.status_code >= 400:
-        try:
-            message = response.json().get("error") or response.text
-        except ValueError:
-            message = response.text or response.reason_phrase
-        fail(f"{response.status_code}: {message}")
-    if response.headers.get("content-type", "").startswith("application/json"):
-        return response.json()
-    return response.text
-
-
-def show(data: Any, columns: list[str] | None = None, title: str | None = None) -> None:
-    if ctx.json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    if isinstance(data, dict):
-        table = Table(show_header=False, title=title)
-        for key, value in data.items():
-            table.add_row(str(key), _cell(value))
-    else:
-        rows = list(data)
-        if not rows:
-            console.print("(none)")
-            return
-        columns = columns or list(rows[0].keys())
-        table = Table(title=title)
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
-    # Never truncate or fold a cell (an AOR or id cut with "…" cannot be
-    # copied back into a command): a table wider than the terminal is
-    # printed at its natural width and the terminal wraps the lines.
-    natural = console.measure(table, options=console.options.update_width(100_000)).maximum
-    if natural > console.width:
-        console = Console(width=natural)
-    console.print(table)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value > 1e9:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value))
-    if isinstance(value, list | dict):
-        return json.dumps(value, default=str)
-    return str(value)
-
-
 _PASSWORD_HELP = (
     "digest password; '-' prompts (or reads a line from stdin). A value here shows in ps: "
     "prefer '-', --password-file or --password-env"
@@ -173,7 +96,7 @@ PasswordEnv = Annotated[
 
 def _secret(label: str, value: str | None, **sources: Any) -> str | None:
     """read_secret (file=, env=, confirm=), a bad source being a one-line exit 2."""
-    from regswitch.console.secret_input import SecretError, read_secret
+    from regswitch.cli.secret_input import SecretError, read_secret
 
     try:
         return read_secret(label, value, **sources)
@@ -591,7 +514,7 @@ def serve(
     """Run the switch."""
     from pydantic import ValidationError
 
-    from regswitch.config import load_settings
+    from regswitch.common.config import load_settings
     from regswitch.server import StartupError, check_api_tls, run
 
     api_token = _secret("the API token", api_token, file=api_token_file)
@@ -642,8 +565,6 @@ def _one_line(exc: Exception) -> str:
         return f"{where}: {message}" if where else message
     return str(exc).splitlines()[0]
 
-
-from regswitch.console.cli_history import account_history  # noqa: E402  (it uses call/ctx)
 
 account_app.command("history")(account_history)
 

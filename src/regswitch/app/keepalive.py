@@ -13,17 +13,17 @@ import heapq
 import logging
 from collections.abc import Callable
 
-from regswitch import events as ev
-from regswitch.endpoint import Endpoint, out_of_dialog
-from regswitch.events import EventBus
-from regswitch.ids import new_id
-from regswitch.params import Params
-from regswitch.periodic import Periodic
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.ids import new_id
+from regswitch.common.params import Params
+from regswitch.common.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
 from regswitch.sip.uri import parse_uri
+from regswitch.transport.endpoint import Endpoint, out_of_dialog
 
 log = logging.getLogger("regswitch.keepalive")
 
@@ -75,12 +75,13 @@ class Keepalive:
         if binding.reachable != reachable:
             binding.reachable = reachable
             self.events.emit(
-                ev.REACHABILITY,
-                account=binding.aor,
-                source=binding.source,
-                contact=binding.contact,
-                reachable=reachable,
-                binding=binding.id,
+                ev.Reachability(
+                    account=binding.aor,
+                    source=binding.source,
+                    contact=binding.contact,
+                    reachable=reachable,
+                    binding=binding.id,
+                )
             )
 
     def behind_nat(self, binding: Binding) -> bool:
