@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from cluster_helpers import DOMAIN, PASSWORD
 
@@ -29,8 +30,33 @@ def workers(
 
 
 def nodes(server: RunningServer) -> dict[str, dict[str, Any]]:
-    status = server.api.get("/api/cluster").json()
+    """The registry, as whichever worker answers says it ({} while the worker
+    the API connection went to is being restarted: the next call reconnects)."""
+    try:
+        status = server.api.get("/api/cluster").json()
+    except httpx.HTTPError:
+        server.api.close()
+        server._api = None
+        return {}
     return {n["node"]: n for n in status["nodes"]}
+
+
+def relays_known(server: RunningServer) -> None:
+    """Every worker knows every worker's relay address: once the registry lists
+    them all, each worker's next heartbeat (which reads the registry back) is proof."""
+    listed = wait_until(
+        lambda: (lambda n: n if len(n) == 2 and all(e.get("relay") for e in n.values()) else None)(
+            nodes(server)
+        ),
+        10, "both workers with their relay addresses",
+    )  # fmt: skip
+    since = max(float(e["heartbeat"]) for e in listed.values())
+    wait_until(
+        lambda: (lambda n: len(n) == 2 and all(float(e["heartbeat"]) > since for e in n.values()))(
+            nodes(server)
+        ),
+        10, "a heartbeat of each worker since",
+    )  # fmt: skip
 
 
 def phones_on_both_workers(server: RunningServer, user: str) -> list[UA]:
@@ -90,11 +116,15 @@ def phone_on(server: RunningServer, worker: str, user: str, **kw: Any) -> UA:
     for _ in range(64):
         phone = UA("udp", server.udp, user=user, auto_respond={"OPTIONS": 200}, **kw)
         assert phone.register(user, DOMAIN).status == 200
-        [binding] = [
-            b for b in server.api.get(
-                "/api/registrations", params={"account": f"{user}@{DOMAIN}"}
-            ).json() if b["source_port"] == phone.local[1]
-        ]  # fmt: skip
+        # the worker answering the API may hear of the binding a moment later
+        [binding] = wait_until(
+            lambda p=phone: [
+                b for b in server.api.get(
+                    "/api/registrations", params={"account": f"{user}@{DOMAIN}"}
+                ).json() if b["source_port"] == p.local[1]
+            ],
+            10, "the new binding",
+        )  # fmt: skip
         if binding["node"] == worker:
             return phone
         assert phone.register(user, DOMAIN, expires=0).status == 200
@@ -103,10 +133,7 @@ def phone_on(server: RunningServer, worker: str, user: str, **kw: Any) -> UA:
 
 
 def test_calls_and_kicks_between_phones_on_different_workers(workers: RunningServer) -> None:
-    wait_until(
-        lambda: all(n.get("relay") for n in nodes(workers).values()) and len(nodes(workers)) == 2,
-        10, "both workers with their relay addresses",
-    )  # fmt: skip
+    relays_known(workers)
     for name in ("lee", "mo"):
         body = {"user": name, "domain": DOMAIN, "allowed_networks": ["127.0.0.0/8"]}
         assert workers.api.post("/api/accounts", json=body).status_code == 201
