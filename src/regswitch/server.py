@@ -194,6 +194,12 @@ async def serve(settings: Settings) -> None:
     scheme = "https" if settings.api_tls_cert else "http"
     api_url = f"{scheme}://{_url_host(api_addr[0])}:{api_addr[1]}"
     switch.api_url = api_url
+    try:
+        await switch.listen_relay()  # a cluster node: announced with its API and listeners
+    except OSError as exc:
+        api_sock.close()
+        await _close_quietly(switch)
+        raise StartupError(f"cannot open the cluster relay listener: {_os_reason(exc)}") from None
     api_task = asyncio.create_task(_run_api(switch, api_sock, settings))
 
     for item in listening:

@@ -31,7 +31,21 @@ class Cluster:
             name=f"n{number}", host=f"127.0.0.{10 + number}", db=self.db, env=env,
         )  # fmt: skip
         self.nodes.append(node)
+        self.settle()
         return node
+
+    def settle(self) -> None:
+        """Every node knows every node's relay address (B-legs to another node's
+        bindings go through it): asking a node for the cluster status makes it
+        read the registry, which it otherwise does once a heartbeat."""
+        count = len(self.nodes)
+        for node in self.nodes:
+            wait_until(
+                lambda n=node: (lambda e: len(e) == count and all(x.get("relay") for x in e))(
+                    n.api.get("/api/cluster").json()["nodes"]
+                ),
+                10, f"the relay addresses known to {node!r}",
+            )  # fmt: skip
 
     def account(self, user: str, **fields: Any) -> str:
         body: dict[str, Any] = {"user": user, "domain": DOMAIN, "password": PASSWORD}

@@ -41,10 +41,13 @@ class Keepalive:
         clock: Callable[[], float],
         domain: str,
         node: str | None = None,
+        route: Callable[[Binding], tuple[Flow, str] | None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         # a cluster node keeps alive only the bindings it holds the flow of
         self.node = node
+        # ...and probes another node's binding through that node (cluster/relay.py)
+        self.route = route
         self.location = location
         self.params = params
         self.events = events
@@ -121,6 +124,7 @@ class Keepalive:
         flow: Flow,
         on_result: Callable[[bool], None],
         gone: frozenset[int] = frozenset(),
+        route: str | None = None,
     ) -> None:
         done = False
 
@@ -139,10 +143,18 @@ class Keepalive:
                 on_result(False)
 
         self.sent += 1
-        self.endpoint.send_request(self.options_request(uri), flow, on_event)
+        request = self.options_request(uri)
+        if route is not None:
+            request.headers.add("Route", route)
+        self.endpoint.send_request(request, flow, on_event)
 
     async def _answered(
-        self, uri: str, flow: Flow, timeout: float, gone: frozenset[int] = frozenset()
+        self,
+        uri: str,
+        flow: Flow,
+        timeout: float,
+        gone: frozenset[int] = frozenset(),
+        route: str | None = None,
     ) -> bool:
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[bool] = loop.create_future()
@@ -151,7 +163,7 @@ class Keepalive:
             if not answered.done():
                 answered.set_result(ok)
 
-        self._send_options(uri, flow, result, gone)
+        self._send_options(uri, flow, result, gone, route)
         handle = loop.call_later(timeout, result, False)
         try:
             return await answered
@@ -160,6 +172,12 @@ class Keepalive:
 
     async def probe(self, binding: Binding, timeout: float) -> bool:
         """One OPTIONS; True if the device answers within `timeout` seconds."""
+        hop = self.route(binding) if self.route is not None else None
+        if hop is not None:  # the device's flow is another node's: through it
+            ok = await self._answered(binding.contact, hop[0], timeout, GONE, hop[1])
+            if self.location.get(binding.id) is binding:
+                self.mark(binding, ok)
+            return ok
         ok = await self._answered(binding.contact, binding.flow, timeout, GONE)
         if self.location.get(binding.id) is binding:
             self.mark(binding, ok)

@@ -16,6 +16,7 @@ from regswitch.calls.teardown import Teardown
 from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.node import ClusterNode
 from regswitch.cluster.protection import NonceClaims, SharedProtection
+from regswitch.cluster.relay import Relay
 from regswitch.common import domain_events as ev
 from regswitch.common.config import Settings
 from regswitch.common.events import EventBus
@@ -95,6 +96,19 @@ class Switch:
         )
         self.flood = FloodGuard(trusted=parse_networks(settings.trusted_networks))
         self.flapping = FlapDetector()
+        # a cluster node relays B-legs through the node holding the callee's flow
+        self.relay = (
+            Relay(
+                node=settings.node_id,
+                location=self.location,
+                sender=transports,
+                relays=lambda: self.cluster.nodes.relays if self.cluster else {},
+            )
+            if shared
+            else None
+        )
+        if self.relay is not None:
+            transports.handler = self.relay.wrap(transports.handler)
         self.keepalive = Keepalive(
             endpoint,
             self.location,
@@ -104,6 +118,7 @@ class Switch:
             settings.default_domain,
             # in a cluster only the node holding a binding's flow can reach it
             node=settings.node_id if shared else None,
+            route=self.relay.route if self.relay else None,
         )
         # filled in by set_listeners, once the listening addresses are known
         self.own_hosts: set[str] = set()
@@ -140,6 +155,7 @@ class Switch:
             no_answer_timeout=settings.no_answer_timeout,
             max_call_duration=settings.max_call_duration,
             require_registration=lambda: bool(self.params.values["CALLS_REQUIRE_REGISTRATION"]),
+            route=self.relay.route if self.relay else None,
         )
         self.retention = Retention(self.storage.events, self.storage.cdrs, self.params, self.clock)
         self.teardown = Teardown(self.b2bua)
@@ -192,7 +208,21 @@ class Switch:
 
     def _node_info(self) -> dict[str, Any]:
         """This node's entry in the cluster registry, besides its heartbeat."""
-        return {"sip": self.listeners, "api": self.api_url}
+        relay = self.relay.address if self.relay else None
+        return {"sip": self.listeners, "api": self.api_url, "relay": relay}
+
+    async def listen_relay(self) -> None:
+        """A cluster node's private UDP listener for B-legs other nodes relay
+        through it (cluster/relay.py), on the address of its first SIP listener."""
+        if self.relay is None:
+            return
+        host = self.settings.advertised_host or str(self.listeners[0]["host"])
+        if host in ("0.0.0.0", "::"):
+            host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+        address = await self.transports.listen(f"udp:{host}:0")
+        self.relay.listening(address, [(str(i["host"]), int(i["port"])) for i in self.listeners])
+        if self.cluster is not None:
+            await self.cluster.nodes.beat()  # the other nodes learn the address now
 
     async def cluster_status(self) -> dict[str, Any]:
         """Nodes, heartbeats, bindings and calls per node (one node when not a cluster)."""
@@ -396,6 +426,7 @@ class Switch:
             storage={
                 **self.storage.stats,
                 **(self.cluster.location.stats | self.cluster.stats if self.cluster else {}),
+                **(self.relay.stats if self.relay else {}),
                 "events_pruned": self.retention.pruned["events"],
                 "cdrs_pruned": self.retention.pruned["cdrs"],
             },

@@ -81,6 +81,7 @@ class B2BUA:
         no_answer_timeout: float = 60.0,
         max_call_duration: float = 7200.0,
         require_registration: Callable[[], bool] = lambda: False,
+        route: Callable[[Binding], tuple[Flow, str] | None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.registrar = registrar
@@ -93,6 +94,8 @@ class B2BUA:
         self.max_call_duration = max_call_duration
         # CALLS_REQUIRE_REGISTRATION, read per INVITE (a live parameter)
         self.require_registration = require_registration
+        # a cluster's way to a binding held by another node: (flow, first Route)
+        self.route = route
         self.calls: dict[str, Call] = {}
         self._by_invite_tx: dict[str, Call] = {}  # A-leg INVITE server tx -> call
         # (Call-ID, our tag) -> the call and leg; the guard checks the rest
@@ -190,9 +193,14 @@ class B2BUA:
         self, call: Call, binding: Binding, number: int, request: Request, max_forwards: int
     ) -> None:
         flow = binding.flow
+        routes = binding.path
+        hop = self.route(binding) if self.route is not None else None
+        if hop is not None:  # through the node holding the binding's flow (cluster/relay.py)
+            flow, first = hop
+            routes = (first, *routes)
         tag = new_id()
         headers = Headers()
-        for route in binding.path:
+        for route in routes:
             headers.add("Route", route)
         headers.add("Max-Forwards", str(max_forwards))
         display = request.from_.display
@@ -208,6 +216,8 @@ class B2BUA:
         invite = Request("INVITE", binding.contact, headers, call.invite_body)
         dialog = Dialog.as_uac(invite, tag, self._our_contact(flow))
         leg = Leg(f"b{number}", dialog, flow, binding.contact, binding_id=binding.id)
+        if hop is not None:
+            leg.party_source = binding.source
         leg.peers.add(source_of(flow))
         leg.peers.add((binding.transport, binding.source_ip, binding.source_port))
         call.forks.append(leg)

@@ -48,9 +48,14 @@ class Leg:
     # source and address and where its responses came from (B), and any source it
     # authenticated from later. In-dialog requests from elsewhere must authenticate.
     peers: set[Source] = field(default_factory=set)
+    # the party's own source when the leg goes through another cluster node
+    # (`flow` then leads to that node): what CDRs and the console show
+    party_source: str | None = None
 
     @property
     def source(self) -> str:
+        if self.party_source is not None:
+            return self.party_source
         return f"{self.flow.transport}:{self.flow.remote[0]}:{self.flow.remote[1]}"
 
     @property

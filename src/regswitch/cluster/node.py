@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -22,14 +23,14 @@ from regswitch.calls.b2bua import B2BUA
 from regswitch.calls.teardown import Teardown
 from regswitch.cluster.bus import Bus
 from regswitch.cluster.location import ClusterLocation
-from regswitch.cluster.nodes import Nodes
+from regswitch.cluster.nodes import DOWN_PREFIX, Nodes, calls_key
 from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.params import ParamError, Params
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
 from regswitch.registrar.domains import Domains
-from regswitch.storage.base import EventRecord, StorageError
+from regswitch.storage.base import CdrRecord, EventRecord, StorageError
 
 log = logging.getLogger("regswitch.cluster")
 
@@ -65,7 +66,7 @@ class ClusterNode:
         self.clock = clock
         self._info = info
         self.bus = Bus(self.redis, node)
-        self.nodes = Nodes(self.redis, node, clock, self.entry, timeout)
+        self.nodes = Nodes(self.redis, node, clock, self.entry, timeout, self._node_down)
         self._tasks: set[asyncio.Task[None]] = set()
         bus = self.bus
         bus.on("kick", self._on_kick)
@@ -84,6 +85,16 @@ class ClusterNode:
     def start(self) -> None:
         self.bus.start()
         self.nodes.start()
+        previous = self.nodes.previous
+        if previous is not None and previous.get("started") != self.nodes.started:
+            self._spawn(self._earlier_life(previous))
+
+    async def _earlier_life(self, entry: dict[str, Any]) -> None:
+        """This node id restarted before the others declared its last life dead:
+        that death is this node's to handle, unless a survivor claimed it."""
+        claim = f"{DOWN_PREFIX}{entry['node']}:{entry.get('started')}"
+        if await self.redis.call(self.redis.client.set(claim, self.node, nx=True, ex=86400)):
+            await self._node_down(entry)
 
     async def stop(self) -> None:
         await self.bus.stop()
@@ -120,13 +131,14 @@ class ClusterNode:
         if call is not None:
             self.b2bua.hang_up(call, "admin-hangup")
             return self.node
-        holder = await self.nodes.holder_of(call_id)
-        if holder is None:
+        entry = await self.nodes.holder(call_id)
+        if entry is None:
             return None
+        holder = str(entry["node"])
         await self.bus.send("hangup", to=holder, call=call_id)
         deadline = self.clock() + HANGUP_WAIT
         while self.clock() < deadline:
-            if call_id not in await self.nodes.calls(holder):
+            if call_id not in await self.nodes.calls(entry):
                 return holder
             await asyncio.sleep(0.02)  # the registry is polled: the bus carries no replies
         raise StorageError(f"node {holder} did not end call {call_id} within {HANGUP_WAIT} s")
@@ -184,6 +196,40 @@ class ClusterNode:
         except Exception:
             log.exception("applying a change from another node failed")
 
+    # --- node failure -------------------------------------------------------------
+    async def _node_down(self, entry: dict[str, Any]) -> None:
+        """A node died (this node claimed it): close the CDRs of the calls it
+        held, ended at its last heartbeat with `node-failure`, and record it.
+        Its bindings stay: its phones are reachable again once they re-register."""
+        node = str(entry["node"])
+        last = float(entry.get("heartbeat", 0))
+        calls = await self.nodes.calls(entry)
+        for call_id, view in calls.items():
+            self.b2bua.cdrs.add(_failed_cdr(call_id, view, last))
+            answer = view.get("answer")
+            self.events.emit(
+                ev.CallEnded(
+                    account=view.get("caller"),
+                    source=view.get("caller_source"),
+                    call=call_id,
+                    callee=str(view.get("callee")),
+                    reason="node-failure",
+                    direction="system",
+                    code=200 if answer else None,
+                    duration=round(max(0.0, last - answer), 3) if answer else 0.0,
+                )
+            )
+        await self.redis.call(self.redis.client.delete(calls_key(node, float(entry["started"]))))
+        self.events.emit(
+            ev.NodeDown(
+                source=node,
+                node=node,
+                last_heartbeat=last,
+                calls_closed=sorted(calls),
+                by=self.node,
+            )
+        )
+
     # --- status -------------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
         """Nodes with their heartbeats, and the bindings and calls each holds."""
@@ -194,7 +240,7 @@ class ClusterNode:
         for entry in nodes:
             name = str(entry["node"])
             entry["bindings"] = bindings.get(name, 0)
-            entry["calls"] = len(await self.nodes.calls(name))
+            entry["calls"] = len(await self.nodes.calls(entry)) if entry["alive"] else 0
         return {
             "node": self.node,
             "cluster": self.redis.where,
@@ -206,3 +252,30 @@ class ClusterNode:
     @property
     def stats(self) -> dict[str, float]:
         return self.bus.stats
+
+
+def _failed_cdr(call_id: str, view: dict[str, Any], end: float) -> CdrRecord:
+    """The CDR of a call its node died with, from the registry's view of it."""
+    answer = view.get("answer")
+    start = float(view["start"])
+    # when the node died is not known: no earlier than its last heartbeat, nor
+    # than the last thing it recorded of the call
+    end = max(end, start, answer or start)
+    return CdrRecord(
+        id=call_id,
+        caller=str(view["caller"]),
+        callee=str(view["callee"]),
+        caller_contact=view.get("caller_contact"),
+        callee_contact=view.get("callee_contact"),
+        caller_source=view.get("caller_source"),
+        callee_source=view.get("callee_source"),
+        a_call_id=str(view.get("a_call_id") or ""),
+        b_call_id=view.get("b_call_id"),
+        start=start,
+        answer=answer,
+        end=end,
+        billable_seconds=max(0, math.ceil(end - answer - 1e-6)) if answer else 0,
+        final_code=200 if answer else 0,
+        end_reason="node-failure",
+        end_direction="system",
+    )

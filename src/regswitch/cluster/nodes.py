@@ -2,7 +2,8 @@
 
     rs:nodes            hash    node id -> JSON (started, heartbeat, pid, SIP listeners, API,
                                 event id slot, bindings and calls it holds)
-    rs:calls:<node>     hash    call id -> JSON (the call's view; what a CDR needs)
+    rs:calls:<node>:<started>  hash  call id -> JSON (the call's view; what a CDR needs),
+                                one per life of a node (a restarted node starts a new one)
     rs:slot:<n>         string  node id holding event id slot n (expires unless renewed)
 
 A node writes its entry every HEARTBEAT seconds; one whose heartbeat is
@@ -23,7 +24,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from regswitch.storage.base import StorageError
@@ -34,11 +35,17 @@ log = logging.getLogger("regswitch.cluster")
 NODES = "rs:nodes"
 CALLS_PREFIX = "rs:calls:"
 SLOT_PREFIX = "rs:slot:"
+DOWN_PREFIX = "rs:down:"  # rs:down:<node>:<started>: which survivor handles that death
 SLOTS = 1024
 HEARTBEAT = 1.0
 #: A slot outlives its node's last heartbeat by this much (s): longer than a
 #: node is ever declared down for, so a slot is never reused while its node lives.
 SLOT_TTL = 120
+#: A dead node's entry leaves the registry this long (s) after its last heartbeat.
+FORGET_AFTER = 3600.0
+
+#: told of a node found dead, by the one survivor that claimed it: (its last entry)
+OnDown = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Nodes:
@@ -49,14 +56,19 @@ class Nodes:
         clock: Callable[[], float],
         info: Callable[[], dict[str, Any]],
         timeout: float = 10.0,
+        on_down: OnDown | None = None,
     ) -> None:
         self.redis = redis
+        self.on_down = on_down
         self.node = node
         self.clock = clock
         self.info = info  # this node's entry, fresh at every heartbeat
         self.timeout = timeout
         self.started = clock()
         self.slot = -1
+        self.relays: dict[str, tuple[str, int]] = {}  # live nodes' relay addresses
+        self._entries: dict[str, str] = {}  # the registry as last read
+        self.previous: dict[str, Any] | None = None  # see join()
         self._beater: asyncio.Task[None] | None = None
         # call registry writes, in order, drained by one task (a pipeline per turn)
         self._writes: list[tuple[str, str, str | None]] = []
@@ -65,12 +77,15 @@ class Nodes:
 
     @property
     def calls_key(self) -> str:
-        return CALLS_PREFIX + self.node
+        return calls_key(self.node, self.started)
 
     async def join(self) -> int:
-        """Claim an event id slot and announce this node; returns the slot.
-        Calls listed under this node id are from an earlier life of it: gone."""
+        """Claim an event id slot and announce this node; returns the slot. An
+        earlier life of this node id, whose death nobody handled yet (a quick
+        restart), is left in `previous` for this node to handle."""
         client = self.redis.client
+        before = await self.redis.call(client.hget(NODES, self.node))
+        self.previous = json.loads(before) if before else None
         first = zlib.crc32(self.node.encode()) % SLOTS
         for step in range(SLOTS):
             slot = (first + step) % SLOTS
@@ -83,7 +98,6 @@ class Nodes:
                 break
         else:
             raise StorageError("no free event id slot: more than 1024 nodes in the cluster")
-        await self.redis.call(client.delete(self.calls_key))
         await self.beat()
         return self.slot
 
@@ -119,19 +133,55 @@ class Nodes:
         pipe = client.pipeline(transaction=False)
         pipe.hset(NODES, self.node, json.dumps(entry))
         pipe.set(f"{SLOT_PREFIX}{self.slot}", self.node, ex=SLOT_TTL)
-        await self.redis.call(pipe.execute())
+        pipe.hgetall(NODES)
+        *_, entries = await self.redis.call(pipe.execute())
+        self.relays = self._relays(entries)
+        self._entries = entries
+
+    def _relays(self, entries: dict[str, str]) -> dict[str, tuple[str, int]]:
+        now = self.clock()
+        relays: dict[str, tuple[str, int]] = {}
+        for text in entries.values():
+            entry = json.loads(text)
+            relay = entry.get("relay")
+            if relay and now - float(entry.get("heartbeat", 0)) < self.timeout:
+                relays[str(entry["node"])] = (str(relay[0]), int(relay[1]))
+        return relays
 
     async def _beat_forever(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT)
             try:
                 await self.beat()
+                await self._watch_others()
             except StorageError:
                 await self.redis.wait_up()  # no heartbeat without Redis; back when it is
+
+    async def _watch_others(self) -> None:
+        """A node silent for `timeout` seconds is dead: the first survivor to
+        claim that death (one key per node life) handles it, exactly once."""
+        now = self.clock()
+        client = self.redis.client
+        for text in self._entries.values():
+            entry = json.loads(text)
+            node = str(entry["node"])
+            age = now - float(entry.get("heartbeat", 0))
+            if node == self.node or age < self.timeout:
+                continue
+            if age > FORGET_AFTER:
+                await self.redis.call(client.hdel(NODES, node))
+                continue
+            claim = f"{DOWN_PREFIX}{node}:{entry.get('started')}"
+            if not await self.redis.call(client.set(claim, self.node, nx=True, ex=86400)):
+                continue  # another survivor has it (or had it)
+            log.error("node %s is down (no heartbeat for %.1f s)", node, age)
+            if self.on_down is not None:
+                await self.on_down(entry)
 
     async def nodes(self) -> list[dict[str, Any]]:
         """Every registered node, with `alive` and the heartbeat's `age` (s)."""
         entries = await self.redis.call(self.redis.client.hgetall(NODES))
+        self.relays = self._relays(entries)
         now = self.clock()
         out = []
         for text in entries.values():
@@ -163,16 +213,22 @@ class Nodes:
             except StorageError as exc:
                 log.warning("call registry not updated (%d writes): %s", len(writes), exc)
 
-    async def calls(self, node: str) -> dict[str, dict[str, Any]]:
-        entries = await self.redis.call(self.redis.client.hgetall(CALLS_PREFIX + node))
+    async def calls(self, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """The calls of the node life `entry` (a registry entry) lists."""
+        key = calls_key(str(entry["node"]), float(entry["started"]))
+        entries = await self.redis.call(self.redis.client.hgetall(key))
         return {call_id: json.loads(text) for call_id, text in entries.items()}
 
-    async def holder_of(self, call_id: str) -> str | None:
-        """The node holding call `call_id`, if any live node lists it."""
+    async def holder(self, call_id: str) -> dict[str, Any] | None:
+        """The entry of the live node holding call `call_id`, if any."""
         for entry in await self.nodes():
             if not entry["alive"]:
                 continue
-            node = str(entry["node"])
-            if await self.redis.call(self.redis.client.hexists(CALLS_PREFIX + node, call_id)):
-                return node
+            key = calls_key(str(entry["node"]), float(entry["started"]))
+            if await self.redis.call(self.redis.client.hexists(key, call_id)):
+                return entry
         return None
+
+
+def calls_key(node: str, started: float) -> str:
+    return f"{CALLS_PREFIX}{node}:{started!r}"

@@ -35,6 +35,7 @@ CALL_STARTED = "call-started"
 CALL_ANSWERED = "call-answered"
 CALL_ENDED = "call-ended"
 DOMAIN_CHANGED = "domain-changed"
+NODE_DOWN = "node-down"  # a cluster node stopped; a survivor closed its calls
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -267,10 +268,24 @@ class DomainChanged(DomainEvent):
     domain: str
 
 
+# --------------------------------------------------------------------------- a cluster
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeDown(DomainEvent):
+    """A cluster node stopped; `by` (a surviving node) closed its calls' CDRs."""
+
+    TYPE: ClassVar[str] = NODE_DOWN
+    node: str
+    last_heartbeat: float
+    calls_closed: list[str]
+    by: str
+
+
 EVENT_CLASSES: tuple[type[DomainEvent], ...] = (
     Registered, Refreshed, SameDevice, Unregistered, Expired, Replaced, Rejected, Deleted,
     Reachability, AuthFailed, FloodBlocked, Flapping, CredentialSharing, CallStarted,
-    CallAnswered, CallEnded, ParamChanged, AccountChanged, DomainChanged,
+    CallAnswered, CallEnded, ParamChanged, AccountChanged, DomainChanged, NodeDown,
 )  # fmt: skip
 
 #: What `/api/events?type=` accepts.

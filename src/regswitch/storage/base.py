@@ -72,6 +72,7 @@ END_REASONS: frozenset[str] = frozenset(
         "admin-hangup",
         "timeout",
         "error",
+        "node-failure",
     }
 )
 

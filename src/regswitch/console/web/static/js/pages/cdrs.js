@@ -6,8 +6,11 @@ import { aorCell, badge, debounce, field, fmtTime, fmtWhen, h, localInputToEpoch
 const REASONS = [
   "normal", "busy", "no-answer", "cancelled", "rejected", "not-registered",
   "registration-replaced", "registration-deleted", "admin-hangup", "timeout", "error",
+  "node-failure",
 ];
-const SYSTEM_ENDS = new Set(["registration-replaced", "registration-deleted", "admin-hangup", "timeout", "error"]);
+const SYSTEM_ENDS = new Set([
+  "registration-replaced", "registration-deleted", "admin-hangup", "timeout", "error", "node-failure",
+]);
 
 export function mount(root, { stream }) {
   const account = h("input", { type: "search", name: "account", placeholder: "user@domain", id: "cdr-account" });
