@@ -1,4 +1,4 @@
-"""Small pure helpers of the REGISTER service (registrar/service.py)."""
+"""The contact helpers of the registrar (registrar/contacts.py): keys, requests, refusals."""
 
 from __future__ import annotations
 
