@@ -11,7 +11,7 @@ from cluster_helpers import Cluster
 from calls.harness import Api, Devices, check_cdr, source, unique, user
 from support import wait_until
 from support.server import RunningServer
-from support.sipp import SippRunner
+from support.sipp import SippProcess, SippRunner
 
 pytestmark = [pytest.mark.integration, pytest.mark.sipp, pytest.mark.timeout(120)]
 
@@ -72,44 +72,51 @@ def test_kick_through_a_third_node_ends_the_call_on_the_node_holding_it(
     assert [e["details"]["reason"] for e in ended] == ["registration-replaced"]
 
 
+class TwoNodes:
+    """Nodes 1 and 2, accounts alice and bob known to both, SIPp devices on each."""
+
+    def __init__(self, cluster: Cluster, sipp: SippRunner) -> None:
+        self.n1, self.n2 = cluster.add(), cluster.add()
+        self.api1, self.api2 = Api(self.n1), Api(self.n2)
+        self.alice = self.api1.account(unique("alice"))
+        self.bob = self.api1.account(unique("bob"))
+        wait_until(lambda: self.api2.http.get(f"/api/accounts/{self.bob}").status_code == 200, 10)
+        self.via1, self.via2 = Devices(sipp, self.n1), Devices(sipp, self.n2)
+
+    def call_held_by_node_2(self) -> tuple[SippProcess, SippProcess]:
+        """alice registered through node 1, bob calling her through node 2: answered.
+        Returns (callee, caller) scenarios, waiting for their BYE."""
+        port = self.via1.register(user(self.alice))
+        wait_until(lambda: self.api2.registrations(self.alice), 10, "alice on node 2")
+        callee = self.via1.device("call_uas_answer", port)
+        caller = self.via2.caller("call_uac_wait_bye", user(self.bob), user(self.alice))
+        self.api2.wait_call(self.bob, "answered")
+        return callee, caller
+
+
 def test_kick_reaches_the_other_node_quickly(cluster: Cluster, sipp: SippRunner) -> None:
     """Node 2, holding the call, ends it within 50 ms of node 1's decision to
     replace the binding (the `replaced` event, written just before node 1's
     200) -- both times on this machine's clock."""
-    n1, n2 = cluster.add(), cluster.add()
-    api1, api2 = Api(n1), Api(n2)
-    alice, bob = api1.account(unique("alice")), api1.account(unique("bob"))
-    wait_until(lambda: api2.http.get(f"/api/accounts/{bob}").status_code == 200, 10)
-    via1, via2 = Devices(sipp, n1), Devices(sipp, n2)
-    old_port = via1.register(user(alice))
-    wait_until(lambda: api2.registrations(alice), 10, "alice on node 2")
-    callee = via1.device("call_uas_answer", old_port)
-    caller = via2.caller("call_uac_wait_bye", user(bob), user(alice))
-    api2.wait_call(bob, "answered")
-    via1.register(user(alice))  # through node 1; the call is on node 2
+    two = TwoNodes(cluster, sipp)
+    callee, caller = two.call_held_by_node_2()
+    two.via1.register(user(two.alice))  # through node 1; the call is on node 2
     caller.wait().check(1)
     callee.wait().check(1)
-    [cdr] = api2.wait_cdrs(bob)
+    [cdr] = two.api2.wait_cdrs(two.bob)
     assert cdr["end_reason"] == "registration-replaced"
-    [replaced] = api1.events("replaced", alice)
+    [replaced] = two.api1.events("replaced", two.alice)
     assert 0 <= cdr["end"] - replaced["time"] < 0.05, (cdr["end"], replaced["time"])
 
 
 def test_console_delete_with_kick_and_hangup_through_another_node(
     cluster: Cluster, sipp: SippRunner
 ) -> None:
-    n1, n2 = cluster.add(), cluster.add()
-    api1, api2 = Api(n1), Api(n2)
-    alice, bob = api1.account(unique("alice")), api1.account(unique("bob"))
-    wait_until(lambda: api2.http.get(f"/api/accounts/{bob}").status_code == 200, 10)
-    via1, via2 = Devices(sipp, n1), Devices(sipp, n2)
+    two = TwoNodes(cluster, sipp)
+    api1, api2, alice, bob = two.api1, two.api2, two.alice, two.bob
 
     # a console delete with kick on node 1 ends a call held by node 2
-    port = via1.register(user(alice))
-    wait_until(lambda: api2.registrations(alice), 10, "alice on node 2")
-    callee = via1.device("call_uas_answer", port)
-    caller = via2.caller("call_uac_wait_bye", user(bob), user(alice))
-    api2.wait_call(bob, "answered")
+    callee, caller = two.call_held_by_node_2()
     [binding] = api1.registrations(alice)
     r = api1.http.delete(f"/api/registrations/{binding['id']}", params={"kick": "true"})
     assert r.status_code == 200, r.text
@@ -120,11 +127,8 @@ def test_console_delete_with_kick_and_hangup_through_another_node(
     wait_until(lambda: not api2.registrations(alice), 10, "the binding gone on node 2")
 
     # DELETE /api/calls/{id} on node 1 hangs up a call held by node 2
-    port = via1.register(user(alice))
-    wait_until(lambda: api2.registrations(alice), 10, "alice on node 2 again")
-    callee = via1.device("call_uas_answer", port)
-    caller = via2.caller("call_uac_wait_bye", user(bob), user(alice))
-    call = api2.wait_call(bob, "answered")
+    callee, caller = two.call_held_by_node_2()
+    [call] = api2.calls()
     r = api1.http.delete(f"/api/calls/{call['id']}")
     assert r.status_code == 200, r.text
     assert r.json()["node"] == "n2"

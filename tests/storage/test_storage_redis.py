@@ -21,11 +21,15 @@ from regswitch.storage.base import (
 from regswitch.storage.redis_location import RedisLocation, account_key, check_url, decode, encode
 from support.redis import RedisServer
 
-NOW = time.time()  # keys expire on the wall clock: records must be current
+
+def now() -> float:
+    """The wall clock: a stored account's key expires on it (after its last binding),
+    so a record must be current when it is written, not when the module was imported."""
+    return time.time()
 
 
 def record(
-    binding_id: str, aor: str = "alice@example.com", expires_at: float = NOW + 60, **kw: object
+    binding_id: str, aor: str = "alice@example.com", expires_at: float | None = None, **kw: object
 ) -> BindingRecord:
     values: dict[str, object] = dict(
         id=binding_id,
@@ -39,13 +43,13 @@ def record(
         conn_id=0,
         call_id=f"call-{binding_id}",
         cseq=1,
-        expires_at=expires_at,
+        expires_at=now() + 60 if expires_at is None else expires_at,
         instance=None,
         reg_id=None,
         user_agent="test",
         path=("<sip:p1>",),
-        registered_at=NOW,
-        refreshed_at=NOW,
+        registered_at=now(),
+        refreshed_at=now(),
         node="n1",
     )
     values.update(kw)
@@ -81,11 +85,12 @@ async def test_keys_of_one_account_share_a_hash_tag() -> None:
 
 
 async def test_watch_commit_and_read(location: RedisLocation) -> None:
+    written = record("b1")
     async with location.watch("alice@example.com") as watch:
         assert watch.records == []
-        state = await watch.commit([BindingOp.upsert(record("b1"))])
+        state = await watch.commit([BindingOp.upsert(written)])
     assert state is not None and [r.id for r in state.records] == ["b1"]
-    assert await location.read("alice@example.com") == [record("b1")]
+    assert await location.read("alice@example.com") == [written]
     assert [r.id for r in await location.load()] == ["b1"]
 
 
@@ -136,13 +141,14 @@ async def test_racing_writers_each_see_the_other(location: RedisLocation, redis_
 
 
 async def test_expiry_happens_once(location: RedisLocation, redis_url: str) -> None:
-    await location.apply([BindingOp.upsert(record("b1", expires_at=NOW - 1))])
+    at = now()
+    await location.apply([BindingOp.upsert(record("b1", expires_at=at - 1))])
     others = [RedisLocation(redis_url) for _ in range(3)]
     for other in others:
         await other.open()
     try:
         results = await asyncio.gather(
-            *(o.expire("alice@example.com", "b1", NOW) for o in [location, *others])
+            *(o.expire("alice@example.com", "b1", at) for o in [location, *others])
         )
         assert sorted(results) == [False, False, False, True]
         assert await location.read("alice@example.com") == []
@@ -152,8 +158,9 @@ async def test_expiry_happens_once(location: RedisLocation, redis_url: str) -> N
 
 
 async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> None:
-    await location.apply([BindingOp.upsert(record("b1", expires_at=NOW + 30))])
-    assert not await location.expire("alice@example.com", "b1", NOW)
+    at = now()
+    await location.apply([BindingOp.upsert(record("b1", expires_at=at + 30))])
+    assert not await location.expire("alice@example.com", "b1", at)
     assert len(await location.read("alice@example.com")) == 1
 
 
