@@ -126,20 +126,12 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
             steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
             return
         for _ in range(MAX_ATTEMPTS):
-            async with shared.turn(aor) as watch:
-                if steps._refused_by_guard(pending):
-                    return
-                decision, policy = steps._decision(pending, probed, probed is None)
-                confirm = steps._needs_confirmation(pending, decision)
-                if not confirm and decision.outcome != "probe":
-                    if decision.outcome != "ok" or not (decision.changes or decision.removals):
-                        steps._finish(pending, decision, policy, committed=True)  # nothing to write
-                        return
-                    ops = plan_ops(decision, pending.req, steps.new_id)
-                    if await watch.commit(ops) is not None:
-                        steps._finish(pending, decision, policy, committed=True)
-                        return
-                    continue  # another node changed the account first: decide again
+            outcome = await _watched_turn(steps, shared, pending, probed)
+            if outcome is None:
+                return  # applied (or refused) and answered
+            if isinstance(outcome, str):  # CONFLICT
+                continue  # another node changed the account first: decide again
+            decision, confirm = outcome
             # outside the watch: a return-path check or a probe takes up to seconds
             req = pending.req
             if confirm:
@@ -169,6 +161,34 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
             log.error("REGISTER for %s: the shared location failed: %s", aor, exc)
         steps.results["storage-unavailable"] += 1
         pending.stx.respond(503, "Service Unavailable", {"Retry-After": RETRY_AFTER})
+
+
+CONFLICT = "conflict"
+
+
+async def _watched_turn(
+    steps: Steps, shared: SharedLocation, pending: Pending, probed: dict[str, bool] | None
+) -> tuple[Decision, bool] | str | None:
+    """One decision under the watch of the account's shared state: None when it
+    was applied (or refused) and answered; CONFLICT when another node changed
+    the account before the commit; else (decision, confirm): a return-path
+    check or a probe must run first, outside the watch. (A function of its own:
+    mypyc compiles no `continue` inside the `async with`.)"""
+    async with shared.turn(pending.req.aor) as watch:
+        if steps._refused_by_guard(pending):
+            return None
+        decision, policy = steps._decision(pending, probed, probed is None)
+        confirm = steps._needs_confirmation(pending, decision)
+        if confirm or decision.outcome == "probe":
+            return decision, confirm
+        if decision.outcome != "ok" or not (decision.changes or decision.removals):
+            steps._finish(pending, decision, policy, committed=True)  # nothing to write
+            return None
+        ops = plan_ops(decision, pending.req, steps.new_id)
+        if await watch.commit(ops) is None:
+            return CONFLICT
+        steps._finish(pending, decision, policy, committed=True)
+        return None
 
 
 def plan_ops(
