@@ -40,8 +40,15 @@ class Regswitch:
     (or the storage URL `db`, e.g. postgresql://...)."""
 
     def __init__(
-        self, port: int = PORT, extra_env: dict[str, str] | None = None, db: str | None = None
+        self,
+        port: int = PORT,
+        extra_env: dict[str, str] | None = None,
+        db: str | None = None,
+        extra_args: list[str] | None = None,
+        cpus: str | None = "server",
     ) -> None:
+        """`extra_args` go to `regswitch serve`; `cpus` pins it (default: the
+        server's CPUs, as Kamailio's; None: unpinned)."""
         self.dir = Path(tempfile.mkdtemp(prefix="rsbench-"))
         ready = self.dir / "ready.json"
         argv = [
@@ -59,8 +66,9 @@ class Regswitch:
             str(ready),
             "--log-level",
             "warning",
+            *(extra_args or []),
         ]
-        argv = pinned(server_cpus(), argv)
+        argv = pinned(server_cpus() if cpus == "server" else cpus, argv)
         env = {**os.environ, **(extra_env or {})}
         self.log = open(self.dir / "server.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

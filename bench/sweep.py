@@ -208,8 +208,11 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def kamailio(children: int, auth: str, workdir: Path) -> contextlib.AbstractContextManager[Any]:
-    """Kamailio on udp:127.0.0.1:5070 with bench/kamailio.cfg and this auth mode."""
+def kamailio(
+    children: int, auth: str, workdir: Path, cpus: str | None = "server"
+) -> contextlib.AbstractContextManager[Any]:
+    """Kamailio on udp:127.0.0.1:5070 with bench/kamailio.cfg and this auth mode,
+    pinned to the server's CPUs (`cpus` "server") or as given (None: unpinned)."""
     if shutil.which("kamailio") is None:
         raise SystemExit("no kamailio (Debian: apt-get install kamailio kamailio-sqlite-modules)")
     users_db = write_kamailio_users(workdir / "users.db")
@@ -221,7 +224,8 @@ def kamailio(children: int, auth: str, workdir: Path) -> contextlib.AbstractCont
         "htable": [],
     }[auth]
     argv = ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E", "-m", "512", "-M", "16", *defines]
-    return started(pinned(server_cpus(), argv), workdir / "kamailio.log", KAMAILIO_PORT)
+    where = server_cpus() if cpus == "server" else cpus
+    return started(pinned(where, argv), workdir / "kamailio.log", KAMAILIO_PORT)
 
 
 @contextlib.contextmanager

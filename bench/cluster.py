@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The cluster's cost and its scaling, side by side in one run (not tests).
+
+1. REGISTER with digest, full registrations/s: one node with `--cluster`
+   (PostgreSQL + Redis) against one embedded process (SQLite), same pinning as
+   bench/register.py. Goal: >= 0.7.
+2. `--workers 2` against `--workers 1` (both `--cluster`), next to Kamailio
+   with 2 and 1 children, all unpinned on this 2-core machine (SIPp takes what
+   is left). Goal: regswitch >= 1.4x; the two scalings are reported.
+
+A temporary PostgreSQL (tests/support/postgres.py) and redis-server
+(tests/support/redis.py) are started and stopped by the script.
+
+    .venv-run/bin/python bench/cluster.py [--reps 1] [--duration 3] [--start 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common import Regswitch, print_step
+from sweep import Sweep, kamailio, process_tree, run_sweep
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.postgres import PgCluster
+from support.redis import RedisServer
+
+
+def sweep_of(a: argparse.Namespace) -> Sweep:
+    return Sweep("register_digest", start=a.start, factor=2, bisect=3, duration=a.duration)
+
+
+def regswitch_rate(label: str, sweep: Sweep, **server: Any) -> float:
+    node = Regswitch(**server)
+    try:
+        node.provision()
+        step = run_sweep(node.target, sweep, [node.pid], label, log=lambda _: None)
+    finally:
+        node.stop()
+    print_step(step)
+    return float(step["best_rate"] or 0)
+
+
+def kamailio_rate(label: str, sweep: Sweep, children: int) -> float:
+    with (
+        tempfile.TemporaryDirectory(prefix="rsbench-kamailio-") as tmp,
+        kamailio(children, "htable", Path(tmp), cpus=None) as proc,
+    ):
+        step = run_sweep("127.0.0.1:5070", sweep, process_tree(proc.pid), label, log=lambda _: None)
+    print_step(step)
+    return float(step["best_rate"] or 0)
+
+
+def median_of(reps: int, measure: Callable[[int], float]) -> float:
+    return statistics.median(measure(rep) for rep in range(1, reps + 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reps", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--start", type=int, default=1000)
+    a = parser.parse_args()
+    sweep = sweep_of(a)
+    pg, redis = PgCluster.start(), RedisServer.start()
+    try:
+
+        def cluster_args(node: str, workers: int = 1) -> dict[str, Any]:
+            return {
+                "db": pg.new_database(),
+                "extra_args": ["--cluster", redis.new_database(), "--node-id", node,
+                               "--workers", str(workers)],
+            }  # fmt: skip
+
+        embedded = median_of(a.reps, lambda rep: regswitch_rate(f"embedded rep{rep}", sweep))
+        cluster = median_of(a.reps, lambda rep: regswitch_rate(
+            f"--cluster rep{rep}", sweep, **cluster_args(f"c{rep}")))  # fmt: skip
+        one = median_of(a.reps, lambda rep: regswitch_rate(
+            f"--workers 1 rep{rep}", sweep, cpus=None, **cluster_args(f"w1-{rep}")))  # fmt: skip
+        two = median_of(a.reps, lambda rep: regswitch_rate(
+            f"--workers 2 rep{rep}", sweep, cpus=None, **cluster_args(f"w2-{rep}", 2)))  # fmt: skip
+        kam1 = median_of(a.reps, lambda rep: kamailio_rate(f"kamailio 1 rep{rep}", sweep, 1))
+        kam2 = median_of(a.reps, lambda rep: kamailio_rate(f"kamailio 2 rep{rep}", sweep, 2))
+    finally:
+        pg.stop()
+        redis.stop()
+    ratio = cluster / embedded if embedded else 0.0
+    print(
+        f"register_digest: one node --cluster {cluster:.0f}/s vs embedded {embedded:.0f}/s "
+        f"-> {ratio:.2f} (goal >= 0.7)"
+    )
+    scale = two / one if one else 0.0
+    kam_scale = kam2 / kam1 if kam1 else 0.0
+    print(
+        f"--workers 2 {two:.0f}/s vs --workers 1 {one:.0f}/s -> {scale:.2f}x (goal >= 1.4); "
+        f"Kamailio 2 children {kam2:.0f}/s vs 1 {kam1:.0f}/s -> {kam_scale:.2f}x; "
+        f"regswitch's scaling / Kamailio's {scale / kam_scale if kam_scale else 0:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
