@@ -48,7 +48,7 @@ class Sent:
 
 
 class RegistrarHarness:
-    def __init__(self, storage: MemoryStorage) -> None:
+    def __init__(self, storage: MemoryStorage, *, shared_accounts: bool = False) -> None:
         self.now = 1_000_000.0
         self.storage = storage
         self.sent = Sent()
@@ -57,7 +57,7 @@ class RegistrarHarness:
         self.endpoint = Endpoint(self.tx, self.sent, id_factory=lambda: f"tag{next(ids)}")
         self.params = Params()
         self.events = EventBus(storage.events, self.clock)
-        self.accounts = Accounts(storage.accounts, self.clock)
+        self.accounts = Accounts(storage.accounts, self.clock, shared=shared_accounts)
         self.location = Location()
         self.kicks: list[tuple[str, str]] = []  # (binding id, reason)
         self.registrar = Registrar(
@@ -81,10 +81,11 @@ class RegistrarHarness:
         self._cseq = Counter[str]()
 
     @classmethod
-    async def start(cls) -> RegistrarHarness:
+    async def start(cls, *, shared_accounts: bool = False) -> RegistrarHarness:
+        """`shared_accounts`: as a cluster node, whose storage other nodes write."""
         storage = MemoryStorage()
         await storage.open()
-        return cls(storage)
+        return cls(storage, shared_accounts=shared_accounts)
 
     async def close(self) -> None:
         await self.storage.close()

@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from harness import DEVICE1, DEVICE2, RegistrarHarness
+from harness import DEVICE1, DEVICE2, DOMAIN, RegistrarHarness
 
 from regswitch.common import domain_events as ev
+from regswitch.registrar.accounts import MISS_MEMORY, Accounts
+from regswitch.storage.base import Account
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -96,3 +98,40 @@ async def test_a_wildcard_unregister_removes_every_binding(reg: RegistrarHarness
     gone = await reg.register("alice", "pw", DEVICE1, expires=0, contact="*")
     assert gone.status == 200 and reg.location.of(aor) == []
     assert reg.kicks == [] and {e["wildcard"] for e in reg.events_of(ev.UNREGISTERED)} == {True}
+
+
+async def test_a_cluster_node_reads_an_account_another_node_just_created() -> None:
+    """The phone's answer to its challenge reaches this node before the bus's news
+    of the account: the node reads storage, once, and registers it."""
+    reg = await RegistrarHarness.start(shared_accounts=True)
+    try:
+        other_node = Accounts(reg.storage.accounts, reg.clock)
+        await other_node.create({"user": "kim", "domain": DOMAIN, "password": "pw"})
+        assert reg.accounts.get(f"kim@{DOMAIN}") is None
+        assert (await reg.register("kim", "pw", DEVICE1)).status == 200
+        assert [b.aor for b in reg.location.of(f"kim@{DOMAIN}")] == [f"kim@{DOMAIN}"]
+    finally:
+        await reg.close()
+
+
+async def test_a_name_storage_lacks_is_read_once_in_a_while() -> None:
+    """A stranger guessing names costs one storage read per name per
+    MISS_MEMORY seconds, and is refused like any unknown account."""
+    reg = await RegistrarHarness.start(shared_accounts=True)
+    try:
+        reads: list[str] = []
+        real_get = reg.storage.accounts.get
+
+        async def counting_get(aor: str) -> Account | None:
+            reads.append(aor)
+            return await real_get(aor)
+
+        reg.storage.accounts.get = counting_get  # type: ignore[method-assign]
+        for _ in range(3):
+            assert (await reg.register("nobody", "guess", DEVICE2)).status == 403
+        assert reads == [f"nobody@{DOMAIN}"]
+        reg.now += MISS_MEMORY
+        assert (await reg.register("nobody", "guess", DEVICE2)).status == 403
+        assert reads == [f"nobody@{DOMAIN}"] * 2
+    finally:
+        await reg.close()

@@ -66,7 +66,7 @@ class Switch:
         self.storage = open_storage(settings.db)
         self.params = Params()
         self.events = EventBus(self.storage.events, self.clock)
-        self.accounts = Accounts(self.storage.accounts, self.clock)
+        self.accounts = Accounts(self.storage.accounts, self.clock, shared=shared is not None)
         self.domains = Domains(self.storage.domains, self.clock, settings.domains)
         self.location = Location()
         expiry = ExpiryQueue()

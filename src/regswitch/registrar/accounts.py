@@ -53,11 +53,24 @@ class AccountEntry:
         return known
 
 
+# How long a storage read that found no account is trusted (shared storage):
+# a stranger guessing names costs one read per name in that time, and the
+# flood guard counts his failed credentials.
+MISS_MEMORY = 5.0
+MISS_LIMIT = 10_000
+
+
 class Accounts:
-    def __init__(self, store: AccountStore, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: AccountStore, clock: Callable[[], float], *, shared: bool = False
+    ) -> None:
         self._store = store
         self._clock = clock
         self._by_aor: dict[str, AccountEntry] = {}
+        # a cluster node: another node may have created an account an instant
+        # before its phone's REGISTER reaches this one, ahead of the bus's news
+        self._shared = shared
+        self._missing: dict[str, float] = {}  # aor -> when storage last lacked it
 
     async def load(self) -> None:
         for account in await self._store.list_all():
@@ -74,6 +87,7 @@ class Accounts:
             self._by_aor.update(fresh)
             return
         key = normalise_aor(aor)
+        self._missing.pop(key, None)
         account = await self._store.get(key)
         if account is None:
             self._by_aor.pop(key, None)
@@ -82,6 +96,25 @@ class Accounts:
 
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
+
+    def unheard(self, aor: str, now: float) -> bool:
+        """Whether shared storage may hold `aor` though this node has not heard
+        of it yet (not read there in the last MISS_MEMORY seconds)."""
+        if not self._shared or aor in self._by_aor:
+            return False
+        lacked = self._missing.get(aor)
+        return lacked is None or now - lacked >= MISS_MEMORY
+
+    async def read_unheard(self, aor: str, now: float) -> None:
+        """Read `aor` from storage (after `unheard`); marked first, so that
+        requests arriving during the read do not read it again."""
+        if len(self._missing) >= MISS_LIMIT:
+            self._missing.clear()
+        self._missing[aor] = now
+        account = await self._store.get(aor)
+        if account is not None and aor not in self._by_aor:
+            self._missing.pop(aor, None)
+            self._by_aor[aor] = _entry(account)
 
     def list(self) -> list[Account]:
         return sorted((e.account for e in self._by_aor.values()), key=lambda a: a.aor)
@@ -209,6 +242,7 @@ class Accounts:
         # concurrent puts share group commits: one transaction for many accounts
         await asyncio.gather(*(self._store.put(a) for a in accounts))
         for account in accounts:
+            self._missing.pop(account.aor, None)
             self._by_aor[account.aor] = AccountEntry(
                 account, parse_networks(account.allowed_networks)
             )
@@ -216,6 +250,7 @@ class Accounts:
 
     async def _save(self, account: Account) -> None:
         await self._store.put(account)
+        self._missing.pop(account.aor, None)
         self._by_aor[account.aor] = AccountEntry(account, parse_networks(account.allowed_networks))
 
 

@@ -56,6 +56,7 @@ class Checks:
         replies: Replies,
         results: Counter[str],
         node: str,
+        read_account: Callable[[IncomingRequest, str, float], None],
     ) -> None:
         self.aor_of = aor_of
         self.accounts = accounts
@@ -65,6 +66,7 @@ class Checks:
         self.replies = replies
         self.results = results
         self.node = node
+        self.read_account = read_account
 
     def register(self, stx: IncomingRequest, now: float) -> Checked | None:
         """The REGISTER's checks, in order; None when it was refused or
@@ -101,6 +103,11 @@ class Checks:
         # are checked like a wrong password (nonce first, one answer for all):
         # the replies tell nothing about which accounts exist.
         entry = self.accounts.get(aor)
+        if entry is None and self.accounts.unheard(aor, now) and "authorization" in request.headers:
+            # created through another cluster node an instant ago? Read it, then
+            # check again (credentials only: the first REGISTER is challenged anyway)
+            self.read_account(stx, aor, now)
+            return None
         refuse = ""
         if entry is None or not entry.account.enabled:
             refuse = "unknown or disabled account"

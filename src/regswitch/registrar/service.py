@@ -125,6 +125,7 @@ class Registrar:
         self.checks = Checks(
             aor_of=self.aor_of, accounts=accounts, auth=auth, flood=flood, params=params,
             replies=self.replies, results=self.results, node=node,
+            read_account=self._read_then_handle,
         )  # fmt: skip
         self._turns: dict[str, list[Checked]] = {}
         self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
@@ -178,6 +179,21 @@ class Registrar:
             stx.respond(503, "Registration Busy", {"Retry-After": "2"})
         else:
             queue.append(pending)
+
+    def _read_then_handle(self, stx: IncomingRequest, aor: str, now: float) -> None:
+        """Read an account this node has not heard of (checks.py), then check the
+        REGISTER again: found, it goes on; still unknown, it is refused as such."""
+
+        async def read() -> None:
+            try:
+                await self.accounts.read_unheard(aor, now)
+            except Exception:  # storage down: the REGISTER is refused as unknown
+                log.exception("reading account %s", aor)
+            self.handle(stx)
+
+        task = asyncio.get_running_loop().create_task(read())
+        self._probes.add(task)
+        task.add_done_callback(self._probes.discard)
 
     def _finish_cheap(self, pending: Checked) -> bool:
         """Apply `pending` now if it needs neither a probe nor a return-path check."""
