@@ -125,7 +125,8 @@ class Policy:
 
 
 class Change:
-    """A binding to create (`binding` None, `values` complete) or update in place."""
+    """A binding to create (`binding` None) or update in place; `values` are
+    always every field a REGISTER sets (`binding_values`)."""
 
     __slots__ = ("binding", "kind", "values")
 

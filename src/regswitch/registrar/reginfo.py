@@ -133,9 +133,7 @@ def change(
     return contact
 
 
-def document(
-    aor: str, version: int, full: bool, contacts: list[ContactState], live: int
-) -> bytes:
+def document(aor: str, version: int, full: bool, contacts: list[ContactState], live: int) -> bytes:
     """A reginfo document. `live` is how many contacts the account has now
     (the `<registration>` state: init with none; terminated when a partial
     document reports the last one gone)."""

@@ -34,6 +34,7 @@ from regswitch.registrar.contacts import (
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.kick_guard import KickGuard
 from regswitch.registrar.kicker import Kicker
+from regswitch.registrar.plan import Plan, plan
 from regswitch.registrar.policy import (
     Decision,
     Policy,
@@ -395,60 +396,44 @@ class Registrar:
 
         if (decision.changes or decision.removals) and not committed and self._storage_down(stx):
             return
+        self._apply(pending, plan(decision, req, self.new_id), policy, committed)
+
+    def _apply(self, pending: Checked, plan: Plan, policy: Policy, committed: bool) -> None:
+        """Apply a decision's plan here: memory, then events and kicks, then the
+        write and the 200 (at once when `committed`: a shared turn stored it)."""
+        stx = pending.stx
+        req = pending.req
         location = self.location
-        ops: list[BindingOp] = []
-        kinds: list[str] = []
-        created: list[Binding] = []
-        for change in decision.changes:
-            if change.binding is None:
-                values = change.values
-                if "id" not in values:  # else given when the turn planned the commit
-                    values = {"id": self.new_id(), "registered_at": req.now, **values}
-                binding = Binding(**values)
-                location.add(binding)
-                created.append(binding)
-                self.expiry.push(binding.id, binding.expires_at)
-                self.events.emit(
-                    ev.Registered(
-                        account=req.aor,
-                        source=binding.source,
-                        contact=binding.contact,
-                        expires=binding.expires_in(req.now),
-                        user_agent=binding.user_agent,
-                        binding=binding.id,
-                        kind=change.kind,
-                    )
-                )
-            else:
-                binding = change.binding
-                old_contact, old_source = binding.contact, binding.source
-                old_expiry = binding.expires_at
-                for name, value in change.values.items():
-                    setattr(binding, name, value)
-                binding.missed_keepalives = 0
-                if binding.expires_at < old_expiry:
-                    # the heap only holds the old, later time: a shorter interval
-                    # needs its own entry (a longer one is re-pushed when the old is due)
-                    self.expiry.push(binding.id, binding.expires_at)
-                moved = old_contact != binding.contact or old_source != binding.source
-                event = ev.Refreshed if change.kind == "refresh" else ev.SameDevice
-                self.events.emit(event(
-                    account=req.aor, source=binding.source, contact=binding.contact,
-                    binding=binding.id, expires=binding.expires_in(req.now),
-                    old_contact=old_contact if moved else None,
-                    old_source=old_source if moved else None,
-                ))  # fmt: skip
-            kinds.append(change.kind)
-            ops.append(BindingOp.upsert(binding.to_record()))
-        for removal in decision.removals:
+        expiry = self.expiry
+        for binding in plan.created:
+            location.add(binding)
+            expiry.push(binding.id, binding.expires_at)
+        for binding, values in plan.updates:
+            old_expiry = binding.expires_at
+            for name, value in values.items():
+                setattr(binding, name, value)
+            binding.missed_keepalives = 0
+            if binding.expires_at < old_expiry:
+                # the heap only holds the old, later time: a shorter interval
+                # needs its own entry (a longer one is re-pushed when the old is due)
+                expiry.push(binding.id, binding.expires_at)
+        emit = self.events.emit
+        for event in plan.events:
+            emit(event)
+        removed = 0
+        for removal, notice in plan.removals:
             if location.remove(removal.binding):
-                ops.append(BindingOp.delete(removal.binding.id))
-                self._removed(removal, req, policy)
-        self._count(kinds, decision)
-        if not ops or committed:
+                removed += 1
+                if notice is not None:
+                    emit(notice)
+                else:
+                    self._replaced(removal, req, policy)
+        self._count(plan.kinds, plan.removals)
+        if committed or not (plan.created or plan.updates or removed):
             self.replies.ok(stx, req, pending.extra)
             return
-        done = self.store.submit(ops)
+        done = self.store.submit(plan.ops)
+        created = plan.created
         done.add_done_callback(lambda f: self._committed(f, stx, req, pending.extra, created))
 
     def _storage_down(self, stx: IncomingRequest) -> bool:
@@ -462,29 +447,19 @@ class Registrar:
         stx.respond(503, "Service Unavailable", {"Retry-After": STORAGE_RETRY_AFTER})
         return True
 
-    def _count(self, kinds: list[str], decision: Decision) -> None:
+    def _count(self, kinds: list[str], removals: list[tuple[Removal, Any]]) -> None:
         results = self.results
-        if not kinds and not decision.removals:
+        if not kinds and not removals:
             results["query"] += 1
         for kind in kinds:
             results["ok" if kind in ("new", "new-flow") else kind] += 1
-        for removal in decision.removals:
+        for removal, _ in removals:
             results["replaced" if removal.why == "replaced" else "unregister"] += 1
 
-    def _removed(self, removal: Removal, req: RegisterRequest, policy: Policy) -> None:
+    def _replaced(self, removal: Removal, req: RegisterRequest, policy: Policy) -> None:
+        """A binding replaced: the kick guard, the kick, its event, flapping."""
         b = removal.binding
         source = f"{req.transport}:{req.source_ip}:{req.source_port}"
-        if removal.why != "replaced":
-            self.events.emit(
-                ev.Unregistered(
-                    account=req.aor,
-                    source=source,
-                    contact=b.contact,
-                    binding=b.id,
-                    wildcard=removal.why == "wildcard",
-                )
-            )
-            return
         self.guard.replacing(b, req, removal.replaced_by)
         ended: list[str] = []
         if removal.kick:

@@ -7,10 +7,10 @@ that, so the decision runs optimistically (DESIGN "Cluster"):
 1. watch the account in the shared location and bring this node's copy of
    it up to date (`SharedLocation.turn`);
 2. run the same pure `policy.decide` on that copy;
-3. turn the decision into binding ops (`plan_ops`: new bindings get their
-   ids here, before anything is written) and commit them only if nobody
+3. plan the decision (plan.py: new bindings get their ids there, before
+   anything is written) and commit its binding writes only if nobody
    changed the account since step 1;
-4. committed: apply the decision here as a single node would (memory,
+4. committed: apply the same plan here as a single node would (memory,
    events, kicks, the 200); refused: another node came first, go back to 1
    and decide on what it left.
 
@@ -26,12 +26,13 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Any, Protocol
 
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import contact_key
 from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.plan import Plan, plan
 from regswitch.registrar.policy import Decision, Policy, RegisterRequest
 from regswitch.registrar.replies import Replies
 from regswitch.sip import digest
@@ -39,7 +40,6 @@ from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import (
     AccountWatch,
-    BindingOp,
     BindingRecord,
     StorageError,
     StorageUnavailableError,
@@ -110,6 +110,8 @@ class Steps(Protocol):
     def _finish(
         self, pending: Any, decision: Decision, policy: Policy, committed: bool = False
     ) -> None: ...
+
+    def _apply(self, pending: Any, plan: Plan, policy: Policy, committed: bool) -> None: ...
 
 
 async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) -> None:
@@ -184,34 +186,11 @@ async def _watched_turn(
         if decision.outcome != "ok" or not (decision.changes or decision.removals):
             steps._finish(pending, decision, policy, committed=True)  # nothing to write
             return None
-        ops = plan_ops(decision, pending.req, steps.new_id)
-        if await watch.commit(ops) is None:
+        effects = plan(decision, pending.req, steps.new_id)
+        if await watch.commit(effects.ops) is None:
             return CONFLICT
-        steps._finish(pending, decision, policy, committed=True)
+        steps._apply(pending, effects, policy, committed=True)
         return None
-
-
-def plan_ops(
-    decision: Decision, req: RegisterRequest, new_id: Callable[[], str]
-) -> list[BindingOp]:
-    """The binding writes of an "ok" decision, before it is applied. New
-    bindings get their id and registration time here (into the change's
-    values, where the registrar takes them from when it applies the decision),
-    so what is committed is exactly what is applied."""
-    ops: list[BindingOp] = []
-    for change in decision.changes:
-        values = change.values
-        stored = {k: v for k, v in values.items() if k in _RECORD_FIELDS}
-        if change.binding is None:
-            values.setdefault("id", new_id())
-            values.setdefault("registered_at", req.now)
-            stored.update(id=values["id"], registered_at=values["registered_at"])
-            ops.append(BindingOp.upsert(BindingRecord(**stored)))
-        else:
-            ops.append(BindingOp.upsert(replace(change.binding.to_record(), **stored)))
-    for removal in decision.removals:
-        ops.append(BindingOp.delete(removal.binding.id, removal.binding.aor))
-    return ops
 
 
 def sync_account(
