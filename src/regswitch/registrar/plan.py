@@ -1,5 +1,5 @@
-"""Step 7 of a REGISTER: what an "ok" decision does, worked out before
-anything changes (docs/behaviour.md §3).
+"""The second half of a REGISTER's step 6 (docs/behaviour.md §3): what an
+"ok" decision does, worked out before anything changes.
 
 `policy.decide` says which bindings to create, renew and remove; `plan`
 turns that into values: the new bindings (with their ids), the fields to

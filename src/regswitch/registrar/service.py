@@ -2,9 +2,9 @@
 policy under the account's turn; every answer is worded in replies.py.
 
 Steps 1–5 (validation, flood, account, IP, digest, expires) never change
-state. Step 6 runs `policy.decide` and applies the decision in memory at
-once — the event loop makes that atomic per account — then writes it
-through; the 200 goes out when the write has committed. Only the §3.4 probe
+state. Step 6 runs `policy.decide`, plans the decision (plan.py) and
+applies the plan in memory at once — the event loop makes that atomic per
+account — then writes it through; the 200 goes out when the write has committed. Only the §3.4 probe
 waits, and while it does, later REGISTERs of that account queue behind it.
 """
 
