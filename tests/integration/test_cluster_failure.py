@@ -69,7 +69,8 @@ def test_a_killed_node_calls_are_closed_by_a_survivor(
         call["id"], "node-failure", "system",
     )  # fmt: skip
     assert cdr["answer"] is not None and cdr["end"] >= cdr["answer"]
-    [down] = api2.get("/api/events", type="node-down")
+    # recorded once the dead node's call list is gone from Redis, after its CDRs
+    [down] = wait_until(lambda: api2.get("/api/events", type="node-down"), 10, "node-down")
     assert down["details"]["node"] == "n1" and down["details"]["calls_closed"] == [call["id"]]
     status = {n["node"]: n for n in api2.get("/api/cluster")["nodes"]}
     assert status["n1"]["alive"] is False and status["n2"]["alive"] is True
@@ -102,5 +103,6 @@ def test_a_node_restarted_quickly_closes_its_own_earlier_calls(
     n1.restart(clean=False)  # SIGKILL, then the same node id again at once
     [cdr] = api2.wait_cdrs(bob, timeout=15)
     assert (cdr["id"], cdr["end_reason"]) == (call["id"], "node-failure")
-    [down] = api2.get("/api/events", type="node-down")
+    # recorded once the dead node's call list is gone from Redis, after its CDRs
+    [down] = wait_until(lambda: api2.get("/api/events", type="node-down"), 10, "node-down")
     assert down["details"]["by"] == "n1"
