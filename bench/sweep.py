@@ -209,13 +209,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def kamailio(
-    children: int, auth: str, workdir: Path, cpus: str | None = "server"
+    children: int, auth: str, workdir: Path, cpus: str | None = "server", users: int = USERS
 ) -> contextlib.AbstractContextManager[Any]:
     """Kamailio on udp:127.0.0.1:5070 with bench/kamailio.cfg and this auth mode,
-    pinned to the server's CPUs (`cpus` "server") or as given (None: unpinned)."""
+    pinned to the server's CPUs (`cpus` "server") or as given (None: unpinned),
+    knowing the first `users` bench users."""
     if shutil.which("kamailio") is None:
         raise SystemExit("no kamailio (Debian: apt-get install kamailio kamailio-sqlite-modules)")
-    users_db = write_kamailio_users(workdir / "users.db")
+    users_db = write_kamailio_users(workdir / "users.db", users)
     defines = ["-A", f"CHILDREN={children}", "-A", f'USERS_DB="sqlite://{users_db}"']
     defines += {
         "none": ["-A", "AUTH_NONE"],
@@ -223,7 +224,9 @@ def kamailio(
         "db": ["-A", "AUTH_DB"],
         "htable": [],
     }[auth]
-    argv = ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E", "-m", "512", "-M", "16", *defines]
+    # private memory: 16 MB is plenty, but loading more users into htable needs more
+    pkg = "16" if users <= USERS else str(16 + users // 2000)
+    argv = ["kamailio", "-f", str(KAMAILIO_CFG), "-DD", "-E", "-m", "512", "-M", pkg, *defines]
     where = server_cpus() if cpus == "server" else cpus
     return started(pinned(where, argv), workdir / "kamailio.log", KAMAILIO_PORT)
 

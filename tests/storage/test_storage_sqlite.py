@@ -114,6 +114,24 @@ async def test_many_concurrent_applies_are_group_committed(db: Path) -> None:
     assert stats["max_batch_ops"] > 1
 
 
+async def test_group_commit_is_adaptive(db: Path) -> None:
+    """A write to an idle writer is handed over in the same loop turn's end, not
+    after a lingering delay; writes that come while a batch of ours is being
+    committed wait for it and then go together as the next batch."""
+    async with SqliteStorage(db) as s:
+        before = s.stats["commits"]
+        first = s.bindings.submit([BindingOp.upsert(make_binding("first"))])
+        await asyncio.sleep(0)  # one loop turn: handed over, nothing scheduled for later
+        assert s.bindings._handoff is None and s.bindings._in_flight
+        later = [s.bindings.submit([BindingOp.upsert(make_binding(f"l{i}"))]) for i in range(5)]
+        assert s.bindings._handoff is None  # held back while the first batch commits
+        await first
+        await asyncio.gather(*later)
+        stats = s.stats
+        assert stats["commits"] - before == 2  # the first alone, then the five together
+        assert stats["last_batch_ops"] == 5 and not s.bindings._in_flight
+
+
 async def test_concurrent_ops_on_one_binding_keep_call_order(db: Path) -> None:
     async with SqliteStorage(db) as s:
         ops: list[BindingOp] = []

@@ -77,9 +77,6 @@ _Fn = Callable[[sqlite3.Connection], Any]
 
 # How long events and CDRs wait on the loop to be handed to the writer together.
 BEHIND_LINGER = 0.05
-# How long binding writes wait on the loop to be handed over together (a
-# REGISTER is answered after its commit, so this is added to its latency).
-BINDING_LINGER = 0.002
 #: The writer's page cache (KiB) and WAL size (pages) between checkpoints.
 WRITER_CACHE_KIB = 65536
 #: The reader's page cache (KiB): an account's history is thousands of rows
@@ -178,14 +175,19 @@ class SqliteParamStore(_Backend):
 
 
 class SqliteBindingStore(_Backend):
-    """Binding writes from one turn of the event loop are handed to the writer
-    together: waking the writer thread once per REGISTER would make it fight
-    the loop for the GIL and commit one row at a time."""
+    """Adaptive group commit of binding writes. A REGISTER is answered after its
+    commit, so no write waits for company: when no batch of ours is being
+    committed, what this loop turn queued goes to the writer at the end of the
+    turn. While one is, later writes gather on the loop and go together the
+    moment it commits: one batch in flight, the next one growing with the load.
+    (Waking the writer thread once per REGISTER would make it fight the loop
+    for the GIL and commit one row at a time.)"""
 
     def __init__(self, storage: SqliteStorage) -> None:
         super().__init__(storage)
         self._queued: list[Job] = []
         self._handoff: asyncio.Handle | None = None
+        self._in_flight = False  # a batch handed over and not yet settled
 
     async def load(self) -> list[BindingRecord]:
         sql = f"SELECT {BINDING_COLS} FROM bindings"
@@ -205,12 +207,12 @@ class SqliteBindingStore(_Backend):
             return fut
         self.check()
         self._queued.append(Job(fut, ops=tuple(ops)))
-        if self._handoff is None:
-            self._handoff = loop.call_later(BINDING_LINGER, self.hand_off)
+        if self._handoff is None and not self._in_flight:
+            self._handoff = loop.call_soon(self.hand_off)
         return fut
 
     def hand_off(self) -> None:
-        """Pass what this loop turn queued to the writer (each job keeps its
+        """Pass what is queued to the writer as one batch (each job keeps its
         own future, so a failing job still fails alone)."""
         self._handoff = None
         jobs, self._queued = self._queued, []
@@ -222,6 +224,15 @@ class SqliteBindingStore(_Backend):
             for job in jobs:
                 if not job.fut.done():  # type: ignore[union-attr]
                     job.fut.set_exception(exc)  # type: ignore[union-attr]
+            return
+        # the writer settles a batch's futures together, the last one with the rest
+        self._in_flight = True
+        jobs[-1].fut.add_done_callback(self._settled)  # type: ignore[union-attr]
+
+    def _settled(self, _: object) -> None:
+        self._in_flight = False
+        if self._queued:
+            self.hand_off()
 
 
 class SqliteEventStore(_Backend, EventNumbering):
