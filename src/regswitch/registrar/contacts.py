@@ -53,12 +53,25 @@ def quote_safe(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# host -> whether it is an address: phones keep sending the same few hosts,
+# and parsing one with ipaddress on every REGISTER is not cheap
+_LITERALS: dict[str, bool] = {}
+LITERALS_REMEMBERED = 65_536
+
+
 def is_ip_literal(host: str) -> bool:
+    known = _LITERALS.get(host)
+    if known is not None:
+        return known
     try:
         ipaddress.ip_address(host.strip("[]"))
+        literal = True
     except ValueError:
-        return False
-    return True
+        literal = False
+    if len(_LITERALS) >= LITERALS_REMEMBERED:
+        _LITERALS.clear()
+    _LITERALS[host] = literal
+    return literal
 
 
 def source_of(flow: Flow) -> str:
@@ -130,4 +143,6 @@ def refuse_contacts(
 
 
 def _same_ip(a: str, b: str) -> bool:
+    if a == b:
+        return True  # the usual case, without parsing either
     return ipaddress.ip_address(a.strip("[]")) == ipaddress.ip_address(b.strip("[]"))
