@@ -100,6 +100,7 @@ bench: $(RUN_STAMP) system
 	$(RUN_VENV)/bin/python bench/calls.py
 	$(RUN_VENV)/bin/python bench/cpu.py
 	$(RUN_VENV)/bin/python bench/memory.py --rate 1500
+	$(RUN_VENV)/bin/python bench/latency.py
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis build dist
