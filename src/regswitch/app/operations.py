@@ -58,7 +58,7 @@ class Operations:
     ) -> dict[str, Any] | None:
         """Remove it (ending its calls with `kick`; refusing the device for
         `block` seconds); None when there is no such registration."""
-        return await self._registrar.delete(binding_id, kick, block)
+        return await self._registrar.upkeep.delete(binding_id, kick, block)
 
     # --- calls -----------------------------------------------------------------------
     def calls(self) -> list[dict[str, Any]]:

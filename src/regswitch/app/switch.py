@@ -271,7 +271,7 @@ class Switch:
         self.params.on_change(lambda name, old, new: self._apply_params())
         await self.domains.load()
         await self.accounts.load()
-        await self.registrar.restore()
+        await self.registrar.upkeep.restore()
         if self.cluster is not None:
             self.cluster.location.start()
             self.cluster.start()
@@ -281,7 +281,7 @@ class Switch:
         self.endpoint.route("REGISTER", self.registrar.handle)
         self.b2bua.install()
         self.reg_events.install()
-        self.registrar.start()
+        self.registrar.upkeep.start()
         self.keepalive.start()
         self.retention.start()
         self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop_lag())
@@ -361,7 +361,7 @@ class Switch:
         await self.reg_events.stop()
         await self.keepalive.stop()
         await self.retention.stop()
-        await self.registrar.stop()
+        await self.registrar.upkeep.stop()
         if self.protection is not None:
             await self.protection.stop()
         if self.cluster is not None:

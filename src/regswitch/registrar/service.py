@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
 from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
 from regswitch.common.params import Params
-from regswitch.common.periodic import Periodic
 from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.accounts import AccountEntry, Accounts
@@ -28,7 +27,6 @@ from regswitch.registrar.auth import Authenticator
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.check import Checked, Checks
 from regswitch.registrar.contacts import (
-    contact_key,
     is_ip_literal,
 )
 from regswitch.registrar.expiry import ExpiryQueue
@@ -45,10 +43,10 @@ from regswitch.registrar.policy import (
 )
 from regswitch.registrar.replies import Replies
 from regswitch.registrar.shared import UDP_CHANGES_REFUSED, SharedLocation, decide_shared
-from regswitch.sip.errors import ParseError
+from regswitch.registrar.upkeep import BindingUpkeep
 from regswitch.sip.flow import Flow
-from regswitch.sip.uri import URI, parse_uri
-from regswitch.storage.base import BindingOp, BindingStore, StorageUnavailableError
+from regswitch.sip.uri import URI
+from regswitch.storage.base import BindingStore, StorageUnavailableError
 from regswitch.transport.endpoint import IncomingRequest
 
 log = logging.getLogger("regswitch.registrar")
@@ -128,39 +126,15 @@ class Registrar:
             replies=self.replies, results=self.results, node=node,
             read_account=self._read_then_handle,
         )  # fmt: skip
+        # restore at start, expiry, the console's delete (upkeep.py)
+        self.upkeep = BindingUpkeep(
+            location=location, store=store, expiry=self.expiry, events=events, kicker=kicker,
+            guard=self.guard, clock=clock, results=self.results, shared=shared,
+        )  # fmt: skip
         self._turns: dict[str, list[Checked]] = {}
         self._confirming: set[str] = set()  # accounts whose turn a return-path check holds
-        # within a second of expiry (docs/behaviour.md §3.5): checked four times a second
-        self._expirer = Periodic(0.25, self.expire_due, "expiry")
         # the loop holds tasks weakly: running probes are kept here until done
         self._probes: set[asyncio.Task[None]] = set()
-
-    # --- start/stop ---------------------------------------------------------------
-    async def restore(self) -> int:
-        """Load stored bindings, dropping expired ones; returns how many were kept."""
-        now = self.clock()
-        expired: list[BindingOp] = []
-        for record in await self.store.load():
-            if record.expires_at <= now and self.shared is None:
-                expired.append(BindingOp.delete(record.id))
-                continue
-            try:
-                key = contact_key(parse_uri(record.contact))
-            except ParseError:
-                expired.append(BindingOp.delete(record.id))
-                continue
-            binding = Binding.from_record(record, key)
-            self.location.add(binding)
-            self.expiry.push(binding.id, binding.expires_at)
-        if expired:
-            await self.store.apply(expired)
-        return len(self.location)
-
-    def start(self) -> None:
-        self._expirer.start()
-
-    async def stop(self) -> None:
-        await self._expirer.stop()
 
     # --- REGISTER -----------------------------------------------------------------
     def handle(self, stx: IncomingRequest) -> None:
@@ -518,85 +492,11 @@ class Registrar:
             return
         self.replies.ok(stx, req, extra)
 
-    # --- console operations -------------------------------------------------------
+    # --- queries ------------------------------------------------------------------
     def list(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
         now = self.clock()
         items = self.location.of(account) if account else list(self.location)
         return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
-
-    async def delete(self, binding_id: str, kick: bool, block: float = 0) -> dict[str, Any] | None:
-        """Remove a registration from the console; with `kick`, end its calls;
-        with `block` seconds, refuse the device for that long (delete and block)."""
-        binding = self.location.get(binding_id)
-        if binding is None:
-            return None
-        self.location.remove(binding)
-        blocked_until = self.guard.block(binding, self.clock(), block) if block > 0 else None
-        ended = self.kicker(binding, "registration-deleted") if kick else []
-        self.events.emit(
-            ev.Deleted(
-                account=binding.aor,
-                source=binding.source,
-                contact=binding.contact,
-                binding=binding.id,
-                kicked=kick,
-                calls_ended=ended,
-                blocked_until=blocked_until,
-            )
-        )
-        await self.store.apply([BindingOp.delete(binding.id, binding.aor)])
-        return {
-            "id": binding.id,
-            "account": binding.aor,
-            "kicked": kick,
-            "calls_ended": ended,
-            "blocked_until": blocked_until,
-        }
-
-    # --- expiry -------------------------------------------------------------------
-    async def expire_due(self) -> int:
-        now = self.clock()
-        ops: list[BindingOp] = []
-        candidates: list[Binding] = []
-        for binding_id in self.expiry.due(now):
-            binding = self.location.get(binding_id)
-            if binding is None:
-                continue
-            if binding.expires_at > now:
-                self.expiry.push(binding.id, binding.expires_at)
-                continue
-            candidates.append(binding)
-        due = candidates if self.shared is None else await self._expire_shared(candidates, now)
-        for binding in due:
-            self.location.remove(binding)
-            ops.append(BindingOp.delete(binding.id))
-            self.results["expired"] += 1
-            self.events.emit(
-                ev.Expired(
-                    account=binding.aor,
-                    source=binding.source,
-                    contact=binding.contact,
-                    binding=binding.id,
-                )
-            )
-        if ops and self.shared is None:
-            await self.store.apply(ops)
-        return len(ops)
-
-    async def _expire_shared(self, due: Sequence[Binding], now: float) -> Sequence[Binding]:
-        """Every node holds every binding; the one whose removal commits first
-        expires it (and alone tells: one `expired` event cluster-wide). One
-        refreshed or expired elsewhere is looked at again shortly, by when
-        this node's copy has heard of it."""
-        assert self.shared is not None
-        removed = await asyncio.gather(
-            *(self.shared.expire(b, now) for b in due), return_exceptions=True
-        )
-        for binding, done in zip(due, removed, strict=True):
-            if done is not True:
-                self.expiry.push(binding.id, now + 1.0)
-        return [b for b, done in zip(due, removed, strict=True) if done is True]
-
 
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
     return req.at(now)

@@ -1,0 +1,153 @@
+"""Bindings outside a REGISTER (docs/behaviour.md §3.5, §7): restored from
+storage at start, expired when due (four times a second, so within a second
+of expiry), and deleted from the console, with or without a kick.
+
+On a cluster every node holds every binding and tries to expire it; the one
+whose removal commits in the shared location sends the one `expired` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from regswitch.common import domain_events as ev
+from regswitch.common.events import EventBus
+from regswitch.common.periodic import Periodic
+from regswitch.registrar.bindings import Binding, Location
+from regswitch.registrar.contacts import contact_key
+from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.registrar.kick_guard import KickGuard
+from regswitch.registrar.kicker import Kicker
+from regswitch.registrar.shared import SharedLocation
+from regswitch.sip.errors import ParseError
+from regswitch.sip.uri import parse_uri
+from regswitch.storage.base import BindingOp, BindingStore
+
+
+class BindingUpkeep:
+    def __init__(
+        self,
+        *,
+        location: Location,
+        store: BindingStore,
+        expiry: ExpiryQueue,
+        events: EventBus,
+        kicker: Kicker,
+        guard: KickGuard,
+        clock: Callable[[], float],
+        results: Counter[str],
+        shared: SharedLocation | None,
+    ) -> None:
+        self.location = location
+        self.store = store
+        self.expiry = expiry
+        self.events = events
+        self.kicker = kicker
+        self.guard = guard
+        self.clock = clock
+        self.results = results  # the registrar's counters: "expired" is one of them
+        self.shared = shared
+        self._expirer = Periodic(0.25, self.expire_due, "expiry")
+
+    async def restore(self) -> int:
+        """Load stored bindings, dropping expired ones; returns how many were kept."""
+        now = self.clock()
+        expired: list[BindingOp] = []
+        for record in await self.store.load():
+            if record.expires_at <= now and self.shared is None:
+                expired.append(BindingOp.delete(record.id))
+                continue
+            try:
+                key = contact_key(parse_uri(record.contact))
+            except ParseError:
+                expired.append(BindingOp.delete(record.id))
+                continue
+            binding = Binding.from_record(record, key)
+            self.location.add(binding)
+            self.expiry.push(binding.id, binding.expires_at)
+        if expired:
+            await self.store.apply(expired)
+        return len(self.location)
+
+    def start(self) -> None:
+        self._expirer.start()
+
+    async def stop(self) -> None:
+        await self._expirer.stop()
+
+    # --- the console ---------------------------------------------------------------
+    async def delete(self, binding_id: str, kick: bool, block: float = 0) -> dict[str, Any] | None:
+        """Remove a registration from the console; with `kick`, end its calls;
+        with `block` seconds, refuse the device for that long (delete and block)."""
+        binding = self.location.get(binding_id)
+        if binding is None:
+            return None
+        self.location.remove(binding)
+        blocked_until = self.guard.block(binding, self.clock(), block) if block > 0 else None
+        ended = self.kicker(binding, "registration-deleted") if kick else []
+        self.events.emit(
+            ev.Deleted(
+                account=binding.aor,
+                source=binding.source,
+                contact=binding.contact,
+                binding=binding.id,
+                kicked=kick,
+                calls_ended=ended,
+                blocked_until=blocked_until,
+            )
+        )
+        await self.store.apply([BindingOp.delete(binding.id, binding.aor)])
+        return {
+            "id": binding.id,
+            "account": binding.aor,
+            "kicked": kick,
+            "calls_ended": ended,
+            "blocked_until": blocked_until,
+        }
+
+    # --- expiry -------------------------------------------------------------------
+    async def expire_due(self) -> int:
+        now = self.clock()
+        ops: list[BindingOp] = []
+        candidates: list[Binding] = []
+        for binding_id in self.expiry.due(now):
+            binding = self.location.get(binding_id)
+            if binding is None:
+                continue
+            if binding.expires_at > now:
+                self.expiry.push(binding.id, binding.expires_at)
+                continue
+            candidates.append(binding)
+        due = candidates if self.shared is None else await self._expire_shared(candidates, now)
+        for binding in due:
+            self.location.remove(binding)
+            ops.append(BindingOp.delete(binding.id))
+            self.results["expired"] += 1
+            self.events.emit(
+                ev.Expired(
+                    account=binding.aor,
+                    source=binding.source,
+                    contact=binding.contact,
+                    binding=binding.id,
+                )
+            )
+        if ops and self.shared is None:
+            await self.store.apply(ops)
+        return len(ops)
+
+    async def _expire_shared(self, due: Sequence[Binding], now: float) -> Sequence[Binding]:
+        """Every node holds every binding; the one whose removal commits first
+        expires it (and alone tells: one `expired` event cluster-wide). One
+        refreshed or expired elsewhere is looked at again shortly, by when
+        this node's copy has heard of it."""
+        assert self.shared is not None
+        removed = await asyncio.gather(
+            *(self.shared.expire(b, now) for b in due), return_exceptions=True
+        )
+        for binding, done in zip(due, removed, strict=True):
+            if done is not True:
+                self.expiry.push(binding.id, now + 1.0)
+        return [b for b, done in zip(due, removed, strict=True) if done is True]
