@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Restart at scale: `regswitch serve` on a SQLite database holding N accounts
+and N live bindings (default 1,000,000), timed from the process start to its
+first answered REGISTER, with the RSS once it answers.
+
+The database is written directly (the schema by regswitch's own migrations,
+the rows by bulk inserts), as a switch that ran for a while would leave it.
+
+    .venv-run/bin/python bench/restart.py [--n 1000000]
+
+Goal (issue: performance): answering REGISTERs within 10 s of start, the
+whole process under 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from latency import answer, request, status_of
+from memory import rss_mib
+from sweep import password, pinned, server_cpus, user_name
+
+from regswitch.storage.sqlite import SqliteStorage
+
+PORT = 5076
+DOMAIN = "regswitch.local"
+CHUNK = 50_000
+
+
+def build(db: Path, n: int) -> None:
+    asyncio.run(_migrate(db))
+    now = time.time()
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for first in range(1, n + 1, CHUNK):
+            users = [user_name(i) for i in range(first, min(n, first + CHUNK - 1) + 1)]
+            conn.executemany(
+                "INSERT INTO accounts (aor, username, domain, ha1_md5, ha1_sha256, "
+                "allowed_networks, created_at, updated_at) VALUES (?, ?, ?, ?, '', '[]', ?, ?)",
+                [
+                    (f"{u}@{DOMAIN}", u, DOMAIN,
+                     hashlib.md5(f"{u}:{DOMAIN}:{password(u)}".encode()).hexdigest(), now, now)
+                    for u in users
+                ],
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO bindings (id, aor, contact, transport, source_ip, source_port, "
+                "local_ip, local_port, conn_id, call_id, cseq, expires_at, user_agent, "
+                "registered_at, refreshed_at, nat) VALUES "
+                "(?, ?, ?, 'udp', ?, 5060, '127.0.0.1', ?, 0, ?, 1, ?, 'Phone/1.0', ?, ?, 0)",
+                [
+                    (f"b{i:012x}", f"{u}@{DOMAIN}", f"sip:{u}@{_ip(i)}:5060", _ip(i), PORT,
+                     f"c{i}@{_ip(i)}", now + 3600, now, now)
+                    for i, u in enumerate(users, first)
+                ],
+            )  # fmt: skip
+            conn.commit()
+
+
+async def _migrate(db: Path) -> None:
+    async with SqliteStorage(db):
+        pass
+
+
+def _ip(i: int) -> str:
+    return f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+
+
+def first_answer(deadline: float) -> float:
+    """Send a REGISTER every 20 ms until one is challenged (looked at, not
+    refused as busy); when it was."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.02)
+    target = f"127.0.0.1:{PORT}"
+    try:
+        while time.monotonic() < deadline:
+            sock.sendto(request(target, user_name(1), 1, "restart-probe"), ("127.0.0.1", PORT))
+            try:
+                if status_of(sock.recv(65535)) == 401:
+                    return time.monotonic()
+            except TimeoutError:
+                continue
+    finally:
+        sock.close()
+    raise SystemExit("no answer before the deadline")
+
+
+def full_registration() -> int:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 5079))
+    sock.settimeout(5)
+    target, peer, user = f"127.0.0.1:{PORT}", ("127.0.0.1", PORT), user_name(2)
+    try:
+        sock.sendto(request(target, user, 1, "restart-full"), peer)
+        challenge = sock.recv(65535)
+        creds = answer(challenge, user, f"sip:{target}")
+        sock.sendto(request(target, user, 2, "restart-full", creds), peer)
+        return status_of(sock.recv(65535))
+    finally:
+        sock.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=1_000_000)
+    a = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rsbench-restart-") as tmp:
+        db = Path(tmp) / "rs.db"
+        t = time.monotonic()
+        build(db, a.n)
+        print(f"database: {a.n:,} accounts and bindings written in {time.monotonic() - t:.0f} s")
+        ready = Path(tmp) / "ready.json"
+        argv = [
+            sys.executable, "-m", "regswitch", "serve", "--sip", f"udp:127.0.0.1:{PORT}",
+            "--api", "127.0.0.1:0", "--db", f"sqlite:///{db}", "--domain", DOMAIN,
+            "--ready-file", str(ready), "--log-level", "warning",
+        ]  # fmt: skip
+        with open(Path(tmp) / "server.log", "wb") as log:
+            started = time.monotonic()
+            proc = subprocess.Popen(pinned(server_cpus(), argv), stdout=log, stderr=log)
+            try:
+                answered = first_answer(started + 120)
+                pid = json.loads(ready.read_text())["pid"] if ready.exists() else proc.pid
+                rss = rss_mib(pid)
+                status = full_registration()
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    print(
+        f"restart with {a.n:,} bindings: first REGISTER answered {answered - started:.1f} s "
+        f"after start (goal <= 10 s); RSS then {rss:.0f} MiB (goal < 1,536); "
+        f"a full registration after it: {status}"
+    )
+
+
+if __name__ == "__main__":
+    main()
