@@ -9,6 +9,7 @@ import pytest
 from harness import DEVICE1, DEVICE2, DOMAIN, RegistrarHarness
 
 from regswitch.common import domain_events as ev
+from regswitch.protection.flood import FloodLimits
 from regswitch.registrar.accounts import MISS_MEMORY, Accounts
 from regswitch.storage.base import Account
 
@@ -133,5 +134,37 @@ async def test_a_name_storage_lacks_is_read_once_in_a_while() -> None:
         reg.now += MISS_MEMORY
         assert (await reg.register("nobody", "guess", DEVICE2)).status == 403
         assert reads == [f"nobody@{DOMAIN}"] * 2
+    finally:
+        await reg.close()
+
+
+async def test_a_stranger_guessing_names_is_blocked_before_many_storage_reads() -> None:
+    """Every name read from storage is a failed registration to the flood guard
+    too: a source guessing names is blocked (dropped) long before it has made
+    the node read storage once per name of a long list."""
+    reg = await RegistrarHarness.start(shared_accounts=True)
+    try:
+        reads: list[str] = []
+        real_get = reg.storage.accounts.get
+
+        async def counting_get(aor: str) -> Account | None:
+            reads.append(aor)
+            return await real_get(aor)
+
+        reg.storage.accounts.get = counting_get  # type: ignore[method-assign]
+        guesses = 2 * FloodLimits().unauthenticated
+        statuses = [
+            (await reg.register(f"guess{n}", "pw", DEVICE2)).status for n in range(guesses // 2)
+        ]
+        assert statuses[0] == 403 and statuses[-1] == 503  # refused, then blocked
+        assert reg.registrar.flood.blocked(DEVICE2[0], reg.now)
+        assert len(reads) == statuses.count(403) < len(statuses)
+        # blocked: more names cost no read at all
+        before = len(reads)
+        for n in range(guesses // 2, guesses):
+            await reg.send(
+                reg.request(f"guess{n}", DEVICE2, extra={"Authorization": "Digest x"}), DEVICE2
+            )
+        assert len(reads) == before
     finally:
         await reg.close()

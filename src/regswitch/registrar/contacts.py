@@ -68,9 +68,10 @@ def is_ip_literal(host: str) -> bool:
         literal = True
     except ValueError:
         literal = False
-    if len(_LITERALS) >= LITERALS_REMEMBERED:
-        _LITERALS.clear()
-    _LITERALS[host] = literal
+    if len(host) <= 64:  # any address is shorter: a stranger's long hosts are not kept
+        if len(_LITERALS) >= LITERALS_REMEMBERED:
+            _LITERALS.clear()
+        _LITERALS[host] = literal
     return literal
 
 
