@@ -27,6 +27,8 @@ RUN_ARGS ?=
 
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# each benchmark's JSON; bench/results.py makes bench/RESULTS.md of them
+BENCH_OUT := build/bench
 # Lint only what exists: git does not keep empty directories.
 LINT_PATHS := $(wildcard src tests bench) hatch_build.py
 
@@ -95,12 +97,16 @@ lint: venv
 # (parse) and Kamailio (the Debian packages kamailio and kamailio-sqlite-modules).
 bench: $(RUN_STAMP) system
 	@PYTHON=$(PYTHON) VENV=$(RUN_VENV) EXTRAS=bench scripts/ensure-venv.sh --wheel "$$(cat $(WHEEL_STAMP))"
-	$(RUN_VENV)/bin/python bench/parse.py $(BENCH_ARGS)
-	$(RUN_VENV)/bin/python bench/register.py
-	$(RUN_VENV)/bin/python bench/calls.py
-	$(RUN_VENV)/bin/python bench/cpu.py
-	$(RUN_VENV)/bin/python bench/memory.py --rate 1500
-	$(RUN_VENV)/bin/python bench/latency.py
+	@rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
+	$(RUN_VENV)/bin/python bench/parse.py --json $(BENCH_OUT)/parse.json $(BENCH_ARGS)
+	$(RUN_VENV)/bin/python bench/register.py --json $(BENCH_OUT)/register.json
+	$(RUN_VENV)/bin/python bench/calls.py --skip-kick --json $(BENCH_OUT)/calls.json
+	$(RUN_VENV)/bin/python bench/kick.py --json $(BENCH_OUT)/kick.json
+	$(RUN_VENV)/bin/python bench/cpu.py --json $(BENCH_OUT)/cpu.json
+	$(RUN_VENV)/bin/python bench/memory.py --rate 1500 --json $(BENCH_OUT)/memory.json
+	$(RUN_VENV)/bin/python bench/latency.py --json $(BENCH_OUT)/latency.json
+	$(RUN_VENV)/bin/python bench/restart.py --json $(BENCH_OUT)/restart.json
+	$(RUN_VENV)/bin/python bench/results.py $(BENCH_OUT) --out bench/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .hypothesis build dist

@@ -10,12 +10,11 @@ latency (bench/kick.py).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 
-from common import compare
+from common import compare, save_json
 from sweep import Sweep
 
 if __name__ == "__main__":
@@ -26,8 +25,6 @@ if __name__ == "__main__":
     a = parser.parse_args()
     sweep = Sweep("call", start=250, factor=2, bisect=3, duration=3, pause_ms=0)
     result = compare(sweep, "none", a.reps)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(a.json, result)
     if not a.skip_kick:
         subprocess.run([sys.executable, str(Path(__file__).with_name("kick.py"))], check=False)

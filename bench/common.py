@@ -184,3 +184,10 @@ def print_step(summary: dict[str, Any]) -> None:
         f"server_cpu {summary['server_cpu']}%",
         flush=True,
     )
+
+
+def save_json(path: str | None, result: Any) -> None:
+    """Write a benchmark's result where `--json` says (bench/results.py reads it)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(result, indent=2) + "\n")

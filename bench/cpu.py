@@ -18,11 +18,10 @@ Calls are INVITE/180/200/ACK/BYE from a SIPp UAC through regswitch's B2BUA
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from typing import Any
 
-from common import compare
+from common import compare, save_json
 from sweep import Sweep
 
 
@@ -67,9 +66,7 @@ def main() -> None:
         measure("options", a.options_rate, a.duration, a.reps),
         measure("call", a.calls_rate, a.duration, a.reps),
     ]
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(a.json, results)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ receive buffer drops datagrams on the collector's side, as a slow Homer would.
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 import statistics
 import urllib.request
 
-from common import Regswitch, print_step
+from common import Regswitch, print_step, save_json
 from sweep import Sweep, run_sweep
 
 PORT = 5078
@@ -73,9 +72,7 @@ def main() -> None:
         f"register_digest: HEP On {on:.0f}/s vs Off {off:.0f}/s -> ratio {ratio} (medians of "
         f"{a.reps} interleaved reps; goal >= 0.9); HEP packets sent {counters}"
     )
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"on": on, "off": off, "ratio": ratio, "steps": steps, **counters}, f)
+    save_json(a.json, {"on": on, "off": off, "ratio": ratio, "steps": steps, **counters})
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from common import Regswitch
+from common import Regswitch, save_json
 from sweep import (
     KAMAILIO_PORT,
     Sweep,
@@ -127,21 +128,27 @@ def measure(target: str, first_user: int, count: int, rate: float) -> tuple[list
     return full, second
 
 
-def percentiles(values: list[int]) -> str:
+def percentiles(values: list[int]) -> dict[str, float]:
+    """p50, p90, p99, max and mean in ms of latencies in µs."""
     ordered = sorted(values)
 
     def at(q: float) -> float:
         return ordered[min(len(ordered) - 1, int(len(ordered) * q))] / 1000
 
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": ordered[-1] / 1000,
+            "mean": statistics.fmean(ordered) / 1000}  # fmt: skip
+
+
+def shown(ms: dict[str, float]) -> str:
     return (
-        f"p50 {at(0.5):.3f} ms, p90 {at(0.9):.3f} ms, p99 {at(0.99):.3f} ms, "
-        f"max {ordered[-1] / 1000:.3f} ms (mean {statistics.fmean(ordered) / 1000:.3f})"
+        f"p50 {ms['p50']:.3f} ms, p90 {ms['p90']:.3f} ms, p99 {ms['p99']:.3f} ms, "
+        f"max {ms['max']:.3f} ms (mean {ms['mean']:.3f})"
     )
 
 
 def fill_and_measure(
     name: str, target: str, pids: list[int], users: Path, workdir: Path, a: argparse.Namespace
-) -> None:
+) -> dict[str, Any]:
     fill = run_step(
         target, Sweep("register_digest", duration=a.bindings / FILL_RATE), FILL_RATE,
         users, workdir, pids,
@@ -149,8 +156,11 @@ def fill_and_measure(
     time.sleep(2)  # the fill's writes settle
     full, second = measure(target, a.bindings + 1, int(a.rate * a.seconds), a.rate)
     print(f"{name}: {fill.ok:,} bindings by SIPp, then {len(full):,} phones at {a.rate}/s")
-    print(f"  full REGISTER (401 + 200): {percentiles(full)}")
-    print(f"  answer to the challenge:   {percentiles(second)}")
+    result = {"bindings": fill.ok, "phones": len(full), "full_ms": percentiles(full),
+              "answer_ms": percentiles(second)}  # fmt: skip
+    print(f"  full REGISTER (401 + 200): {shown(result['full_ms'])}")
+    print(f"  answer to the challenge:   {shown(result['answer_ms'])}")
+    return result
 
 
 def main() -> None:
@@ -160,6 +170,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-kamailio", action="store_true")
     parser.add_argument("--db", help="regswitch's storage URL (default: SQLite in a temp dir)")
+    parser.add_argument("--json", help="write the result here")
     a = parser.parse_args()
     client_cpu = sipp_cpus()
     if client_cpu is not None:
@@ -169,17 +180,22 @@ def main() -> None:
         workdir = Path(tmp) / "sipp"
         workdir.mkdir()
         users = write_users_csv(Path(tmp) / "users.csv", a.bindings)
+        results: dict[str, Any] = {"rate": a.rate}
         server = Regswitch(db=a.db)
         try:
             server.provision(total)
-            fill_and_measure("regswitch", server.target, [server.pid], users, workdir, a)
+            results["regswitch"] = fill_and_measure(
+                "regswitch", server.target, [server.pid], users, workdir, a
+            )
         finally:
             server.stop()
-        if a.no_kamailio:
-            return
-        with kamailio(1, "htable", Path(tmp), users=total) as proc:
-            target = f"127.0.0.1:{KAMAILIO_PORT}"
-            fill_and_measure("Kamailio (1 child, htable)", target, [proc.pid], users, workdir, a)
+        if not a.no_kamailio:
+            with kamailio(1, "htable", Path(tmp), users=total) as proc:
+                results["kamailio"] = fill_and_measure(
+                    "Kamailio (1 child, htable)", f"127.0.0.1:{KAMAILIO_PORT}", [proc.pid],
+                    users, workdir, a,
+                )  # fmt: skip
+    save_json(a.json, results)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Regswitch
+from common import Regswitch, save_json
 from sweep import Sweep, run_step, write_users_csv
 
 
@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=4000, help="registrations/s")
+    parser.add_argument("--json", help="write the result here")
     a = parser.parse_args()
     gc.collect()
     server = Regswitch(port=5074)
@@ -71,6 +72,11 @@ def main() -> None:
         f"({per_account:.2f} MiB per 1k accounts); with {count:,} bindings {bindings:.1f} MiB "
         f"({per_binding:.2f} MiB per 1k bindings); whole process {bindings:.1f} MiB"
     )
+    save_json(a.json, {
+        "accounts": a.n, "bindings": count, "registrations_ok": step.ok,
+        "start_mib": start, "accounts_mib": accounts, "whole_mib": bindings,
+        "per_1k_accounts_mib": per_account, "per_1k_bindings_mib": per_binding,
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import compare
+from common import compare, save_json
 from sweep import Sweep
 
 if __name__ == "__main__":
@@ -19,6 +18,4 @@ if __name__ == "__main__":
     a = parser.parse_args()
     sweep = Sweep("options", start=8000, factor=2, bisect=2, duration=2)
     result = compare(sweep, "none", a.reps)
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=2)
+    save_json(a.json, result)

@@ -23,6 +23,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from common import save_json
+
 from regswitch.sip.headers import parse_auth
 from regswitch.sip.message import Request
 from regswitch.sip.parse import parse_message
@@ -207,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=0.5, help="time per measurement")
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions")
+    ap.add_argument("--json", help="write the result here")
     args = ap.parse_args(argv)
+    results: list[dict[str, object]] = []
 
     cases: list[tuple[str, bytes, Callable[[bytes], bytes], Callable[[bytes], bytes] | None]] = []
     sippy = _sippy_funcs()
@@ -240,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                 f" | ratio {statistics.median(ratios):4.2f}x"
             )
         print(line, flush=True)
+        results.append({
+            "message": name, "regswitch_per_s": ours_med,
+            "sippy_per_s": statistics.median(their_rates) if their_rates else None,
+            "ratio": statistics.median(ratios) if ratios else None,
+        })  # fmt: skip
+    save_json(args.json, results)
     return 0
 
 

@@ -19,13 +19,12 @@ bindings and accounts tables are reused: give an empty database).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import Regswitch, compare, print_step
+from common import Regswitch, compare, print_step, save_json
 from sweep import Sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +121,4 @@ if __name__ == "__main__":
                 f"{r['scenario']}: ratio {r['ratio']} (regswitch {r['regswitch_median']}/s, "
                 f"Kamailio {r['kamailio_median']}/s)"
             )
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(a.json, results)

@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import save_json
 from latency import answer, request, status_of
 from memory import rss_mib
 from sweep import password, pinned, server_cpus, user_name
@@ -114,6 +115,7 @@ def full_registration() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--json", help="write the result here")
     a = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rsbench-restart-") as tmp:
         db = Path(tmp) / "rs.db"
@@ -142,6 +144,8 @@ def main() -> None:
         f"after start (goal <= 10 s); RSS then {rss:.0f} MiB (goal < 1,536); "
         f"a full registration after it: {status}"
     )
+    save_json(a.json, {"bindings": a.n, "first_answer_s": answered - started, "rss_mib": rss,
+                       "full_registration": status})  # fmt: skip
 
 
 if __name__ == "__main__":
