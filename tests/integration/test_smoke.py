@@ -165,6 +165,41 @@ def test_options_advertises_allow_accept_supported(
     assert resp.headers.get("Supported") is not None
 
 
+@pytest.mark.parametrize(("method", "status"), [("OPTIONS", 200), ("REGISTER", 401)])
+def test_stateless_answers_keep_no_transaction_and_one_to_tag_per_request(
+    server: RunningServer, ua: Callable[..., UA], method: str, status: int
+) -> None:
+    """An OPTIONS, and a challenge, keep no transaction for Timer J (a flood
+    leaves no state); a retransmission is answered again, with the same To
+    tag (RFC 3261 §8.2.7), and another request gets another tag."""
+    phone = ua("udp", server.udp)
+    host, port = phone.local
+    target = server.target("udp")
+
+    def request(branch: str) -> bytes:
+        return (
+            f"{method} sip:{target} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{branch};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:smoke@{target}>;tag=st1\r\n"
+            f"To: <sip:smoke@{target}>\r\nCall-ID: {branch}@smoke\r\n"
+            f"CSeq: 1 {method}\r\nContact: <sip:smoke@{host}:{port}>\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+
+    tags = []
+    for branch in ("stateless-1", "stateless-1", "stateless-2"):
+        phone.send_raw(request(branch))
+        answer = phone.recv_raw(timeout=5)
+        assert answer.startswith(f"SIP/2.0 {status} ".encode()), answer
+        tag = re.search(rb"^To:.*;tag=([^;\r\n]+)", answer, re.M | re.I)
+        assert tag is not None, answer
+        tags.append(tag.group(1))
+    assert tags[0] == tags[1] != tags[2]
+    metrics = server.api.get("/metrics").text
+    live = re.search(r"^regswitch_server_transactions (\S+)$", metrics, re.M)
+    assert live is not None and float(live.group(1)) == 0, live
+
+
 @pytest.mark.parametrize("method", ["PUBLISH", "FOOBAR"])
 def test_unimplemented_methods_get_501_with_allow(
     server: RunningServer, ua: Callable[..., UA], method: str

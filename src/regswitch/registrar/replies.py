@@ -149,7 +149,7 @@ class Replies:
                 self.refuse_blocked(stx)
                 return
         self.results["challenge"] += 1
-        response = stx.response(407 if proxy else 401)
+        response = stx.response(407 if proxy else 401, stateless=True)
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         for value in self.auth.challenges(realm, stale, flood.key(ip)):
             response.headers.add(name, value)
@@ -209,7 +209,7 @@ class Replies:
         they reach the transaction layer, see Endpoint.gate) still gets an
         answer, or its server transaction would wait forever."""
         self.results["flood-dropped"] += 1
-        response = stx.response(503, "Service Unavailable")
+        response = stx.response(503, "Service Unavailable", stateless=True)
         response.headers.add("Retry-After", str(int(self.flood.limits.block)))
         stx.send(response, forget=True)  # sent once: no retransmissions to a flooding source
 

@@ -8,7 +8,9 @@ events to the app's handlers.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -91,10 +93,16 @@ class IncomingRequest:
         self.flow = flow
         self.to_tag: str | None = None
 
-    def response(self, status: int, reason: str | None = None, body: bytes = b"") -> Response:
-        """A response to fill in; the To tag is fixed per transaction."""
+    def response(
+        self, status: int, reason: str | None = None, body: bytes = b"", *, stateless: bool = False
+    ) -> Response:
+        """A response to fill in; the To tag is fixed per transaction. One to
+        be sent statelessly (`send(forget=True)`) gets a tag derived from the
+        transaction, the same for every retransmission of the request (RFC
+        3261 §8.2.7: no state remembers a random one)."""
         if self.to_tag is None and status > 100:
-            self.to_tag = self.endpoint.new_tag()
+            endpoint = self.endpoint
+            self.to_tag = endpoint.stateless_tag(self.tx_id) if stateless else endpoint.new_tag()
         response = response_for(self.request, status, reason, to_tag=self.to_tag, body=body)
         response.headers.add("Server", self.endpoint.server_header)
         return response
@@ -105,12 +113,14 @@ class IncomingRequest:
         reason: str | None = None,
         headers: dict[str, str] | None = None,
         body: bytes = b"",
+        *,
+        forget: bool = False,
     ) -> None:
-        response = self.response(status, reason, body)
+        response = self.response(status, reason, body, stateless=forget)
         if headers:
             for name, value in headers.items():
                 response.headers.add(name, value)
-        self.send(response)
+        self.send(response, forget=forget)
 
     def send(self, response: Response, *, forget: bool = False) -> None:
         """Send it; `forget` keeps no transaction state after a final
@@ -145,6 +155,7 @@ class Endpoint:
         self.tx = txlayer
         self.sender = sender
         self.new_tag = id_factory
+        self._tag_key = os.urandom(16)
         self.server_header = server_header
         self.loop = loop or asyncio.get_event_loop()
         self.stats = EndpointStats()
@@ -374,9 +385,18 @@ class Endpoint:
         self.stats.malformed_requests += 1
         self.sender.send(reply, event.flow)
 
+    def stateless_tag(self, tx_id: str) -> str:
+        """A To tag for a response sent without transaction state: the same for
+        each retransmission of one request, unpredictable to anyone else."""
+        return hashlib.blake2b(tx_id.encode(), key=self._tag_key, digest_size=8).hexdigest()
+
     def _options(self, stx: IncomingRequest) -> None:
+        # Answered without keeping the transaction for Timer J (RFC 3261 §8.2.7,
+        # a stateless UAS): an OPTIONS changes nothing, so a retransmission is
+        # simply answered again, and a keepalive flood leaves no state behind.
         stx.respond(
             200,
             None,
             {"Allow": ALLOW, "Accept": ACCEPT, "Supported": SUPPORTED, "Accept-Language": "en"},
+            forget=True,
         )
