@@ -182,6 +182,9 @@ def machine() -> list[str]:
         f"Linux {platform.release()}",
         f"- Python {platform.python_version()}; {build}",
         f"- {first_line(['kamailio', '-v'])}; {first_line(['sipp', '-v'])}",
+        # other work on the machine stretches every figure: say how busy it was
+        f"- load average (1 / 5 / 15 minutes) when this file was written: "
+        f"{' / '.join(Path('/proc/loadavg').read_text().split()[:3])}",
     ]
 
 
@@ -189,7 +192,7 @@ def render(directory: Path, now: float, about: Callable[[], list[str]] = machine
     lines = [
         "# Benchmark results",
         "",
-        f"Written by `make bench` (bench/results.py) on "
+        f"Written by `make bench` (bench/results.py); the last benchmark ended "
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(now))}. The server runs on CPU 0 and "
         "SIPp on the last CPU for regswitch and Kamailio alike; each comparison is interleaved "
         "repetitions in this one run, and the ratio is of their medians (bench/README.md, "
@@ -216,7 +219,8 @@ def main() -> None:
     parser.add_argument("directory", type=Path, help="where the benchmarks wrote their JSON")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     a = parser.parse_args()
-    a.out.write_text(render(a.directory, time.time()))
+    ended = max((f.stat().st_mtime for f in a.directory.glob("*.json")), default=time.time())
+    a.out.write_text(render(a.directory, ended))
     print(f"wrote {a.out}")
 
 
