@@ -79,17 +79,23 @@ def _ip(i: int) -> str:
 
 def first_answer(deadline: float) -> float:
     """Send a REGISTER every 20 ms until one is challenged (looked at, not
-    refused as busy); when it was."""
+    refused as busy); when it was. Each try is a new transaction (its own
+    Call-ID and branch): a retransmission would only get the first answer
+    again, whatever it was, for the transaction's lifetime (32 s)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.02)
     target = f"127.0.0.1:{PORT}"
+    tries = 0
     try:
         while time.monotonic() < deadline:
-            sock.sendto(request(target, user_name(1), 1, "restart-probe"), ("127.0.0.1", PORT))
+            tries += 1
+            probe = request(target, user_name(1), 1, f"restart-probe-{tries}")
+            sock.sendto(probe, ("127.0.0.1", PORT))
             try:
-                if status_of(sock.recv(65535)) == 401:
-                    return time.monotonic()
+                while True:  # answers to earlier tries may still be queued
+                    if status_of(sock.recv(65535)) == 401:
+                        return time.monotonic()
             except TimeoutError:
                 continue
     finally:

@@ -177,8 +177,9 @@ async def serve(settings: Settings) -> None:
 
     listening = []
     try:
-        for text in settings.sip:
-            spec = ListenSpec.parse(text)
+        specs = [(text, ListenSpec.parse(text)) for text in settings.sip]
+        switch.serve_hosts(spec.host for _, spec in specs)
+        for text, spec in specs:
             try:
                 host, port = await switch.transports.listen(spec)
             except OSError as exc:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from regswitch.app.keepalive import Keepalive
@@ -120,7 +121,7 @@ class Switch:
             node=settings.node_id if shared else None,
             route=self.relay.route if self.relay else None,
         )
-        # filled in by set_listeners, once the listening addresses are known
+        # filled in by serve_hosts, before the listeners open
         self.own_hosts: set[str] = set()
         kicker = KickerSlot()  # bound to the call layer below: it is built on the registrar
         self.registrar = Registrar(
@@ -296,7 +297,13 @@ class Switch:
 
     def set_listeners(self, listening: list[dict[str, Any]]) -> None:
         self.listeners = listening
-        hosts = {str(item["host"]).lower() for item in listening}
+        self.serve_hosts(str(item["host"]) for item in listening)
+
+    def serve_hosts(self, listen_hosts: Iterable[str]) -> None:
+        """Take requests to these hosts (and the advertised one) as ours. Called
+        with the configured hosts before the first listener opens, so that no
+        request arriving meanwhile is refused as for a domain not served."""
+        hosts = {host.lower() for host in listen_hosts}
         if self.settings.advertised_host:
             hosts.add(self.settings.advertised_host.lower())
         if any(h in ("0.0.0.0", "::") for h in hosts):
