@@ -498,5 +498,6 @@ class Registrar:
         items = self.location.of(account) if account else list(self.location)
         return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
 
+
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
     return req.at(now)

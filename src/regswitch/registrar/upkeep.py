@@ -56,7 +56,12 @@ class BindingUpkeep:
         """Load stored bindings, dropping expired ones; returns how many were kept."""
         now = self.clock()
         expired: list[BindingOp] = []
-        for record in await self.store.load():
+        records = await self.store.load()
+        # taken from the end, so each record is freed as its binding is built:
+        # the memory of both lists is never held at once
+        records.reverse()
+        while records:
+            record = records.pop()
             if record.expires_at <= now and self.shared is None:
                 expired.append(BindingOp.delete(record.id))
                 continue
