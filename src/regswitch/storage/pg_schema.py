@@ -15,8 +15,8 @@ from typing import Any
 
 import asyncpg
 
-from regswitch.storage.base import Account, BindingOp, BindingRecord, StorageError
-from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS, bundled_migrations, shared
+from regswitch.storage.base import Account, BindingOp, BindingRecord, StorageError, shared
+from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS, bundled_migrations
 
 #: pg_advisory_xact_lock key ("regs"): nodes starting together migrate one at a time.
 MIGRATION_LOCK = 0x72656773

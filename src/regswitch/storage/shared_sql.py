@@ -9,10 +9,9 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 from regswitch.storage.base import (
     CdrFilter,
@@ -22,16 +21,6 @@ from regswitch.storage.base import (
     NewEvent,
     StorageError,
 )
-
-_Text = TypeVar("_Text", str, None)
-
-
-def shared(text: _Text) -> _Text:
-    """One string object for a value that many rows repeat (a domain, a
-    transport, a user agent, a policy): a database driver makes a new one per
-    row, and a million bindings would hold a million copies of "udp"."""
-    return sys.intern(text) if text else text
-
 
 _MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 

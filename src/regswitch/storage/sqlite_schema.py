@@ -9,8 +9,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from regswitch.storage.base import Account, BindingRecord, StorageError
-from regswitch.storage.shared_sql import CDR_COLS, bundled_migrations, shared
+from regswitch.storage.base import Account, BindingRecord, StorageError, shared
+from regswitch.storage.shared_sql import CDR_COLS, bundled_migrations
 
 # --------------------------------------------------------------------------- rows
 
