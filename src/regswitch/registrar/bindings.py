@@ -142,7 +142,12 @@ class Location:
 
     def add(self, binding: Binding) -> None:
         self._by_id[binding.id] = binding
-        self._by_aor.setdefault(binding.aor, []).append(binding)
+        bindings = self._by_aor.get(binding.aor)
+        if bindings is None:
+            # most accounts have one binding: a list sized for one, not for four
+            self._by_aor[binding.aor] = [binding]
+        else:
+            bindings.append(binding)
         for listener in self.on_add:
             listener(binding)
 
