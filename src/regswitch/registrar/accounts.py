@@ -11,7 +11,7 @@ from typing import Any
 
 from regswitch.common.networks import IPNetwork, in_networks, parse_networks
 from regswitch.sip import digest
-from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor
+from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor, shared
 
 _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-.\[\]:]+\Z")
@@ -134,7 +134,8 @@ class Accounts:
         now = self._clock()
         if existing is None:
             user = str(data.get("user") or "").strip()
-            domain = str(data.get("domain") or "").strip().lower()
+            # one string per domain, however many accounts it holds
+            domain = shared(str(data.get("domain") or "").strip().lower())
             if not _USER.match(user):
                 raise AccountError("user must be a non-empty SIP user part", 422)
             if not _DOMAIN.match(domain):
