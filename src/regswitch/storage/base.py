@@ -55,6 +55,7 @@ __all__ = [
     "StorageUnavailableError",
     "normalise_aor",
     "shared",
+    "shared_port",
 ]
 
 #: Values of the per-account overrides `register_replace` / `replace_keep_calls`.
@@ -116,6 +117,17 @@ def shared(text: str | None) -> str | None:
     transport, a user agent, a policy): a database driver or a parser makes a
     new one each time, and a million bindings would hold a million "udp"s."""
     return sys.intern(text) if text else text
+
+
+_PORTS: dict[int, int] = {}
+
+
+def shared_port(port: int) -> int:
+    """One int object per port number: above 256 a driver makes a new one per
+    row (28 bytes each), and most bindings share a few listening ports."""
+    if 0 <= port <= 65535:
+        return _PORTS.setdefault(port, port)
+    return port
 
 
 # --------------------------------------------------------------------------- records
