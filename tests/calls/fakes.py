@@ -139,6 +139,7 @@ class FakeRegistrar:
     def __init__(self) -> None:
         self.accounts: dict[str, FakeEntry] = {}
         self.bindings: dict[str, list[Binding]] = {}
+        self.restoring = False  # a restart's bindings still coming back
 
     def aor_of(self, uri: URI) -> str | None:
         if uri.user and uri.host == DOMAIN:

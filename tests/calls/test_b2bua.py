@@ -91,6 +91,21 @@ def test_max_forwards_zero_is_483() -> None:
     assert (cdr.final_code, cdr.end_reason) == (483, "rejected")
 
 
+def test_invite_while_bindings_are_restored_is_503_retry_after() -> None:
+    """A restart still restoring its bindings cannot tell "not registered"
+    from "not restored yet": it asks the caller to retry, and routes nothing."""
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.bind("bob", BOB1)
+    sw.registrar.restoring = True
+    sw.invite(ALICE, "bob")
+    assert sw.take(ALICE, 503).headers.get("retry-after") == "5"
+    assert sw.count(BOB1, "INVITE") == 0
+    sw.registrar.restoring = False
+    sw.invite(ALICE, "bob")
+    assert sw.take(BOB1, "INVITE")
+
+
 def test_max_forwards_decremented() -> None:
     sw = FakeSwitch()
     sw.account("alice")

@@ -30,7 +30,13 @@ def test_openapi_and_health(server: RunningServer) -> None:
         assert path in spec["paths"], path
     health = server.api.get("/healthz").json()
     assert health["status"] == "ok"
-    assert health["checks"] == {"sip_transports": True, "storage": True, "event_loop": True}
+    assert health["checks"] == {
+        "sip_transports": True,
+        "storage": True,
+        "event_loop": True,
+        "bindings": True,
+    }
+    assert health["restoring_registrations"] is False
 
 
 def test_account_crud_never_exposes_hashes(server: RunningServer) -> None:

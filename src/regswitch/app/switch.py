@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from regswitch.app.keepalive import Keepalive
@@ -120,7 +121,7 @@ class Switch:
             node=settings.node_id if shared else None,
             route=self.relay.route if self.relay else None,
         )
-        # filled in by set_listeners, once the listening addresses are known
+        # filled in by serve_hosts, before the listeners open
         self.own_hosts: set[str] = set()
         kicker = KickerSlot()  # bound to the call layer below: it is built on the registrar
         self.registrar = Registrar(
@@ -203,6 +204,7 @@ class Switch:
         self._param_lock = asyncio.Lock()
         self.loop_lag = 0.0
         self._lag_task: asyncio.Task[None] | None = None
+        self._restore_task: asyncio.Task[int] | None = None
         self._write_errors_seen = 0
         self._closing = False
 
@@ -271,7 +273,13 @@ class Switch:
         self.params.on_change(lambda name, old, new: self._apply_params())
         await self.domains.load()
         await self.accounts.load()
-        await self.registrar.upkeep.restore()
+        if self.cluster is None:
+            # SIP is answered while the bindings come back: with a million
+            # stored, restoring them takes longer than a phone waits
+            self._restore_task = self.registrar.upkeep.restore_in_background()
+        else:
+            # the cluster's copy follows the shared location from this snapshot
+            await self.registrar.upkeep.restore()
         if self.cluster is not None:
             self.cluster.location.start()
             self.cluster.start()
@@ -296,7 +304,13 @@ class Switch:
 
     def set_listeners(self, listening: list[dict[str, Any]]) -> None:
         self.listeners = listening
-        hosts = {str(item["host"]).lower() for item in listening}
+        self.serve_hosts(str(item["host"]) for item in listening)
+
+    def serve_hosts(self, listen_hosts: Iterable[str]) -> None:
+        """Take requests to these hosts (and the advertised one) as ours. Called
+        with the configured hosts before the first listener opens, so that no
+        request arriving meanwhile is refused as for a domain not served."""
+        hosts = {host.lower() for host in listen_hosts}
         if self.settings.advertised_host:
             hosts.add(self.settings.advertised_host.lower())
         if any(h in ("0.0.0.0", "::") for h in hosts):
@@ -355,6 +369,8 @@ class Switch:
         self._closing = True
         if self._lag_task is not None:
             self._lag_task.cancel()
+        if self._restore_task is not None:
+            self._restore_task.cancel()
         for call in list(self.b2bua.calls.values()):
             self.b2bua.hang_up(call, "admin-hangup")
         self.reg_events.close()
@@ -450,6 +466,7 @@ class Switch:
             "storage": problem is None
             and (storage.get("write_errors", 0) == 0 or self._storage_ok()),
             "event_loop": self.loop_lag < 1.0,
+            "bindings": self.registrar.upkeep.restore_failed is None,
         }
         if self.cluster_location is not None:  # a single node has no cluster to check
             checks["cluster"] = cluster_problem is None
@@ -458,6 +475,7 @@ class Switch:
             "storage": problem or "storage write errors since the last check",
             "cluster": cluster_problem or "",
             "event_loop": f"event loop lagging {self.loop_lag:.1f} s",
+            "bindings": self.registrar.upkeep.restore_failed or "",
         }
         return {
             "status": "ok" if all(checks.values()) else "degraded",
@@ -475,6 +493,7 @@ class Switch:
             "node": self.settings.node_id,
             "uptime": round(self.clock() - self.started_at, 1),
             "registrations": len(self.location),
+            "restoring_registrations": self.registrar.upkeep.restoring,
             "accounts": len(self.accounts),
             "calls": len(self.b2bua.calls),
         }

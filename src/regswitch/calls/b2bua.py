@@ -30,6 +30,7 @@ from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
 from regswitch.registrar.accounts import Accounts
 from regswitch.registrar.bindings import Binding
+from regswitch.registrar.upkeep import RESTORING_RETRY
 from regswitch.sip import events as sipev
 from regswitch.sip.dialog import Dialog
 from regswitch.sip.flow import Flow
@@ -66,6 +67,9 @@ class Callers(Protocol):
     def aor_of(self, uri: URI) -> str | None: ...
 
     def list(self, account: str) -> list[Binding]: ...
+
+    @property
+    def restoring(self) -> bool: ...
 
 
 class B2BUA:
@@ -125,6 +129,11 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
+        if self.registrar.restoring:
+            # who is registered where is not all known yet (a restart)
+            stx.respond(503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY})
+            self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 503, "rejected")
+            return
         a_contact = _contact_uri(request)
         caller_binding = self._caller_binding(caller, stx.flow, a_contact)
         if caller_binding is None and not self._may_call_unregistered(caller, stx.flow):

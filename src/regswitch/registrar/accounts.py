@@ -6,12 +6,12 @@ import asyncio
 import builtins
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from regswitch.common.networks import IPNetwork, in_networks, parse_networks
 from regswitch.sip import digest
-from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor
+from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor, shared
 
 _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-.\[\]:]+\Z")
@@ -35,21 +35,27 @@ class AccountError(ValueError):
         self.status = status
 
 
-@dataclass(frozen=True, slots=True)
 class AccountEntry:
     """An account with its networks parsed once, and the answers to "is this
-    source allowed?" remembered (the same phones ask at every REGISTER)."""
+    source allowed?" remembered (the same phones ask at every REGISTER).
+    A switch holds one per account: most have no networks, and no dict."""
 
-    account: Account
-    networks: tuple[IPNetwork, ...]
-    _allowed: dict[str, bool] = field(default_factory=dict)
+    __slots__ = ("_allowed", "account", "networks")
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.networks: tuple[IPNetwork, ...] = parse_networks(account.allowed_networks)
+        self._allowed: dict[str, bool] | None = {} if self.networks else None
 
     def allows(self, ip: str) -> bool:
-        known = self._allowed.get(ip)
+        allowed = self._allowed
+        if allowed is None:
+            return False  # no networks: no source is allowed by address
+        known = allowed.get(ip)
         if known is None:
-            if len(self._allowed) > 1024:
-                self._allowed.clear()
-            known = self._allowed[ip] = in_networks(ip, self.networks)
+            if len(allowed) > 1024:
+                allowed.clear()
+            known = allowed[ip] = in_networks(ip, self.networks)
         return known
 
 
@@ -74,15 +80,13 @@ class Accounts:
 
     async def load(self) -> None:
         for account in await self._store.list_all():
-            self._by_aor[account.aor] = AccountEntry(
-                account, parse_networks(account.allowed_networks)
-            )
+            self._by_aor[account.aor] = AccountEntry(account)
 
     async def refresh(self, aor: str | None = None) -> None:
         """Read one account (None: every account) again from storage: another
         cluster node changed it there."""
         if aor is None:
-            fresh = {a.aor: _entry(a) for a in await self._store.list_all()}
+            fresh = {a.aor: AccountEntry(a) for a in await self._store.list_all()}
             self._by_aor.clear()
             self._by_aor.update(fresh)
             return
@@ -92,7 +96,7 @@ class Accounts:
         if account is None:
             self._by_aor.pop(key, None)
         else:
-            self._by_aor[key] = _entry(account)
+            self._by_aor[key] = AccountEntry(account)
 
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
@@ -114,7 +118,7 @@ class Accounts:
         account = await self._store.get(aor)
         if account is not None and aor not in self._by_aor:
             self._missing.pop(aor, None)
-            self._by_aor[aor] = _entry(account)
+            self._by_aor[aor] = AccountEntry(account)
 
     def list(self) -> list[Account]:
         return sorted((e.account for e in self._by_aor.values()), key=lambda a: a.aor)
@@ -130,7 +134,8 @@ class Accounts:
         now = self._clock()
         if existing is None:
             user = str(data.get("user") or "").strip()
-            domain = str(data.get("domain") or "").strip().lower()
+            # one string per domain, however many accounts it holds
+            domain = shared(str(data.get("domain") or "").strip().lower())
             if not _USER.match(user):
                 raise AccountError("user must be a non-empty SIP user part", 422)
             if not _DOMAIN.match(domain):
@@ -243,19 +248,13 @@ class Accounts:
         await asyncio.gather(*(self._store.put(a) for a in accounts))
         for account in accounts:
             self._missing.pop(account.aor, None)
-            self._by_aor[account.aor] = AccountEntry(
-                account, parse_networks(account.allowed_networks)
-            )
+            self._by_aor[account.aor] = AccountEntry(account)
         return {"created": created, "updated": len(accounts) - created}
 
     async def _save(self, account: Account) -> None:
         await self._store.put(account)
         self._missing.pop(account.aor, None)
-        self._by_aor[account.aor] = AccountEntry(account, parse_networks(account.allowed_networks))
-
-
-def _entry(account: Account) -> AccountEntry:
-    return AccountEntry(account, parse_networks(account.allowed_networks))
+        self._by_aor[account.aor] = AccountEntry(account)
 
 
 def account_view(account: Account) -> dict[str, Any]:

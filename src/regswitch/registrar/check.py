@@ -18,6 +18,7 @@ from regswitch.registrar.contacts import behind_nat, contact_request, refuse_con
 from regswitch.registrar.policy import ContactRequest, RegisterRequest
 from regswitch.registrar.replies import Replies
 from regswitch.sip.uri import URI
+from regswitch.storage.base import shared
 from regswitch.transport.endpoint import IncomingRequest
 
 
@@ -189,7 +190,8 @@ class Checks:
             local_ip=flow.local[0],
             local_port=flow.local[1],
             conn_id=flow.conn_id,
-            user_agent=request.headers.get("user-agent"),
+            # phones of one model send one text: their bindings share it
+            user_agent=shared(request.headers.get("user-agent")),
             path=tuple(request.headers.values("path")) if "path" in request.headers else (),
             now=now,
             node=self.node,

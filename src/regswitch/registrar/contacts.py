@@ -24,9 +24,12 @@ def contact_key(uri: URI) -> str:
 
 
 def contact_request(contact: Contact, expires: int) -> ContactRequest:
+    key = contact_key(contact.uri)
     return ContactRequest(
         uri=contact.uri_text,
-        key=contact_key(contact.uri),
+        # most contacts are already in comparison form: a binding holds one
+        # string for both
+        key=contact.uri_text if key == contact.uri_text else key,
         expires=expires,
         instance=contact.instance,
         reg_id=contact.reg_id,

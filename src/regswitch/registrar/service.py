@@ -43,7 +43,7 @@ from regswitch.registrar.policy import (
 )
 from regswitch.registrar.replies import Replies
 from regswitch.registrar.shared import UDP_CHANGES_REFUSED, SharedLocation, decide_shared
-from regswitch.registrar.upkeep import BindingUpkeep
+from regswitch.registrar.upkeep import RESTORING_RETRY, BindingUpkeep
 from regswitch.sip.flow import Flow
 from regswitch.sip.uri import URI
 from regswitch.storage.base import BindingStore, StorageUnavailableError
@@ -141,6 +141,12 @@ class Registrar:
         pending = self.checks.register(stx, self.clock())
         if pending is None:
             return  # refused or challenged: answered, nothing changed
+        if self.restoring:
+            # the account's stored bindings may not be back yet: deciding now
+            # could forget or duplicate them (a restart, upkeep.restore)
+            self.results["restoring"] += 1
+            pending.stx.respond(503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY})
+            return
         aor = pending.req.aor
         queue = self._turns.get(aor)
         if queue is None:
@@ -493,10 +499,16 @@ class Registrar:
         self.replies.ok(stx, req, extra)
 
     # --- queries ------------------------------------------------------------------
+    @property
+    def restoring(self) -> bool:
+        """Stored bindings are still coming back after a restart (upkeep.py)."""
+        return self.upkeep.restoring
+
     def list(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
         now = self.clock()
         items = self.location.of(account) if account else list(self.location)
         return [b for b in items if b.expires_at > now and (ip is None or b.source_ip == ip)]
+
 
 def _replace_now(req: RegisterRequest, now: float) -> RegisterRequest:
     return req.at(now)

@@ -9,6 +9,7 @@ whose removal commits in the shared location sends the one `expired` event.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -25,6 +26,13 @@ from regswitch.registrar.shared import SharedLocation
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import BindingOp, BindingStore
+
+log = logging.getLogger(__name__)
+
+#: bindings restored between two turns of the event loop (about 50 ms of work)
+RESTORE_TURN = 10_000
+#: seconds a device is asked to wait (503) while they are restored
+RESTORING_RETRY = "5"
 
 
 class BindingUpkeep:
@@ -51,12 +59,43 @@ class BindingUpkeep:
         self.results = results  # the registrar's counters: "expired" is one of them
         self.shared = shared
         self._expirer = Periodic(0.25, self.expire_due, "expiry")
+        # True while stored bindings are coming back into memory: no
+        # registration is decided, and no call routed, on a partial location
+        self.restoring = False
+        self.restore_failed: str | None = None
 
     async def restore(self) -> int:
-        """Load stored bindings, dropping expired ones; returns how many were kept."""
+        """Load stored bindings, dropping expired ones; returns how many were kept.
+        Yields to the event loop every RESTORE_TURN bindings: a switch restoring
+        a million answers SIP meanwhile (with 503 where it would need them)."""
+        self.restoring = True
+        try:
+            kept = await self._restore()
+        except Exception as exc:
+            self.restore_failed = f"restoring bindings failed: {exc!r}"
+            raise
+        self.restoring = False
+        return kept
+
+    def restore_in_background(self) -> asyncio.Task[int]:
+        """`restore` as a task: a switch answers SIP from the moment its
+        accounts are loaded, however many bindings it has to restore."""
+        self.restoring = True
+        task = asyncio.get_running_loop().create_task(self.restore())
+        task.add_done_callback(_log_failure)
+        return task
+
+    async def _restore(self) -> int:
         now = self.clock()
         expired: list[BindingOp] = []
-        for record in await self.store.load():
+        records = await self.store.load()
+        # taken from the end, so each record is freed as its binding is built:
+        # the memory of both lists is never held at once
+        records.reverse()
+        while records:
+            if len(records) % RESTORE_TURN == 0:
+                await asyncio.sleep(0)
+            record = records.pop()
             if record.expires_at <= now and self.shared is None:
                 expired.append(BindingOp.delete(record.id))
                 continue
@@ -151,3 +190,8 @@ class BindingUpkeep:
             if done is not True:
                 self.expiry.push(binding.id, now + 1.0)
         return [b for b, done in zip(due, removed, strict=True) if done is True]
+
+
+def _log_failure(task: asyncio.Task[int]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("restoring bindings failed", exc_info=task.exception())

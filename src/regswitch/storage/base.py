@@ -20,10 +20,11 @@ the loop's monotonic time: they must survive a restart.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 __all__ = [
     "END_DIRECTIONS",
@@ -53,6 +54,8 @@ __all__ = [
     "StorageError",
     "StorageUnavailableError",
     "normalise_aor",
+    "shared",
+    "shared_port",
 ]
 
 #: Values of the per-account overrides `register_replace` / `replace_keep_calls`.
@@ -103,6 +106,28 @@ def normalise_aor(aor: str) -> str:
     if not at:
         return aor
     return f"{user}@{domain.lower()}"
+
+
+@overload
+def shared(text: str) -> str: ...
+@overload
+def shared(text: str | None) -> str | None: ...
+def shared(text: str | None) -> str | None:
+    """One string object for a value that many records repeat (a domain, a
+    transport, a user agent, a policy): a database driver or a parser makes a
+    new one each time, and a million bindings would hold a million "udp"s."""
+    return sys.intern(text) if text else text
+
+
+_PORTS: dict[int, int] = {}
+
+
+def shared_port(port: int) -> int:
+    """One int object per port number: above 256 a driver makes a new one per
+    row (28 bytes each), and most bindings share a few listening ports."""
+    if 0 <= port <= 65535:
+        return _PORTS.setdefault(port, port)
+    return port
 
 
 # --------------------------------------------------------------------------- records

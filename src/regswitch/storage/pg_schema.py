@@ -15,7 +15,14 @@ from typing import Any
 
 import asyncpg
 
-from regswitch.storage.base import Account, BindingOp, BindingRecord, StorageError
+from regswitch.storage.base import (
+    Account,
+    BindingOp,
+    BindingRecord,
+    StorageError,
+    shared,
+    shared_port,
+)
 from regswitch.storage.shared_sql import CDR_COLS, EVENT_COLS, bundled_migrations
 
 #: pg_advisory_xact_lock key ("regs"): nodes starting together migrate one at a time.
@@ -134,11 +141,12 @@ def binding_apply_args(ops: Iterable[BindingOp]) -> list[Any]:
 
 def binding_from_row(row: Sequence[Any]) -> BindingRecord:
     return BindingRecord(
-        id=row[0], aor=row[1], contact=row[2], transport=row[3], source_ip=row[4],
-        source_port=row[5], local_ip=row[6], local_port=row[7], conn_id=row[8],
+        id=row[0], aor=row[1], contact=row[2], transport=shared(row[3]), source_ip=row[4],
+        source_port=shared_port(row[5]), local_ip=shared(row[6]),
+        local_port=shared_port(row[7]), conn_id=row[8],
         call_id=row[9], cseq=row[10], expires_at=row[11], instance=row[12], reg_id=row[13],
-        user_agent=row[14], path=tuple(row[15]), registered_at=row[16],
-        refreshed_at=row[17], reachable=row[18], node=row[19], nat=row[20],
+        user_agent=shared(row[14]), path=tuple(row[15]), registered_at=row[16],
+        refreshed_at=row[17], reachable=row[18], node=shared(row[19]), nat=row[20],
     )  # fmt: skip
 
 
@@ -152,10 +160,11 @@ def account_row(a: Account) -> tuple[Any, ...]:
 
 def account_from_row(row: Sequence[Any]) -> Account:
     return Account(
-        user=row[1], domain=row[2], ha1_md5=row[3], ha1_sha256=row[4],
+        user=row[1], domain=shared(row[2]), ha1_md5=row[3], ha1_sha256=row[4],
         allowed_networks=tuple(row[5]), max_contacts=row[6],
-        register_replace=row[7], replace_keep_calls=row[8], enabled=row[9],
-        created_at=row[10], updated_at=row[11],
+        register_replace=shared(row[7]), replace_keep_calls=shared(row[8]), enabled=row[9],
+        # an account never changed: one float for both times
+        created_at=row[10], updated_at=row[10] if row[11] == row[10] else row[11],
     )  # fmt: skip
 
 
