@@ -111,6 +111,36 @@ async def test_a_commit_after_someone_else_changed_the_account_is_refused(
         await other.close()
 
 
+async def test_an_account_emptied_and_filled_again_meanwhile_still_refuses_the_commit(
+    location: RedisLocation, redis_url: str
+) -> None:
+    """The version survives the account's last binding (no ABA): a decision
+    made on an empty account is refused after another node added a binding
+    and removed it again, though the account looks as it was read."""
+    other = RedisLocation(redis_url)
+    await other.open()
+    try:
+        async with location.watch("alice@example.com") as first:
+            assert first.records == []
+            await other.apply([BindingOp.upsert(record("b2"))])
+            await other.apply([BindingOp.delete("b2")])
+            assert await location.read("alice@example.com") == []
+            assert await first.commit([BindingOp.upsert(record("b1"))]) is None
+        async with location.watch("alice@example.com") as again:
+            state = await again.commit([BindingOp.upsert(record("b1"))])
+        assert state is not None and state.change > first.change
+    finally:
+        await other.close()
+
+
+async def test_a_commit_works_after_redis_forgot_the_script(
+    location: RedisLocation, redis_server: RedisServer, redis_url: str
+) -> None:
+    redis_server.command("SCRIPT", "FLUSH")
+    await location.apply([BindingOp.upsert(record("b1"))])
+    assert [r.id for r in await location.read("alice@example.com")] == ["b1"]
+
+
 async def test_racing_writers_each_see_the_other(location: RedisLocation, redis_url: str) -> None:
     """Many writers each add one binding under "at most one": read, decide,
     commit, retry on conflict. Exactly one binding is left, whoever wins."""
@@ -176,6 +206,7 @@ async def test_changes_come_in_commit_order(location: RedisLocation) -> None:
     await location.apply([BindingOp.upsert(record("b1"))])
     await location.apply([BindingOp.upsert(replace(record("b1"), cseq=2))])
     await location.apply([BindingOp.delete("b1")])
+    await location.flush()  # the notices follow the commits
     changes = await location.changes(position, block_ms=100)
     assert [[r.cseq for r in state.records] for _, state in changes] == [[1], [2], []]
     ids = [state.change for _, state in changes]

@@ -259,7 +259,6 @@ class Switch:
         if self.cluster is not None:
             await self.cluster.location.store.open()  # unreachable: one line, exit 2
             slot = await self.cluster.join()  # before reading what the bus may change
-            await self.cluster.location.nonces.open()
             if self.protection is not None:
                 await self.protection.open()
         await self.storage.open()
