@@ -56,13 +56,6 @@ def record(
     return BindingRecord(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["redis", "redis-cluster"])
-def shared_url(request: pytest.FixtureRequest) -> str:
-    """A flushed location on one Redis server, then on a Redis Cluster."""
-    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
-    return str(request.getfixturevalue(fixture))
-
-
 @pytest.fixture
 async def location(shared_url: str) -> AsyncIterator[RedisLocation]:
     loc = RedisLocation(shared_url)

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -197,6 +198,28 @@ def redis_cluster() -> Iterator[RedisCluster]:
 def redis_cluster_url(redis_cluster: RedisCluster) -> str:
     """The URL of the session's Redis Cluster, flushed."""
     return redis_cluster.new_database()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A flushed location on one Redis server, then on a Redis Cluster (the
+    test runs once on each)."""
+    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    return str(request.getfixturevalue(fixture))
+
+
+def cli(url: str, *args: str) -> str:
+    """redis-cli against the server or cluster of a URL these fixtures made."""
+    parts = urlsplit(url)
+    where = ["-p", str(parts.port)]
+    if parts.scheme == "redis+cluster":
+        where.append("-c")  # follow the key's slot to its master
+    else:
+        where += ["-n", parts.path.lstrip("/") or "0"]
+    proc = subprocess.run(
+        ["redis-cli", *where, *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return proc.stdout.strip()
 
 
 @pytest.fixture(scope="session")
