@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from regswitch.storage.base import (
+    AccountState,
     BindingOp,
     BindingRecord,
     SharedBindingStore,
@@ -194,8 +195,12 @@ async def test_expiry_happens_once(location: RedisLocation, shared_url: str) -> 
 async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> None:
     at = now()
     await location.apply([BindingOp.upsert(record("b1", expires_at=at + 30))])
-    assert not await location.expire("alice@example.com", "b1", at)
+    seen: list[AccountState] = []
+    assert not await location.expire("alice@example.com", "b1", at, seen.append)
     assert len(await location.read("alice@example.com")) == 1
+    # what was read goes to the caller's copy, which had it due: it catches up
+    [state] = seen
+    assert [r.expires_at for r in state.records] == [at + 30] and state.change > (0, 0)
 
 
 async def test_apply_finds_the_account_of_a_delete(location: RedisLocation) -> None:

@@ -151,7 +151,9 @@ class ClusterLocation:
                     self._apply(deferred)
 
     async def expire(self, binding: Binding, now: float) -> bool:
-        return await self.store.expire(binding.aor, binding.id, now)
+        # not due after all: this copy missed a change (its notice was lost with
+        # the node that committed it), and catches up on what was read
+        return await self.store.expire(binding.aor, binding.id, now, self._apply)
 
     # --- following the other nodes -----------------------------------------------
     def start(self) -> None:
