@@ -3,12 +3,14 @@
 Every node keeps every binding in memory (`Location`): routing an INVITE,
 matching a caller to its binding, the console's lists and expiry all read it
 without a round trip. The copy follows the shared location's change stream
-(storage/redis_location.py) in commit order; a node that lost Redis for a
-while starts again from a full snapshot once it is back.
+(storage/redis_location.py); a node that lost Redis for a while starts again
+from a full snapshot once it is back.
 
-Changes are ordered per account by the account's version (storage/
-redis_location.py), not by their place in the stream: a change older than
-what the copy holds is skipped, wherever it comes in the stream.
+Changes are ordered per account by the account's version, not by their
+place in the stream (two nodes' appends may interleave): a change no newer
+than what the copy holds is skipped. An account read for a turn or an expiry
+counts as a change too, so a copy that missed one (its notice lost with the
+node that committed it) catches up there.
 
 Decisions never trust the copy: the registrar's turn (registrar/shared.py)
 re-reads the account (one round trip, carrying the REGISTER's nonce claim)
