@@ -11,7 +11,7 @@
 A temporary PostgreSQL (tests/support/postgres.py) and redis-server
 (tests/support/redis.py) are started and stopped by the script.
 
-    .venv-run/bin/python bench/cluster.py [--reps 1] [--duration 3] [--start 1000]
+    .venv-run/bin/python bench/cluster.py [--reps 1] [--duration 3] [--start 1000] [--only 1]
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--start", type=int, default=1000)
+    parser.add_argument("--only", type=int, choices=(1, 2), help="run only part 1 or part 2")
     a = parser.parse_args()
     sweep = sweep_of(a)
     pg, redis = PgCluster.start(), RedisServer.start()
@@ -78,9 +79,17 @@ def main() -> None:
                                "--workers", str(workers)],
             }  # fmt: skip
 
-        embedded = median_of(a.reps, lambda rep: regswitch_rate(f"embedded rep{rep}", sweep))
-        cluster = median_of(a.reps, lambda rep: regswitch_rate(
-            f"--cluster rep{rep}", sweep, **cluster_args(f"c{rep}")))  # fmt: skip
+        if a.only != 2:
+            embedded = median_of(a.reps, lambda rep: regswitch_rate(f"embedded rep{rep}", sweep))
+            cluster = median_of(a.reps, lambda rep: regswitch_rate(
+                f"--cluster rep{rep}", sweep, **cluster_args(f"c{rep}")))  # fmt: skip
+            ratio = cluster / embedded if embedded else 0.0
+            print(
+                f"register_digest: one node --cluster {cluster:.0f}/s vs embedded "
+                f"{embedded:.0f}/s -> {ratio:.2f} (goal >= 0.7)"
+            )
+        if a.only == 1:
+            return
         one = median_of(a.reps, lambda rep: regswitch_rate(
             f"--workers 1 rep{rep}", sweep, cpus=None, **cluster_args(f"w1-{rep}")))  # fmt: skip
         two = median_of(a.reps, lambda rep: regswitch_rate(
@@ -90,11 +99,6 @@ def main() -> None:
     finally:
         pg.stop()
         redis.stop()
-    ratio = cluster / embedded if embedded else 0.0
-    print(
-        f"register_digest: one node --cluster {cluster:.0f}/s vs embedded {embedded:.0f}/s "
-        f"-> {ratio:.2f} (goal >= 0.7)"
-    )
     scale = two / one if one else 0.0
     kam_scale = kam2 / kam1 if kam1 else 0.0
     print(

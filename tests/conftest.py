@@ -23,7 +23,13 @@ if _TESTS not in sys.path:
 
 from support import in_ci, require_module, require_tool  # noqa: E402
 from support.postgres import pg_cluster, pg_url  # noqa: E402, F401  (fixtures)
-from support.redis import redis_server, redis_url  # noqa: E402, F401  (fixtures)
+from support.redis import (  # noqa: E402, F401  (fixtures)
+    redis_cluster,
+    redis_cluster_url,
+    redis_server,
+    redis_url,
+    shared_url,
+)
 from support.server import RunningServer, log_tail  # noqa: E402
 from support.sipp import SippRunner  # noqa: E402
 from support.tls import TlsFiles, make_self_signed  # noqa: E402
@@ -61,9 +67,7 @@ def pytest_runtest_makereport(
     report: pytest.TestReport = yield
     if report.failed:
         for srv in item.stash.get(_SERVERS, []):
-            report.sections.append(
-                (f"regswitch log {srv.log_path}", log_tail(srv.log_path, 6000))
-            )
+            report.sections.append((f"regswitch log {srv.log_path}", log_tail(srv.log_path, 6000)))
     return report
 
 
@@ -84,9 +88,7 @@ ServerFactory = Callable[..., RunningServer]
 
 
 @pytest.fixture
-def server_factory(
-    tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[ServerFactory]:
+def server_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
     """`server_factory(*extra_args, tls=False, env=None, name=None, host=..., db=...)`
     starts one more `regswitch serve` (own directory and db under tmp_path, or
     the storage URL `db`; SIP on `host`); all are stopped after the test. A
@@ -168,8 +170,7 @@ def ua() -> Iterator[Callable[..., UA]]:
 def sipp(tmp_path: Path) -> Iterator[SippRunner]:
     """`sipp.run(scenario, target, **kw) -> SippResult`, `sipp.start(...) -> SippProcess`
     (see support/sipp.py); needs the sipp binary; background runs stopped after."""
-    helper = SippRunner(require_tool("sipp", "Debian package sip-tester; `make system`"),
-                        tmp_path)
+    helper = SippRunner(require_tool("sipp", "Debian package sip-tester; `make system`"), tmp_path)
     yield helper
     helper.stop_all()
 

@@ -61,6 +61,14 @@ def test_a_nonce_from_one_node_works_once_on_another(cluster: Cluster) -> None:
             )
             assert again.status == 401, (node, again.status)
             assert "stale=true" in (again.headers.get("www-authenticate") or "").lower()
+        # node 1 learnt it from Redis (node 2 from its own table): its count, in its
+        # registry entry, reaches every node with its next heartbeat
+
+        def refused() -> dict[str, int]:
+            nodes = n2.api.get("/api/cluster").json()["nodes"]
+            return {n["node"]: n["counts"]["nonce_claims_refused"] for n in nodes}
+
+        wait_until(lambda: refused() == {"n1": 1, "n2": 0}, 10, "n1's refused claim published")
     finally:
         phone.close()
 

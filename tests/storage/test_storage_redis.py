@@ -1,6 +1,6 @@
-"""The Redis location (storage/redis_location.py) on a real redis-server:
-optimistic commits per account, exactly-once expiry, the change stream, and
-an unreachable server."""
+"""The Redis location (storage/redis_location.py) on a real redis-server and
+on a real Redis Cluster of three masters: optimistic commits per account,
+exactly-once expiry, the change stream, and an unreachable server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import replace
 import pytest
 
 from regswitch.storage.base import (
+    AccountState,
     BindingOp,
     BindingRecord,
     SharedBindingStore,
@@ -57,8 +58,8 @@ def record(
 
 
 @pytest.fixture
-async def location(redis_url: str) -> AsyncIterator[RedisLocation]:
-    loc = RedisLocation(redis_url)
+async def location(shared_url: str) -> AsyncIterator[RedisLocation]:
+    loc = RedisLocation(shared_url)
     await loc.open()
     yield loc
     await loc.close()
@@ -71,7 +72,8 @@ def test_records_round_trip() -> None:
 
 def test_url_checks() -> None:
     assert check_url("redis://127.0.0.1:6379/0")
-    for bad in ("http://x", "redis://", "redis://h:1/x"):
+    assert check_url("redis+cluster://127.0.0.1:7000")
+    for bad in ("http://x", "redis://", "redis://h:1/x", "redis+cluster://h:7000/3"):
         with pytest.raises(ValueError):
             check_url(bad)
 
@@ -95,9 +97,9 @@ async def test_watch_commit_and_read(location: RedisLocation) -> None:
 
 
 async def test_a_commit_after_someone_else_changed_the_account_is_refused(
-    location: RedisLocation, redis_url: str
+    location: RedisLocation, shared_url: str
 ) -> None:
-    other = RedisLocation(redis_url)
+    other = RedisLocation(shared_url)
     await other.open()
     try:
         async with location.watch("alice@example.com") as first:
@@ -111,10 +113,43 @@ async def test_a_commit_after_someone_else_changed_the_account_is_refused(
         await other.close()
 
 
-async def test_racing_writers_each_see_the_other(location: RedisLocation, redis_url: str) -> None:
+async def test_an_account_emptied_and_filled_again_meanwhile_still_refuses_the_commit(
+    location: RedisLocation, shared_url: str
+) -> None:
+    """The version survives the account's last binding (no ABA): a decision
+    made on an empty account is refused after another node added a binding
+    and removed it again, though the account looks as it was read."""
+    other = RedisLocation(shared_url)
+    await other.open()
+    try:
+        async with location.watch("alice@example.com") as first:
+            assert first.records == []
+            await other.apply([BindingOp.upsert(record("b2"))])
+            await other.apply([BindingOp.delete("b2")])
+            assert await location.read("alice@example.com") == []
+            assert await first.commit([BindingOp.upsert(record("b1"))]) is None
+        async with location.watch("alice@example.com") as again:
+            state = await again.commit([BindingOp.upsert(record("b1"))])
+        assert state is not None and state.change > first.change
+    finally:
+        await other.close()
+
+
+async def test_a_commit_works_after_redis_forgot_the_script(redis_server: RedisServer) -> None:
+    location = RedisLocation(redis_server.new_database())
+    await location.open()
+    try:
+        redis_server.command("SCRIPT", "FLUSH")  # as a restart or a failover does
+        await location.apply([BindingOp.upsert(record("b1"))])
+        assert [r.id for r in await location.read("alice@example.com")] == ["b1"]
+    finally:
+        await location.close()
+
+
+async def test_racing_writers_each_see_the_other(location: RedisLocation, shared_url: str) -> None:
     """Many writers each add one binding under "at most one": read, decide,
     commit, retry on conflict. Exactly one binding is left, whoever wins."""
-    nodes = [RedisLocation(redis_url) for _ in range(4)]
+    nodes = [RedisLocation(shared_url) for _ in range(4)]
     for node in nodes:
         await node.open()
     kicks = 0
@@ -140,10 +175,10 @@ async def test_racing_writers_each_see_the_other(location: RedisLocation, redis_
             await node.close()
 
 
-async def test_expiry_happens_once(location: RedisLocation, redis_url: str) -> None:
+async def test_expiry_happens_once(location: RedisLocation, shared_url: str) -> None:
     at = now()
     await location.apply([BindingOp.upsert(record("b1", expires_at=at - 1))])
-    others = [RedisLocation(redis_url) for _ in range(3)]
+    others = [RedisLocation(shared_url) for _ in range(3)]
     for other in others:
         await other.open()
     try:
@@ -160,8 +195,12 @@ async def test_expiry_happens_once(location: RedisLocation, redis_url: str) -> N
 async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> None:
     at = now()
     await location.apply([BindingOp.upsert(record("b1", expires_at=at + 30))])
-    assert not await location.expire("alice@example.com", "b1", at)
+    seen: list[AccountState] = []
+    assert not await location.expire("alice@example.com", "b1", at, seen.append)
     assert len(await location.read("alice@example.com")) == 1
+    # what was read goes to the caller's copy, which had it due: it catches up
+    [state] = seen
+    assert [r.expires_at for r in state.records] == [at + 30] and state.change > (0, 0)
 
 
 async def test_apply_finds_the_account_of_a_delete(location: RedisLocation) -> None:
@@ -176,6 +215,7 @@ async def test_changes_come_in_commit_order(location: RedisLocation) -> None:
     await location.apply([BindingOp.upsert(record("b1"))])
     await location.apply([BindingOp.upsert(replace(record("b1"), cseq=2))])
     await location.apply([BindingOp.delete("b1")])
+    await location.flush()  # the notices follow the commits
     changes = await location.changes(position, block_ms=100)
     assert [[r.cseq for r in state.records] for _, state in changes] == [[1], [2], []]
     ids = [state.change for _, state in changes]

@@ -8,8 +8,13 @@ and waits (with a deadline) until it answers PING. It is stopped by its PID.
     url = server.new_database()    # redis://127.0.0.1:PORT/N, flushed
     server.stop(); server.start_again()   # Redis down, then back on the same port
 
+    cluster = RedisCluster.start()   # three masters, --cluster-enabled, slots spread
+    url = cluster.new_database()       # redis+cluster://127.0.0.1:PORT, every master flushed
+
 Fixtures: `redis_server` (one per session) and `redis_url` (a flushed database
-per test; 16 databases are used in turn).
+per test; 16 databases are used in turn); `redis_cluster` (one per session)
+and `redis_cluster_url` (the cluster, flushed, per test: a cluster has one
+database).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -48,9 +54,10 @@ def _answers(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, root: Path, port: int) -> None:
+    def __init__(self, root: Path, port: int, extra: tuple[str, ...] = ()) -> None:
         self.root = root
         self.port = port
+        self.extra = extra  # more redis-server options (a cluster node's)
         self.log = root / "redis.log"
         self.proc: subprocess.Popen[bytes] | None = None
         # every test gets a database of its own, never one a server of an earlier
@@ -58,8 +65,8 @@ class RedisServer:
         self._databases = itertools.count()
 
     @classmethod
-    def start(cls) -> RedisServer:
-        server = cls(Path(tempfile.mkdtemp(prefix="regswitch-redis-")), _free_port())
+    def start(cls, extra: tuple[str, ...] = ()) -> RedisServer:
+        server = cls(Path(tempfile.mkdtemp(prefix="regswitch-redis-")), _free_port(), extra)
         try:
             server.start_again()
         except BaseException:
@@ -75,7 +82,7 @@ class RedisServer:
                 REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", str(self.root),
                 "--logfile", str(self.log), "--protected-mode", "no",
-                "--databases", str(DATABASES),
+                "--databases", str(DATABASES), *self.extra,
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -124,6 +131,95 @@ class RedisServer:
             return self.log.read_text(errors="replace")[-limit:]
         except OSError:
             return ""
+
+
+class RedisCluster:
+    """A Redis Cluster of three masters (no replicas) on loopback, made with
+    `redis-cli --cluster create`; each master is a RedisServer."""
+
+    SIZE = 3
+
+    def __init__(self, servers: list[RedisServer]) -> None:
+        self.servers = servers
+
+    @classmethod
+    def start(cls) -> RedisCluster:
+        servers: list[RedisServer] = []
+        cluster = cls(servers)
+        try:
+            for _ in range(cls.SIZE):
+                # the cluster bus on a free port of its own (not PORT + 10000)
+                options = ("--cluster-enabled", "yes", "--cluster-port", str(_free_port()))
+                servers.append(RedisServer.start(options))
+            subprocess.run(
+                ["redis-cli", "--cluster", "create",
+                 *(f"127.0.0.1:{s.port}" for s in servers),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True, text=True, timeout=30, check=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + START_TIMEOUT
+            while not all("cluster_state:ok" in s.command("CLUSTER", "INFO") for s in servers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the Redis Cluster was not ok within {START_TIMEOUT} s")
+                time.sleep(0.05)  # polling the cluster's state: there is no event to wait on
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}"
+
+    def new_database(self) -> str:
+        """The cluster, every master flushed (a cluster has database 0 only)."""
+        for server in self.servers:
+            server.command("FLUSHALL")
+        return self.url()
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One real Redis Cluster for the session. Missing: skip, or fail under CI=true."""
+    from support import _missing
+
+    if not Path(REDIS_SERVER).exists() or shutil.which("redis-cli") is None:
+        _missing("redis-server", "Debian package redis-server; `make system`")
+    cluster = RedisCluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisCluster) -> str:
+    """The URL of the session's Redis Cluster, flushed."""
+    return redis_cluster.new_database()
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """A flushed location on one Redis server, then on a Redis Cluster (the
+    test runs once on each)."""
+    fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
+    return str(request.getfixturevalue(fixture))
+
+
+def cli(url: str, *args: str) -> str:
+    """redis-cli against the server or cluster of a URL these fixtures made."""
+    parts = urlsplit(url)
+    where = ["-p", str(parts.port)]
+    if parts.scheme == "redis+cluster":
+        where.append("-c")  # follow the key's slot to its master
+    else:
+        where += ["-n", parts.path.lstrip("/") or "0"]
+    proc = subprocess.run(
+        ["redis-cli", *where, *args], capture_output=True, text=True, timeout=10, check=True
+    )
+    return proc.stdout.strip()
 
 
 @pytest.fixture(scope="session")

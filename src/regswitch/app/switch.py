@@ -209,9 +209,18 @@ class Switch:
         self._closing = False
 
     def _node_info(self) -> dict[str, Any]:
-        """This node's entry in the cluster registry, besides its heartbeat."""
+        """This node's entry in the cluster registry, besides its heartbeat; its
+        counts since start (`cluster status` shows every node's)."""
         relay = self.relay.address if self.relay else None
-        return {"sip": self.listeners, "api": self.api_url, "relay": relay}
+        counts = {"flood_blocks": self.flood.blocks}  # decided here (adopted ones not counted)
+        if self.cluster_location is not None:
+            location = self.cluster_location
+            counts |= {
+                "nonce_claims_refused": location.nonces.refused,
+                "location_resyncs": location.resyncs,
+                "location_conflicts": location.store.conflicts,
+            }
+        return {"sip": self.listeners, "api": self.api_url, "relay": relay, "counts": counts}
 
     async def listen_relay(self) -> None:
         """A cluster node's private UDP listener for B-legs other nodes relay
@@ -261,7 +270,6 @@ class Switch:
         if self.cluster is not None:
             await self.cluster.location.store.open()  # unreachable: one line, exit 2
             slot = await self.cluster.join()  # before reading what the bus may change
-            await self.cluster.location.nonces.open()
             if self.protection is not None:
                 await self.protection.open()
         await self.storage.open()

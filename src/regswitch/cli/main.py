@@ -382,11 +382,17 @@ def cluster_status() -> None:
                 **node,
                 "alive": "yes" if node.get("alive") else "DOWN",
                 "heartbeat": f"{node.get('age', 0):.1f} s ago",
+                # counts since the node started: flood blocks it decided, REGISTER
+                # nonce counts another node had used, rebuilds of its location copy
+                "blocks": node.get("counts", {}).get("flood_blocks", 0),
+                "replays": node.get("counts", {}).get("nonce_claims_refused", 0),
+                "resyncs": node.get("counts", {}).get("location_resyncs", 0),
             }
             for node in status.get("nodes", [])
         ],
-        ["node", "alive", "heartbeat", "bindings", "calls", "pid", "started", "api"],
-    )
+        ["node", "alive", "heartbeat", "bindings", "calls", "blocks", "replays", "resyncs",
+         "pid", "started", "api"],
+    )  # fmt: skip
 
 
 def _cdr_query(
@@ -501,7 +507,10 @@ def serve(
     ] = None,
     cluster: Annotated[
         str | None,
-        typer.Option(help="join a cluster: redis://HOST:PORT/N (shared location and bus)"),
+        typer.Option(
+            help="join a cluster: redis://HOST:PORT/N, or redis+cluster://HOST:PORT for a "
+            "Redis Cluster (shared location and bus)"
+        ),
     ] = None,
     node_id: Annotated[
         str | None, typer.Option("--node-id", help="this node's name in the cluster (hostname)")

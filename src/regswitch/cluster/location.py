@@ -3,13 +3,21 @@
 Every node keeps every binding in memory (`Location`): routing an INVITE,
 matching a caller to its binding, the console's lists and expiry all read it
 without a round trip. The copy follows the shared location's change stream
-(storage/redis_location.py) in commit order; a node that lost Redis for a
-while starts again from a full snapshot once it is back.
+(storage/redis_location.py); a node that lost Redis for a while starts again
+from a full snapshot once it is back.
+
+Changes are ordered per account by the account's version, not by their
+place in the stream (two nodes' appends may interleave): a change no newer
+than what the copy holds is skipped. An account read for a turn or an expiry
+counts as a change too, so a copy that missed one (its notice lost with the
+node that committed it) catches up there.
 
 Decisions never trust the copy: the registrar's turn (registrar/shared.py)
-re-reads the account under a watch and commits conditionally. While a turn
-holds an account here, changes to it from the stream wait, so the registrar
-applies its own commit to a copy nobody else moves under it.
+re-reads the account (one round trip, carrying the REGISTER's nonce claim)
+and commits conditionally; the read also brings the copy of that account up
+to date. While a turn holds an account here, changes to it from the stream
+wait, so the registrar applies its own commit to a copy nobody else moves
+under it.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from regswitch.storage.base import (
     StorageError,
     StorageUnavailableError,
 )
-from regswitch.storage.redis_location import RedisLocation, stream_id
+from regswitch.storage.redis_location import RedisLocation
 
 log = logging.getLogger("regswitch.cluster")
 
@@ -40,10 +48,13 @@ log = logging.getLogger("regswitch.cluster")
 class _Turn:
     """The watch of one turn; a commit also tells the copy which change it made."""
 
-    def __init__(self, owner: ClusterLocation, watch: AccountWatch, aor: str) -> None:
+    def __init__(
+        self, owner: ClusterLocation, watch: AccountWatch, aor: str, nonce_fresh: bool
+    ) -> None:
         self._owner = owner
         self._watch = watch
         self._aor = aor
+        self.nonce_fresh = nonce_fresh  # the nonce count claimed with the read was unused
 
     @property
     def records(self) -> list[BindingRecord]:
@@ -68,6 +79,7 @@ class ClusterLocation:
         nonces: NonceClaims,
     ) -> None:
         self.store = store
+        store.node = node  # its own change notices come back marked: skipped unread
         self.nonces = nonces
         self.location = location
         self.expiry = expiry
@@ -121,12 +133,15 @@ class ClusterLocation:
 
     # --- the registrar's SharedLocation -----------------------------------------
     @asynccontextmanager
-    async def turn(self, aor: str) -> AsyncIterator[_Turn]:
+    async def turn(self, aor: str, nonce: tuple[str, int] | None = None) -> AsyncIterator[_Turn]:
         self._held[aor] = self._held.get(aor, 0) + 1
         try:
-            async with self.store.watch(aor) as watch:
+            queue = None if nonce is None else self.nonces.queue(*nonce)
+            async with self.store.watch(aor, queue) as watch:
                 sync_account(self.location, aor, watch.records, self.expiry, self.node)
-                yield _Turn(self, watch, aor)
+                self._seen[aor] = max(self._seen.get(aor, (0, 0)), watch.change)
+                fresh = nonce is None or self.nonces.fresh(watch.queued[0])
+                yield _Turn(self, watch, aor, fresh)
         finally:
             held = self._held[aor] - 1
             if held:
@@ -138,10 +153,9 @@ class ClusterLocation:
                     self._apply(deferred)
 
     async def expire(self, binding: Binding, now: float) -> bool:
-        return await self.store.expire(binding.aor, binding.id, now)
-
-    async def claim_nonce(self, nonce: str, nc: int) -> bool:
-        return await self.nonces.claim(nonce, nc)
+        # not due after all: this copy missed a change (its notice was lost with
+        # the node that committed it), and catches up on what was read
+        return await self.store.expire(binding.aor, binding.id, now, self._apply)
 
     # --- following the other nodes -----------------------------------------------
     def start(self) -> None:
@@ -159,7 +173,8 @@ class ClusterLocation:
             try:
                 for entry_id, state in await self.store.changes(self._position):
                     self._position = entry_id
-                    self._apply(state)
+                    if state is not None:  # None: this node's own, applied at its commit
+                        self._apply(state)
             except StorageUnavailableError:
                 # changes made meanwhile may be trimmed or lost with Redis itself:
                 # start again from what is there once it answers
@@ -177,13 +192,12 @@ class ClusterLocation:
             return  # down again: the next read says so and waits
         self.resyncs += 1
         self._position = position
-        at = stream_id(position)
         present = {state.aor for state in states}
         for state in states:
-            self._apply(AccountState(state.aor, state.records, at), force=True)
+            self._apply(state, force=True)
         for binding in list(self.location):
             if binding.aor not in present and binding.aor not in self._held:
-                self._apply(AccountState(binding.aor, (), at), force=True)
+                self._apply(AccountState(binding.aor, ()), force=True)
 
     def _apply(self, state: AccountState, force: bool = False) -> None:
         aor = state.aor

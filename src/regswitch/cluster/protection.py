@@ -6,7 +6,8 @@
   count was used is decided in Redis (`rs:nc:<nonce>`: the highest nc seen,
   kept for the nonce's lifetime, raised by one atomic script): a REGISTER's
   credentials are accepted once cluster-wide, whichever nodes they are sent
-  to (registrar/shared.py claims them before deciding). Should Redis lose
+  to (registrar/shared.py claims them in the round trip that reads the
+  account, before deciding). Should Redis lose
   the key (a restart without persistence), the nodes make and adopt a new
   one within a few seconds; nonces signed with the old one are then stale.
 - Blocks. A source (or one account from a source) that one node blocks for
@@ -31,7 +32,7 @@ from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.auth import Authenticator
 from regswitch.storage.base import EventRecord, StorageError
-from regswitch.storage.redis_location import RedisLocation
+from regswitch.storage.redis_location import Queue, RedisLocation
 
 AUTH = "rs:auth"
 NC_PREFIX = "rs:nc:"
@@ -51,19 +52,20 @@ class NonceClaims:
     def __init__(self, redis: RedisLocation, nonce_lifetime: float) -> None:
         self.redis = redis
         self.ttl = int(nonce_lifetime) + 5
-        self._script: Any = None
+        self._sha = redis.script(CLAIM)
         self.refused = 0
 
-    async def open(self) -> None:
-        self._script = self.redis.client.register_script(CLAIM)
+    def queue(self, nonce: str, nc: int) -> Queue:
+        """The claim of `nc` with `nonce`, to go in a round trip (RedisLocation.run);
+        its reply goes to `fresh`."""
+        return lambda pipe: pipe.evalsha(self._sha, 1, NC_PREFIX + nonce, nc, self.ttl)
 
-    async def claim(self, nonce: str, nc: int) -> bool:
-        """True the first time `nc` (or a higher one) is used with `nonce`, cluster-wide."""
-        keys, args = [NC_PREFIX + nonce], [nc, self.ttl]
-        fresh = bool(await self.redis.call(self._script(keys=keys, args=args)))
-        if not fresh:
-            self.refused += 1
-        return fresh
+    def fresh(self, reply: Any) -> bool:
+        """True when the claim's `nc` (or a higher one) was never used with its nonce."""
+        if reply:
+            return True
+        self.refused += 1
+        return False
 
 
 class SharedProtection:

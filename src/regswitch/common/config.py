@@ -42,7 +42,8 @@ class Settings(BaseModel):
     # this node's name in a cluster (default there: the host name); events and
     # bindings carry it
     node_id: str = "node1"
-    # a cluster: redis://HOST:PORT/N holding the shared location and the bus
+    # a cluster: redis://HOST:PORT/N (or redis+cluster://HOST:PORT, a Redis Cluster)
+    # holding the shared location and the bus
     # (README "Cluster"); unset, the switch is one process on its own
     cluster: str | None = None
     # seconds without a heartbeat after which the other nodes count a node as down

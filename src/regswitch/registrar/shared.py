@@ -4,8 +4,9 @@ One process makes a decision atomic for free: the event loop runs `decide`
 and applies it without an await in between. Several nodes cannot lean on
 that, so the decision runs optimistically (DESIGN "Cluster"):
 
-1. watch the account in the shared location and bring this node's copy of
-   it up to date (`SharedLocation.turn`);
+1. read the account from the shared location (with the REGISTER's nonce
+   claim, in the same round trip) and bring this node's copy of it up to
+   date (`SharedLocation.turn`);
 2. run the same pure `policy.decide` on that copy;
 3. plan the decision (plan.py: new bindings get their ids there, before
    anything is written) and commit its binding writes only if nobody
@@ -59,21 +60,30 @@ UDP_CHANGES_REFUSED = (
 _RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
 
 
+class Turn(AccountWatch, Protocol):
+    """One account as read for a decision, and the nonce count claimed with the read."""
+
+    @property
+    def nonce_fresh(self) -> bool:
+        """False when the claimed nonce count was used already, on any node (a
+        replay); True too when none was claimed."""
+        ...
+
+
 class SharedLocation(Protocol):
     """What the registrar needs of a location shared by several nodes."""
 
-    def turn(self, aor: str) -> AbstractAsyncContextManager[AccountWatch]:
-        """Watch `aor` and make this node's copy of its bindings what the
-        shared location holds; changes from other nodes to `aor` wait until
-        the block ends (the registrar applies its own commit meanwhile)."""
+    def turn(
+        self, aor: str, nonce: tuple[str, int] | None = None
+    ) -> AbstractAsyncContextManager[Turn]:
+        """Read `aor` (and claim `nonce`'s count, in the same round trip) and make
+        this node's copy of its bindings what the shared location holds; changes
+        from other nodes to `aor` wait until the block ends (the registrar
+        applies its own commit meanwhile)."""
         ...
 
     async def expire(self, binding: Binding, now: float) -> bool:
         """True when this node removed the expired binding (exactly one node does)."""
-        ...
-
-    async def claim_nonce(self, nonce: str, nc: int) -> bool:
-        """True the first time this nonce count is used, on any node (replay)."""
         ...
 
 
@@ -122,13 +132,9 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
         used = None
         if pending.entry.account.ha1_md5:  # authenticated by digest: claim its nonce count
             used = _nonce_count(pending.stx.request, aor.partition("@")[2])
-        if used is not None and not await shared.claim_nonce(*used):
-            # this node's own table let it through; another node saw it first
-            steps.results["auth-stale"] += 1
-            steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
-            return
         for _ in range(MAX_ATTEMPTS):
-            outcome = await _watched_turn(steps, shared, pending, probed)
+            outcome = await _watched_turn(steps, shared, pending, probed, used)
+            used = None  # claimed by the first turn; the others only read
             if outcome is None:
                 return  # applied (or refused) and answered
             if isinstance(outcome, str):  # CONFLICT
@@ -169,14 +175,25 @@ CONFLICT = "conflict"
 
 
 async def _watched_turn(
-    steps: Steps, shared: SharedLocation, pending: Pending, probed: dict[str, bool] | None
+    steps: Steps,
+    shared: SharedLocation,
+    pending: Pending,
+    probed: dict[str, bool] | None,
+    nonce: tuple[str, int] | None,
 ) -> tuple[Decision, bool] | str | None:
     """One decision under the watch of the account's shared state: None when it
     was applied (or refused) and answered; CONFLICT when another node changed
     the account before the commit; else (decision, confirm): a return-path
-    check or a probe must run first, outside the watch. (A function of its own:
-    mypyc compiles no `continue` inside the `async with`.)"""
-    async with shared.turn(pending.req.aor) as watch:
+    check or a probe must run first, outside the watch. `nonce`: the nonce
+    count to claim with the read. (A function of its own: mypyc compiles no
+    `continue` inside the `async with`.)"""
+    aor = pending.req.aor
+    async with shared.turn(aor, nonce) as watch:
+        if not watch.nonce_fresh:
+            # this node's own table let it through; another node saw it first
+            steps.results["auth-stale"] += 1
+            steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
+            return None
         if steps._refused_by_guard(pending):
             return None
         decision, policy = steps._decision(pending, probed, probed is None)

@@ -447,8 +447,8 @@ class BindingStore(Protocol):
 @dataclass(frozen=True, slots=True)
 class AccountState:
     """One account's bindings in a shared location, as one commit left them.
-    `change` orders commits location-wide (later commits compare greater);
-    empty for a state read outside any commit."""
+    `change` is the account's version: it orders the account's commits (later
+    ones compare greater); (0, 0) for an account never committed."""
 
     aor: str
     records: tuple[BindingRecord, ...]

@@ -2,21 +2,36 @@
 
 Keys (the URL's database number separates clusters sharing one Redis):
 
-    rs:loc:{alice@example.com}   hash    binding id -> JSON record (the account's bindings)
-    rs:loc-changes               stream  one entry per commit: the account and its new bindings
+    rs:loc:{alice@example.com}   hash    binding id -> JSON record (the account's bindings),
+                                         and `#v`: the account's version (below)
+    rs:loc-changes               stream  one entry per commit: the account, its version and
+                                         its new bindings
 
 The `{user@domain}` hash tag puts everything about one account in one slot,
-so a transaction over an account is legal in Redis Cluster too.
+and every script touches one account's key only, so the location works on
+one Redis server and on a Redis Cluster alike (`redis+cluster://` URLs).
 
-A decision about one account (`watch`): WATCH the account's hash, read it,
-decide, then MULTI / rewrite the hash / XADD the change / EXEC. EXEC fails
-when another node changed the hash in between, and the caller decides again
-on what is there now; nothing is ever written from a stale read. The change
-entry is written in the same transaction as the bindings, so every node's
-copy (cluster/replica.py) hears of every commit, in commit order; its stream
-id orders commits location-wide. (That XADD makes the transaction span a
-second slot: with Redis Cluster the notice would have to be a second step.
-Only a single Redis, or a primary with replicas, is supported for now.)
+A decision about one account (`watch`): read the account's hash (one round
+trip, which may carry other reads or claims, `queue`), decide, then commit
+with one script (`COMMIT`) that rewrites the hash only if its version is
+still the one read -- else the caller decides again on what is there now;
+nothing is ever written from a stale read. The version is `ms-seq` like a
+stream id, made by the script from the Redis clock and strictly rising per
+account (a clock that steps back only bumps `seq`); it stays in the hash
+while the account has no bindings, and goes only with the key, KEY_GRACE
+seconds after the last binding's expiry, so a version once read is never
+seen again on that key (no ABA).
+
+The change entry is appended after the commit, by the committing node's
+notice writer (one pipeline per loop turn), not in the same script: in Redis
+Cluster the stream lives in another slot. The entry carries the account's
+whole state and version, so the other nodes' copies (cluster/location.py)
+order changes by the account's version, not by stream position: two nodes'
+appends may interleave in any order, a stale one is skipped. A notice that
+cannot be written (Redis unreachable) waits and is written once Redis answers.
+A node that dies between its commit and the append leaves the others' copies
+of that account behind until its next change (any node's) or their next
+resynchronisation; those copies are a cache that no decision trusts.
 
 Redis unreachable: every call raises StorageUnavailableError at once and
 `problem` says why until a background ping succeeds again (the REGISTER path
@@ -27,17 +42,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regswitch.storage.base import (
@@ -62,10 +80,39 @@ CHANGES_KEPT = 100_000
 KEY_GRACE = 300
 #: Commits retried on conflict by `apply` / `expire` before giving up.
 MAX_ATTEMPTS = 50
+#: Seconds `close` waits for this node's change notices still to be written.
+FLUSH_TIMEOUT = 2.0
 
 CHANGES = "rs:loc-changes"
+VERSION = "#v"  # the version's field in an account's hash (binding ids are never this)
 _ACCOUNT_PREFIX = "rs:loc:{"
 _RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+#: KEYS[1] the account's hash; ARGV: the version read ('' for none), PEXPIREAT ms,
+#: then binding id / record pairs (the account's whole new state). The new
+#: version, or nil when the account changed since the read.
+COMMIT = """
+local seen = redis.call('HGET', KEYS[1], '#v') or ''
+if seen ~= ARGV[1] then return false end
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local version = string.format('%d-0', ms)
+local dash = string.find(seen, '-', 1, true)
+if dash then
+  local last = tonumber(string.sub(seen, 1, dash - 1))
+  if last >= ms then
+    version = string.format('%d-%d', last, tonumber(string.sub(seen, dash + 1)) + 1)
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], '#v', version, unpack(ARGV, 3))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+return version
+"""
+
+#: queues commands on a pipeline (see RedisLocation.run)
+Queue = Callable[[Any], None]
 
 
 def account_key(aor: str) -> str:
@@ -76,37 +123,51 @@ def aor_of_key(key: str) -> str:
     return key[len(_ACCOUNT_PREFIX) : -1]
 
 
+def is_cluster(url: str) -> bool:
+    """Whether `url` names a Redis Cluster (redis+cluster://HOST:PORT)."""
+    return urlsplit(url).scheme.lower() in _CLUSTER_SCHEMES
+
+
 def check_url(url: str) -> str:
-    """`url` if it names a Redis server (redis://HOST:PORT/N, rediss://, unix://);
-    ValueError naming what is wrong. Connects to nothing."""
+    """`url` if it names a Redis server (redis://HOST:PORT/N, rediss://, unix://) or a
+    Redis Cluster (redis+cluster://HOST:PORT, rediss+cluster://: any one of its
+    nodes); ValueError naming what is wrong. Connects to nothing."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018  (a malformed port raises here)
     except ValueError as exc:
         raise ValueError(f"cluster URL {url!r} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in ("redis", "rediss", "unix", *_CLUSTER_SCHEMES):
         raise ValueError(
-            f"cluster URL {url!r}: expected redis://HOST:PORT/N (or rediss://, unix://)"
+            f"cluster URL {url!r}: expected redis://HOST:PORT/N (or rediss://, unix://,"
+            " redis+cluster://HOST:PORT)"
         )
     if scheme != "unix" and not parts.hostname:
         raise ValueError(f"cluster URL {url!r} names no host: expected redis://HOST:PORT/N")
     db = parts.path.lstrip("/")
     if scheme != "unix" and db and not db.isdigit():
         raise ValueError(f"cluster URL {url!r}: the database must be a number, not {db!r}")
+    if scheme in _CLUSTER_SCHEMES and db not in ("", "0"):
+        raise ValueError(f"cluster URL {url!r}: a Redis Cluster has database 0 only")
     return url
 
 
 def where(url: str) -> str:
     """The server, without a password (for messages)."""
     parts = urlsplit(url)
-    if parts.scheme.lower() == "unix":
+    scheme = parts.scheme.lower()
+    if scheme == "unix":
         return f"unix:{parts.path}"
+    if scheme in _CLUSTER_SCHEMES:
+        return f"cluster {parts.hostname}:{parts.port or 6379}"
     return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
 
 
 def encode(record: BindingRecord) -> str:
-    return json.dumps(asdict(record), separators=(",", ":"))
+    # not dataclasses.asdict: it deep-copies every field, a tenth of a commit's CPU
+    values = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    return json.dumps(values, separators=(",", ":"))
 
 
 def decode(text: str) -> BindingRecord:
@@ -116,9 +177,15 @@ def decode(text: str) -> BindingRecord:
     return BindingRecord(**values)
 
 
+def decode_account(values: dict[str, str]) -> tuple[str, list[BindingRecord]]:
+    """An account's hash as read: its version ('' for none) and its bindings."""
+    return values.get(VERSION, ""), [decode(v) for k, v in values.items() if k != VERSION]
+
+
 def stream_id(text: str) -> tuple[int, int]:
+    """`ms-seq` (a stream id, an account's version) as a pair that orders them; (0, 0) for ''."""
     ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
+    return int(ms or 0), int(seq or 0)
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -128,17 +195,30 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 class _Watch:
-    """One account's watched snapshot (see AccountWatch in storage/base.py)."""
+    """One account as read, and its conditional commit (AccountWatch in storage/base.py)."""
 
-    def __init__(self, owner: RedisLocation, pipe: Any, aor: str, records: list[BindingRecord]):
+    def __init__(
+        self,
+        owner: RedisLocation,
+        aor: str,
+        version: str,
+        records: list[BindingRecord],
+        queued: list[Any],
+    ):
         self._owner = owner
-        self._pipe = pipe
         self._aor = aor
+        self._version = version
         self._records = records
+        self.queued = queued  # the replies of what the caller queued with the read
 
     @property
     def records(self) -> list[BindingRecord]:
         return list(self._records)
+
+    @property
+    def change(self) -> tuple[int, int]:
+        """The version read (or last committed through this watch), ordered."""
+        return stream_id(self._version)
 
     async def commit(self, ops: Sequence[BindingOp]) -> AccountState | None:
         state = {r.id: r for r in self._records}
@@ -151,43 +231,45 @@ class _Watch:
             else:
                 state.pop(op.binding_id, None)
         records = tuple(state.values())
-        key = account_key(self._aor)
-        pipe = self._pipe
-        pipe.multi()
-        pipe.delete(key)
-        if records:
-            pipe.hset(key, mapping={r.id: encode(r) for r in records})
-            last = max(r.expires_at for r in records)
-            pipe.pexpireat(key, int((last + KEY_GRACE) * 1000))
-        pipe.xadd(
-            CHANGES,
-            {"aor": self._aor, "records": "[" + ",".join(encode(r) for r in records) + "]"},
-            maxlen=CHANGES_KEPT,
-            approximate=True,
-        )
-        try:
-            result = await self._owner.call(pipe.execute())
-        except WatchError:
-            self._owner.conflicts += 1
+        owner = self._owner
+        last = max((r.expires_at for r in records), default=owner.clock())
+        args: list[Any] = [self._version, int((last + KEY_GRACE) * 1000)]
+        encoded = [encode(r) for r in records]
+        for r, text in zip(records, encoded, strict=True):
+            args += (r.id, text)
+        version = await owner.script_call(owner.commit_sha, account_key(self._aor), *args)
+        if version is None:
+            owner.conflicts += 1
             return None
-        self._owner.commits += 1
+        owner.commits += 1
+        self._version = str(version)
         self._records = list(records)
-        return AccountState(self._aor, records, stream_id(str(result[-1])))
+        change = AccountState(self._aor, records, stream_id(self._version))
+        owner.notify(change, "[" + ",".join(encoded) + "]")
+        return change
 
 
 class RedisLocation:
-    """The shared location (storage.base.SharedBindingStore) on one Redis."""
+    """The shared location (storage.base.SharedBindingStore) on one Redis or a Redis Cluster."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
         self.url = check_url(url)
         self.where = where(url)
-        self._client: aioredis.Redis | None = None
+        self.cluster = is_cluster(url)
+        self.clock = clock or time.time
+        self.node = ""  # set by a cluster node: marks its change notices (see `changes`)
+        self._client: aioredis.Redis | RedisCluster | None = None
         self._problem: str | None = None
         self._probe: asyncio.Task[None] | None = None
         self._up = asyncio.Event()
+        self._scripts: dict[str, str] = {}  # sha -> text, loaded on open and after a NOSCRIPT
+        self.commit_sha = self.script(COMMIT)
+        self._notices: list[tuple[AccountState, str]] = []
+        self._writer: asyncio.Task[None] | None = None
         self.conflicts = 0  # commits refused because another node came first
         self.commits = 0
         self.outages = 0
+        self.notices_lost = 0
 
     # -- lifecycle
 
@@ -195,25 +277,39 @@ class RedisLocation:
         """Connect and check the server answers; StorageError with one line otherwise."""
         if self._client is not None:
             return
-        client = aioredis.Redis.from_url(
-            self.url,
-            decode_responses=True,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=COMMAND_TIMEOUT,
-        )
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": CONNECT_TIMEOUT,
+            "socket_timeout": COMMAND_TIMEOUT,
+        }
+        client: aioredis.Redis | RedisCluster
+        try:
+            if self.cluster:
+                scheme, rest = self.url.split("://", 1)
+                seed = f"{_CLUSTER_SCHEMES[scheme.lower()]}://{rest}"
+                client = RedisCluster.from_url(seed, **options)
+            else:
+                client = aioredis.Redis.from_url(self.url, **options)
+        except (RedisError, ValueError) as exc:
+            raise StorageError(f"cannot reach Redis at {self.where}: {exc}") from None
         try:
             await asyncio.wait_for(client.ping(), CONNECT_TIMEOUT + 1)
-            info = await client.info("server")
+            info = await client.execute_command("INFO", "server")
+            self._client = client
+            await self._load_scripts()
         except Exception as exc:
+            self._client = None
             with contextlib.suppress(Exception):
                 await client.aclose()
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise StorageError(f"cannot reach Redis at {self.where}: {reason}") from None
+        if self.cluster and isinstance(info, dict) and "redis_version" not in info:
+            info = next(iter(info.values()), {})  # one answer per node: any will do
         version = str(info.get("redis_version", "0"))
         if int(version.split(".")[0] or 0) < 6:
+            self._client = None
             await client.aclose()
             raise StorageError(f"Redis at {self.where} is version {version}; 6 or later needed")
-        self._client = client
         self._up.set()
 
     async def wait_up(self) -> None:
@@ -221,6 +317,14 @@ class RedisLocation:
         await self._up.wait()
 
     async def close(self) -> None:
+        if self._problem is None:  # this node's last notices, if Redis takes them
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.flush(), FLUSH_TIMEOUT)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -232,7 +336,9 @@ class RedisLocation:
                 await client.aclose()
 
     @property
-    def client(self) -> aioredis.Redis:
+    def client(self) -> Any:
+        """The redis-py client: `redis.asyncio.Redis`, or `RedisCluster` for a
+        Redis Cluster (the commands used here behave alike on both)."""
         if self._client is None:
             raise StorageError("the Redis location is not open")
         return self._client
@@ -248,15 +354,57 @@ class RedisLocation:
             raise StorageUnavailableError(self._problem)
         try:
             return await awaitable
-        except (WatchError, StorageError):
+        except (StorageError, NoScriptError):
             raise
         except Exception as exc:
-            if _unavailable(exc):
-                self._down(exc)
-                raise StorageUnavailableError(self._problem or "Redis unavailable") from exc
-            if isinstance(exc, RedisError):
-                raise StorageError(f"Redis at {self.where}: {exc}") from exc
-            raise
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> StorageError:
+        if _unavailable(exc):
+            self._down(exc)
+            return StorageUnavailableError(self._problem or "Redis unavailable")
+        if isinstance(exc, RedisError):
+            return StorageError(f"Redis at {self.where}: {exc}")
+        raise exc
+
+    def script(self, text: str) -> str:
+        """Register a Lua script (loaded at `open`, and again when Redis forgot
+        it); its SHA1 for EVALSHA."""
+        sha = hashlib.sha1(text.encode()).hexdigest()
+        self._scripts[sha] = text
+        return sha
+
+    async def _load_scripts(self) -> None:
+        for text in self._scripts.values():
+            await self.client.script_load(text)  # on a Redis Cluster: every primary
+
+    async def script_call(self, sha: str, key: str, *args: Any) -> Any:
+        """EVALSHA of a script registered with `script`, on one key; loaded
+        again if Redis forgot it (a NOSCRIPT changed nothing)."""
+        try:
+            return await self.call(self.client.evalsha(sha, 1, key, *args))
+        except NoScriptError:
+            await self.call(self._load_scripts())
+        return await self.call(self.client.evalsha(sha, 1, key, *args))
+
+    async def run(self, queue: Queue) -> list[Any]:
+        """One round trip: the replies to the commands `queue` puts on a pipeline
+        (not a transaction; on a Redis Cluster one per node, in parallel). A
+        script Redis does not know (it restarted, a replica took over) is loaded
+        and the round trip made again: queue reads and scripts only, whose NOSCRIPT
+        changed nothing."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            queue(pipe)
+            replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
+            if not attempt and any(isinstance(r, NoScriptError) for r in replies):
+                await self.call(self._load_scripts())
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise self._failure(reply)
+            return replies
+        raise StorageError(f"Redis at {self.where} refuses to keep the location's scripts")
 
     def _down(self, exc: BaseException) -> None:
         if self._problem is None:
@@ -282,11 +430,46 @@ class RedisLocation:
             self._up.set()
             return
 
+    # -- change notices (see the module docstring)
+
+    def notify(self, state: AccountState, records: str) -> None:
+        """Append `state` (committed here; `records`: its bindings as JSON) to the
+        change stream, soon and in order: what commits while a batch is written
+        goes in the next batch."""
+        self._notices.append((state, records))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_notices(), name="location-notices"
+            )
+
+    async def flush(self) -> None:
+        """Until every change committed here so far is in the change stream."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait({self._writer})
+
+    async def _write_notices(self) -> None:
+        while self._notices:
+            batch, self._notices = self._notices, []
+            pipe = self.client.pipeline(transaction=False)
+            for state, records in batch:
+                version = f"{state.change[0]}-{state.change[1]}"
+                fields = {"aor": state.aor, "v": version, "node": self.node, "records": records}
+                pipe.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+            try:
+                await self.call(pipe.execute())
+            except StorageUnavailableError:
+                self._notices[:0] = batch  # written once Redis answers again
+                await self.wait_up()
+            except StorageError as exc:
+                # the accounts' next changes (or the nodes' resyncs) carry them instead
+                self.notices_lost += len(batch)
+                log.error("%d change notice(s) not written: %s", len(batch), exc)
+
     # -- reads
 
     async def read(self, aor: str) -> list[BindingRecord]:
         values = await self.call(self.client.hgetall(account_key(aor)))
-        return [decode(v) for v in values.values()]
+        return decode_account(values)[1]
 
     async def load(self) -> list[BindingRecord]:
         """Every binding of every account (a node's start, a resynchronisation)."""
@@ -294,61 +477,71 @@ class RedisLocation:
         return [r for state in states for r in state.records]
 
     async def snapshot(self) -> tuple[str, list[AccountState]]:
-        """The change stream's last id, then every account: a copy built from
-        this and then the changes after that id misses nothing."""
+        """The change stream's last id, then every account with its version: a
+        copy built from this and then the changes after that id misses nothing
+        (a commit's notice is appended after the commit)."""
         client = self.client
         last = await self.call(client.xrevrange(CHANGES, count=1))
         position = str(last[0][0]) if last else "0-0"
-        keys: list[str] = []
-        cursor: int = 0
-        while True:
-            cursor, batch = await self.call(
-                client.scan(cursor, match=_ACCOUNT_PREFIX + "*", count=1000)
-            )
-            keys.extend(batch)
-            if not cursor:
-                break
+        keys: list[str] = await self.call(self._keys())
         states: list[AccountState] = []
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
-            pipe = client.pipeline(transaction=False)
-            for key in chunk:
-                pipe.hgetall(key)
-            results = await self.call(pipe.execute())
+
+            def read(pipe: Any, chunk: list[str] = chunk) -> None:
+                for key in chunk:
+                    pipe.hgetall(key)
+
+            results = await self.run(read)
             for key, values in zip(chunk, results, strict=True):
-                if values:
-                    records = tuple(decode(v) for v in values.values())
-                    states.append(AccountState(aor_of_key(key), records))
+                version, records = decode_account(values)
+                if records:
+                    states.append(AccountState(aor_of_key(key), tuple(records), stream_id(version)))
         return position, states
 
-    async def changes(self, after: str, block_ms: int = BLOCK_MS) -> list[tuple[str, AccountState]]:
-        """Commits after stream id `after`, waiting up to `block_ms` for the first."""
+    async def _keys(self) -> list[str]:
+        """Every account's key (SCAN; on a Redis Cluster, every primary's)."""
+        return [k async for k in self.client.scan_iter(match=_ACCOUNT_PREFIX + "*", count=1000)]
+
+    async def changes(
+        self, after: str, block_ms: int = BLOCK_MS
+    ) -> list[tuple[str, AccountState | None]]:
+        """Commits after stream id `after`, waiting up to `block_ms` for the
+        first; this node's own (`node`) come as None, undecoded: it applied them."""
         reply = await self.call(self.client.xread({CHANGES: after}, count=1000, block=block_ms))
-        out: list[tuple[str, AccountState]] = []
+        out: list[tuple[str, AccountState | None]] = []
         for _stream, entries in reply or ():
             for entry_id, data in entries:
+                entry = str(entry_id)
+                if self.node and data.get("node") == self.node:
+                    out.append((entry, None))
+                    continue
                 records = tuple(decode(json.dumps(item)) for item in json.loads(data["records"]))
-                out.append(
-                    (str(entry_id), AccountState(data["aor"], records, stream_id(str(entry_id))))
-                )
+                out.append((entry, AccountState(data["aor"], records, stream_id(data["v"]))))
         return out
 
     # -- one account, optimistically
 
     @asynccontextmanager
-    async def watch(self, aor: str) -> AsyncIterator[_Watch]:
+    async def watch(self, aor: str, queue: Queue | None = None) -> AsyncIterator[_Watch]:
+        """Read `aor` in one round trip, with whatever `queue` adds to it (its
+        replies in `queued`); the watch's commit applies only if nobody changed
+        the account since."""
         if self._problem is not None:
             raise StorageUnavailableError(self._problem)
-        pipe = self.client.pipeline(transaction=True)
-        try:
-            key = account_key(aor)
-            await self.call(pipe.watch(key))
-            values = await self.call(pipe.hgetall(key))
-            watch = _Watch(self, pipe, aor, [decode(v) for v in values.values()])
-            yield watch
-        finally:
-            with contextlib.suppress(Exception):
-                await pipe.reset()  # type: ignore[no-untyped-call]  # untyped in redis-py
+        key = account_key(aor)
+        queued: list[Any] = []
+        if queue is None:
+            values = await self.call(self.client.hgetall(key))
+        else:
+
+            def read(pipe: Any) -> None:
+                queue(pipe)
+                pipe.hgetall(key)
+
+            *queued, values = await self.run(read)
+        version, records = decode_account(values)
+        yield _Watch(self, aor, version, records, queued)
 
     async def commit_retrying(self, aor: str, ops: Sequence[BindingOp]) -> AccountState | None:
         """`ops` applied to whatever the account holds now (a blind write, e.g.
@@ -360,11 +553,22 @@ class RedisLocation:
                 return state
         return None
 
-    async def expire(self, aor: str, binding_id: str, now: float) -> bool:
+    async def expire(
+        self,
+        aor: str,
+        binding_id: str,
+        now: float,
+        seen: Callable[[AccountState], None] | None = None,
+    ) -> bool:
+        """Remove the binding if it is still there and due; True when this call
+        did. Not removed: `seen` gets the account as read (a copy that missed a
+        change catches up here)."""
         for _ in range(MAX_ATTEMPTS):
             async with self.watch(aor) as watch:
                 record = next((r for r in watch.records if r.id == binding_id), None)
                 if record is None or record.expires_at > now:
+                    if seen is not None:
+                        seen(AccountState(aor, tuple(watch.records), watch.change))
                     return False  # expired by another node, or refreshed meanwhile
                 state = await watch.commit([BindingOp.delete(binding_id)])
             if state is not None:
@@ -412,4 +616,5 @@ class RedisLocation:
             "redis_outages": self.outages,
             "location_commits": self.commits,
             "location_conflicts": self.conflicts,
+            "location_notices_lost": self.notices_lost,
         }

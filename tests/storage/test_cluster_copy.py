@@ -1,0 +1,47 @@
+"""A node's copy of the location (cluster/location.py) following the change
+stream of a real Redis: changes apply in the order of the account's version,
+whatever order their notices reach the stream in."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from regswitch.cluster.location import ClusterLocation
+from regswitch.cluster.protection import NonceClaims
+from regswitch.registrar.bindings import Location
+from regswitch.registrar.expiry import ExpiryQueue
+from regswitch.storage.base import BindingOp
+from regswitch.storage.redis_location import CHANGES, RedisLocation, encode
+from storage.test_storage_redis import record
+
+AOR = "alice@example.com"
+
+
+async def test_a_late_notice_of_an_older_change_does_not_undo_a_newer_one(
+    shared_url: str,
+) -> None:
+    writer, store = RedisLocation(shared_url), RedisLocation(shared_url)
+    await writer.open()
+    await store.open()
+    copy = ClusterLocation(store, Location(), ExpiryQueue(), "n2", NonceClaims(store, 300))
+    await copy.load()
+    copy.start()
+    try:
+        older = await writer.commit_retrying(AOR, [BindingOp.upsert(record("b1"))])
+        newer = await writer.commit_retrying(AOR, [BindingOp.upsert(replace(record("b1"), cseq=2))])
+        assert older is not None and newer is not None and older.change < newer.change
+        await writer.flush()
+        # another node's append of the older change, late: after the newer one
+        writer.notify(older, "[" + ",".join(encode(r) for r in older.records) + "]")
+        await writer.flush()
+        [(last, _)] = await writer.client.xrevrange(CHANGES, count=1)
+        async with asyncio.timeout(10):
+            while copy._position != last:  # the copy has read every notice
+                await asyncio.sleep(0.01)
+        binding = copy.location.get("b1")
+        assert binding is not None and binding.cseq == 2
+    finally:
+        await copy.stop()
+        await store.close()
+        await writer.close()
