@@ -182,13 +182,18 @@ class RedisCluster:
             shutil.rmtree(server.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
-    """One real Redis Cluster for the session. Missing: skip, or fail under CI=true."""
+def _require_redis() -> None:
+    """Skip without redis-server and redis-cli, or fail under CI=true."""
     from support import _missing
 
     if not Path(REDIS_SERVER).exists() or shutil.which("redis-cli") is None:
         _missing("redis-server", "Debian package redis-server; `make system`")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """One real Redis Cluster for the session. Missing: skip, or fail under CI=true."""
+    _require_redis()
     cluster = RedisCluster.start()
     yield cluster
     cluster.stop()
@@ -225,10 +230,7 @@ def cli(url: str, *args: str) -> str:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """One real Redis for the session. Missing: skip, or fail under CI=true."""
-    from support import _missing
-
-    if not Path(REDIS_SERVER).exists() or shutil.which("redis-cli") is None:
-        _missing("redis-server", "Debian package redis-server; `make system`")
+    _require_redis()
     server = RedisServer.start()
     yield server
     server.stop()
