@@ -156,8 +156,10 @@ def fill_and_measure(
     time.sleep(2)  # the fill's writes settle
     full, second = measure(target, a.bindings + 1, int(a.rate * a.seconds), a.rate)
     print(f"{name}: {fill.ok:,} bindings by SIPp, then {len(full):,} phones at {a.rate}/s")
-    result = {"bindings": fill.ok, "phones": len(full), "full_ms": percentiles(full),
-              "answer_ms": percentiles(second)}  # fmt: skip
+    result: dict[str, Any] = {
+        "bindings": fill.ok, "phones": len(full),
+        "full_ms": percentiles(full), "answer_ms": percentiles(second),
+    }  # fmt: skip
     print(f"  full REGISTER (401 + 200): {shown(result['full_ms'])}")
     print(f"  answer to the challenge:   {shown(result['answer_ms'])}")
     return result

@@ -1,7 +1,8 @@
 """A restart restores its stored bindings while it answers SIP
-(BindingUpkeep.restore_in_background): REGISTERs are challenged as usual,
-but none is decided on a partly restored location: until every binding is
-back, one with valid credentials gets 503 with Retry-After."""
+(BindingUpkeep.restore_in_background): REGISTERs are challenged as usual, and
+one with valid credentials is decided once its own account's stored bindings
+are back (read ahead of the rest), never on a partial location; the bulk
+restore then leaves that account alone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from harness import RegistrarHarness
 
 from regswitch.registrar import upkeep
+from regswitch.storage.base import BindingRecord, StorageUnavailableError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -27,21 +29,80 @@ async def restarted(count: int) -> RegistrarHarness:
     return reg
 
 
-async def test_register_while_restoring_is_503_then_decided_on_every_binding() -> None:
-    reg = await restarted(1)
+def hold_the_bulk(reg: RegistrarHarness, monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Make the bulk restore take its snapshot, then wait for the returned event."""
+    bindings = reg.storage.bindings
+    snapshot = bindings.load
+    release = asyncio.Event()
+
+    async def load() -> list[BindingRecord]:
+        records = await snapshot()
+        await release.wait()
+        return records
+
+    monkeypatch.setattr(bindings, "load", load)
+    return release
+
+
+async def test_a_refresh_while_restoring_is_decided_on_the_accounts_stored_binding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reg = await restarted(2)
     aor, device = "u0@" + reg.registrar.default_domain, ("10.0.1.1", 5060)
-    [stored] = await reg.storage.bindings.load()
+    [stored] = await reg.storage.bindings.load_account(aor)
+    release = hold_the_bulk(reg, monkeypatch)
     try:
         task = reg.registrar.upkeep.restore_in_background()
-        assert reg.registrar.restoring
-        refused = await reg.register("u0", "pw", device)
+        assert (await reg.register("u0", "pw", device)).status == 200
+        assert reg.registrar.restoring  # the rest is not back yet
+        assert [b.id for b in reg.location.of(aor)] == [stored.id]  # a refresh, not a new one
+        release.set()
+        assert await task == 2
+        # the bulk's snapshot held the account too: not brought back twice
+        assert [b.id for b in reg.location.of(aor)] == [stored.id]
+        assert reg.registrar.results["restoring"] == 0
+    finally:
+        await reg.close()
+
+
+async def test_a_replacement_while_restoring_is_not_undone_by_the_bulk_restore(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reg = await restarted(1)
+    aor = "u0@" + reg.registrar.default_domain
+    [stored] = await reg.storage.bindings.load_account(aor)
+    release = hold_the_bulk(reg, monkeypatch)
+    try:
+        task = reg.registrar.upkeep.restore_in_background()
+        # a new device of the account (max_contacts 1, replace On): the stored one goes
+        assert (await reg.register("u0", "pw", ("10.0.2.9", 5060))).status == 200
+        release.set()  # the snapshot, taken before, still holds the replaced binding
+        await task
+        [left] = reg.location.of(aor)
+        assert left.id != stored.id and left.source_ip == "10.0.2.9"
+        assert [r.id for r in await reg.storage.bindings.load_account(aor)] == [left.id]
+    finally:
+        await reg.close()
+
+
+async def test_an_unreadable_account_while_restoring_is_answered_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reg = await restarted(1)
+    release = hold_the_bulk(reg, monkeypatch)
+
+    async def unreadable(aor: str) -> list[BindingRecord]:
+        raise StorageUnavailableError("database gone")
+
+    monkeypatch.setattr(reg.storage.bindings, "load_account", unreadable)
+    try:
+        task = reg.registrar.upkeep.restore_in_background()
+        refused = await reg.register("u0", "pw", ("10.0.1.1", 5060))
         assert (refused.status, refused.headers.get("retry-after")) == (503, "5")
         assert reg.registrar.results["restoring"] == 1
-        assert await task == 1
-        assert not reg.registrar.restoring
-        assert (await reg.register("u0", "pw", device)).status == 200
-        # decided on the restored binding: a refresh of it, not a new one
-        assert [b.id for b in reg.location.of(aor)] == [stored.id]
+        release.set()
+        await task
+        assert (await reg.register("u0", "pw", ("10.0.1.1", 5060))).status == 200
     finally:
         await reg.close()
 

@@ -151,6 +151,16 @@ async def test_binding_upsert_load_round_trips_every_field(store: Storage) -> No
     assert loaded[0].path == full.path  # a tuple again, not a list
 
 
+async def test_one_accounts_bindings_load_alone(store: Storage) -> None:
+    mine = [make_binding("b1"), make_binding("b2", expires_at=1.0)]  # expired ones too
+    await store.bindings.apply(
+        [BindingOp.upsert(b) for b in [*mine, make_binding("b3", aor="bob@example.com")]]
+    )
+    loaded = sorted(await store.bindings.load_account(mine[0].aor), key=lambda b: b.id)
+    assert loaded == mine
+    assert await store.bindings.load_account("nobody@example.com") == []
+
+
 async def test_binding_update_and_delete(store: Storage) -> None:
     b = make_binding("b1", cseq=1)
     await store.bindings.apply([BindingOp.upsert(b)])

@@ -92,7 +92,7 @@ async def test_watch_commit_and_read(location: RedisLocation) -> None:
         assert watch.records == []
         state = await watch.commit([BindingOp.upsert(written)])
     assert state is not None and [r.id for r in state.records] == ["b1"]
-    assert await location.read("alice@example.com") == [written]
+    assert await location.load_account("alice@example.com") == [written]
     assert [r.id for r in await location.load()] == ["b1"]
 
 
@@ -107,7 +107,7 @@ async def test_a_commit_after_someone_else_changed_the_account_is_refused(
                 assert await second.commit([BindingOp.upsert(record("b2"))]) is not None
             # the first decided on an empty account: its write must not happen
             assert await first.commit([BindingOp.upsert(record("b1"))]) is None
-        assert [r.id for r in await location.read("alice@example.com")] == ["b2"]
+        assert [r.id for r in await location.load_account("alice@example.com")] == ["b2"]
         assert location.conflicts == 1
     finally:
         await other.close()
@@ -126,7 +126,7 @@ async def test_an_account_emptied_and_filled_again_meanwhile_still_refuses_the_c
             assert first.records == []
             await other.apply([BindingOp.upsert(record("b2"))])
             await other.apply([BindingOp.delete("b2")])
-            assert await location.read("alice@example.com") == []
+            assert await location.load_account("alice@example.com") == []
             assert await first.commit([BindingOp.upsert(record("b1"))]) is None
         async with location.watch("alice@example.com") as again:
             state = await again.commit([BindingOp.upsert(record("b1"))])
@@ -141,7 +141,7 @@ async def test_a_commit_works_after_redis_forgot_the_script(redis_server: RedisS
     try:
         redis_server.command("SCRIPT", "FLUSH")  # as a restart or a failover does
         await location.apply([BindingOp.upsert(record("b1"))])
-        assert [r.id for r in await location.read("alice@example.com")] == ["b1"]
+        assert [r.id for r in await location.load_account("alice@example.com")] == ["b1"]
     finally:
         await location.close()
 
@@ -167,7 +167,7 @@ async def test_racing_writers_each_see_the_other(location: RedisLocation, shared
 
     try:
         await asyncio.gather(*(register(n, f"d{i}") for i, n in enumerate(nodes)))
-        left = await location.read("bob@example.com")
+        left = await location.load_account("bob@example.com")
         assert len(left) == 1
         assert kicks == len(nodes) - 1  # every later writer replaced exactly one
     finally:
@@ -186,7 +186,7 @@ async def test_expiry_happens_once(location: RedisLocation, shared_url: str) -> 
             *(o.expire("alice@example.com", "b1", at) for o in [location, *others])
         )
         assert sorted(results) == [False, False, False, True]
-        assert await location.read("alice@example.com") == []
+        assert await location.load_account("alice@example.com") == []
     finally:
         for other in others:
             await other.close()
@@ -197,7 +197,7 @@ async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> No
     await location.apply([BindingOp.upsert(record("b1", expires_at=at + 30))])
     seen: list[AccountState] = []
     assert not await location.expire("alice@example.com", "b1", at, seen.append)
-    assert len(await location.read("alice@example.com")) == 1
+    assert len(await location.load_account("alice@example.com")) == 1
     # what was read goes to the caller's copy, which had it due: it catches up
     [state] = seen
     assert [r.expires_at for r in state.records] == [at + 30] and state.change > (0, 0)
@@ -206,7 +206,7 @@ async def test_a_refreshed_binding_is_not_expired(location: RedisLocation) -> No
 async def test_apply_finds_the_account_of_a_delete(location: RedisLocation) -> None:
     await location.apply([BindingOp.upsert(record("b1")), BindingOp.upsert(record("b2"))])
     await location.apply([BindingOp.delete("b1"), BindingOp.delete("nothing")])
-    assert [r.id for r in await location.read("alice@example.com")] == ["b2"]
+    assert [r.id for r in await location.load_account("alice@example.com")] == ["b2"]
 
 
 async def test_changes_come_in_commit_order(location: RedisLocation) -> None:
@@ -242,7 +242,7 @@ async def test_down_then_back(redis_server: RedisServer) -> None:
     try:
         redis_server.stop()
         with pytest.raises(StorageUnavailableError):
-            await loc.read("alice@example.com")
+            await loc.load_account("alice@example.com")
         assert loc.problem is not None and "unreachable" in loc.problem
         with pytest.raises(StorageUnavailableError):
             async with loc.watch("alice@example.com"):
@@ -251,7 +251,7 @@ async def test_down_then_back(redis_server: RedisServer) -> None:
         async with asyncio.timeout(10):
             while loc.problem is not None:
                 await asyncio.sleep(0.05)
-        assert await loc.read("alice@example.com") == []
+        assert await loc.load_account("alice@example.com") == []
     finally:
         if redis_server.proc is None:
             redis_server.start_again()

@@ -110,6 +110,9 @@ class ClusterLocation:
         self._position = position
         return [r for state in states for r in state.records]
 
+    async def load_account(self, aor: str) -> list[BindingRecord]:
+        return await self.store.load_account(aor)
+
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         """Writes that depend on no decision (a console delete), per account."""
         by_account: dict[str, list[BindingOp]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import unquote
 
@@ -141,12 +141,16 @@ class Registrar:
         pending = self.checks.register(stx, self.clock())
         if pending is None:
             return  # refused or challenged: answered, nothing changed
-        if self.restoring:
-            # the account's stored bindings may not be back yet: deciding now
-            # could forget or duplicate them (a restart, upkeep.restore)
-            self.results["restoring"] += 1
-            pending.stx.respond(503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY})
+        if not self.upkeep.restored(pending.req.aor):
+            # a restart is still restoring: deciding before this account's stored
+            # bindings are back could forget or duplicate them
+            self._restore_then_take(pending)
             return
+        self._take(pending)
+
+    def _take(self, pending: Checked) -> None:
+        """Decide `pending` now, or queue it behind its account's turn."""
+        stx = pending.stx
         aor = pending.req.aor
         queue = self._turns.get(aor)
         if queue is None:
@@ -161,6 +165,25 @@ class Registrar:
         else:
             queue.append(pending)
 
+    def _restore_then_take(self, pending: Checked) -> None:
+        """Restore the account's stored bindings (upkeep.restore_account), then
+        decide; a failed read is answered 503, the device retries."""
+
+        async def restore() -> None:
+            try:
+                await self.upkeep.restore_account(pending.req.aor)
+            except Exception:
+                log.exception("restoring the bindings of %s", pending.req.aor)
+                self.results["restoring"] += 1
+                pending.stx.respond(
+                    503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY}
+                )
+                return
+            pending.req = _replace_now(pending.req, self.clock())
+            self._take(pending)
+
+        self._spawn(restore())
+
     def _read_then_handle(self, stx: IncomingRequest, aor: str, now: float) -> None:
         """Read an account this node has not heard of (checks.py), then check the
         REGISTER again: found, it goes on; still unknown, it is refused as such."""
@@ -172,7 +195,12 @@ class Registrar:
                 log.exception("reading account %s", aor)
             self.handle(stx)
 
-        task = asyncio.get_running_loop().create_task(read())
+        self._spawn(read())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the loop's turn (the loop holds tasks weakly: they
+        are kept here until done)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._probes.add(task)
         task.add_done_callback(self._probes.discard)
 
@@ -264,9 +292,7 @@ class Registrar:
         if self.shared is not None:
             # other nodes decide for this account too: commit there first (shared.py)
             self._turns.setdefault(pending.req.aor, [])
-            task = asyncio.get_running_loop().create_task(self._shared_turn(pending))
-            self._probes.add(task)
-            task.add_done_callback(self._probes.discard)
+            self._spawn(self._shared_turn(pending))
             return
         if self._refused_by_guard(pending):
             return
@@ -284,9 +310,7 @@ class Registrar:
             return
         if decision.outcome == "probe" or confirm:
             self._turns.setdefault(pending.req.aor, [])
-            task = asyncio.get_running_loop().create_task(self._hold(pending, decision))
-            self._probes.add(task)
-            task.add_done_callback(self._probes.discard)
+            self._spawn(self._hold(pending, decision))
             return
         self._finish(pending, decision, policy)
 

@@ -25,7 +25,7 @@ from regswitch.registrar.kicker import Kicker
 from regswitch.registrar.shared import SharedLocation
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
-from regswitch.storage.base import BindingOp, BindingStore
+from regswitch.storage.base import BindingOp, BindingRecord, BindingStore
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,13 @@ class BindingUpkeep:
         self.results = results  # the registrar's counters: "expired" is one of them
         self.shared = shared
         self._expirer = Periodic(0.25, self.expire_due, "expiry")
-        # True while stored bindings are coming back into memory: no
-        # registration is decided, and no call routed, on a partial location
+        # True while stored bindings are coming back into memory: no call is
+        # routed on a partial location, and a registration is decided only
+        # once its own account is back (restore_account)
         self.restoring = False
         self.restore_failed: str | None = None
+        self._early: set[str] = set()  # accounts restored ahead of the rest
+        self._early_reads: dict[str, asyncio.Future[None]] = {}
 
     async def restore(self) -> int:
         """Load stored bindings, dropping expired ones; returns how many were kept.
@@ -75,7 +78,37 @@ class BindingUpkeep:
             self.restore_failed = f"restoring bindings failed: {exc!r}"
             raise
         self.restoring = False
+        self._early.clear()
         return kept
+
+    def restored(self, aor: str) -> bool:
+        """Whether `aor`'s stored bindings are in memory (all are, but during a restore)."""
+        return not self.restoring or aor in self._early
+
+    async def restore_account(self, aor: str) -> None:
+        """Bring one account's stored bindings back ahead of the rest, so that a
+        REGISTER during a restore is decided on all of them; the bulk restore
+        then leaves the account alone (its snapshot may predate the decision).
+        Raises StorageError when the read fails."""
+        reading = self._early_reads.get(aor)
+        if reading is None:  # one read, however many REGISTERs of the account wait on it
+            reading = asyncio.ensure_future(self._restore_account(aor))
+            self._early_reads[aor] = reading
+            reading.add_done_callback(lambda _: self._early_reads.pop(aor, None))
+        await asyncio.shield(reading)
+
+    async def _restore_account(self, aor: str) -> None:
+        records = await self.store.load_account(aor)
+        if self.restored(aor):
+            return  # the bulk restore ended meanwhile
+        now = self.clock()
+        expired: list[BindingOp] = []
+        for record in records:
+            if self.location.get(record.id) is None:  # the bulk may have brought it
+                self._bring_back(record, now, expired)
+        self._early.add(aor)
+        if expired:
+            await self.store.apply(expired)
 
     def restore_in_background(self) -> asyncio.Task[int]:
         """`restore` as a task: a switch answers SIP from the moment its
@@ -96,20 +129,26 @@ class BindingUpkeep:
             if len(records) % RESTORE_TURN == 0:
                 await asyncio.sleep(0)
             record = records.pop()
-            if record.expires_at <= now and self.shared is None:
-                expired.append(BindingOp.delete(record.id))
-                continue
-            try:
-                key = contact_key(parse_uri(record.contact))
-            except ParseError:
-                expired.append(BindingOp.delete(record.id))
-                continue
-            binding = Binding.from_record(record, key)
-            self.location.add(binding)
-            self.expiry.push(binding.id, binding.expires_at)
+            if record.aor not in self._early:
+                self._bring_back(record, now, expired)
         if expired:
             await self.store.apply(expired)
         return len(self.location)
+
+    def _bring_back(self, record: BindingRecord, now: float, expired: list[BindingOp]) -> None:
+        """One stored binding into memory; an expired or unreadable one is
+        listed for deletion instead."""
+        if record.expires_at <= now and self.shared is None:
+            expired.append(BindingOp.delete(record.id))
+            return
+        try:
+            key = contact_key(parse_uri(record.contact))
+        except ParseError:
+            expired.append(BindingOp.delete(record.id))
+            return
+        binding = Binding.from_record(record, key)
+        self.location.add(binding)
+        self.expiry.push(binding.id, binding.expires_at)
 
     def start(self) -> None:
         self._expirer.start()

@@ -429,6 +429,11 @@ class BindingStore(Protocol):
         """Every stored binding, expired ones included (the app drops those)."""
         ...
 
+    async def load_account(self, aor: str) -> list[BindingRecord]:
+        """The stored bindings of one account, expired ones included (a restart
+        restores an account that registers before the rest are back)."""
+        ...
+
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         """Apply `ops` in order, atomically; return once durably committed.
 

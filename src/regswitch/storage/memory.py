@@ -106,6 +106,10 @@ class MemoryBindingStore:
         self._life.check()
         return list(self._rows.values())
 
+    async def load_account(self, aor: str) -> list[BindingRecord]:
+        self._life.check()
+        return [r for r in self._rows.values() if r.aor == aor]
+
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         self._write(ops)
 

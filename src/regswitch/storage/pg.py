@@ -158,6 +158,10 @@ class PgBindingStore(_Backend):
             binding_from_row(r) for r in await self.fetch(f"SELECT {BINDING_COLS} FROM bindings")
         ]
 
+    async def load_account(self, aor: str) -> list[BindingRecord]:
+        sql = f"SELECT {BINDING_COLS} FROM bindings WHERE aor = $1"
+        return [binding_from_row(r) for r in await self.fetch(sql, aor)]
+
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         if ops:
             await self.submit(ops)

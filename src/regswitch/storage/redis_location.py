@@ -467,7 +467,7 @@ class RedisLocation:
 
     # -- reads
 
-    async def read(self, aor: str) -> list[BindingRecord]:
+    async def load_account(self, aor: str) -> list[BindingRecord]:
         values = await self.call(self.client.hgetall(account_key(aor)))
         return decode_account(values)[1]
 

@@ -193,6 +193,10 @@ class SqliteBindingStore(_Backend):
         sql = f"SELECT {BINDING_COLS} FROM bindings"
         return await self.read(lambda c: [binding_from_row(r) for r in c.execute(sql)])
 
+    async def load_account(self, aor: str) -> list[BindingRecord]:
+        sql = f"SELECT {BINDING_COLS} FROM bindings WHERE aor = ?"
+        return await self.read(lambda c: [binding_from_row(r) for r in c.execute(sql, (aor,))])
+
     async def apply(self, ops: Sequence[BindingOp]) -> None:
         if ops:
             await self.submit(ops)
