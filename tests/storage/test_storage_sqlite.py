@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from storage_builders import make_account, make_binding, make_cdr, make_event
 
+from regswitch.storage import sqlite as sqlite_module
 from regswitch.storage.base import (
     BindingOp,
     CdrFilter,
@@ -95,6 +96,24 @@ async def test_unopenable_path_raises_storage_error(tmp_path: Path) -> None:
     s = SqliteStorage(tmp_path / "missing-dir" / "x.db")
     with pytest.raises(StorageError, match="cannot open"):
         await s.open()
+
+
+async def test_load_reads_in_pages_each_its_own_read(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "LOAD_PAGE", 3)
+    async with SqliteStorage(db) as s:
+        await s.bindings.apply([BindingOp.upsert(make_binding(f"b{i}")) for i in range(7)])
+        pages: list[int] = []
+        read = s.bindings.read
+
+        async def counted(fn: Callable[[sqlite3.Connection], object]) -> object:
+            pages.append(1)
+            return await read(fn)
+
+        monkeypatch.setattr(s.bindings, "read", counted)
+        assert sorted(b.id for b in await s.bindings.load()) == sorted(f"b{i}" for i in range(7))
+        assert len(pages) == 4  # 3 + 3 + 1, then an empty page
 
 
 # --------------------------------------------------------------------------- group commit

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -174,6 +175,10 @@ class SqliteParamStore(_Backend):
         )
 
 
+#: bindings read per page by `load` (a restart's bulk read)
+LOAD_PAGE = 20_000
+
+
 class SqliteBindingStore(_Backend):
     """Adaptive group commit of binding writes. A REGISTER is answered after its
     commit, so no write waits for company: when no batch of ours is being
@@ -190,8 +195,22 @@ class SqliteBindingStore(_Backend):
         self._in_flight = False  # a batch handed over and not yet settled
 
     async def load(self) -> list[BindingRecord]:
-        sql = f"SELECT {BINDING_COLS} FROM bindings"
-        return await self.read(lambda c: [binding_from_row(r) for r in c.execute(sql)])
+        # In pages, each its own read: a restart restoring a million lets one
+        # account's read (load_account, a REGISTER meanwhile) in between. Rows
+        # changed between pages are those of accounts the restore skips.
+        sql = f"SELECT {BINDING_COLS} FROM bindings WHERE id > ? ORDER BY id LIMIT {LOAD_PAGE}"
+
+        def page(c: sqlite3.Connection, *, after: str) -> tuple[str, list[BindingRecord]]:
+            records = [binding_from_row(r) for r in c.execute(sql, (after,))]
+            return (records[-1].id if records else after), records
+
+        records: list[BindingRecord] = []
+        after = ""
+        while True:
+            after, more = await self.read(partial(page, after=after))
+            if not more:
+                return records
+            records += more
 
     async def load_account(self, aor: str) -> list[BindingRecord]:
         sql = f"SELECT {BINDING_COLS} FROM bindings WHERE aor = ?"
