@@ -19,14 +19,13 @@ its calls went with it (README "Cluster", node failure).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from regswitch.storage.base import StorageError, StorageUnavailableError
-from regswitch.storage.redis_location import RedisLocation
+from regswitch.storage.redis_location import RedisLocation, asked_to_stop, stop_reader
 
 log = logging.getLogger("regswitch.cluster")
 
@@ -90,15 +89,13 @@ class Bus:
     async def stop(self) -> None:
         if self._sending:
             await asyncio.wait(set(self._sending), timeout=2.0)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-            self._reader = None
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await stop_reader(reader)
 
     async def _read(self) -> None:
         client = self.redis.client
-        while True:
+        while not asked_to_stop():
             try:
                 reply = await self.redis.call(
                     client.xread({STREAM: self._position}, count=500, block=BLOCK_MS)

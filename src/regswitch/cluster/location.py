@@ -23,7 +23,6 @@ under it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from regswitch.storage.base import (
     StorageError,
     StorageUnavailableError,
 )
-from regswitch.storage.redis_location import RedisLocation
+from regswitch.storage.redis_location import RedisLocation, asked_to_stop, stop_reader
 
 log = logging.getLogger("regswitch.cluster")
 
@@ -165,14 +164,12 @@ class ClusterLocation:
         self._follower = asyncio.get_running_loop().create_task(self._follow(), name="location")
 
     async def stop(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._follower
-            self._follower = None
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            await stop_reader(follower)
 
     async def _follow(self) -> None:
-        while True:
+        while not asked_to_stop():
             try:
                 for entry_id, state in await self.store.changes(self._position):
                     self._position = entry_id

@@ -249,6 +249,31 @@ class _Watch:
         return change
 
 
+#: seconds a stop waits for a task reading Redis to end once cancelled
+STOP_WAIT = 2.0
+
+
+def asked_to_stop() -> bool:
+    """Whether the running task was cancelled, even if the cancellation was
+    swallowed on the way (see stop_reader): a reading loop checks it each turn."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def stop_reader(task: asyncio.Task[None]) -> None:
+    """Cancel a task that reads Redis (a stream follower) and wait for it, at
+    most STOP_WAIT: redis-py can swallow a cancellation in mid-read and go on
+    reading. Such a task ends when its client is closed next (`call` then
+    raises CancelledError, since the task was asked to stop), or at its loop's
+    next turn (`asked_to_stop`)."""
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=STOP_WAIT)
+    if not done:
+        log.warning("%s did not stop at once; it ends when Redis is closed", task.get_name())
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
 class RedisLocation:
     """The shared location (storage.base.SharedBindingStore) on one Redis or a Redis Cluster."""
 
@@ -357,6 +382,11 @@ class RedisLocation:
         except (StorageError, NoScriptError):
             raise
         except Exception as exc:
+            if asked_to_stop():
+                # redis-py can turn a cancellation in mid-read into a connection
+                # error; the task asked to stop must stop (a node's stop would
+                # wait for ever on a reader that read on), and Redis is not down
+                raise asyncio.CancelledError from exc
             raise self._failure(exc) from exc
 
     def _failure(self, exc: Exception) -> StorageError:
