@@ -115,19 +115,25 @@ async def test_a_cluster_node_reads_an_account_another_node_just_created() -> No
         await reg.close()
 
 
+def count_account_reads(reg: RegistrarHarness) -> list[str]:
+    """The names the registrar reads from account storage, from now on."""
+    reads: list[str] = []
+    real_get = reg.storage.accounts.get
+
+    async def counting_get(aor: str) -> Account | None:
+        reads.append(aor)
+        return await real_get(aor)
+
+    reg.storage.accounts.get = counting_get  # type: ignore[method-assign]
+    return reads
+
+
 async def test_a_name_storage_lacks_is_read_once_in_a_while() -> None:
     """A stranger guessing names costs one storage read per name per
     MISS_MEMORY seconds, and is refused like any unknown account."""
     reg = await RegistrarHarness.start(shared_accounts=True)
     try:
-        reads: list[str] = []
-        real_get = reg.storage.accounts.get
-
-        async def counting_get(aor: str) -> Account | None:
-            reads.append(aor)
-            return await real_get(aor)
-
-        reg.storage.accounts.get = counting_get  # type: ignore[method-assign]
+        reads = count_account_reads(reg)
         for _ in range(3):
             assert (await reg.register("nobody", "guess", DEVICE2)).status == 403
         assert reads == [f"nobody@{DOMAIN}"]
@@ -144,14 +150,7 @@ async def test_a_stranger_guessing_names_is_blocked_before_many_storage_reads() 
     the node read storage once per name of a long list."""
     reg = await RegistrarHarness.start(shared_accounts=True)
     try:
-        reads: list[str] = []
-        real_get = reg.storage.accounts.get
-
-        async def counting_get(aor: str) -> Account | None:
-            reads.append(aor)
-            return await real_get(aor)
-
-        reg.storage.accounts.get = counting_get  # type: ignore[method-assign]
+        reads = count_account_reads(reg)
         guesses = 2 * FloodLimits().unauthenticated
         statuses = [
             (await reg.register(f"guess{n}", "pw", DEVICE2)).status for n in range(guesses // 2)

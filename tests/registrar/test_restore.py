@@ -120,3 +120,27 @@ async def test_restore_gives_the_loop_turns(monkeypatch: pytest.MonkeyPatch) -> 
         assert len(reg.location) == 5 and not reg.registrar.restoring
     finally:
         await reg.close()
+
+
+async def test_a_stranger_during_a_restore_makes_no_storage_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reg = await restarted(1)
+    release = hold_the_bulk(reg, monkeypatch)
+    reads: list[str] = []
+    real = reg.storage.bindings.load_account
+
+    async def counted(aor: str) -> list[BindingRecord]:
+        reads.append(aor)
+        return await real(aor)
+
+    monkeypatch.setattr(reg.storage.bindings, "load_account", counted)
+    try:
+        task = reg.registrar.upkeep.restore_in_background()
+        # wrong credentials: refused like any failure, and nothing read on its behalf
+        assert (await reg.register("u0", "guess", ("10.0.9.9", 5060))).status == 403
+        assert reads == []
+        release.set()
+        await task
+    finally:
+        await reg.close()
