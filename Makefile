@@ -95,7 +95,8 @@ lint: venv
 
 # Benchmarks, not tests (bench/README.md): the compiled wheel against sippy
 # (parse) and Kamailio (the Debian packages kamailio and kamailio-sqlite-modules).
-bench: $(RUN_STAMP) system
+bench: $(RUN_STAMP)
+	@scripts/setup-system.sh --bench
 	@PYTHON=$(PYTHON) VENV=$(RUN_VENV) EXTRAS=bench scripts/ensure-venv.sh --wheel "$$(cat $(WHEEL_STAMP))"
 	@rm -rf $(BENCH_OUT) && mkdir -p $(BENCH_OUT)
 	$(RUN_VENV)/bin/python bench/parse.py --json $(BENCH_OUT)/parse.json $(BENCH_ARGS)

@@ -9,6 +9,9 @@
 # redis-server (the cluster tests start their own on a free loopback port),
 # sngrep, a HEP consumer for the HEP capture test, and linphone-cli (linphonec)
 # as a second real phone following the README.
+# With --bench (from `make bench`) also the references the benchmarks measure
+# against: Kamailio with its SQLite modules (Debian kamailio,
+# kamailio-sqlite-modules).
 #
 # As root, missing ones are installed with apt-get (one `apt-get update`).
 # Not root: with CI=true that is an error (CI must not skip tests for a
@@ -27,6 +30,13 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/
 [ -x /usr/bin/redis-server ] || missing+=(redis-server)  # cluster tests: shared location
 command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)  # listens for HEP in test_hep.py
 command -v linphonecsh >/dev/null 2>&1 || missing+=(linphone-cli)  # README's linphone set-up
+if [ "${1:-}" = "--bench" ]; then
+    command -v kamailio >/dev/null 2>&1 || missing+=(kamailio)
+    # db_sqlite: the Kamailio bench reads its subscribers (credentials) from SQLite
+    compgen -G "/usr/lib/x86_64-linux-gnu/kamailio/modules/db_sqlite.so" >/dev/null \
+        || compgen -G "/usr/lib/*/kamailio/modules/db_sqlite.so" >/dev/null \
+        || missing+=(kamailio-sqlite-modules)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
