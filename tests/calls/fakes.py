@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +139,10 @@ class FakeRegistrar:
     def __init__(self) -> None:
         self.accounts: dict[str, FakeEntry] = {}
         self.bindings: dict[str, list[Binding]] = {}
-        self.restoring = False  # a restart's bindings still coming back
+        # a restart's restore: the accounts whose stored bindings are not back
+        # yet, and the reads asked for them, answered by finish_restore
+        self.unrestored: set[str] = set()
+        self.restore_reads: list[tuple[tuple[str, ...], Callable[[bool], None]]] = []
 
     def aor_of(self, uri: URI) -> str | None:
         if uri.user and uri.host == DOMAIN:
@@ -161,6 +164,20 @@ class FakeRegistrar:
 
     def list(self, aor: str) -> list[Binding]:
         return list(self.bindings.get(aor, []))
+
+    def restored(self, aor: str) -> bool:
+        return aor not in self.unrestored
+
+    def restore_accounts(self, aors: Iterable[str], then: Callable[[bool], None]) -> None:
+        self.restore_reads.append((tuple(aors), then))
+
+    def finish_restore(self, *, ok: bool = True) -> None:
+        """The reads asked for so far end (or fail): their accounts are back."""
+        reads, self.restore_reads = self.restore_reads, []
+        for aors, then in reads:
+            if ok:
+                self.unrestored.difference_update(aors)
+            then(ok)
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from calls.fakes import ALICE, ANSWER, BOB1, BOB2, OFFER, FakeSwitch
+from calls.fakes import ALICE, ANSWER, BOB1, BOB2, DOMAIN, OFFER, FakeSwitch
 from regswitch.sip.message import Headers, Request
 
 pytestmark = pytest.mark.timeout(10)
@@ -91,19 +91,59 @@ def test_max_forwards_zero_is_483() -> None:
     assert (cdr.final_code, cdr.end_reason) == (483, "rejected")
 
 
-def test_invite_while_bindings_are_restored_is_503_retry_after() -> None:
-    """A restart still restoring its bindings cannot tell "not registered"
-    from "not restored yet": it asks the caller to retry, and routes nothing."""
+def test_invite_while_restoring_routes_once_both_parties_are_back() -> None:
+    """A restart still restoring its bindings cannot tell "not registered" from
+    "not restored yet": it reads the caller's and the callee's stored bindings
+    first, and only then routes (or refuses) the INVITE."""
     sw = FakeSwitch()
     sw.account("alice")
     sw.bind("bob", BOB1)
-    sw.registrar.restoring = True
+    sw.registrar.unrestored = {"bob@" + DOMAIN}
     sw.invite(ALICE, "bob")
+    [(aors, _)] = sw.registrar.restore_reads
+    assert set(aors) == {"alice@" + DOMAIN, "bob@" + DOMAIN}
+    assert sw.count(BOB1, "INVITE") == 0  # nothing routed on a partial location
+    sw.registrar.finish_restore()
+    assert sw.take(BOB1, "INVITE")
+    assert sw.only_call().callee == "bob@" + DOMAIN
+
+
+def test_invite_whose_restore_read_fails_is_503_retry_after() -> None:
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.bind("bob", BOB1)
+    sw.registrar.unrestored = {"bob@" + DOMAIN}
+    sw.invite(ALICE, "bob")
+    sw.registrar.finish_restore(ok=False)
     assert sw.take(ALICE, 503).headers.get("retry-after") == "5"
     assert sw.count(BOB1, "INVITE") == 0
-    sw.registrar.restoring = False
+    [cdr] = sw.cdrs.records
+    assert (cdr.final_code, cdr.end_reason) == (503, "rejected")
+
+
+def test_invite_cancelled_while_its_parties_are_restored_is_never_routed() -> None:
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.bind("bob", BOB1)
+    sw.registrar.unrestored = {"bob@" + DOMAIN}
+    a_invite = sw.invite(ALICE, "bob")
+    sw.cancel(a_invite, ALICE)
+    assert sw.take(ALICE, 487)
+    sw.registrar.finish_restore()
+    assert sw.count(BOB1, "INVITE") == 0 and not sw.b2bua.calls
+    [cdr] = sw.cdrs.records
+    assert (cdr.final_code, cdr.end_reason) == (487, "cancelled")
+
+
+def test_a_stranger_invite_while_restoring_reads_nothing() -> None:
+    """Unauthenticated, an INVITE is challenged before any account is read."""
+    sw = FakeSwitch()
+    sw.account("alice", networks=())
+    sw.bind("bob", BOB1)
+    sw.registrar.unrestored = {"alice@" + DOMAIN, "bob@" + DOMAIN}
     sw.invite(ALICE, "bob")
-    assert sw.take(BOB1, "INVITE")
+    assert sw.take(ALICE, 407)
+    assert sw.registrar.restore_reads == []
 
 
 def test_max_forwards_decremented() -> None:

@@ -144,3 +144,27 @@ async def test_a_stranger_during_a_restore_makes_no_storage_read(
         await task
     finally:
         await reg.close()
+
+
+async def test_a_calls_parties_are_restored_together_ahead_of_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What an INVITE during a restore asks (calls/b2bua.py): both parties'
+    stored bindings back, then routing, while the bulk is still held."""
+    reg = await restarted(3)
+    domain = reg.registrar.default_domain
+    caller, callee = "u0@" + domain, "u2@" + domain
+    release = hold_the_bulk(reg, monkeypatch)
+    try:
+        task = reg.registrar.upkeep.restore_in_background()
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        assert not reg.registrar.restored(callee)
+        reg.registrar.restore_accounts((caller, callee), done.set_result)
+        assert await asyncio.wait_for(done, 5) is True
+        assert reg.registrar.restored(caller) and reg.registrar.restored(callee)
+        assert len(reg.registrar.list(caller)) == 1 and len(reg.registrar.list(callee)) == 1
+        assert reg.registrar.list("u1@" + domain) == []  # the rest waits for the bulk
+        release.set()
+        assert await task == 3
+    finally:
+        await reg.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from regswitch.calls.call import Call, Leg, binding_at, end_reason_for, reason_header, source_of
@@ -68,8 +68,9 @@ class Callers(Protocol):
 
     def list(self, account: str) -> list[Binding]: ...
 
-    @property
-    def restoring(self) -> bool: ...
+    def restored(self, aor: str) -> bool: ...
+
+    def restore_accounts(self, aors: Iterable[str], then: Callable[[bool], None]) -> None: ...
 
 
 class B2BUA:
@@ -106,6 +107,9 @@ class B2BUA:
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}
         self.guard = DialogGuard(self._dialogs, registrar)
         self._by_binding: dict[str, set[str]] = {}  # binding id -> call ids
+        # INVITEs waiting for their caller's and callee's stored bindings (a
+        # restart's restore): A-leg tx id -> the INVITE and its caller
+        self._restoring: dict[str, tuple[IncomingRequest, str]] = {}
         self.ended_by_reason: Counter[str] = Counter()
         self.started = 0
 
@@ -129,11 +133,31 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
-        if self.registrar.restoring:
-            # who is registered where is not all known yet (a restart)
+        parties = (caller,) if callee_aor is None else (caller, callee_aor)
+        if all(self.registrar.restored(aor) for aor in parties):
+            self._route(stx, caller)
+            return
+        # A restart is still restoring: "not registered" is not known until both
+        # parties' stored bindings are back. Read those two first (the 100 Trying
+        # has gone; a CANCEL meanwhile is answered in on_cancel).
+        self._restoring[stx.tx_id] = (stx, caller)
+
+        def then(restored: bool) -> None:
+            if self._restoring.pop(stx.tx_id, None) is None:
+                return  # cancelled meanwhile
+            if restored:
+                self._route(stx, caller)
+                return
             stx.respond(503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY})
             self._rejected_cdr(stx, caller, callee_aor or request.ruri.aor, 503, "rejected")
-            return
+
+        self.registrar.restore_accounts(parties, then)
+
+    def _route(self, stx: IncomingRequest, caller: str) -> None:
+        """An authenticated caller's new INVITE, on a location that holds both
+        parties' bindings: refused, or forked to the callee's bindings."""
+        request = stx.request
+        callee_aor = self.registrar.aor_of(request.ruri)
         a_contact = _contact_uri(request)
         caller_binding = self._caller_binding(caller, stx.flow, a_contact)
         if caller_binding is None and not self._may_call_unregistered(caller, stx.flow):
@@ -378,6 +402,13 @@ class B2BUA:
             self.endpoint.send_stateless(ack, other.flow)
 
     def on_cancel(self, event: sipev.CancelReceived) -> None:
+        waiting = self._restoring.pop(event.tx_id, None)
+        if waiting is not None:  # not routed yet: nothing to cancel but the INVITE
+            stx, caller = waiting
+            stx.respond(487, "Request Terminated")
+            callee = self.registrar.aor_of(stx.request.ruri) or stx.request.ruri.aor
+            self._rejected_cdr(stx, caller, callee, 487, "cancelled")
+            return
         call = self._by_invite_tx.pop(event.tx_id, None)
         if call is None or call.ended or call.answered:
             return

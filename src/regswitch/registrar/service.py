@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -166,21 +166,37 @@ class Registrar:
             queue.append(pending)
 
     def _restore_then_take(self, pending: Checked) -> None:
-        """Restore the account's stored bindings (upkeep.restore_account), then
-        decide; a failed read is answered 503, the device retries."""
+        """Restore the account's stored bindings, then decide; a failed read is
+        answered 503, the device retries."""
 
-        async def restore() -> None:
-            try:
-                await self.upkeep.restore_account(pending.req.aor)
-            except Exception:
-                log.exception("restoring the bindings of %s", pending.req.aor)
-                self.results["restoring"] += 1
+        def then(restored: bool) -> None:
+            if not restored:
                 pending.stx.respond(
                     503, "Restoring Registrations", {"Retry-After": RESTORING_RETRY}
                 )
                 return
             pending.req = _replace_now(pending.req, self.clock())
             self._take(pending)
+
+        self.restore_accounts((pending.req.aor,), then)
+
+    def restore_accounts(self, aors: Iterable[str], then: Callable[[bool], None]) -> None:
+        """During a restart's restore, bring these accounts' stored bindings back
+        ahead of the rest (upkeep.restore_account, the reads side by side), then
+        call `then(True)`; `then(False)` when a read failed. For whoever must
+        decide on an account's whole location before the restore ends: its
+        REGISTERs, and the calls from and to it."""
+        wanted = [aor for aor in aors if not self.upkeep.restored(aor)]
+
+        async def restore() -> None:
+            try:
+                await asyncio.gather(*(self.upkeep.restore_account(aor) for aor in wanted))
+            except Exception:
+                log.exception("restoring the bindings of %s", ", ".join(wanted))
+                self.results["restoring"] += 1
+                then(False)
+                return
+            then(True)
 
         self._spawn(restore())
 
@@ -527,6 +543,10 @@ class Registrar:
     def restoring(self) -> bool:
         """Stored bindings are still coming back after a restart (upkeep.py)."""
         return self.upkeep.restoring
+
+    def restored(self, aor: str) -> bool:
+        """Whether `aor`'s stored bindings are all in memory (restore_accounts)."""
+        return self.upkeep.restored(aor)
 
     def list(self, account: str | None = None, ip: str | None = None) -> list[Binding]:
         now = self.clock()
