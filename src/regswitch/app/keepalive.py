@@ -22,7 +22,6 @@ from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
-from regswitch.sip.uri import parse_uri
 from regswitch.transport.endpoint import Endpoint, out_of_dialog
 
 log = logging.getLogger("regswitch.keepalive")
@@ -57,7 +56,6 @@ class Keepalive:
         self._watched: set[str] = set()
         location.on_add.append(self.watch)
         self._awaiting: dict[str, bool] = {}  # binding id -> an OPTIONS is unanswered
-        self._nat_cache: dict[str, tuple[str, str, bool]] = {}
         self._periodic = Periodic(1.0, self.tick, "keepalive")
         self.sent = 0
         self.replies = 0
@@ -85,20 +83,9 @@ class Keepalive:
             )
 
     def behind_nat(self, binding: Binding) -> bool:
-        """Source differs from the contact's host:port (docs/behaviour.md §6)."""
-        cached = self._nat_cache.get(binding.id)
-        if cached is not None and cached[0] == binding.contact and cached[1] == binding.source:
-            return cached[2]
-        try:
-            uri = parse_uri(binding.contact)
-            port = uri.port or (5061 if uri.scheme == "sips" else 5060)
-            nat = uri.host.strip("[]") != binding.source_ip or port != binding.source_port
-        except Exception:
-            nat = True
-        if len(self._nat_cache) > 500_000:
-            self._nat_cache.clear()
-        self._nat_cache[binding.id] = (binding.contact, binding.source, nat)
-        return nat
+        """Source differs from the contact's host:port (docs/behaviour.md §6).
+        The binding remembers its contact's address (no table here)."""
+        return not binding.contact_at_source
 
     # --- sending ------------------------------------------------------------------
     def options_request(self, uri: str) -> Request:
@@ -233,7 +220,6 @@ class Keepalive:
             if binding is None:
                 self._watched.discard(binding_id)
                 self._awaiting.pop(binding_id, None)
-                self._nat_cache.pop(binding_id, None)
                 continue
             heapq.heappush(due, (now + period, binding_id))
             if self.node is not None and binding.node != self.node:

@@ -33,6 +33,12 @@ class Binding(BindingRecord):
             remote = self._contact_address() or remote
         return Flow(self.transport, remote, (self.local_ip, self.local_port), self.conn_id)
 
+    @property
+    def contact_at_source(self) -> bool:
+        """Does the Contact name the address the REGISTER came from? (No: the
+        device is behind NAT, or its Contact names a host, not an address.)"""
+        return self._contact_address() == (self.source_ip, self.source_port)
+
     def _contact_address(self) -> tuple[str, int] | None:
         target = self._target
         if target is not None and target[0] == self.contact:
