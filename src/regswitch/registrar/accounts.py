@@ -82,10 +82,13 @@ class AccountEntry:
     """An account and its allowed networks (shared with every account that
     lists the same ones). A switch holds one per account."""
 
-    __slots__ = ("_networks", "account")
+    __slots__ = ("_networks", "account", "aor")
 
     def __init__(self, account: Account) -> None:
         self.account = account
+        # the account's key, one string: every binding and protection table of
+        # the account keys on it rather than on a copy parsed from its REGISTERs
+        self.aor = account.aor
         self._networks = networks_of(account.allowed_networks)
 
     @property
@@ -119,13 +122,14 @@ class Accounts:
 
     async def load(self) -> None:
         for account in await self._store.list_all():
-            self._by_aor[account.aor] = AccountEntry(account)
+            self._hold(account)
 
     async def refresh(self, aor: str | None = None) -> None:
         """Read one account (None: every account) again from storage: another
         cluster node changed it there."""
         if aor is None:
-            fresh = {a.aor: AccountEntry(a) for a in await self._store.list_all()}
+            entries = [AccountEntry(a) for a in await self._store.list_all()]
+            fresh = {e.aor: e for e in entries}
             self._by_aor.clear()
             self._by_aor.update(fresh)
             return
@@ -135,7 +139,7 @@ class Accounts:
         if account is None:
             self._by_aor.pop(key, None)
         else:
-            self._by_aor[key] = AccountEntry(account)
+            self._hold(account)
 
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
@@ -157,7 +161,7 @@ class Accounts:
         account = await self._store.get(aor)
         if account is not None and aor not in self._by_aor:
             self._missing.pop(aor, None)
-            self._by_aor[aor] = AccountEntry(account)
+            self._hold(account)
 
     def list(self) -> list[Account]:
         return sorted((e.account for e in self._by_aor.values()), key=lambda a: a.aor)
@@ -287,13 +291,17 @@ class Accounts:
         await self._store.put_many(accounts)
         for account in accounts:
             self._missing.pop(account.aor, None)
-            self._by_aor[account.aor] = AccountEntry(account)
+            self._hold(account)
         return {"created": created, "updated": len(accounts) - created}
 
     async def _save(self, account: Account) -> None:
         await self._store.put(account)
         self._missing.pop(account.aor, None)
-        self._by_aor[account.aor] = AccountEntry(account)
+        self._hold(account)
+
+    def _hold(self, account: Account) -> None:
+        entry = AccountEntry(account)
+        self._by_aor[entry.aor] = entry
 
 
 def account_view(account: Account) -> dict[str, Any]:
