@@ -20,6 +20,8 @@ class Binding(BindingRecord):
     # not stored: derived or runtime state
     contact_key: str = ""
     missed_keepalives: int = 0
+    keepalive_unanswered: bool = False  # the last keepalive OPTIONS has no reply yet
+    keepalive_due: int = 0  # the keepalive schedule's bucket of this binding (0: none)
     _target: tuple[str, tuple[str, int]] | None = None  # (contact, its address)
 
     @property
