@@ -144,6 +144,11 @@ class Accounts:
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
 
+    def key(self, aor: str) -> str:
+        """The account's own string for `aor` (the text itself if no such account)."""
+        entry = self._by_aor.get(aor)
+        return entry.aor if entry is not None else aor
+
     def unheard(self, aor: str, now: float) -> bool:
         """Whether shared storage may hold `aor` though this node has not heard
         of it yet (not read there in the last MISS_MEMORY seconds)."""

@@ -48,8 +48,12 @@ class BindingUpkeep:
         clock: Callable[[], float],
         results: Counter[str],
         shared: SharedLocation | None,
+        account_key: Callable[[str], str] = str,
     ) -> None:
         self.location = location
+        # an account's own key string for the same text (Accounts.key): a
+        # restored binding holds it instead of its row's copy
+        self.account_key = account_key
         self.store = store
         self.expiry = expiry
         self.events = events
@@ -147,6 +151,7 @@ class BindingUpkeep:
             expired.append(BindingOp.delete(record.id))
             return
         binding = Binding.from_record(record, key)
+        binding.aor = self.account_key(binding.aor)
         self.location.add(binding)
         self.expiry.push(binding.id, binding.expires_at)
 
