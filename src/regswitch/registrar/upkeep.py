@@ -16,6 +16,7 @@ from typing import Any
 
 from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
+from regswitch.common.memory import give_back
 from regswitch.common.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import contact_key
@@ -135,6 +136,7 @@ class BindingUpkeep:
             record = records.pop()
             if record.aor not in self._early:
                 self._bring_back(record, now, expired)
+        give_back()  # what the bulk read left free in the allocator
         if expired:
             await self.store.apply(expired)
         return len(self.location)
