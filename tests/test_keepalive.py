@@ -89,7 +89,7 @@ def test_raw_text_keepalive_and_removed_bindings_are_forgotten() -> None:
     location.remove(b)
     clock.now += params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
     assert keepalive.tick() == 0
-    assert not keepalive._watched  # nothing left scheduled
+    assert keepalive.scheduled == 0  # nothing left scheduled
 
 
 def test_keepalive_switch_off_sends_nothing() -> None:
@@ -114,3 +114,21 @@ def test_an_options_answered_404_or_481_means_the_user_agent_is_gone() -> None:
         keepalive.send_options(binding("b", "sip:a@127.0.0.1:5062", 5062), answers.append)
         endpoint.handlers[-1](sipev.ResponseReceived("tx", Response(status, "x"), flow))
     assert answers == [True, False, False, True, True]
+
+
+def test_a_binding_added_again_is_kept_alive_once() -> None:
+    keepalive, endpoint, location, params, clock = setup()
+    params.apply("SS_SIP_NAT_KEEP_ALIVE_MESSAGE", "HELLO")
+    period = params["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
+    b = binding("nat", "sip:a@192.168.1.5:5060", 40000)
+    location.add(b)
+    location.remove(b)
+    location.add(b)  # while its first keepalive is still ahead: one schedule
+    clock.now += period
+    assert keepalive.tick() == 1
+    location.remove(b)
+    clock.now += period
+    assert keepalive.tick() == 0  # gone when it came due
+    location.add(b)  # back later: scheduled anew
+    clock.now += period
+    assert keepalive.tick() == 1 and endpoint.raw == [b"HELLO", b"HELLO"]

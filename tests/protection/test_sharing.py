@@ -8,7 +8,7 @@ AOR = "alice@example.com"
 
 
 def _from(d: SharingDetector, ip: str, now: float, instance: str | None = None) -> object:
-    return d.registered(AOR, ip, f"udp:{ip}:5060", instance, f"UA {ip}", now)
+    return d.registered(AOR, "udp", ip, 5060, instance, f"UA {ip}", now)
 
 
 def test_networks_are_prefixes() -> None:
@@ -58,3 +58,15 @@ def test_kicks_and_the_lock() -> None:
     d.kicked(AOR, 303)
     assert d.unlock(AOR) and not d.unlock(AOR)
     assert d.flagged(304) == []
+
+
+def test_an_account_quiet_for_a_window_is_forgotten() -> None:
+    d = SharingDetector(window=100)
+    for n in range(10):
+        d.registered(f"u{n}@example.com", "udp", "198.51.100.1", 5060, None, None, n)
+        d.kicked(f"u{n}@example.com", n)
+    assert len(d) == 20
+    for n in range(10):  # a window later, each new registration forgets old ones
+        d.registered(f"v{n}@example.com", "udp", "198.51.100.1", 5060, None, None, 200 + n)
+        d.kicked(f"v{n}@example.com", 200 + n)
+    assert len(d) == 20  # only the v accounts: nothing to remember of the u ones

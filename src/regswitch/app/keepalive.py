@@ -9,11 +9,11 @@ pinhole open but prove nothing, so only OPTIONS moves reachability.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 from collections.abc import Callable
 
 from regswitch.common import domain_events as ev
+from regswitch.common.due import DueIds
 from regswitch.common.events import EventBus
 from regswitch.common.ids import new_id
 from regswitch.common.params import Params
@@ -22,7 +22,6 @@ from regswitch.registrar.bindings import Binding, Location
 from regswitch.sip import events as sipev
 from regswitch.sip.flow import Flow
 from regswitch.sip.message import Request
-from regswitch.sip.uri import parse_uri
 from regswitch.transport.endpoint import Endpoint, out_of_dialog
 
 log = logging.getLogger("regswitch.keepalive")
@@ -53,11 +52,11 @@ class Keepalive:
         self.events = events
         self.clock = clock
         self.domain = domain
-        self._due: list[tuple[float, str]] = []  # (when, binding id)
-        self._watched: set[str] = set()
+        # binding ids by when their next keepalive is due; an entry counts only
+        # if its bucket is the one the binding names (keepalive_due): a binding
+        # gone, or added again under its id, leaves a stale entry that is skipped
+        self._due = DueIds(1.0)
         location.on_add.append(self.watch)
-        self._awaiting: dict[str, bool] = {}  # binding id -> an OPTIONS is unanswered
-        self._nat_cache: dict[str, tuple[str, str, bool]] = {}
         self._periodic = Periodic(1.0, self.tick, "keepalive")
         self.sent = 0
         self.replies = 0
@@ -85,20 +84,9 @@ class Keepalive:
             )
 
     def behind_nat(self, binding: Binding) -> bool:
-        """Source differs from the contact's host:port (docs/behaviour.md §6)."""
-        cached = self._nat_cache.get(binding.id)
-        if cached is not None and cached[0] == binding.contact and cached[1] == binding.source:
-            return cached[2]
-        try:
-            uri = parse_uri(binding.contact)
-            port = uri.port or (5061 if uri.scheme == "sips" else 5060)
-            nat = uri.host.strip("[]") != binding.source_ip or port != binding.source_port
-        except Exception:
-            nat = True
-        if len(self._nat_cache) > 500_000:
-            self._nat_cache.clear()
-        self._nat_cache[binding.id] = (binding.contact, binding.source, nat)
-        return nat
+        """Source differs from the contact's host:port (docs/behaviour.md §6).
+        The binding remembers its contact's address (no table here)."""
+        return not binding.contact_at_source
 
     # --- sending ------------------------------------------------------------------
     def options_request(self, uri: str) -> Request:
@@ -193,15 +181,15 @@ class Keepalive:
     def _keepalive(self, binding: Binding) -> None:
         message = self.params.values["SS_SIP_NAT_KEEP_ALIVE_MESSAGE"]
         if message.upper() == "OPTIONS":
-            if self._awaiting.get(binding.id):
+            if binding.keepalive_unanswered:
                 binding.missed_keepalives += 1
                 if binding.missed_keepalives >= MISSED_LIMIT:
                     self.mark(binding, False)
-            self._awaiting[binding.id] = True
+            binding.keepalive_unanswered = True
 
             def result(ok: bool, b: Binding = binding) -> None:
                 if ok:
-                    self._awaiting[b.id] = False
+                    b.keepalive_unanswered = False
                     if self.location.get(b.id) is b:
                         self.mark(b, True)
 
@@ -212,33 +200,35 @@ class Keepalive:
         self.endpoint.send_raw(payload, binding.flow)
 
     def watch(self, binding: Binding) -> None:
-        """A new binding: its first keepalive is due one period from now."""
-        if binding.id not in self._watched:
-            self._watched.add(binding.id)
+        """A new binding: its first keepalive is due one period from now. One
+        added again while its entry is still ahead keeps that entry."""
+        now = self.clock()
+        if not self._due.ahead(binding.keepalive_due, now):
             period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
-            heapq.heappush(self._due, (self.clock() + period, binding.id))
+            binding.keepalive_due = self._due.push(binding.id, now + period)
+
+    @property
+    def scheduled(self) -> int:
+        """Entries in the schedule (a binding gone leaves its entry until it comes due)."""
+        return len(self._due)
 
     def tick(self) -> int:
-        """Send the keepalives that are due; returns how many. A heap of due
+        """Send the keepalives that are due; returns how many. Buckets of due
         times: the cost follows the keepalives sent, not the bindings held."""
         enabled = self.params.values["SS_SIP_NAT_KEEP_ALIVE"]
         everyone = self.params.values["NAT_KEEP_ALIVE_ALL"]
         period = self.params.values["SS_SIP_NAT_KEEP_ALIVE_PERIOD"]
         now = self.clock()
-        due = self._due
         count = 0
-        while due and due[0][0] <= now:
-            _, binding_id = heapq.heappop(due)
-            binding = self.location.get(binding_id)
-            if binding is None:
-                self._watched.discard(binding_id)
-                self._awaiting.pop(binding_id, None)
-                self._nat_cache.pop(binding_id, None)
-                continue
-            heapq.heappush(due, (now + period, binding_id))
-            if self.node is not None and binding.node != self.node:
-                continue
-            if enabled and (everyone or self.behind_nat(binding)):
-                self._keepalive(binding)
-                count += 1
+        for key, ids in self._due.due_buckets(now):
+            for binding_id in ids:
+                binding = self.location.get(binding_id)
+                if binding is None or binding.keepalive_due != key:
+                    continue  # gone, or scheduled anew
+                binding.keepalive_due = self._due.push(binding_id, now + period)
+                if self.node is not None and binding.node != self.node:
+                    continue
+                if enabled and (everyone or self.behind_nat(binding)):
+                    self._keepalive(binding)
+                    count += 1
         return count

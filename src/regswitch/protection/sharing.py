@@ -18,10 +18,15 @@ a live binding is the same registration). Pure: every step takes `now`.
 from __future__ import annotations
 
 import ipaddress
-from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 NETWORKS_REMEMBERED = 65_536
+SIGHTINGS_SHOWN = 64  # per account: enough to show; the distinct counts stay right below
+# accounts examined at the old end of a table per insertion (as in flood.py):
+# an account not seen for a whole window goes back to holding nothing
+_PRUNE_STEP = 2
 
 
 def network_of(ip: str, v4_prefix: int = 24, v6_prefix: int = 56) -> str:
@@ -34,13 +39,45 @@ def network_of(ip: str, v4_prefix: int = 24, v6_prefix: int = 56) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
 
 
-@dataclass(slots=True)
 class Sighting:
-    at: float
-    network: str
-    instance: str | None
-    user_agent: str | None
-    source: str
+    """One new registration of an account, linked to the account's sighting
+    before it (newest first): most accounts are seen once per window, and a
+    chain costs them no container."""
+
+    __slots__ = ("at", "earlier", "instance", "network", "source_ip", "source_port",
+                 "transport", "user_agent")  # fmt: skip
+
+    def __init__(
+        self,
+        at: float,
+        network: str,
+        instance: str | None,
+        user_agent: str | None,
+        transport: str,
+        source_ip: str,
+        source_port: int,
+        earlier: Sighting | None,
+    ) -> None:
+        self.at = at
+        self.network = network
+        self.instance = instance
+        self.user_agent = user_agent
+        # the request's own strings, shared: no "transport:ip:port" kept per sighting
+        self.transport = transport
+        self.source_ip = source_ip
+        self.source_port = source_port
+        self.earlier = earlier
+
+    @property
+    def source(self) -> str:
+        return f"{self.transport}:{self.source_ip}:{self.source_port}"
+
+
+def _chain(newest: Sighting | None) -> Iterator[Sighting]:
+    s = newest
+    while s is not None:
+        yield s
+        s = s.earlier
 
 
 @dataclass(slots=True)
@@ -78,8 +115,11 @@ class SharingDetector:
     lock_time: float = 3600.0
     v4_prefix: int = 24
     v6_prefix: int = 56
-    _seen: dict[str, deque[Sighting]] = field(default_factory=dict)
-    _kicks: dict[str, deque[float]] = field(default_factory=dict)
+    # per account, its newest sighting / its kick times, oldest first; both
+    # tables in the order of each account's latest entry, so the accounts
+    # whose window has passed are at the old end and pruned from there
+    _seen: dict[str, Sighting] = field(default_factory=dict)
+    _kicks: dict[str, list[float]] = field(default_factory=dict)
     _suspected: dict[str, Suspicion] = field(default_factory=dict)
     _locked: dict[str, float] = field(default_factory=dict)
     # source address -> its network under `_prefixes`: parsing the address with
@@ -102,22 +142,30 @@ class SharingDetector:
     def registered(
         self,
         aor: str,
+        transport: str,
         source_ip: str,
-        source: str,
+        source_port: int,
         instance: str | None,
         user_agent: str | None,
         now: float,
     ) -> Suspicion | None:
         """A new registration of `aor`; a new Suspicion when it tips the account over."""
-        seen = self._seen.setdefault(aor, deque())
-        seen.append(
-            Sighting(now, self.network(source_ip), instance, user_agent, source)
-        )
-        self._trim(seen, now)
-        if len(seen) > 64:  # enough to show; the distinct counts stay right below
-            seen.popleft()
-        networks = {s.network for s in seen}
-        instances = {s.instance for s in seen if s.instance}
+        seen = self._seen
+        earlier = seen.pop(aor, None)
+        _prune(seen, now - self.window, _newest_sighting)
+        newest = seen[aor] = Sighting(
+            now, self.network(source_ip), instance, user_agent, transport, source_ip,
+            source_port, earlier,
+        )  # fmt: skip
+        networks: set[str] = set()
+        instances: set[str] = set()
+        for kept, s in enumerate(_chain(newest), 1):
+            earlier = s.earlier
+            if earlier is not None and (kept == SIGHTINGS_SHOWN or now - earlier.at > self.window):
+                s.earlier = None  # more than is shown, or older than the window
+            networks.add(s.network)
+            if s.instance:
+                instances.add(s.instance)
         if len(networks) > self.max_sources:
             return self._suspect(aor, "sources", now)
         if len(instances) > self.max_sources:
@@ -125,23 +173,21 @@ class SharingDetector:
         return None
 
     def kicked(self, aor: str, now: float) -> Suspicion | None:
-        kicks = self._kicks.setdefault(aor, deque())
+        table = self._kicks
+        kicks = table.pop(aor, None)
+        _prune(table, now - self.window, _newest_kick)
+        kicks = table[aor] = [t for t in kicks or () if now - t <= self.window]
         kicks.append(now)
-        while kicks and now - kicks[0] > self.window:
-            kicks.popleft()
         if len(kicks) > self.max_kicks:
             return self._suspect(aor, "kicks", now)
         return None
-
-    def _trim(self, seen: deque[Sighting], now: float) -> None:
-        while seen and now - seen[0].at > self.window:
-            seen.popleft()
 
     def _suspect(self, aor: str, why: str, now: float) -> Suspicion | None:
         previous = self._suspected.get(aor)
         if previous is not None and now - previous.at <= self.window:
             return None  # one event per episode
-        seen = self._seen.get(aor, deque())
+        seen = list(_chain(self._seen.get(aor)))
+        seen.reverse()  # oldest first, as they came
         locked_until = None
         if self.action == "lock" and self.lock_time > 0:
             locked_until = self._locked[aor] = now + self.lock_time
@@ -177,6 +223,10 @@ class SharingDetector:
         self._kicks.pop(aor, None)
         return known
 
+    def __len__(self) -> int:
+        """Accounts whose sightings or kicks are remembered."""
+        return len(self._seen) + len(self._kicks)
+
     def flagged(self, now: float) -> list[dict[str, object]]:
         """Accounts suspected within the last window, or locked: the console's badges."""
         out = []
@@ -188,3 +238,26 @@ class SharingDetector:
             out.append({"account": aor, "suspected_at": s.at, **s.details(),
                         "locked_until": locked})
         return out
+
+
+_Entry = TypeVar("_Entry", Sighting, list[float])
+
+
+def _newest_sighting(s: Sighting) -> float:
+    return s.at
+
+
+def _newest_kick(kicks: list[float]) -> float:
+    return kicks[-1]
+
+
+def _prune(table: dict[str, _Entry], horizon: float, newest: Callable[[_Entry], float]) -> None:
+    """Forget a few accounts at the old end whose latest entry is older than
+    `horizon`: whatever they held has left the window."""
+    for _ in range(_PRUNE_STEP):
+        if not table:
+            return
+        oldest = next(iter(table))
+        if newest(table[oldest]) >= horizon:
+            return
+        del table[oldest]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import re
 from collections.abc import Callable
@@ -11,7 +10,14 @@ from typing import Any
 
 from regswitch.common.networks import IPNetwork, in_networks, parse_networks
 from regswitch.sip import digest
-from regswitch.storage.base import POLICY_VALUES, Account, AccountStore, normalise_aor, shared
+from regswitch.storage.base import (
+    POLICY_VALUES,
+    Account,
+    AccountStore,
+    normalise_aor,
+    shared,
+    shared_tuple,
+)
 
 _USER = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%]+\Z")
 _DOMAIN = re.compile(r"[A-Za-z0-9\-.\[\]:]+\Z")
@@ -35,28 +41,64 @@ class AccountError(ValueError):
         self.status = status
 
 
-class AccountEntry:
-    """An account with its networks parsed once, and the answers to "is this
-    source allowed?" remembered (the same phones ask at every REGISTER).
-    A switch holds one per account: most have no networks, and no dict."""
+class Networks:
+    """An allowed-networks list parsed once, with the answers to "is this
+    source allowed?" remembered (the same phones ask at every REGISTER). One
+    object per distinct list (networks_of): the accounts of one office or
+    trunk share it, and its answers."""
 
-    __slots__ = ("_allowed", "account", "networks")
+    __slots__ = ("_allowed", "networks")
 
-    def __init__(self, account: Account) -> None:
-        self.account = account
-        self.networks: tuple[IPNetwork, ...] = parse_networks(account.allowed_networks)
-        self._allowed: dict[str, bool] | None = {} if self.networks else None
+    def __init__(self, texts: tuple[str, ...]) -> None:
+        self.networks: tuple[IPNetwork, ...] = parse_networks(texts)
+        self._allowed: dict[str, bool] = {}
 
     def allows(self, ip: str) -> bool:
         allowed = self._allowed
-        if allowed is None:
-            return False  # no networks: no source is allowed by address
         known = allowed.get(ip)
         if known is None:
             if len(allowed) > 1024:
                 allowed.clear()
             known = allowed[ip] = in_networks(ip, self.networks)
         return known
+
+
+_NETWORKS: dict[tuple[str, ...], Networks] = {}
+NETWORKS_REMEMBERED = 4096  # distinct lists; beyond, a later list is parsed on its own
+
+
+def networks_of(texts: tuple[str, ...]) -> Networks | None:
+    if not texts:
+        return None
+    known = _NETWORKS.get(texts)
+    if known is None:
+        if len(_NETWORKS) >= NETWORKS_REMEMBERED:
+            _NETWORKS.clear()
+        known = _NETWORKS[texts] = Networks(texts)
+    return known
+
+
+class AccountEntry:
+    """An account and its allowed networks (shared with every account that
+    lists the same ones). A switch holds one per account."""
+
+    __slots__ = ("_networks", "account", "aor")
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        # the account's key, one string: every binding and protection table of
+        # the account keys on it rather than on a copy parsed from its REGISTERs
+        self.aor = account.aor
+        self._networks = networks_of(account.allowed_networks)
+
+    @property
+    def networks(self) -> tuple[IPNetwork, ...]:
+        networks = self._networks
+        return networks.networks if networks is not None else ()
+
+    def allows(self, ip: str) -> bool:
+        networks = self._networks
+        return networks is not None and networks.allows(ip)
 
 
 # How long a storage read that found no account is trusted (shared storage):
@@ -80,13 +122,14 @@ class Accounts:
 
     async def load(self) -> None:
         for account in await self._store.list_all():
-            self._by_aor[account.aor] = AccountEntry(account)
+            self._hold(account)
 
     async def refresh(self, aor: str | None = None) -> None:
         """Read one account (None: every account) again from storage: another
         cluster node changed it there."""
         if aor is None:
-            fresh = {a.aor: AccountEntry(a) for a in await self._store.list_all()}
+            entries = [AccountEntry(a) for a in await self._store.list_all()]
+            fresh = {e.aor: e for e in entries}
             self._by_aor.clear()
             self._by_aor.update(fresh)
             return
@@ -96,10 +139,15 @@ class Accounts:
         if account is None:
             self._by_aor.pop(key, None)
         else:
-            self._by_aor[key] = AccountEntry(account)
+            self._hold(account)
 
     def get(self, aor: str) -> AccountEntry | None:
         return self._by_aor.get(aor)
+
+    def key(self, aor: str) -> str:
+        """The account's own string for `aor` (the text itself if no such account)."""
+        entry = self._by_aor.get(aor)
+        return entry.aor if entry is not None else aor
 
     def unheard(self, aor: str, now: float) -> bool:
         """Whether shared storage may hold `aor` though this node has not heard
@@ -118,7 +166,7 @@ class Accounts:
         account = await self._store.get(aor)
         if account is not None and aor not in self._by_aor:
             self._missing.pop(aor, None)
-            self._by_aor[aor] = AccountEntry(account)
+            self._hold(account)
 
     def list(self) -> list[Account]:
         return sorted((e.account for e in self._by_aor.values()), key=lambda a: a.aor)
@@ -173,7 +221,7 @@ class Accounts:
                 parsed = parse_networks(nets)
             except ValueError as exc:
                 raise AccountError(str(exc), 422) from None
-            changes["allowed_networks"] = tuple(str(n) for n in parsed)
+            changes["allowed_networks"] = shared_tuple(tuple(str(n) for n in parsed))
         if "max_contacts" in data:
             value = data["max_contacts"]
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
@@ -244,17 +292,21 @@ class Accounts:
             seen.add(account.aor)
             accounts.append(account)
         created = sum(1 for a in accounts if a.aor not in self._by_aor)
-        # concurrent puts share group commits: one transaction for many accounts
-        await asyncio.gather(*(self._store.put(a) for a in accounts))
+        # one transaction, and no task per account (each left garbage behind)
+        await self._store.put_many(accounts)
         for account in accounts:
             self._missing.pop(account.aor, None)
-            self._by_aor[account.aor] = AccountEntry(account)
+            self._hold(account)
         return {"created": created, "updated": len(accounts) - created}
 
     async def _save(self, account: Account) -> None:
         await self._store.put(account)
         self._missing.pop(account.aor, None)
-        self._by_aor[account.aor] = AccountEntry(account)
+        self._hold(account)
+
+    def _hold(self, account: Account) -> None:
+        entry = AccountEntry(account)
+        self._by_aor[entry.aor] = entry
 
 
 def account_view(account: Account) -> dict[str, Any]:

@@ -68,42 +68,51 @@ class ReplayGuard(Protocol):
 
 
 class NonceCounter:
-    """Highest nc per nonce; forgets nonces older than their lifetime."""
+    """Highest nc per nonce; forgets nonces older than their lifetime.
+
+    Two generations of a lifetime each (plus a second's margin): a nonce is
+    entered in the current one; when that has run its time it becomes the
+    previous one, and the previous one is dropped whole. A dropped nonce was
+    first accepted more than a lifetime ago, so it was issued before that and
+    its signature has expired: it can never be accepted again. Each nonce
+    costs its dict entry and nothing more (no time, no tuple)."""
 
     def __init__(self, lifetime: float) -> None:
         self.lifetime = lifetime
-        self._seen: dict[str, tuple[int, float]] = {}
-        self._checks = 0
+        self._current: dict[str, int] = {}
+        self._previous: dict[str, int] = {}
+        self._since: float | None = None  # when the current generation began
 
     def accept(self, nonce: str, nc: int, now: float) -> bool:
         """True if `nc` is higher than any seen for `nonce` (and remember it)."""
-        previous = self._seen.get(nonce)
-        if previous is not None and nc <= previous[0]:
+        self._age(now)
+        table = self._current
+        previous = table.get(nonce)
+        if previous is None:
+            previous = self._previous.get(nonce)
+            if previous is not None:
+                table = self._previous
+        if previous is not None and nc <= previous:
             return False
-        self._seen[nonce] = (nc, previous[1] if previous else now)
-        self._checks += 1
-        if self._checks >= 1024:
-            self._checks = 0
-            self._purge(now)
+        table[nonce] = nc
         return True
 
     def seen(self, nonce: str) -> bool:
         """Has a request with `nonce` been accepted (its sender knew the password)?"""
-        return nonce in self._seen
+        return nonce in self._current or nonce in self._previous
 
-    def _purge(self, now: float) -> None:
-        """Drop expired nonces from the front: the dict keeps first-seen order,
-        so this costs what it removes, not a scan of every live nonce."""
-        horizon = now - self.lifetime - 1
-        seen = self._seen
-        while seen:
-            nonce = next(iter(seen))
-            if seen[nonce][1] >= horizon:
-                break
-            del seen[nonce]
+    def _age(self, now: float) -> None:
+        span = self.lifetime + 1
+        since = self._since
+        if since is None:
+            self._since = now
+        elif now - since > span:
+            self._previous = self._current if now - since <= 2 * span else {}
+            self._current = {}
+            self._since = now
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._current) + len(self._previous)
 
 
 class Authenticator:

@@ -20,6 +20,8 @@ class Binding(BindingRecord):
     # not stored: derived or runtime state
     contact_key: str = ""
     missed_keepalives: int = 0
+    keepalive_unanswered: bool = False  # the last keepalive OPTIONS has no reply yet
+    keepalive_due: int = 0  # the keepalive schedule's bucket of this binding (0: none)
     _target: tuple[str, tuple[str, int]] | None = None  # (contact, its address)
 
     @property
@@ -32,6 +34,12 @@ class Binding(BindingRecord):
         if not self.nat and self.transport == "udp":
             remote = self._contact_address() or remote
         return Flow(self.transport, remote, (self.local_ip, self.local_port), self.conn_id)
+
+    @property
+    def contact_at_source(self) -> bool:
+        """Does the Contact name the address the REGISTER came from? (No: the
+        device is behind NAT, or its Contact names a host, not an address.)"""
+        return self._contact_address() == (self.source_ip, self.source_port)
 
     def _contact_address(self) -> tuple[str, int] | None:
         target = self._target

@@ -142,6 +142,7 @@ class Checks:
             self.replies.refuse_account_blocked(stx, ip, now)
             return None
         assert entry is not None
+        aor = entry.aor  # the same text, as the account's one string
         notice = flood.authenticated(ip, aor, now, answered)
         if notice is not None:
             self.replies.notice(notice)

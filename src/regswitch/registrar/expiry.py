@@ -1,28 +1,17 @@
-"""When bindings expire: a heap of (expires_at, id), checked lazily.
+"""When bindings expire: their ids in buckets of a quarter of a second (the
+expiry step's pace), checked lazily (common/due.py).
 
-Refreshes do not touch the heap; an entry whose binding was refreshed or
+Refreshes do not touch the queue; an entry whose binding was refreshed or
 removed is simply skipped (or pushed again) when it comes due.
 """
 
 from __future__ import annotations
 
-import heapq
+from regswitch.common.due import DueIds
+
+RESOLUTION = 0.25
 
 
-class ExpiryQueue:
+class ExpiryQueue(DueIds):
     def __init__(self) -> None:
-        self._heap: list[tuple[float, str]] = []
-
-    def push(self, binding_id: str, expires_at: float) -> None:
-        heapq.heappush(self._heap, (expires_at, binding_id))
-
-    def due(self, now: float) -> list[str]:
-        """Ids whose recorded expiry has passed (the caller re-checks each)."""
-        out = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            out.append(heapq.heappop(heap)[1])
-        return out
-
-    def __len__(self) -> int:
-        return len(self._heap)
+        super().__init__(RESOLUTION)

@@ -115,8 +115,9 @@ class KickGuard:
         account is locked, refuse it unless it is the holder's registration
         (its refreshes never get here; its re-registration after expiry does)."""
         suspicion = self.sharing.registered(
-            req.aor, req.source_ip, _source(req), instance, req.user_agent, req.now
-        )
+            req.aor, req.transport, req.source_ip, req.source_port, instance, req.user_agent,
+            req.now,
+        )  # fmt: skip
         if suspicion is not None:
             self._suspected(suspicion, _source(req), bindings)
         until = self.sharing.locked_until(req.aor, req.now)

@@ -130,6 +130,7 @@ class Registrar:
         self.upkeep = BindingUpkeep(
             location=location, store=store, expiry=self.expiry, events=events, kicker=kicker,
             guard=self.guard, clock=clock, results=self.results, shared=shared,
+            account_key=accounts.key,
         )  # fmt: skip
         self._turns: dict[str, list[Checked]] = {}
         self._confirming: set[str] = set()  # accounts whose turn a return-path check holds

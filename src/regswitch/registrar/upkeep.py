@@ -16,6 +16,7 @@ from typing import Any
 
 from regswitch.common import domain_events as ev
 from regswitch.common.events import EventBus
+from regswitch.common.memory import give_back
 from regswitch.common.periodic import Periodic
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.contacts import contact_key
@@ -48,8 +49,12 @@ class BindingUpkeep:
         clock: Callable[[], float],
         results: Counter[str],
         shared: SharedLocation | None,
+        account_key: Callable[[str], str] = str,
     ) -> None:
         self.location = location
+        # an account's own key string for the same text (Accounts.key): a
+        # restored binding holds it instead of its row's copy
+        self.account_key = account_key
         self.store = store
         self.expiry = expiry
         self.events = events
@@ -131,6 +136,7 @@ class BindingUpkeep:
             record = records.pop()
             if record.aor not in self._early:
                 self._bring_back(record, now, expired)
+        give_back()  # what the bulk read left free in the allocator
         if expired:
             await self.store.apply(expired)
         return len(self.location)
@@ -147,6 +153,7 @@ class BindingUpkeep:
             expired.append(BindingOp.delete(record.id))
             return
         binding = Binding.from_record(record, key)
+        binding.aor = self.account_key(binding.aor)
         self.location.add(binding)
         self.expiry.push(binding.id, binding.expires_at)
 

@@ -119,6 +119,23 @@ def shared(text: str | None) -> str | None:
     return sys.intern(text) if text else text
 
 
+_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+TUPLES_REMEMBERED = 4096
+
+
+def shared_tuple(texts: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object for a list of strings that many records repeat (an
+    account's allowed networks): bounded, a later list only goes unshared."""
+    if not texts:
+        return ()
+    known = _TUPLES.get(texts)
+    if known is None:
+        if len(_TUPLES) >= TUPLES_REMEMBERED:
+            _TUPLES.clear()
+        known = _TUPLES[texts] = tuple(shared(t) for t in texts)
+    return known
+
+
 _PORTS: dict[int, int] = {}
 
 

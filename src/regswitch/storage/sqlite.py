@@ -202,6 +202,10 @@ class SqliteBindingStore(_Backend):
 
         def page(c: sqlite3.Connection, *, after: str) -> tuple[str, list[BindingRecord]]:
             records = [binding_from_row(r) for r in c.execute(sql, (after,))]
+            if not records:
+                # the end: the pages of a bulk read are no use to the reader's
+                # later queries (an account's history), so their cache is given back
+                c.execute("PRAGMA shrink_memory")
             return (records[-1].id if records else after), records
 
         records: list[BindingRecord] = []

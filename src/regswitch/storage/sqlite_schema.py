@@ -9,7 +9,14 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from regswitch.storage.base import Account, BindingRecord, StorageError, shared, shared_port
+from regswitch.storage.base import (
+    Account,
+    BindingRecord,
+    StorageError,
+    shared,
+    shared_port,
+    shared_tuple,
+)
 from regswitch.storage.shared_sql import CDR_COLS, bundled_migrations
 
 # --------------------------------------------------------------------------- rows
@@ -74,7 +81,7 @@ def account_row(a: Account) -> tuple[Any, ...]:
 def account_from_row(row: Sequence[Any]) -> Account:
     return Account(
         user=row[1], domain=shared(row[2]), ha1_md5=row[3], ha1_sha256=row[4],
-        allowed_networks=tuple(json.loads(row[5])) if row[5] != "[]" else (),
+        allowed_networks=shared_tuple(tuple(json.loads(row[5]))) if row[5] != "[]" else (),
         max_contacts=row[6],
         register_replace=shared(row[7]), replace_keep_calls=shared(row[8]), enabled=bool(row[9]),
         # an account never changed: one float for both times
