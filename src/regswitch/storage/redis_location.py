@@ -22,6 +22,12 @@ while the account has no bindings, and goes only with the key, KEY_GRACE
 seconds after the last binding's expiry, so a version once read is never
 seen again on that key (no ABA).
 
+Reads and commits go through `run`: whatever every task asks of Redis in one
+loop turn goes in one pipeline, so under load one round trip carries the reads
+of every REGISTER received in a turn, and another all their commits. Each
+commit is still its own script, conditional on its own account's version:
+sharing a pipeline changes the cost, not the decision.
+
 The change entry is appended after the commit, by the committing node's
 notice writer (one pipeline per loop turn), not in the same script: in Redis
 Cluster the stream lives in another slot. The entry carries the account's
@@ -237,7 +243,9 @@ class _Watch:
         encoded = [encode(r) for r in records]
         for r, text in zip(records, encoded, strict=True):
             args += (r.id, text)
-        version = await owner.script_call(owner.commit_sha, account_key(self._aor), *args)
+        key = account_key(self._aor)
+        sha = owner.commit_sha
+        (version,) = await owner.run(lambda pipe: pipe.evalsha(sha, 1, key, *args))
         if version is None:
             owner.conflicts += 1
             return None
@@ -291,6 +299,8 @@ class RedisLocation:
         self.commit_sha = self.script(COMMIT)
         self._notices: list[tuple[AccountState, str]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._round: list[tuple[Queue, asyncio.Future[list[Any]]]] = []  # `run`s of this turn
+        self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
         self.conflicts = 0  # commits refused because another node came first
         self.commits = 0
         self.outages = 0
@@ -408,33 +418,75 @@ class RedisLocation:
         for text in self._scripts.values():
             await self.client.script_load(text)  # on a Redis Cluster: every primary
 
-    async def script_call(self, sha: str, key: str, *args: Any) -> Any:
-        """EVALSHA of a script registered with `script`, on one key; loaded
-        again if Redis forgot it (a NOSCRIPT changed nothing)."""
-        try:
-            return await self.call(self.client.evalsha(sha, 1, key, *args))
-        except NoScriptError:
-            await self.call(self._load_scripts())
-        return await self.call(self.client.evalsha(sha, 1, key, *args))
-
     async def run(self, queue: Queue) -> list[Any]:
-        """One round trip: the replies to the commands `queue` puts on a pipeline
-        (not a transaction; on a Redis Cluster one per node, in parallel). A
-        script Redis does not know (it restarted, a replica took over) is loaded
-        and the round trip made again: queue reads and scripts only, whose NOSCRIPT
-        changed nothing."""
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            queue(pipe)
-            replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
-            if not attempt and any(isinstance(r, NoScriptError) for r in replies):
+        """The replies to the commands `queue` puts on a pipeline, in one round
+        trip shared with every other `run` of this loop turn (not a transaction;
+        on a Redis Cluster one pipeline per node, in parallel). Under load the
+        REGISTERs read in one turn make one round trip for their accounts' reads
+        and nonce claims, and one for their commits, instead of one each: redis-py's
+        cost per command and the socket writes were most of a clustered
+        registration's CPU. Queue reads and scripts only: a script Redis does not
+        know (it restarted, a replica took over) is loaded and that caller's
+        commands sent again, since its NOSCRIPT changed nothing."""
+        if self._problem is not None:
+            raise StorageUnavailableError(self._problem)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._round.append((queue, future))
+        if len(self._round) == 1:
+            loop.call_soon(self._send_round)
+        return await future
+
+    def _send_round(self) -> None:
+        batch, self._round = self._round, []
+        task = asyncio.get_running_loop().create_task(self._round_trip(batch), name="redis-round")
+        self._rounds.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._rounds.discard)
+
+    async def _round_trip(self, batch: list[tuple[Queue, asyncio.Future[list[Any]]]]) -> None:
+        """One pipeline for `batch`; each caller gets its own replies, or its own error."""
+        try:
+            for attempt in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                sizes: list[int] = []
+                for queue, _ in batch:
+                    before = len(pipe)
+                    queue(pipe)
+                    sizes.append(len(pipe) - before)
+                replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
+                again: list[tuple[Queue, asyncio.Future[list[Any]]]] = []
+                start = 0
+                for (queue, future), size in zip(batch, sizes, strict=True):
+                    mine, start = replies[start : start + size], start + size
+                    if future.done():
+                        continue  # its caller was cancelled
+                    if not attempt and any(isinstance(r, NoScriptError) for r in mine):
+                        again.append((queue, future))
+                        continue
+                    error = next((r for r in mine if isinstance(r, Exception)), None)
+                    if error is None:
+                        future.set_result(mine)
+                    else:
+                        future.set_exception(self._reply_error(error))
+                if not again:
+                    return
                 await self.call(self._load_scripts())
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise self._failure(reply)
-            return replies
-        raise StorageError(f"Redis at {self.where} refuses to keep the location's scripts")
+                batch = again
+            raise StorageError(f"Redis at {self.where} refuses to keep the location's scripts")
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else StorageError(
+                        f"Redis at {self.where}: the round trip was stopped"))  # fmt: skip
+            if not isinstance(exc, Exception):
+                raise
+
+    def _reply_error(self, reply: Exception) -> Exception:
+        """What a caller gets for an error reply of its own (StorageError, or the error)."""
+        try:
+            return self._failure(reply)
+        except Exception as exc:
+            return exc
 
     def _down(self, exc: BaseException) -> None:
         if self._problem is None:
@@ -560,16 +612,13 @@ class RedisLocation:
         if self._problem is not None:
             raise StorageUnavailableError(self._problem)
         key = account_key(aor)
-        queued: list[Any] = []
-        if queue is None:
-            values = await self.call(self.client.hgetall(key))
-        else:
 
-            def read(pipe: Any) -> None:
+        def read(pipe: Any) -> None:
+            if queue is not None:
                 queue(pipe)
-                pipe.hgetall(key)
+            pipe.hgetall(key)
 
-            *queued, values = await self.run(read)
+        *queued, values = await self.run(read)
         version, records = decode_account(values)
         yield _Watch(self, aor, version, records, queued)
 
