@@ -60,8 +60,14 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regswitch.storage.base import (
@@ -195,8 +201,17 @@ def stream_id(text: str) -> tuple[int, int]:
 
 
 def _unavailable(exc: BaseException) -> bool:
+    # a Redis Cluster says so in words of its own: no node reachable, a slot
+    # without a master, CLUSTERDOWN (not RedisErrors, some of them)
     return isinstance(
-        exc, RedisConnectionError | RedisTimeoutError | OSError | asyncio.TimeoutError
+        exc,
+        RedisConnectionError
+        | RedisTimeoutError
+        | OSError
+        | asyncio.TimeoutError
+        | RedisClusterUnreachableError
+        | SlotNotCoveredError
+        | ClusterDownError,
     )
 
 
