@@ -318,6 +318,7 @@ class RedisLocation:
         self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
         self.conflicts = 0  # commits refused because another node came first
         self.commits = 0
+        self.round_trips = 0  # pipelines sent by `run` (each serving one loop turn's calls)
         self.outages = 0
         self.notices_lost = 0
 
@@ -460,6 +461,7 @@ class RedisLocation:
 
     async def _round_trip(self, batch: list[tuple[Queue, asyncio.Future[list[Any]]]]) -> None:
         """One pipeline for `batch`; each caller gets its own replies, or its own error."""
+        self.round_trips += 1
         try:
             for attempt in range(2):
                 pipe = self.client.pipeline(transaction=False)
@@ -709,6 +711,7 @@ class RedisLocation:
             "redis_up": 0 if self._problem else 1,
             "redis_outages": self.outages,
             "location_commits": self.commits,
+            "location_round_trips": self.round_trips,
             "location_conflicts": self.conflicts,
             "location_notices_lost": self.notices_lost,
         }
