@@ -4,8 +4,8 @@ Keys (the URL's database number separates clusters sharing one Redis):
 
     rs:loc:{alice@example.com}   hash    binding id -> JSON record (the account's bindings),
                                          and `#v`: the account's version (below)
-    rs:loc-changes               stream  one entry per commit: the account, its version and
-                                         its new bindings
+    rs:loc-changes               stream  one entry per batch of one node's commits: for each,
+                                         the account, its version and its new bindings
 
 The `{user@domain}` hash tag puts everything about one account in one slot,
 and every script touches one account's key only, so the location works on
@@ -28,16 +28,18 @@ of every REGISTER received in a turn, and another all their commits. Each
 commit is still its own script, conditional on its own account's version:
 sharing a pipeline changes the cost, not the decision.
 
-The change entry is appended after the commit, by the committing node's
-notice writer (one pipeline per loop turn), not in the same script: in Redis
-Cluster the stream lives in another slot. The entry carries the account's
-whole state and version, so the other nodes' copies (cluster/location.py)
-order changes by the account's version, not by stream position: two nodes'
-appends may interleave in any order, a stale one is skipped. A notice that
-cannot be written (Redis unreachable) waits and is written once Redis answers.
-A node that dies between its commit and the append leaves the others' copies
-of that account behind until its next change (any node's) or their next
-resynchronisation; those copies are a cache that no decision trusts.
+The change is appended after the commit, by the committing node's notice
+writer, not in the same script: in Redis Cluster the stream lives in another
+slot. What a node committed while its previous entry was being written goes in
+one entry (one XADD, and one entry for the others to read, instead of one per
+commit). A change carries the account's whole state and version, so the other
+nodes' copies (cluster/location.py) order changes by the account's version, not
+by stream position: two nodes' appends may interleave in any order, a stale one
+is skipped. A notice that cannot be written (Redis unreachable) waits and is
+written once Redis answers. A node that dies between its commit and the append
+leaves the others' copies of that account behind until its next change (any
+node's) or their next resynchronisation; those copies are a cache that no
+decision trusts.
 
 Redis unreachable: every call raises StorageUnavailableError at once and
 `problem` says why until a background ping succeeds again (the REGISTER path
@@ -85,7 +87,7 @@ CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 5.0
 #: How long a blocking read of the change stream waits (ms); well under COMMAND_TIMEOUT.
 BLOCK_MS = 1000
-#: Stream entries kept (approximately): a node further behind than this resynchronises.
+#: Stream entries (batches of changes) kept, approximately: a node further behind resynchronises.
 CHANGES_KEPT = 100_000
 #: An account's hash outlives its last binding's expiry by this much (s), so an
 #: account nobody expires (every node down) still leaves Redis in the end.
@@ -183,7 +185,11 @@ def encode(record: BindingRecord) -> str:
 
 
 def decode(text: str) -> BindingRecord:
-    data = json.loads(text)
+    return record_of(json.loads(text))
+
+
+def record_of(data: dict[str, Any]) -> BindingRecord:
+    """A record from its JSON object, decoded already (a change entry's)."""
     values = {name: data[name] for name in _RECORD_FIELDS if name in data}
     values["path"] = tuple(values.get("path") or ())
     return BindingRecord(**values)
@@ -549,13 +555,16 @@ class RedisLocation:
     async def _write_notices(self) -> None:
         while self._notices:
             batch, self._notices = self._notices, []
-            pipe = self.client.pipeline(transaction=False)
-            for state, records in batch:
-                version = f"{state.change[0]}-{state.change[1]}"
-                fields = {"aor": state.aor, "v": version, "node": self.node, "records": records}
-                pipe.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+            # [[account, version, [record, ...]], ...]: the records are JSON already
+            changes = ",".join(
+                f'[{json.dumps(state.aor)},"{state.change[0]}-{state.change[1]}",{records}]'
+                for state, records in batch
+            )
+            fields = {"node": self.node, "changes": f"[{changes}]"}
             try:
-                await self.call(pipe.execute())
+                await self.call(
+                    self.client.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+                )
             except StorageUnavailableError:
                 self._notices[:0] = batch  # written once Redis answers again
                 await self.wait_up()
@@ -605,9 +614,10 @@ class RedisLocation:
     async def changes(
         self, after: str, block_ms: int = BLOCK_MS
     ) -> list[tuple[str, AccountState | None]]:
-        """Commits after stream id `after`, waiting up to `block_ms` for the
-        first; this node's own (`node`) come as None, undecoded: it applied them."""
-        reply = await self.call(self.client.xread({CHANGES: after}, count=1000, block=block_ms))
+        """Commits after stream id `after` (each with the id of its entry, in
+        order), waiting up to `block_ms` for the first; an entry of this node's
+        own (`node`) comes as one None, undecoded: it applied them."""
+        reply = await self.call(self.client.xread({CHANGES: after}, count=100, block=block_ms))
         out: list[tuple[str, AccountState | None]] = []
         for _stream, entries in reply or ():
             for entry_id, data in entries:
@@ -615,8 +625,11 @@ class RedisLocation:
                 if self.node and data.get("node") == self.node:
                     out.append((entry, None))
                     continue
-                records = tuple(decode(json.dumps(item)) for item in json.loads(data["records"]))
-                out.append((entry, AccountState(data["aor"], records, stream_id(data["v"]))))
+                for aor, version, records in json.loads(data["changes"]):
+                    state = AccountState(
+                        aor, tuple(record_of(r) for r in records), stream_id(version)
+                    )
+                    out.append((entry, state))
         return out
 
     # -- one account, optimistically
