@@ -17,6 +17,7 @@ A temporary PostgreSQL (tests/support/postgres.py) and redis-server
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -40,11 +41,21 @@ def regswitch_rate(label: str, sweep: Sweep, **server: Any) -> float:
     node = Regswitch(**server)
     try:
         node.provision()
-        step = run_sweep(node.target, sweep, [node.pid], label, log=lambda _: None)
+        # the process and its workers (--workers N forks them)
+        step = run_sweep(node.target, sweep, process_tree(node.pid), label, log=lambda _: None)
     finally:
         node.stop()
     print_step(step)
+    print_cpu(step)
     return float(step["best_rate"] or 0)
+
+
+def print_cpu(step: dict[str, Any]) -> None:
+    """Server CPU per full registration at the best rate, and the load average."""
+    rate, cpu = step["best_rate"], step["server_cpu"]
+    if rate and cpu is not None:
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(f"  {'':<18} server CPU {cpu * 10 / rate:.3f} ms per registration; load {load}")
 
 
 def kamailio_rate(label: str, sweep: Sweep, children: int) -> float:
@@ -54,6 +65,7 @@ def kamailio_rate(label: str, sweep: Sweep, children: int) -> float:
     ):
         step = run_sweep("127.0.0.1:5070", sweep, process_tree(proc.pid), label, log=lambda _: None)
     print_step(step)
+    print_cpu(step)
     return float(step["best_rate"] or 0)
 
 

@@ -28,6 +28,7 @@ from support.redis import (  # noqa: E402, F401  (fixtures)
     redis_cluster_url,
     redis_server,
     redis_url,
+    shared_redis,
     shared_url,
 )
 from support.server import RunningServer, log_tail  # noqa: E402

@@ -14,7 +14,7 @@ import pytest
 from cluster_helpers import DOMAIN, PASSWORD, Cluster
 
 from support import wait_until
-from support.redis import RedisServer, cli
+from support.redis import RedisCluster, RedisServer, cli
 from support.server import RunningServer
 from support.ua import UA
 
@@ -242,21 +242,25 @@ def test_event_ids_of_two_nodes_never_collide(cluster: Cluster) -> None:
 
 
 def test_redis_down_means_503_then_service_resumes(
-    cluster: Cluster, redis_server: RedisServer
+    server_factory: Callable[..., RunningServer],
+    pg_url: str,
+    shared_redis: RedisServer | RedisCluster,
 ) -> None:
+    """One Redis server, then a Redis Cluster with every master down."""
+    cluster = Cluster(server_factory, pg_url, shared_redis.new_database())
     n1 = cluster.add()
     cluster.account("gina")
     phone = UA("udp", n1.udp)
     try:
         assert phone.register("gina", DOMAIN, PASSWORD).status == 200
-        redis_server.stop()
+        shared_redis.down()
         try:
             response = phone.register("gina", DOMAIN, PASSWORD)
             assert response.status == 503 and response.headers.get("retry-after")
             health = n1.api.get("/healthz").json()
             assert health["status"] == "degraded" and health["checks"]["cluster"] is False
         finally:
-            redis_server.start_again()  # empty: no persistence
+            shared_redis.up()  # empty: no persistence
         # back by itself: the phone registers again (its binding went with Redis)
         wait_until(
             lambda: phone.register("gina", DOMAIN, PASSWORD).status == 200, 15, "a 200 again"
@@ -264,5 +268,3 @@ def test_redis_down_means_503_then_service_resumes(
         wait_until(lambda: n1.api.get("/healthz").json()["status"] == "ok", 10, "healthy")
     finally:
         phone.close()
-        if redis_server.proc is None:
-            redis_server.start_again()

@@ -20,7 +20,7 @@ from regswitch.storage.base import (
     StorageUnavailableError,
 )
 from regswitch.storage.redis_location import RedisLocation, account_key, check_url, decode, encode
-from support.redis import RedisServer
+from support.redis import RedisCluster, RedisServer, cli
 
 
 def now() -> float:
@@ -146,6 +146,58 @@ async def test_a_commit_works_after_redis_forgot_the_script(redis_server: RedisS
         await location.close()
 
 
+async def test_commits_in_one_turn_after_redis_forgot_the_script(
+    redis_server: RedisServer,
+) -> None:
+    """Commits sent together, every one refused NOSCRIPT: the script is loaded
+    again and each commits once."""
+    location = RedisLocation(redis_server.new_database())
+    await location.open()
+    try:
+        redis_server.command("SCRIPT", "FLUSH")
+        aors = [f"u{i}@example.com" for i in range(5)]
+        await asyncio.gather(
+            *(
+                location.apply([BindingOp.upsert(record(f"b{i}", aor))])
+                for i, aor in enumerate(aors)
+            )
+        )
+        for i, aor in enumerate(aors):
+            assert [r.id for r in await location.load_account(aor)] == [f"b{i}"]
+        assert location.commits == 5 and location.conflicts == 0
+    finally:
+        await location.close()
+
+
+async def test_the_round_trips_of_one_turn_share_a_pipeline(
+    location: RedisLocation, shared_url: str
+) -> None:
+    """Reads asked for in one loop turn go in one round trip, and so do the
+    commits that follow; each caller gets its own replies, and its own error."""
+    aors = [f"u{i}@example.com" for i in range(20)]
+    await location.apply([BindingOp.upsert(record("old", aors[0]))])
+    cli(shared_url, "SET", "not-a-hash", "x")
+    before = location.round_trips
+
+    async def read_and_commit(aor: str) -> tuple[list[str], bool]:
+        async with location.watch(aor) as watch:
+            seen = [r.id for r in watch.records]
+            state = await watch.commit([BindingOp.upsert(record(f"new-{aor}", aor))])
+        return seen, state is not None
+
+    async def wrong() -> None:
+        await location.run(lambda pipe: pipe.hgetall("not-a-hash"))
+
+    *results, error = await asyncio.gather(
+        *(read_and_commit(aor) for aor in aors), wrong(), return_exceptions=True
+    )
+    assert isinstance(error, StorageError) and "WRONGTYPE" in str(error)
+    assert results[0] == (["old"], True)
+    assert all(result == ([], True) for result in results[1:])
+    assert location.round_trips - before == 2  # the reads (and the wrong one), the commits
+    assert location.problem is None
+
+
 async def test_racing_writers_each_see_the_other(location: RedisLocation, shared_url: str) -> None:
     """Many writers each add one binding under "at most one": read, decide,
     commit, retry on conflict. Exactly one binding is left, whoever wins."""
@@ -234,27 +286,27 @@ async def test_unreachable_at_open_is_one_line() -> None:
     assert "\n" not in text and f"Redis at 127.0.0.1:{port}/0" in text
 
 
-async def test_down_then_back(redis_server: RedisServer) -> None:
-    """Redis stops: calls fail at once as unavailable and `problem` says so;
-    it comes back: the location clears the problem by itself."""
-    loc = RedisLocation(redis_server.new_database())
+async def test_down_then_back(shared_redis: RedisServer | RedisCluster) -> None:
+    """Redis stops (one server; every master of a Redis Cluster): calls fail at
+    once as unavailable and `problem` says so; it comes back: the location
+    clears the problem by itself."""
+    loc = RedisLocation(shared_redis.new_database())
     await loc.open()
     try:
-        redis_server.stop()
+        shared_redis.down()
         with pytest.raises(StorageUnavailableError):
             await loc.load_account("alice@example.com")
         assert loc.problem is not None and "unreachable" in loc.problem
         with pytest.raises(StorageUnavailableError):
             async with loc.watch("alice@example.com"):
                 pass
-        redis_server.start_again()
+        shared_redis.up()
         async with asyncio.timeout(10):
             while loc.problem is not None:
                 await asyncio.sleep(0.05)
         assert await loc.load_account("alice@example.com") == []
     finally:
-        if redis_server.proc is None:
-            redis_server.start_again()
+        shared_redis.up()
         await loc.close()
 
 

@@ -7,6 +7,7 @@ and waits (with a deadline) until it answers PING. It is stopped by its PID.
     server = RedisServer.start()
     url = server.new_database()    # redis://127.0.0.1:PORT/N, flushed
     server.stop(); server.start_again()   # Redis down, then back on the same port
+    server.down(); server.up()           # the same; on a RedisCluster, every master
 
     cluster = RedisCluster.start()   # three masters, --cluster-enabled, slots spread
     url = cluster.new_database()       # redis+cluster://127.0.0.1:PORT, every master flushed
@@ -14,7 +15,7 @@ and waits (with a deadline) until it answers PING. It is stopped by its PID.
 Fixtures: `redis_server` (one per session) and `redis_url` (a flushed database
 per test; 16 databases are used in turn); `redis_cluster` (one per session)
 and `redis_cluster_url` (the cluster, flushed, per test: a cluster has one
-database).
+database); `shared_redis`: the server, then the cluster, for outage tests.
 """
 
 from __future__ import annotations
@@ -96,6 +97,15 @@ class RedisServer:
                 raise RuntimeError(f"redis-server did not answer within {START_TIMEOUT} s")
             time.sleep(0.02)  # polling a port: there is no event to wait on
 
+    def down(self) -> None:
+        """Redis unreachable: stopped until `up` (the outage tests'; same as `stop`)."""
+        self.stop()
+
+    def up(self) -> None:
+        """Back on the same port, empty (no persistence), if `down`."""
+        if self.proc is None:
+            self.start_again()
+
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
 
@@ -157,15 +167,30 @@ class RedisCluster:
                  "--cluster-replicas", "0", "--cluster-yes"],
                 capture_output=True, text=True, timeout=30, check=True,
             )  # fmt: skip
-            deadline = time.monotonic() + START_TIMEOUT
-            while not all("cluster_state:ok" in s.command("CLUSTER", "INFO") for s in servers):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the Redis Cluster was not ok within {START_TIMEOUT} s")
-                time.sleep(0.05)  # polling the cluster's state: there is no event to wait on
+            cluster._wait_ok()
         except BaseException:
             cluster.stop()
             raise
         return cluster
+
+    def _wait_ok(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not all("cluster_state:ok" in s.command("CLUSTER", "INFO") for s in self.servers):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Redis Cluster was not ok within {START_TIMEOUT} s")
+            time.sleep(0.05)  # polling the cluster's state: there is no event to wait on
+
+    def down(self) -> None:
+        """Every master stopped (the whole cluster unreachable) until `up`."""
+        for server in self.servers:
+            server.stop()
+
+    def up(self) -> None:
+        """Every stopped master started again, empty, and the cluster ok again (each
+        master keeps its nodes.conf: the same cluster, the same slots)."""
+        for server in self.servers:
+            server.up()
+        self._wait_ok()
 
     def url(self) -> str:
         return f"redis+cluster://127.0.0.1:{self.servers[0].port}"
@@ -211,6 +236,17 @@ def shared_url(request: pytest.FixtureRequest) -> str:
     test runs once on each)."""
     fixture = "redis_url" if request.param == "redis" else "redis_cluster_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_redis(request: pytest.FixtureRequest) -> Iterator[RedisServer | RedisCluster]:
+    """One Redis server, then a Redis Cluster (the test runs once on each), for
+    tests that stop it (`down`, `up`); `new_database` gives a flushed location."""
+    _require_redis()
+    name = "redis_server" if request.param == "redis" else "redis_cluster"
+    redis: RedisServer | RedisCluster = request.getfixturevalue(name)
+    yield redis
+    redis.up()  # the session's: up for the next test even if this one failed
 
 
 def cli(url: str, *args: str) -> str:

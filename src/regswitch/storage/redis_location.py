@@ -4,8 +4,8 @@ Keys (the URL's database number separates clusters sharing one Redis):
 
     rs:loc:{alice@example.com}   hash    binding id -> JSON record (the account's bindings),
                                          and `#v`: the account's version (below)
-    rs:loc-changes               stream  one entry per commit: the account, its version and
-                                         its new bindings
+    rs:loc-changes               stream  one entry per batch of one node's commits: for each,
+                                         the account, its version and its new bindings
 
 The `{user@domain}` hash tag puts everything about one account in one slot,
 and every script touches one account's key only, so the location works on
@@ -22,16 +22,24 @@ while the account has no bindings, and goes only with the key, KEY_GRACE
 seconds after the last binding's expiry, so a version once read is never
 seen again on that key (no ABA).
 
-The change entry is appended after the commit, by the committing node's
-notice writer (one pipeline per loop turn), not in the same script: in Redis
-Cluster the stream lives in another slot. The entry carries the account's
-whole state and version, so the other nodes' copies (cluster/location.py)
-order changes by the account's version, not by stream position: two nodes'
-appends may interleave in any order, a stale one is skipped. A notice that
-cannot be written (Redis unreachable) waits and is written once Redis answers.
-A node that dies between its commit and the append leaves the others' copies
-of that account behind until its next change (any node's) or their next
-resynchronisation; those copies are a cache that no decision trusts.
+Reads and commits go through `run`: whatever every task asks of Redis in one
+loop turn goes in one pipeline, so under load one round trip carries the reads
+of every REGISTER received in a turn, and another all their commits. Each
+commit is still its own script, conditional on its own account's version:
+sharing a pipeline changes the cost, not the decision.
+
+The change is appended after the commit, by the committing node's notice
+writer, not in the same script: in Redis Cluster the stream lives in another
+slot. What a node committed while its previous entry was being written goes in
+one entry (one XADD, and one entry for the others to read, instead of one per
+commit). A change carries the account's whole state and version, so the other
+nodes' copies (cluster/location.py) order changes by the account's version, not
+by stream position: two nodes' appends may interleave in any order, a stale one
+is skipped. A notice that cannot be written (Redis unreachable) waits and is
+written once Redis answers. A node that dies between its commit and the append
+leaves the others' copies of that account behind until its next change (any
+node's) or their next resynchronisation; those copies are a cache that no
+decision trusts.
 
 Redis unreachable: every call raises StorageUnavailableError at once and
 `problem` says why until a background ping succeeds again (the REGISTER path
@@ -54,8 +62,14 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regswitch.storage.base import (
@@ -73,7 +87,7 @@ CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 5.0
 #: How long a blocking read of the change stream waits (ms); well under COMMAND_TIMEOUT.
 BLOCK_MS = 1000
-#: Stream entries kept (approximately): a node further behind than this resynchronises.
+#: Stream entries (batches of changes) kept, approximately: a node further behind resynchronises.
 CHANGES_KEPT = 100_000
 #: An account's hash outlives its last binding's expiry by this much (s), so an
 #: account nobody expires (every node down) still leaves Redis in the end.
@@ -171,7 +185,11 @@ def encode(record: BindingRecord) -> str:
 
 
 def decode(text: str) -> BindingRecord:
-    data = json.loads(text)
+    return record_of(json.loads(text))
+
+
+def record_of(data: dict[str, Any]) -> BindingRecord:
+    """A record from its JSON object, decoded already (a change entry's)."""
     values = {name: data[name] for name in _RECORD_FIELDS if name in data}
     values["path"] = tuple(values.get("path") or ())
     return BindingRecord(**values)
@@ -189,8 +207,17 @@ def stream_id(text: str) -> tuple[int, int]:
 
 
 def _unavailable(exc: BaseException) -> bool:
+    # a Redis Cluster says so in words of its own: no node reachable, a slot
+    # without a master, CLUSTERDOWN (not RedisErrors, some of them)
     return isinstance(
-        exc, RedisConnectionError | RedisTimeoutError | OSError | asyncio.TimeoutError
+        exc,
+        RedisConnectionError
+        | RedisTimeoutError
+        | OSError
+        | asyncio.TimeoutError
+        | RedisClusterUnreachableError
+        | SlotNotCoveredError
+        | ClusterDownError,
     )
 
 
@@ -237,7 +264,9 @@ class _Watch:
         encoded = [encode(r) for r in records]
         for r, text in zip(records, encoded, strict=True):
             args += (r.id, text)
-        version = await owner.script_call(owner.commit_sha, account_key(self._aor), *args)
+        key = account_key(self._aor)
+        sha = owner.commit_sha
+        (version,) = await owner.run(lambda pipe: pipe.evalsha(sha, 1, key, *args))
         if version is None:
             owner.conflicts += 1
             return None
@@ -291,8 +320,11 @@ class RedisLocation:
         self.commit_sha = self.script(COMMIT)
         self._notices: list[tuple[AccountState, str]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._round: list[tuple[Queue, asyncio.Future[list[Any]]]] = []  # `run`s of this turn
+        self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
         self.conflicts = 0  # commits refused because another node came first
         self.commits = 0
+        self.round_trips = 0  # pipelines sent by `run` (each serving one loop turn's calls)
         self.outages = 0
         self.notices_lost = 0
 
@@ -408,33 +440,76 @@ class RedisLocation:
         for text in self._scripts.values():
             await self.client.script_load(text)  # on a Redis Cluster: every primary
 
-    async def script_call(self, sha: str, key: str, *args: Any) -> Any:
-        """EVALSHA of a script registered with `script`, on one key; loaded
-        again if Redis forgot it (a NOSCRIPT changed nothing)."""
-        try:
-            return await self.call(self.client.evalsha(sha, 1, key, *args))
-        except NoScriptError:
-            await self.call(self._load_scripts())
-        return await self.call(self.client.evalsha(sha, 1, key, *args))
-
     async def run(self, queue: Queue) -> list[Any]:
-        """One round trip: the replies to the commands `queue` puts on a pipeline
-        (not a transaction; on a Redis Cluster one per node, in parallel). A
-        script Redis does not know (it restarted, a replica took over) is loaded
-        and the round trip made again: queue reads and scripts only, whose NOSCRIPT
-        changed nothing."""
-        for attempt in range(2):
-            pipe = self.client.pipeline(transaction=False)
-            queue(pipe)
-            replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
-            if not attempt and any(isinstance(r, NoScriptError) for r in replies):
+        """The replies to the commands `queue` puts on a pipeline, in one round
+        trip shared with every other `run` of this loop turn (not a transaction;
+        on a Redis Cluster one pipeline per node, in parallel). Under load the
+        REGISTERs read in one turn make one round trip for their accounts' reads
+        and nonce claims, and one for their commits, instead of one each: redis-py's
+        cost per command and the socket writes were most of a clustered
+        registration's CPU. Queue reads and scripts only: a script Redis does not
+        know (it restarted, a replica took over) is loaded and that caller's
+        commands sent again, since its NOSCRIPT changed nothing."""
+        if self._problem is not None:
+            raise StorageUnavailableError(self._problem)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
+        self._round.append((queue, future))
+        if len(self._round) == 1:
+            loop.call_soon(self._send_round)
+        return await future
+
+    def _send_round(self) -> None:
+        batch, self._round = self._round, []
+        task = asyncio.get_running_loop().create_task(self._round_trip(batch), name="redis-round")
+        self._rounds.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._rounds.discard)
+
+    async def _round_trip(self, batch: list[tuple[Queue, asyncio.Future[list[Any]]]]) -> None:
+        """One pipeline for `batch`; each caller gets its own replies, or its own error."""
+        self.round_trips += 1
+        try:
+            for attempt in range(2):
+                pipe = self.client.pipeline(transaction=False)
+                sizes: list[int] = []
+                for queue, _ in batch:
+                    before = len(pipe)
+                    queue(pipe)
+                    sizes.append(len(pipe) - before)
+                replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
+                again: list[tuple[Queue, asyncio.Future[list[Any]]]] = []
+                start = 0
+                for (queue, future), size in zip(batch, sizes, strict=True):
+                    mine, start = replies[start : start + size], start + size
+                    if future.done():
+                        continue  # its caller was cancelled
+                    if not attempt and any(isinstance(r, NoScriptError) for r in mine):
+                        again.append((queue, future))
+                        continue
+                    error = next((r for r in mine if isinstance(r, Exception)), None)
+                    if error is None:
+                        future.set_result(mine)
+                    else:
+                        future.set_exception(self._reply_error(error))
+                if not again:
+                    return
                 await self.call(self._load_scripts())
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise self._failure(reply)
-            return replies
-        raise StorageError(f"Redis at {self.where} refuses to keep the location's scripts")
+                batch = again
+            raise StorageError(f"Redis at {self.where} refuses to keep the location's scripts")
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else StorageError(
+                        f"Redis at {self.where}: the round trip was stopped"))  # fmt: skip
+            if not isinstance(exc, Exception):
+                raise
+
+    def _reply_error(self, reply: Exception) -> Exception:
+        """What a caller gets for an error reply of its own (StorageError, or the error)."""
+        try:
+            return self._failure(reply)
+        except Exception as exc:
+            return exc
 
     def _down(self, exc: BaseException) -> None:
         if self._problem is None:
@@ -480,13 +555,16 @@ class RedisLocation:
     async def _write_notices(self) -> None:
         while self._notices:
             batch, self._notices = self._notices, []
-            pipe = self.client.pipeline(transaction=False)
-            for state, records in batch:
-                version = f"{state.change[0]}-{state.change[1]}"
-                fields = {"aor": state.aor, "v": version, "node": self.node, "records": records}
-                pipe.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+            # [[account, version, [record, ...]], ...]: the records are JSON already
+            changes = ",".join(
+                f'[{json.dumps(state.aor)},"{state.change[0]}-{state.change[1]}",{records}]'
+                for state, records in batch
+            )
+            fields = {"node": self.node, "changes": f"[{changes}]"}
             try:
-                await self.call(pipe.execute())
+                await self.call(
+                    self.client.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+                )
             except StorageUnavailableError:
                 self._notices[:0] = batch  # written once Redis answers again
                 await self.wait_up()
@@ -536,9 +614,10 @@ class RedisLocation:
     async def changes(
         self, after: str, block_ms: int = BLOCK_MS
     ) -> list[tuple[str, AccountState | None]]:
-        """Commits after stream id `after`, waiting up to `block_ms` for the
-        first; this node's own (`node`) come as None, undecoded: it applied them."""
-        reply = await self.call(self.client.xread({CHANGES: after}, count=1000, block=block_ms))
+        """Commits after stream id `after` (each with the id of its entry, in
+        order), waiting up to `block_ms` for the first; an entry of this node's
+        own (`node`) comes as one None, undecoded: it applied them."""
+        reply = await self.call(self.client.xread({CHANGES: after}, count=100, block=block_ms))
         out: list[tuple[str, AccountState | None]] = []
         for _stream, entries in reply or ():
             for entry_id, data in entries:
@@ -546,8 +625,11 @@ class RedisLocation:
                 if self.node and data.get("node") == self.node:
                     out.append((entry, None))
                     continue
-                records = tuple(decode(json.dumps(item)) for item in json.loads(data["records"]))
-                out.append((entry, AccountState(data["aor"], records, stream_id(data["v"]))))
+                for aor, version, records in json.loads(data["changes"]):
+                    state = AccountState(
+                        aor, tuple(record_of(r) for r in records), stream_id(version)
+                    )
+                    out.append((entry, state))
         return out
 
     # -- one account, optimistically
@@ -560,16 +642,13 @@ class RedisLocation:
         if self._problem is not None:
             raise StorageUnavailableError(self._problem)
         key = account_key(aor)
-        queued: list[Any] = []
-        if queue is None:
-            values = await self.call(self.client.hgetall(key))
-        else:
 
-            def read(pipe: Any) -> None:
+        def read(pipe: Any) -> None:
+            if queue is not None:
                 queue(pipe)
-                pipe.hgetall(key)
+            pipe.hgetall(key)
 
-            *queued, values = await self.run(read)
+        *queued, values = await self.run(read)
         version, records = decode_account(values)
         yield _Watch(self, aor, version, records, queued)
 
@@ -645,6 +724,7 @@ class RedisLocation:
             "redis_up": 0 if self._problem else 1,
             "redis_outages": self.outages,
             "location_commits": self.commits,
+            "location_round_trips": self.round_trips,
             "location_conflicts": self.conflicts,
             "location_notices_lost": self.notices_lost,
         }
