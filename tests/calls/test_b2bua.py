@@ -135,6 +135,18 @@ def test_invite_cancelled_while_its_parties_are_restored_is_never_routed() -> No
     assert (cdr.final_code, cdr.end_reason) == (487, "cancelled")
 
 
+def test_invite_to_no_account_while_restoring_reads_only_the_caller() -> None:
+    """An authenticated caller cannot make the switch read arbitrary names."""
+    sw = FakeSwitch()
+    sw.account("alice")
+    sw.registrar.unrestored = {"alice@" + DOMAIN}
+    sw.invite(ALICE, "nobody")
+    [(aors, _)] = sw.registrar.restore_reads
+    assert aors == ("alice@" + DOMAIN,)
+    sw.registrar.finish_restore()
+    assert sw.take(ALICE, 404)
+
+
 def test_a_stranger_invite_while_restoring_reads_nothing() -> None:
     """Unauthenticated, an INVITE is challenged before any account is read."""
     sw = FakeSwitch()

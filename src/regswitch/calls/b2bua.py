@@ -133,7 +133,9 @@ class B2BUA:
         if caller is None:
             return  # answered (401/407/403) by the registrar
         callee_aor = self.registrar.aor_of(request.ruri)
-        parties = (caller,) if callee_aor is None else (caller, callee_aor)
+        parties: tuple[str, ...] = (caller,)
+        if callee_aor is not None and self.registrar.accounts.get(callee_aor) is not None:
+            parties = (caller, callee_aor)  # any other callee is refused (404), never read
         if all(self.registrar.restored(aor) for aor in parties):
             self._route(stx, caller)
             return
