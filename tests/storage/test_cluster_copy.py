@@ -24,7 +24,7 @@ async def test_a_late_notice_of_an_older_change_does_not_undo_a_newer_one(
     writer, store = RedisLocation(shared_url), RedisLocation(shared_url)
     await writer.open()
     await store.open()
-    copy = ClusterLocation(store, Location(), ExpiryQueue(), "n2", NonceClaims(store, 300))
+    copy = ClusterLocation(store, Location(), ExpiryQueue(), "n2", NonceClaims(300))
     await copy.load()
     copy.start()
     try:

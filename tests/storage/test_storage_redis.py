@@ -12,6 +12,9 @@ from dataclasses import replace
 import pytest
 
 from regswitch.storage.base import (
+    COMMITTED,
+    CONFLICT,
+    REPLAYED,
     AccountState,
     BindingOp,
     BindingRecord,
@@ -19,7 +22,14 @@ from regswitch.storage.base import (
     StorageError,
     StorageUnavailableError,
 )
-from regswitch.storage.redis_location import RedisLocation, account_key, check_url, decode, encode
+from regswitch.storage.redis_location import (
+    RedisLocation,
+    account_key,
+    check_url,
+    decode,
+    encode,
+    version_text,
+)
 from support.redis import RedisCluster, RedisServer, cli
 
 
@@ -131,6 +141,58 @@ async def test_an_account_emptied_and_filled_again_meanwhile_still_refuses_the_c
         async with location.watch("alice@example.com") as again:
             state = await again.commit([BindingOp.upsert(record("b1"))])
         assert state is not None and state.change > first.change
+    finally:
+        await other.close()
+
+
+async def test_a_commit_on_a_copy_that_was_behind_returns_the_account_as_it_is(
+    location: RedisLocation,
+) -> None:
+    """A node decides on its copy and commits on the copy's version: a copy
+    that missed a change is refused, and the refusal carries what is there."""
+    aor = "alice@example.com"
+    outcome, first = await location.commit(aor, "", (record("b1"),))
+    assert outcome == COMMITTED and first.change > (0, 0)
+    outcome, now = await location.commit(aor, "", (record("b2"),))  # decided on "no account"
+    assert outcome == CONFLICT
+    assert [r.id for r in now.records] == ["b1"] and now.change == first.change
+    outcome, second = await location.commit(aor, version_text(now.change), (record("b2"),))
+    assert outcome == COMMITTED and second.change > first.change
+    assert [r.id for r in await location.load_account(aor)] == ["b2"]
+
+
+async def test_a_commit_with_nothing_to_write_only_confirms_the_version(
+    location: RedisLocation,
+) -> None:
+    aor = "alice@example.com"
+    _, written = await location.commit(aor, "", (record("b1"),))
+    version = version_text(written.change)
+    outcome, confirmed = await location.commit(aor, version, None)
+    assert outcome == COMMITTED and confirmed.change == written.change
+    outcome, _ = await location.commit(aor, "", None)
+    assert outcome == CONFLICT
+    assert [r.id for r in await location.load_account(aor)] == ["b1"]
+    assert location.commits == 1
+
+
+async def test_a_nonce_count_is_claimed_once_whatever_the_commit_came_to(
+    location: RedisLocation, shared_url: str
+) -> None:
+    """The claim goes first in the commit's script: a count used once, even by
+    a commit refused for a stale copy, refuses every later commit carrying it,
+    on any node, and such a commit writes nothing."""
+    other = RedisLocation(shared_url)
+    await other.open()
+    aor = "alice@example.com"
+    claim = (f"rs:nc:{{{aor}}}:n1", 1, 60)
+    try:
+        outcome, _ = await location.commit(aor, "stale", (record("b1"),), claim)
+        assert outcome == CONFLICT  # refused, but the count is spent
+        outcome, _ = await other.commit(aor, "", (record("b2"),), claim)
+        assert outcome == REPLAYED
+        assert await location.load_account(aor) == []
+        outcome, _ = await other.commit(aor, "", (record("b2"),), (claim[0], 2, 60))
+        assert outcome == COMMITTED  # a higher count of the same nonce is fresh
     finally:
         await other.close()
 

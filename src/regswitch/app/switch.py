@@ -79,7 +79,7 @@ class Switch:
                 self.location,
                 expiry,
                 settings.node_id,
-                NonceClaims(shared, settings.nonce_lifetime),
+                NonceClaims(settings.nonce_lifetime),
             )
             if shared
             else None

@@ -12,58 +12,69 @@ than what the copy holds is skipped. An account read for a turn or an expiry
 counts as a change too, so a copy that missed one (its notice lost with the
 node that committed it) catches up there.
 
-Decisions never trust the copy: the registrar's turn (registrar/shared.py)
-re-reads the account (one round trip, carrying the REGISTER's nonce claim)
-and commits conditionally; the read also brings the copy of that account up
-to date. While a turn holds an account here, changes to it from the stream
-wait, so the registrar applies its own commit to a copy nobody else moves
-under it.
+The registrar decides a REGISTER on the copy (registrar/shared.py) and
+commits conditionally on the version the copy holds, the REGISTER's nonce
+claim in the same command: one round trip. A copy that was behind is refused,
+and brought up to date by the refusal's reply, and the registrar decides
+again. While a turn holds an account here, changes to it from the stream wait,
+so the registrar applies its own commit to a copy nobody else moves under it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 
 from regswitch.cluster.protection import NonceClaims
 from regswitch.registrar.bindings import Binding, Location
 from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.shared import sync_account
 from regswitch.storage.base import (
+    CONFLICT,
+    REPLAYED,
     AccountState,
-    AccountWatch,
     BindingOp,
     BindingRecord,
     StorageError,
     StorageUnavailableError,
 )
-from regswitch.storage.redis_location import RedisLocation, asked_to_stop, stop_reader
+from regswitch.storage.redis_location import (
+    RedisLocation,
+    asked_to_stop,
+    stop_reader,
+    version_text,
+)
 
 log = logging.getLogger("regswitch.cluster")
 
 
 class _Turn:
-    """The watch of one turn; a commit also tells the copy which change it made."""
+    """One REGISTER's hold on an account (registrar/shared.py Turn)."""
 
-    def __init__(
-        self, owner: ClusterLocation, watch: AccountWatch, aor: str, nonce_fresh: bool
-    ) -> None:
+    def __init__(self, owner: ClusterLocation, aor: str, nonce: tuple[str, int] | None) -> None:
         self._owner = owner
-        self._watch = watch
         self._aor = aor
-        self.nonce_fresh = nonce_fresh  # the nonce count claimed with the read was unused
+        self.nonce = nonce  # claimed by the first commit that reaches Redis
 
-    @property
-    def records(self) -> list[BindingRecord]:
-        return self._watch.records
+    async def commit(self, ops: Sequence[BindingOp]) -> str:
+        owner, aor = self._owner, self._aor
+        claim = None if self.nonce is None else owner.nonces.claim(aor, *self.nonce)
+        records = owner._written(aor, ops) if ops else None
+        version = version_text(owner._seen.get(aor, (0, 0)))
+        outcome, state = await owner.store.commit(aor, version, records, claim)
+        if outcome == REPLAYED:
+            owner.nonces.refused += 1
+            return outcome
+        self.nonce = None
+        if outcome == CONFLICT:
+            # the copy was behind: it is what the location holds now
+            sync_account(owner.location, aor, state.records, owner.expiry, owner.node)
+        owner._seen[aor] = state.change
+        return outcome
 
-    async def commit(self, ops: Sequence[BindingOp]) -> AccountState | None:
-        state = await self._watch.commit(ops)
-        if state is not None:
-            self._owner._seen[self._aor] = state.change
-        return state
+    def close(self) -> None:
+        self._owner._release(self._aor)
 
 
 class ClusterLocation:
@@ -107,6 +118,8 @@ class ClusterLocation:
         """Every binding (the registrar's restore); the copy follows changes from here."""
         position, states = await self.store.snapshot()
         self._position = position
+        for state in states:
+            self._seen[state.aor] = state.change  # what a commit on the copy is conditional on
         return [r for state in states for r in state.records]
 
     async def load_account(self, aor: str) -> list[BindingRecord]:
@@ -134,29 +147,45 @@ class ClusterLocation:
         return asyncio.ensure_future(self.apply(ops))
 
     # --- the registrar's SharedLocation -----------------------------------------
-    @asynccontextmanager
-    async def turn(self, aor: str, nonce: tuple[str, int] | None = None) -> AsyncIterator[_Turn]:
+    def turn(self, aor: str, nonce: tuple[str, int] | None = None) -> _Turn:
         self._held[aor] = self._held.get(aor, 0) + 1
-        try:
-            queue = None if nonce is None else self.nonces.queue(*nonce)
-            async with self.store.watch(aor, queue) as watch:
-                sync_account(self.location, aor, watch.records, self.expiry, self.node)
-                self._seen[aor] = max(self._seen.get(aor, (0, 0)), watch.change)
-                fresh = nonce is None or self.nonces.fresh(watch.queued[0])
-                yield _Turn(self, watch, aor, fresh)
-        finally:
-            held = self._held[aor] - 1
-            if held:
-                self._held[aor] = held
+        return _Turn(self, aor, nonce)
+
+    def _release(self, aor: str) -> None:
+        held = self._held[aor] - 1
+        if held:
+            self._held[aor] = held
+            return
+        del self._held[aor]
+        deferred = self._deferred.pop(aor, None)
+        if deferred is not None:
+            self._apply(deferred)
+
+    def _written(self, aor: str, ops: Sequence[BindingOp]) -> tuple[BindingRecord, ...]:
+        """The account's whole state once `ops` are applied to the copy of it."""
+        state = {b.id: self._stored(b) for b in self.location.of(aor)}
+        for op in ops:
+            if op.kind == "upsert":
+                assert op.record is not None
+                state[op.binding_id] = op.record
             else:
-                del self._held[aor]
-                deferred = self._deferred.pop(aor, None)
-                if deferred is not None:
-                    self._apply(deferred)
+                state.pop(op.binding_id, None)
+        return tuple(state.values())
+
+    def _stored(self, binding: Binding) -> BindingRecord:
+        record = binding.to_record()
+        if binding.node == self.node:
+            # `reachable` of this node's own bindings is its keepalive's view,
+            # kept out of the location (sync_account): stored is what the
+            # registration wrote
+            record.reachable = True
+        return record
 
     async def expire(self, binding: Binding, now: float) -> bool:
-        # not due after all: this copy missed a change (its notice was lost with
-        # the node that committed it), and catches up on what was read
+        # the copy follows what the expiry left (a REGISTER's commit is
+        # conditional on its version), or, not due after all, catches up on
+        # what was read: it missed a change (its notice was lost with the node
+        # that committed it)
         return await self.store.expire(binding.aor, binding.id, now, self._apply)
 
     # --- following the other nodes -----------------------------------------------

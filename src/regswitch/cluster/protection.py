@@ -3,11 +3,16 @@
 - Nonces. Every node signs and checks them with one key (`rs:auth`: a secret
   and an epoch, made by the first node that needs them), timed by the wall
   clock, so a nonce one node issued is good on every node. Whether a nonce
-  count was used is decided in Redis (`rs:nc:<nonce>`: the highest nc seen,
-  kept for the nonce's lifetime, raised by one atomic script): a REGISTER's
+  count was used is decided in Redis (`rs:nc:{account}:<nonce>`: the highest
+  nc seen, kept for the nonce's lifetime, in the account's slot): a REGISTER's
   credentials are accepted once cluster-wide, whichever nodes they are sent
-  to (registrar/shared.py claims them in the round trip that reads the
-  account, before deciding). Should Redis lose
+  to. The claim is made by the script that commits the REGISTER's decision
+  (storage/redis_location.py COMMIT), before it writes anything: a replay
+  changes no binding and kicks nobody. What the registrar does before that
+  round trip is no harm from a replay either: a nonce is bound to the address
+  it was issued to, so a replay comes from the same source as the original,
+  and the credential-sharing count (the only state counted on the way) is of
+  distinct networks and instances. Should Redis lose
   the key (a restart without persistence), the nodes make and adopt a new
   one within a few seconds; nonces signed with the old one are then stale.
 - Blocks. A source (or one account from a source) that one node blocks for
@@ -32,40 +37,24 @@ from regswitch.protection.flapping import FlapDetector
 from regswitch.protection.flood import FloodGuard
 from regswitch.registrar.auth import Authenticator
 from regswitch.storage.base import EventRecord, StorageError
-from regswitch.storage.redis_location import Queue, RedisLocation
+from regswitch.storage.redis_location import Claim, RedisLocation
 
 AUTH = "rs:auth"
 NC_PREFIX = "rs:nc:"
-#: raise the highest nc of a nonce, or refuse (1 / 0); the key lives as long as the nonce
-CLAIM = """
-local seen = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) <= seen then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
 KEY_CHECK = 2.0  # s between checks that the shared nonce key is still the one in use
 
 
 class NonceClaims:
     """The cluster-wide record of used nonce counts (see the module docstring)."""
 
-    def __init__(self, redis: RedisLocation, nonce_lifetime: float) -> None:
-        self.redis = redis
+    def __init__(self, nonce_lifetime: float) -> None:
         self.ttl = int(nonce_lifetime) + 5
-        self._sha = redis.script(CLAIM)
         self.refused = 0
 
-    def queue(self, nonce: str, nc: int) -> Queue:
-        """The claim of `nc` with `nonce`, to go in a round trip (RedisLocation.run);
-        its reply goes to `fresh`."""
-        return lambda pipe: pipe.evalsha(self._sha, 1, NC_PREFIX + nonce, nc, self.ttl)
-
-    def fresh(self, reply: Any) -> bool:
-        """True when the claim's `nc` (or a higher one) was never used with its nonce."""
-        if reply:
-            return True
-        self.refused += 1
-        return False
+    def claim(self, aor: str, nonce: str, nc: int) -> Claim:
+        """The claim of `nc` with `nonce`, made by the commit of `aor`'s decision
+        (RedisLocation.commit); its key is in the account's slot."""
+        return f"{NC_PREFIX}{{{aor}}}:{nonce}", nc, self.ttl
 
 
 class SharedProtection:

@@ -4,20 +4,23 @@ One process makes a decision atomic for free: the event loop runs `decide`
 and applies it without an await in between. Several nodes cannot lean on
 that, so the decision runs optimistically (DESIGN "Cluster"):
 
-1. read the account from the shared location (with the REGISTER's nonce
-   claim, in the same round trip) and bring this node's copy of it up to
-   date (`SharedLocation.turn`);
-2. run the same pure `policy.decide` on that copy;
+1. hold the account on this node (`SharedLocation.turn`): changes to it from
+   other nodes wait while the decision is made and applied;
+2. run the same pure `policy.decide` on this node's copy of the account;
 3. plan the decision (plan.py: new bindings get their ids there, before
-   anything is written) and commit its binding writes only if nobody
-   changed the account since step 1;
+   anything is written) and commit its binding writes only if the account
+   is still at the version the copy holds -- with nothing to write, only
+   confirm that version. The same command claims the REGISTER's nonce count
+   (cluster-wide replay protection): one round trip a REGISTER;
 4. committed: apply the same plan here as a single node would (memory,
-   events, kicks, the 200); refused: another node came first, go back to 1
-   and decide on what it left.
+   events, kicks, the 200); refused because the copy was behind (another
+   node came first): the copy now holds what the location does, go back to
+   2; refused because the nonce count was used (a replay): a stale challenge.
 
-Nothing is applied, evented or kicked before the commit, so a lost race
-leaves no trace. Probes (§3.4) and return-path checks wait outside the
-watch and then decide again, as in one process.
+Nothing is applied, evented or kicked before the commit, so a lost race or a
+replay leaves no trace. Probes (§3.4) and return-path checks wait outside the
+hold, after a commit that writes nothing has claimed the nonce and confirmed
+the copy, and then decide again, as in one process.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import fields
 from typing import Any, Protocol
 
@@ -40,7 +42,9 @@ from regswitch.sip import digest
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import (
-    AccountWatch,
+    CONFLICT,
+    REPLAYED,
+    BindingOp,
     BindingRecord,
     StorageError,
     StorageUnavailableError,
@@ -60,26 +64,32 @@ UDP_CHANGES_REFUSED = (
 _RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
 
 
-class Turn(AccountWatch, Protocol):
-    """One account as read for a decision, and the nonce count claimed with the read."""
+class Turn(Protocol):
+    """One REGISTER's hold on an account, and its conditional commit."""
 
     @property
-    def nonce_fresh(self) -> bool:
-        """False when the claimed nonce count was used already, on any node (a
-        replay); True too when none was claimed."""
+    def nonce(self) -> tuple[str, int] | None:
+        """The nonce count still to claim: None once a commit claimed it."""
+        ...
+
+    async def commit(self, ops: Sequence[BindingOp]) -> str:
+        """Write `ops` (none: write nothing) if the account is still as this
+        node's copy holds it, claiming the nonce count first: COMMITTED;
+        CONFLICT (the copy now holds what the location does: decide again);
+        REPLAYED (the count was used, on any node: nothing done). Raises
+        StorageUnavailableError when the location cannot be reached."""
+        ...
+
+    def close(self) -> None:
+        """End the hold: changes from other nodes apply again."""
         ...
 
 
 class SharedLocation(Protocol):
     """What the registrar needs of a location shared by several nodes."""
 
-    def turn(
-        self, aor: str, nonce: tuple[str, int] | None = None
-    ) -> AbstractAsyncContextManager[Turn]:
-        """Read `aor` (and claim `nonce`'s count, in the same round trip) and make
-        this node's copy of its bindings what the shared location holds; changes
-        from other nodes to `aor` wait until the block ends (the registrar
-        applies its own commit meanwhile)."""
+    def turn(self, aor: str, nonce: tuple[str, int] | None = None) -> Turn:
+        """Hold `aor` until the turn is closed; `nonce`: the REGISTER's nonce count to claim."""
         ...
 
     async def expire(self, binding: Binding, now: float) -> bool:
@@ -129,18 +139,22 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
     aor = pending.req.aor
     probed: dict[str, bool] | None = None
     try:
-        used = None
+        nonce = None
         if pending.entry.account.ha1_md5:  # authenticated by digest: claim its nonce count
-            used = _nonce_count(pending.stx.request, aor.partition("@")[2])
+            nonce = _nonce_count(pending.stx.request, aor.partition("@")[2])
         for _ in range(MAX_ATTEMPTS):
-            outcome = await _watched_turn(steps, shared, pending, probed, used)
-            used = None  # claimed by the first turn; the others only read
+            turn = shared.turn(aor, nonce)
+            try:
+                outcome = await _attempt(steps, turn, pending, probed)
+            finally:
+                turn.close()
+                nonce = turn.nonce
             if outcome is None:
                 return  # applied (or refused) and answered
             if isinstance(outcome, str):  # CONFLICT
                 continue  # another node changed the account first: decide again
             decision, confirm = outcome
-            # outside the watch: a return-path check or a probe takes up to seconds
+            # outside the hold: a return-path check or a probe takes up to seconds
             req = pending.req
             if confirm:
                 if steps.params.values["REGISTER_IP_AUTH_UDP_CHANGES"] == "Refuse":
@@ -171,43 +185,36 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
         pending.stx.respond(503, "Service Unavailable", {"Retry-After": RETRY_AFTER})
 
 
-CONFLICT = "conflict"
-
-
-async def _watched_turn(
-    steps: Steps,
-    shared: SharedLocation,
-    pending: Pending,
-    probed: dict[str, bool] | None,
-    nonce: tuple[str, int] | None,
+async def _attempt(
+    steps: Steps, turn: Turn, pending: Pending, probed: dict[str, bool] | None
 ) -> tuple[Decision, bool] | str | None:
-    """One decision under the watch of the account's shared state: None when it
-    was applied (or refused) and answered; CONFLICT when another node changed
-    the account before the commit; else (decision, confirm): a return-path
-    check or a probe must run first, outside the watch. `nonce`: the nonce
-    count to claim with the read. (A function of its own: mypyc compiles no
-    `continue` inside the `async with`.)"""
+    """One decision on this node's copy of the account, held by `turn`: None
+    when it was applied (or refused) and answered; CONFLICT when the copy was
+    behind (it is not any more); else (decision, confirm): a return-path check
+    or a probe must run first, outside the hold."""
     aor = pending.req.aor
-    async with shared.turn(aor, nonce) as watch:
-        if not watch.nonce_fresh:
-            # this node's own table let it through; another node saw it first
-            steps.results["auth-stale"] += 1
-            steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
-            return None
-        if steps._refused_by_guard(pending):
-            return None
-        decision, policy = steps._decision(pending, probed, probed is None)
-        confirm = steps._needs_confirmation(pending, decision)
-        if confirm or decision.outcome == "probe":
-            return decision, confirm
-        if decision.outcome != "ok" or not (decision.changes or decision.removals):
-            steps._finish(pending, decision, policy, committed=True)  # nothing to write
-            return None
-        effects = plan(decision, pending.req, steps.new_id)
-        if await watch.commit(effects.ops) is None:
-            return CONFLICT
-        steps._apply(pending, effects, policy, committed=True)
+    if steps._refused_by_guard(pending):
         return None
+    decision, policy = steps._decision(pending, probed, probed is None)
+    confirm = steps._needs_confirmation(pending, decision)
+    waits = confirm or decision.outcome == "probe"
+    writes = decision.outcome == "ok" and bool(decision.changes or decision.removals)
+    effects = plan(decision, pending.req, steps.new_id) if writes and not waits else None
+    outcome = await turn.commit(effects.ops if effects is not None else ())
+    if outcome == REPLAYED:
+        # this node's own table let it through; another node saw it first
+        steps.results["auth-stale"] += 1
+        steps.replies.challenge(pending.stx, aor.partition("@")[2], True, account=aor)
+        return None
+    if outcome == CONFLICT:
+        return CONFLICT
+    if waits:
+        return decision, confirm
+    if effects is None:
+        steps._finish(pending, decision, policy, committed=True)  # nothing to write
+    else:
+        steps._apply(pending, effects, policy, committed=True)
+    return None
 
 
 def sync_account(

@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, overload, runtime_checkable
 
 __all__ = [
+    "COMMITTED",
+    "CONFLICT",
     "END_DIRECTIONS",
     "END_REASONS",
     "POLICY_VALUES",
+    "REPLAYED",
     "Account",
     "AccountState",
     "AccountStore",
@@ -475,6 +478,14 @@ class AccountState:
     aor: str
     records: tuple[BindingRecord, ...]
     change: tuple[int, int] = (0, 0)
+
+
+#: What a conditional commit to a shared location came to: written (or, with nothing to
+#: write, the account confirmed unchanged); refused because the account changed since the
+#: version the decision was made on; refused because its nonce count was used already.
+COMMITTED = "committed"
+CONFLICT = "conflict"
+REPLAYED = "replayed"
 
 
 class AccountWatch(Protocol):

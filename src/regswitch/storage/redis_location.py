@@ -7,26 +7,31 @@ Keys (the URL's database number separates clusters sharing one Redis):
     rs:loc-changes               stream  one entry per batch of one node's commits: for each,
                                          the account, its version and its new bindings
 
-The `{user@domain}` hash tag puts everything about one account in one slot,
-and every script touches one account's key only, so the location works on
+The `{user@domain}` hash tag puts everything about one account in one slot
+(its nonce claims too, cluster/protection.py), and every script touches one
+account's keys only, so the location works on
 one Redis server and on a Redis Cluster alike (`redis+cluster://` URLs).
 
-A decision about one account (`watch`): read the account's hash (one round
-trip, which may carry other reads or claims, `queue`), decide, then commit
-with one script (`COMMIT`) that rewrites the hash only if its version is
-still the one read -- else the caller decides again on what is there now;
-nothing is ever written from a stale read. The version is `ms-seq` like a
-stream id, made by the script from the Redis clock and strictly rising per
-account (a clock that steps back only bumps `seq`); it stays in the hash
-while the account has no bindings, and goes only with the key, KEY_GRACE
-seconds after the last binding's expiry, so a version once read is never
-seen again on that key (no ABA).
+A decision about one account is committed with one script (`COMMIT`) that
+rewrites the account's hash only if its version is still the one the decision
+was made on -- else nothing is written, and the reply carries what the hash
+holds now, for the caller to decide again on; nothing is ever written from a
+stale view. The same script first claims the REGISTER's nonce count, if any
+(`commit`, its key in the account's slot), so a registration makes one
+command: the registrar decides on its node's copy of the account
+(cluster/location.py). Writes that are no REGISTER's (an expiry, a console
+delete) read the account first (`watch`, one round trip) and commit the same
+way. The version is `ms-seq` like a stream id, made by the script from the
+Redis clock and strictly rising per account (a clock that steps back only
+bumps `seq`); it stays in the hash while the account has no bindings, and goes
+only with the key, KEY_GRACE seconds after the last binding's expiry, so a
+version once read is never seen again on that key (no ABA).
 
 Reads and commits go through `run`: whatever every task asks of Redis in one
-loop turn goes in one pipeline, so under load one round trip carries the reads
-of every REGISTER received in a turn, and another all their commits. Each
-commit is still its own script, conditional on its own account's version:
-sharing a pipeline changes the cost, not the decision.
+loop turn goes in one pipeline, so under load one round trip carries the
+commits of every REGISTER received in a turn. Each commit is still its own
+script, conditional on its own account's version: sharing a pipeline changes
+the cost, not the decision.
 
 The change is appended after the commit, by the committing node's notice
 writer, not in the same script: in Redis Cluster the stream lives in another
@@ -38,8 +43,8 @@ by stream position: two nodes' appends may interleave in any order, a stale one
 is skipped. A notice that cannot be written (Redis unreachable) waits and is
 written once Redis answers. A node that dies between its commit and the append
 leaves the others' copies of that account behind until its next change (any
-node's) or their next resynchronisation; those copies are a cache that no
-decision trusts.
+node's), their next resynchronisation, or their next commit to it (refused,
+with the account as it is); a decision made on a stale copy is never written.
 
 Redis unreachable: every call raises StorageUnavailableError at once and
 `problem` says why until a background ping succeeds again (the REGISTER path
@@ -73,6 +78,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regswitch.storage.base import (
+    COMMITTED,
+    CONFLICT,
+    REPLAYED,
     AccountState,
     BindingOp,
     BindingRecord,
@@ -103,12 +111,22 @@ _ACCOUNT_PREFIX = "rs:loc:{"
 _RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
-#: KEYS[1] the account's hash; ARGV: the version read ('' for none), PEXPIREAT ms,
-#: then binding id / record pairs (the account's whole new state). The new
-#: version, or nil when the account changed since the read.
+#: KEYS[1] the account's hash; KEYS[2], if given, a nonce's claim key (rs:nc:{account}:nonce,
+#: the account's slot). ARGV: the version the decision was made on ('' for none); PEXPIREAT ms,
+#: or '' to confirm the version only, writing nothing; the nonce count to claim and its key's
+#: time to live ('' '' without KEYS[2]); then binding id / record pairs (the account's whole
+#: new state). Replies {0}: the nonce count was used already, nothing done; {1, version}:
+#: written (or confirmed); {2, the account's hash}: the account changed since, nothing
+#: written (a count given is claimed: the caller decides again on what the hash holds).
 COMMIT = """
+if KEYS[2] then
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if tonumber(ARGV[3]) <= used then return {0} end
+  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+end
 local seen = redis.call('HGET', KEYS[1], '#v') or ''
-if seen ~= ARGV[1] then return false end
+if seen ~= ARGV[1] then return {2, redis.call('HGETALL', KEYS[1])} end
+if ARGV[2] == '' then return {1, seen} end
 local now = redis.call('TIME')
 local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local version = string.format('%d-0', ms)
@@ -120,10 +138,14 @@ if dash then
   end
 end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], '#v', version, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], '#v', version, unpack(ARGV, 5))
 redis.call('PEXPIREAT', KEYS[1], ARGV[2])
-return version
+return {1, version}
 """
+
+#: a nonce count to claim with a commit: its key (in the account's slot), the count, the
+#: key's time to live (s)
+Claim = tuple[str, int, int]
 
 #: queues commands on a pipeline (see RedisLocation.run)
 Queue = Callable[[Any], None]
@@ -206,6 +228,11 @@ def stream_id(text: str) -> tuple[int, int]:
     return int(ms or 0), int(seq or 0)
 
 
+def version_text(change: tuple[int, int]) -> str:
+    """An account's version as the location writes it; '' for (0, 0), an account never committed."""
+    return f"{change[0]}-{change[1]}" if change != (0, 0) else ""
+
+
 def _unavailable(exc: BaseException) -> bool:
     # a Redis Cluster says so in words of its own: no node reachable, a slot
     # without a master, CLUSTERDOWN (not RedisErrors, some of them)
@@ -225,18 +252,12 @@ class _Watch:
     """One account as read, and its conditional commit (AccountWatch in storage/base.py)."""
 
     def __init__(
-        self,
-        owner: RedisLocation,
-        aor: str,
-        version: str,
-        records: list[BindingRecord],
-        queued: list[Any],
-    ):
+        self, owner: RedisLocation, aor: str, version: str, records: list[BindingRecord]
+    ) -> None:
         self._owner = owner
         self._aor = aor
         self._version = version
         self._records = records
-        self.queued = queued  # the replies of what the caller queued with the read
 
     @property
     def records(self) -> list[BindingRecord]:
@@ -258,24 +279,12 @@ class _Watch:
             else:
                 state.pop(op.binding_id, None)
         records = tuple(state.values())
-        owner = self._owner
-        last = max((r.expires_at for r in records), default=owner.clock())
-        args: list[Any] = [self._version, int((last + KEY_GRACE) * 1000)]
-        encoded = [encode(r) for r in records]
-        for r, text in zip(records, encoded, strict=True):
-            args += (r.id, text)
-        key = account_key(self._aor)
-        sha = owner.commit_sha
-        (version,) = await owner.run(lambda pipe: pipe.evalsha(sha, 1, key, *args))
-        if version is None:
-            owner.conflicts += 1
+        outcome, written = await self._owner.commit(self._aor, self._version, records)
+        if outcome != COMMITTED:
             return None
-        owner.commits += 1
-        self._version = str(version)
+        self._version = version_text(written.change)
         self._records = list(records)
-        change = AccountState(self._aor, records, stream_id(self._version))
-        owner.notify(change, "[" + ",".join(encoded) + "]")
-        return change
+        return written
 
 
 #: seconds a stop waits for a task reading Redis to end once cancelled
@@ -635,22 +644,53 @@ class RedisLocation:
     # -- one account, optimistically
 
     @asynccontextmanager
-    async def watch(self, aor: str, queue: Queue | None = None) -> AsyncIterator[_Watch]:
-        """Read `aor` in one round trip, with whatever `queue` adds to it (its
-        replies in `queued`); the watch's commit applies only if nobody changed
-        the account since."""
+    async def watch(self, aor: str) -> AsyncIterator[_Watch]:
+        """Read `aor` in one round trip; the watch's commit applies only if
+        nobody changed the account since."""
         if self._problem is not None:
             raise StorageUnavailableError(self._problem)
         key = account_key(aor)
-
-        def read(pipe: Any) -> None:
-            if queue is not None:
-                queue(pipe)
-            pipe.hgetall(key)
-
-        *queued, values = await self.run(read)
+        (values,) = await self.run(lambda pipe: pipe.hgetall(key))
         version, records = decode_account(values)
-        yield _Watch(self, aor, version, records, queued)
+        yield _Watch(self, aor, version, records)
+
+    async def commit(
+        self,
+        aor: str,
+        version: str,
+        records: tuple[BindingRecord, ...] | None,
+        claim: Claim | None = None,
+    ) -> tuple[str, AccountState]:
+        """Make `records` the account's whole state if its version is still
+        `version` (records None: write nothing, only confirm the version), in one
+        script that first claims `claim`'s nonce count if given. COMMITTED and
+        the state written (or confirmed: then with no records); CONFLICT and the
+        account as it is now (the claim, if any, was made); REPLAYED (the count
+        was used: nothing done) and the state unknown."""
+        key = account_key(aor)
+        keys = [key] if claim is None else [key, claim[0]]
+        args: list[Any] = [version, ""]
+        if records is not None:
+            last = max((r.expires_at for r in records), default=self.clock())
+            args[1] = int((last + KEY_GRACE) * 1000)
+        args += ("", "") if claim is None else (claim[1], claim[2])
+        encoded = [] if records is None else [encode(r) for r in records]
+        for r, text in zip(records or (), encoded, strict=True):
+            args += (r.id, text)
+        sha = self.commit_sha
+        (reply,) = await self.run(lambda pipe: pipe.evalsha(sha, len(keys), *keys, *args))
+        if reply[0] == 0:
+            return REPLAYED, AccountState(aor, ())
+        if reply[0] == 2:
+            self.conflicts += 1
+            flat = reply[1]
+            now, current = decode_account(dict(zip(flat[::2], flat[1::2], strict=True)))
+            return CONFLICT, AccountState(aor, tuple(current), stream_id(now))
+        written = AccountState(aor, records or (), stream_id(str(reply[1])))
+        if records is not None:
+            self.commits += 1
+            self.notify(written, "[" + ",".join(encoded) + "]")
+        return COMMITTED, written
 
     async def commit_retrying(self, aor: str, ops: Sequence[BindingOp]) -> AccountState | None:
         """`ops` applied to whatever the account holds now (a blind write, e.g.
@@ -670,8 +710,8 @@ class RedisLocation:
         seen: Callable[[AccountState], None] | None = None,
     ) -> bool:
         """Remove the binding if it is still there and due; True when this call
-        did. Not removed: `seen` gets the account as read (a copy that missed a
-        change catches up here)."""
+        did. `seen` gets the account as this call left it, or as read when it
+        removed nothing (a copy that missed a change catches up here)."""
         for _ in range(MAX_ATTEMPTS):
             async with self.watch(aor) as watch:
                 record = next((r for r in watch.records if r.id == binding_id), None)
@@ -681,6 +721,8 @@ class RedisLocation:
                     return False  # expired by another node, or refreshed meanwhile
                 state = await watch.commit([BindingOp.delete(binding_id)])
             if state is not None:
+                if seen is not None:
+                    seen(state)
                 return True
         return False
 
