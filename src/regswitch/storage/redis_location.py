@@ -59,8 +59,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,6 +109,7 @@ VERSION = "#v"  # the version's field in an account's hash (binding ids are neve
 _ACCOUNT_PREFIX = "rs:loc:{"
 _RECORD_FIELDS = tuple(f.name for f in fields(BindingRecord))
 _CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+_SCHEMES = {"redis", "rediss", "unix"} | _CLUSTER_SCHEMES.keys()
 
 #: KEYS[1] the account's hash; KEYS[2], if given, a nonce's claim key (rs:nc:{account}:nonce,
 #: the account's slot). ARGV: the version the decision was made on ('' for none); PEXPIREAT ms,
@@ -174,7 +174,7 @@ def check_url(url: str) -> str:
     except ValueError as exc:
         raise ValueError(f"cluster URL {url!r} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss", "unix", *_CLUSTER_SCHEMES):
+    if scheme not in _SCHEMES:
         raise ValueError(
             f"cluster URL {url!r}: expected redis://HOST:PORT/N (or rediss://, unix://,"
             " redis+cluster://HOST:PORT)"
@@ -200,10 +200,13 @@ def where(url: str) -> str:
     return f"{parts.hostname}:{parts.port or 6379}{parts.path or '/0'}"
 
 
+#: json.dumps with separators builds an encoder per call, in Python: one, made once
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(record: BindingRecord) -> str:
     # not dataclasses.asdict: it deep-copies every field, a tenth of a commit's CPU
-    values = {name: getattr(record, name) for name in _RECORD_FIELDS}
-    return json.dumps(values, separators=(",", ":"))
+    return _compact({name: getattr(record, name) for name in _RECORD_FIELDS})
 
 
 def decode(text: str) -> BindingRecord:
@@ -285,6 +288,21 @@ class _Watch:
         self._version = version_text(written.change)
         self._records = list(records)
         return written
+
+
+class _Reading:
+    """`async with location.watch(aor) as watch`: the read on entry; nothing
+    is held in Redis, so nothing to release on exit."""
+
+    def __init__(self, owner: RedisLocation, aor: str) -> None:
+        self._owner = owner
+        self._aor = aor
+
+    async def __aenter__(self) -> _Watch:
+        return await self._owner.read(self._aor)
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 #: seconds a stop waits for a task reading Redis to end once cancelled
@@ -643,16 +661,17 @@ class RedisLocation:
 
     # -- one account, optimistically
 
-    @asynccontextmanager
-    async def watch(self, aor: str) -> AsyncIterator[_Watch]:
+    def watch(self, aor: str) -> _Reading:
         """Read `aor` in one round trip; the watch's commit applies only if
         nobody changed the account since."""
-        if self._problem is not None:
-            raise StorageUnavailableError(self._problem)
+        return _Reading(self, aor)
+
+    async def read(self, aor: str) -> _Watch:
+        """`aor` as it is now, and its conditional commit (`watch`)."""
         key = account_key(aor)
         (values,) = await self.run(lambda pipe: pipe.hgetall(key))
         version, records = decode_account(values)
-        yield _Watch(self, aor, version, records)
+        return _Watch(self, aor, version, records)
 
     async def commit(
         self,
