@@ -11,7 +11,7 @@ from regswitch.cluster.location import ClusterLocation
 from regswitch.cluster.protection import NonceClaims
 from regswitch.registrar.bindings import Location
 from regswitch.registrar.expiry import ExpiryQueue
-from regswitch.storage.base import BindingOp
+from regswitch.storage.base import COMMITTED, CONFLICT, REPLAYED, BindingOp
 from regswitch.storage.redis_location import CHANGES, RedisLocation, encode
 from storage.test_storage_redis import record
 
@@ -45,3 +45,51 @@ async def test_a_late_notice_of_an_older_change_does_not_undo_a_newer_one(
         await copy.stop()
         await store.close()
         await writer.close()
+
+
+async def test_a_decision_on_a_copy_that_was_behind_is_refused_and_the_copy_caught_up(
+    shared_url: str,
+) -> None:
+    """The registrar decides on the node's copy; a commit on a copy that missed
+    another node's change writes nothing and leaves the copy as the location
+    is, so the decision made again commits."""
+    writer, store = RedisLocation(shared_url), RedisLocation(shared_url)
+    await writer.open()
+    await store.open()
+    copy = ClusterLocation(store, Location(), ExpiryQueue(), "n2", NonceClaims(300))
+    await copy.load()  # not following the stream: the copy misses what comes next
+    try:
+        assert await writer.commit_retrying(AOR, [BindingOp.upsert(record("b1"))]) is not None
+        turn = copy.turn(AOR)
+        try:
+            assert await turn.commit([BindingOp.upsert(record("b2", node="n2"))]) == CONFLICT
+            assert [b.id for b in copy.location.of(AOR)] == ["b1"]
+            assert await turn.commit([BindingOp.upsert(record("b2", node="n2"))]) == COMMITTED
+        finally:
+            turn.close()
+        assert sorted(r.id for r in await writer.load_account(AOR)) == ["b1", "b2"]
+    finally:
+        await store.close()
+        await writer.close()
+
+
+async def test_a_nonce_count_used_through_one_node_is_refused_through_another(
+    shared_url: str,
+) -> None:
+    one, two = RedisLocation(shared_url), RedisLocation(shared_url)
+    await one.open()
+    await two.open()
+    first = ClusterLocation(one, Location(), ExpiryQueue(), "n1", NonceClaims(300))
+    second = ClusterLocation(two, Location(), ExpiryQueue(), "n2", NonceClaims(300))
+    try:
+        for copy, expected in ((first, COMMITTED), (second, REPLAYED)):
+            turn = copy.turn(AOR, ("nonce-1", 1))
+            try:
+                assert await turn.commit([BindingOp.upsert(record(copy.node))]) == expected
+            finally:
+                turn.close()
+        assert [r.id for r in await one.load_account(AOR)] == ["n1"]  # the replay wrote nothing
+        assert (first.nonces.refused, second.nonces.refused) == (0, 1)
+    finally:
+        await one.close()
+        await two.close()
