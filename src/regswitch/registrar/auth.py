@@ -39,7 +39,7 @@ _NO_HA1 = "0" * 32
 
 
 class AuthResult:
-    __slots__ = ("answered", "outcome", "reason", "stale", "username")
+    __slots__ = ("answered", "nonce", "outcome", "reason", "stale", "username")
 
     def __init__(
         self,
@@ -48,12 +48,15 @@ class AuthResult:
         stale: bool = False,
         username: str | None = None,
         answered: bool = False,
+        nonce: tuple[str, int] | None = None,
     ) -> None:
         self.outcome = outcome
         self.reason = reason
         self.stale = stale
         self.username = username
         self.answered = answered
+        # "ok": the nonce and count accepted (a cluster claims them cluster-wide)
+        self.nonce = nonce
 
 
 OK = AuthResult("ok")
@@ -242,7 +245,9 @@ class Authenticator:
             return AuthResult(
                 "challenge", "replayed nonce count", stale=True, username=creds.username
             )
-        return AuthResult("ok", username=creds.username, answered=nc == 1)
+        return AuthResult(
+            "ok", username=creds.username, answered=nc == 1, nonce=(creds.nonce, nc)
+        )
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:

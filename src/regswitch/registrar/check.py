@@ -25,7 +25,7 @@ from regswitch.transport.endpoint import IncomingRequest
 class Checked:
     """A REGISTER that passed steps 1–5, waiting for its account's turn."""
 
-    __slots__ = ("confirmed", "contacts", "entry", "extra", "req", "stx")
+    __slots__ = ("confirmed", "contacts", "entry", "extra", "nonce", "req", "stx")
 
     def __init__(
         self,
@@ -34,12 +34,14 @@ class Checked:
         contacts: list[ContactRequest] | None,
         entry: AccountEntry,
         extra: dict[str, str],
+        nonce: tuple[str, int] | None = None,
     ) -> None:
         self.stx = stx
         self.req = req
         self.contacts = contacts
         self.entry = entry
         self.extra = extra
+        self.nonce = nonce  # the digest's nonce and count, if authenticated by digest
         self.confirmed = False
 
 
@@ -116,6 +118,7 @@ class Checks:
             refuse = f"source {ip} outside the account's allowed networks"
         # 4. digest (skipped for an IP-only account: networks and no password)
         answered = False
+        nonce = None
         if refuse or entry is None or entry.account.ha1_md5:
             result = self.auth.check(
                 request,
@@ -137,6 +140,7 @@ class Checks:
                 self.replies.auth_failed(stx, aor, ip, source_of(flow), result.reason)
                 return None
             answered = result.answered
+            nonce = result.nonce
         elif flood.account_blocked(ip, aor, now):
             # address-only, after return-path checks that failed from here
             self.replies.refuse_account_blocked(stx, ip, now)
@@ -201,7 +205,7 @@ class Checks:
         extra: dict[str, str] = {}
         if outbound and "outbound" in (request.headers.get("supported") or ""):
             extra["Require"] = "outbound"
-        return Checked(stx, register, wanted, entry, extra)
+        return Checked(stx, register, wanted, entry, extra, nonce)
 
     def caller(self, stx: IncomingRequest, now: float, uri: URI | None = None) -> str | None:
         """Who places this INVITE (docs/behaviour.md §4): the From account (or `uri`'s: the AOR

@@ -38,7 +38,6 @@ from regswitch.registrar.expiry import ExpiryQueue
 from regswitch.registrar.plan import Plan, plan
 from regswitch.registrar.policy import Decision, Policy, RegisterRequest
 from regswitch.registrar.replies import Replies
-from regswitch.sip import digest
 from regswitch.sip.errors import ParseError
 from regswitch.sip.uri import parse_uri
 from regswitch.storage.base import (
@@ -103,6 +102,7 @@ class Pending(Protocol):
     stx: Any
     req: RegisterRequest
     entry: Any  # AccountEntry
+    nonce: tuple[str, int] | None  # the digest's nonce and count (None: no digest)
     confirmed: bool
 
 
@@ -139,9 +139,7 @@ async def decide_shared(steps: Steps, shared: SharedLocation, pending: Pending) 
     aor = pending.req.aor
     probed: dict[str, bool] | None = None
     try:
-        nonce = None
-        if pending.entry.account.ha1_md5:  # authenticated by digest: claim its nonce count
-            nonce = _nonce_count(pending.stx.request, aor.partition("@")[2])
+        nonce = pending.nonce  # authenticated by digest: claim its nonce count
         for _ in range(MAX_ATTEMPTS):
             turn = shared.turn(aor, nonce)
             try:
@@ -251,21 +249,6 @@ def sync_account(
             setattr(binding, name, getattr(record, name))
     for gone in current.values():
         location.remove(gone)
-
-
-def _nonce_count(request: Any, realm: str) -> tuple[str, int] | None:
-    """(nonce, nc) of the request's digest credentials for `realm`, if it has any
-    (they were checked already: only the replay remains to be decided)."""
-    for value in request.headers.get_all("authorization"):
-        if value.lstrip()[:7].lower() != "digest ":
-            continue
-        try:
-            creds = digest.Credentials.parse(value)
-        except ParseError:
-            continue
-        if creds.realm == realm:
-            return creds.nonce, creds.nc_value
-    return None
 
 
 def _key(contact: str) -> str | None:
