@@ -148,3 +148,36 @@ async def test_restart_under_write_load_loses_no_acknowledged_binding(
         assert refused > 0  # the restart was noticed
     finally:
         await storage.close()
+
+
+async def test_a_batch_is_one_statement_that_keeps_the_last_write_of_a_row(pg_url: str) -> None:
+    """Events and CDRs go in one statement per batch (arrays, unnested): a CDR
+    written again before its batch left (a call's record replaced) is stored
+    once, as last written."""
+    storage = PostgresStorage(pg_url)
+    await storage.open()
+    try:
+        added = [storage.events.add(make_event("registered", source=f"udp:{n}")) for n in range(50)]
+        storage.cdrs.add(make_cdr("c1", end_reason="normal"))
+        storage.cdrs.add(make_cdr("c1", end_reason="registration-replaced"))
+        await asyncio.wait_for(storage.events.flush(), 10)
+        stored = await storage.events.query(EventFilter(limit=100))
+        assert sorted(e.id for e in stored) == sorted(e.id for e in added)
+        [cdr] = await storage.cdrs.query(CdrFilter())
+        assert cdr.end_reason == "registration-replaced"
+    finally:
+        await storage.close()
+
+
+async def test_a_row_the_database_refuses_is_dropped_alone(pg_url: str) -> None:
+    storage = PostgresStorage(pg_url)
+    await storage.open()
+    try:
+        storage.cdrs.add(make_cdr("good-1"))
+        storage.cdrs.add(make_cdr("bad", billable_seconds=2**40))  # beyond the INTEGER column
+        storage.cdrs.add(make_cdr("good-2"))
+        await asyncio.wait_for(storage.events.flush(), 10)
+        assert sorted(c.id for c in await storage.cdrs.query(CdrFilter())) == ["good-1", "good-2"]
+        assert storage.stats["write_errors"] == 1
+    finally:
+        await storage.close()

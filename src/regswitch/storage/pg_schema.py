@@ -97,19 +97,41 @@ PARAM_UPSERT = (
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
 )
 
-EVENT_INSERT = (
-    f"INSERT INTO events ({EVENT_COLS}) VALUES ($1, $2, $3, $4, $5, $6::json) "
-    "ON CONFLICT (id) DO UPDATE SET time = excluded.time, type = excluded.type, "
-    "account = excluded.account, source = excluded.source, details = excluded.details"
-)
+def batch_upsert(table: str, columns: str, types: str, update: list[str]) -> str:
+    """An upsert of a whole batch in one statement: one array per column, of
+    PostgreSQL type `types` (in column order), unnested into rows. The server
+    plans and runs one statement instead of one per row (executemany), a third
+    of its CPU for a batch of events. `rows_of` makes the arguments; a batch
+    must not hold a key twice (ON CONFLICT DO UPDATE would refuse it)."""
+    names = [c.strip() for c in columns.split(",")]
+    arrays = ", ".join(f"${i}::{t.strip()}[]" for i, t in enumerate(types.split(","), 1))
+    return (
+        f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays}) "
+        f"ON CONFLICT ({names[0]}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in update)
+    )
+
+
+def rows_of(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """`batch_upsert`'s arguments: the rows' columns, the last row of a key kept."""
+    unique = list({row[0]: row for row in rows}.values())
+    return [list(column) for column in zip(*unique, strict=True)]
+
+
+#: details are JSON text: cast to the column's json on insert
+EVENT_INSERT = batch_upsert(
+    "events", EVENT_COLS, "bigint, float8, text, text, text, json",
+    ["time", "type", "account", "source", "details"],
+)  # fmt: skip
 
 _CDR_NAMES = [c.strip() for c in CDR_COLS.split(",")]
-CDR_INSERT = (
-    f"INSERT INTO cdrs ({CDR_COLS}) VALUES ({', '.join(f'${i}' for i in range(1, 17))}) "
-    "ON CONFLICT (id) DO UPDATE SET "
+CDR_INSERT = batch_upsert(
+    "cdrs", CDR_COLS,
+    "text, text, text, text, text, text, text, text, text, float8, float8, float8, int4, int4,"
+    " text, text",
     # a replaced CDR sorts as the newest written (its fresh seq), as in SQLite
-    + ", ".join(f"{c} = excluded.{c}" for c in [*_CDR_NAMES[1:], "seq"])
-)
+    [*_CDR_NAMES[1:], "seq"],
+)  # fmt: skip
 
 
 def binding_row(r: BindingRecord) -> tuple[Any, ...]:

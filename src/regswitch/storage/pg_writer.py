@@ -42,6 +42,7 @@ from regswitch.storage.pg_schema import (
     EVENT_INSERT,
     binding_apply_args,
     binding_row,
+    rows_of,
 )
 from regswitch.storage.shared_sql import cdr_row, event_row
 
@@ -328,9 +329,9 @@ class BehindWriter(_WriterTask):
             try:
                 async with pool.acquire() as conn, conn.transaction():
                     if events:
-                        await conn.executemany(EVENT_INSERT, events)
+                        await conn.execute(EVENT_INSERT, *rows_of(events))
                     if cdrs:
-                        await conn.executemany(CDR_INSERT, cdrs)
+                        await conn.execute(CDR_INSERT, *rows_of(cdrs))
             except Exception as exc:
                 if is_unavailable(exc):
                     self._link.mark_down(exc)
@@ -356,7 +357,7 @@ class BehindWriter(_WriterTask):
         rows = [(EVENT_INSERT, r) for r in events] + [(CDR_INSERT, r) for r in cdrs]
         for sql, row in rows:
             try:
-                await pool.execute(sql, *row)
+                await pool.execute(sql, *rows_of([row]))
             except Exception as exc:
                 if is_unavailable(exc):
                     self._link.mark_down(exc)
