@@ -163,14 +163,11 @@ class ClusterLocation:
 
     def _written(self, aor: str, ops: Sequence[BindingOp]) -> tuple[BindingRecord, ...]:
         """The account's whole state once `ops` are applied to the copy of it."""
-        state = {b.id: self._stored(b) for b in self.location.of(aor)}
+        written: dict[str, BindingRecord | None] = {}  # binding id -> the last op's record
         for op in ops:
-            if op.kind == "upsert":
-                assert op.record is not None
-                state[op.binding_id] = op.record
-            else:
-                state.pop(op.binding_id, None)
-        return tuple(state.values())
+            written[op.binding_id] = op.record if op.kind == "upsert" else None
+        kept = [self._stored(b) for b in self.location.of(aor) if b.id not in written]
+        return (*kept, *(r for r in written.values() if r is not None))
 
     def _stored(self, binding: Binding) -> BindingRecord:
         record = binding.to_record()
