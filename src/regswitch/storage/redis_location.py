@@ -66,6 +66,7 @@ from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import (
     ClusterDownError,
     NoScriptError,
@@ -76,6 +77,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from regswitch.storage import resp
 from regswitch.storage.base import (
     COMMITTED,
     CONFLICT,
@@ -347,6 +349,11 @@ class RedisLocation:
         self.commit_sha = self.script(COMMIT)
         self._notices: list[tuple[AccountState, str]] = []
         self._writer: asyncio.Task[None] | None = None
+        # the round trips' own connection (storage/resp.py), with redis-py's
+        # connection settings; None on a Redis Cluster or over TLS: redis-py's pipeline
+        self._lean_settings: dict[str, Any] | None = None
+        self._lean: resp.Connection | None = None
+        self._connecting = asyncio.Lock()
         self._round: list[tuple[Queue, asyncio.Future[list[Any]]]] = []  # `run`s of this turn
         self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
         self.conflicts = 0  # commits refused because another node came first
@@ -394,6 +401,10 @@ class RedisLocation:
             self._client = None
             await client.aclose()
             raise StorageError(f"Redis at {self.where} is version {version}; 6 or later needed")
+        if isinstance(client, aioredis.Redis):
+            pool = client.connection_pool
+            if not issubclass(pool.connection_class, SSLConnection):
+                self._lean_settings = dict(pool.connection_kwargs)
         self._up.set()
 
     async def wait_up(self) -> None:
@@ -414,6 +425,9 @@ class RedisLocation:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
+        lean, self._lean = self._lean, None
+        if lean is not None:
+            lean.close()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -497,13 +511,17 @@ class RedisLocation:
         self.round_trips += 1
         try:
             for attempt in range(2):
-                pipe = self.client.pipeline(transaction=False)
+                pipe: Any = (
+                    resp.Pipeline()
+                    if self._lean_settings is not None
+                    else self.client.pipeline(transaction=False)
+                )
                 sizes: list[int] = []
                 for queue, _ in batch:
                     before = len(pipe)
                     queue(pipe)
                     sizes.append(len(pipe) - before)
-                replies: list[Any] = await self.call(pipe.execute(raise_on_error=False))
+                replies: list[Any] = await self.call(self._execute(pipe))
                 again: list[tuple[Queue, asyncio.Future[list[Any]]]] = []
                 start = 0
                 for (queue, future), size in zip(batch, sizes, strict=True):
@@ -530,6 +548,21 @@ class RedisLocation:
                         f"Redis at {self.where}: the round trip was stopped"))  # fmt: skip
             if not isinstance(exc, Exception):
                 raise
+
+    async def _execute(self, pipe: Any) -> list[Any]:
+        """The replies to `pipe`, error replies among them as exceptions."""
+        if not isinstance(pipe, resp.Pipeline):
+            return list(await pipe.execute(raise_on_error=False))
+        lean = self._lean
+        if lean is None or lean.broken is not None:
+            async with self._connecting:  # one reconnection for the round trips waiting
+                lean = self._lean
+                if lean is None or lean.broken is not None:
+                    assert self._lean_settings is not None
+                    self._lean = lean = await resp.Connection.open(
+                        self._lean_settings, COMMAND_TIMEOUT, CONNECT_TIMEOUT
+                    )
+        return await lean.execute(pipe)
 
     def _reply_error(self, reply: Exception) -> Exception:
         """What a caller gets for an error reply of its own (StorageError, or the error)."""
