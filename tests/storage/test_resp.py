@@ -1,0 +1,166 @@
+"""The location's lean pipeline (storage/resp.py) against a real redis-server:
+replies as redis-py gives them, errors in their place, round trips in
+order, and a server that dies or goes silent failing every waiter at once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import uvloop
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from regswitch.storage.base import BindingOp, StorageUnavailableError
+from regswitch.storage.redis_location import RedisLocation
+from regswitch.storage.resp import Connection, Pipeline
+from storage.test_storage_redis import record
+from support.redis import RedisServer, _require_redis, cli
+
+
+def settings(url: str) -> dict[str, Any]:
+    parts = urlsplit(url)
+    return {"host": parts.hostname, "port": parts.port, "db": int(parts.path.strip("/") or 0)}
+
+
+async def connect(url: str, timeout: float = 5.0) -> Connection:
+    return await Connection.open(settings(url), timeout, 2.0)
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A server of the test's own, to stop."""
+    _require_redis()
+    server = RedisServer.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+async def test_replies_come_as_redis_py_gives_them(redis_url: str) -> None:
+    connection = await connect(redis_url)
+    try:
+        pipe = Pipeline()
+        pipe.command("SET", "k", "välue")
+        pipe.command("GET", "k")
+        pipe.command("INCR", "n")
+        pipe.command("HSET", "h", "a", 1, "b", 2.5)
+        pipe.hgetall("h")
+        pipe.command("GET", "missing")
+        pipe.command("EVAL", "return {1, {'x', 'y'}}", 0)
+        assert await connection.execute(pipe) == [
+            "OK", "välue", 1, 2, {"a": "1", "b": "2.5"}, None, [1, ["x", "y"]],
+        ]  # fmt: skip
+    finally:
+        connection.close()
+
+
+async def test_an_error_reply_takes_its_place_and_spoils_nothing_else(redis_url: str) -> None:
+    connection = await connect(redis_url)
+    try:
+        pipe = Pipeline()
+        pipe.command("SET", "k", "v")
+        pipe.evalsha("0" * 40, 0)
+        pipe.command("INCR", "k")  # not an integer
+        pipe.command("GET", "k")
+        ok, noscript, wrong, value = await connection.execute(pipe)
+        assert ok == "OK" and value == "v"
+        assert isinstance(noscript, NoScriptError)
+        assert isinstance(wrong, ResponseError) and not isinstance(wrong, NoScriptError)
+        assert connection.broken is None  # an error reply is no broken connection
+    finally:
+        connection.close()
+
+
+async def test_round_trips_in_flight_together_each_get_their_own_replies(
+    redis_url: str,
+) -> None:
+    connection = await connect(redis_url)
+    try:
+        pipes = []
+        for n in range(200):
+            pipe = Pipeline()
+            for m in range(n % 5 + 1):
+                pipe.command("ECHO", f"{n}-{m}")
+            pipes.append(pipe)
+        replies = await asyncio.gather(*(connection.execute(p) for p in pipes))
+        assert replies == [[f"{n}-{m}" for m in range(n % 5 + 1)] for n in range(200)]
+    finally:
+        connection.close()
+
+
+async def test_the_database_of_the_url_is_the_one_written(redis_url: str) -> None:
+    connection = await connect(redis_url)
+    try:
+        pipe = Pipeline()
+        pipe.command("SET", "where", "here")
+        await connection.execute(pipe)
+        assert cli(redis_url, "GET", "where") == "here"
+    finally:
+        connection.close()
+
+
+async def test_a_server_that_dies_fails_every_waiter_at_once(own_redis: RedisServer) -> None:
+    connection = await connect(own_redis.url())
+    blocked = Pipeline()
+    blocked.command("BLPOP", "nothing", 30)  # no answer until the list gets an item
+    behind = Pipeline()
+    behind.command("PING")
+    first, second = connection.execute(blocked), connection.execute(behind)
+    own_redis.stop()
+    async with asyncio.timeout(5):
+        for waiting in (first, second):
+            with pytest.raises(RedisConnectionError):
+                await waiting
+    assert connection.broken is not None
+    with pytest.raises(RedisConnectionError):  # and what comes after, at once
+        await connection.execute(behind)
+
+
+async def test_a_silent_server_times_the_round_trip_out(redis_url: str) -> None:
+    connection = await connect(redis_url, timeout=0.2)
+    blocked = Pipeline()
+    blocked.command("BLPOP", "nothing", 30)
+    async with asyncio.timeout(5):
+        with pytest.raises(RedisTimeoutError):
+            await connection.execute(blocked)
+    assert isinstance(connection.broken, RedisTimeoutError)
+
+
+async def test_the_location_connects_again_once_redis_is_back(own_redis: RedisServer) -> None:
+    location = RedisLocation(own_redis.url())
+    await location.open()
+    try:
+        assert await location.commit_retrying("alice@example.com", [BindingOp.upsert(record("b1"))])
+        own_redis.stop()
+        with pytest.raises(StorageUnavailableError):
+            await location.commit_retrying("alice@example.com", [BindingOp.upsert(record("b2"))])
+        own_redis.start_again()  # empty: no persistence
+        async with asyncio.timeout(10):
+            await location.wait_up()
+        state = await location.commit_retrying(
+            "alice@example.com", [BindingOp.upsert(record("b3"))]
+        )
+        assert state is not None and [r.id for r in state.records] == ["b3"]
+    finally:
+        await location.close()
+
+
+def test_it_runs_on_uvloop_as_the_server_does(redis_url: str) -> None:
+    """The server's loop is uvloop, whose transports are not asyncio's classes."""
+
+    async def main() -> list[Any]:
+        connection = await connect(redis_url)
+        try:
+            pipe = Pipeline()
+            pipe.command("PING")
+            return await connection.execute(pipe)
+        finally:
+            connection.close()
+
+    assert uvloop.run(main()) == ["PONG"]
