@@ -157,6 +157,11 @@ def test_parameter_changed_through_one_node_applies_on_the_other(cluster: Cluste
         == "Off",
         10, "the new value on node 2",
     )  # fmt: skip
-    # stored and evented once, by the node that changed it
+    # stored and evented once, by the node that changed it (events are written
+    # behind: the value can reach node 2 before the event reaches the database)
+    wait_until(
+        lambda: n2.api.get("/api/events", params={"type": "param-changed"}).json(),
+        10, "the event, through node 2",
+    )  # fmt: skip
     events = n2.api.get("/api/events", params={"type": "param-changed"}).json()
     assert len(events) == 1 and events[0]["details"]["new"] == "Off"
