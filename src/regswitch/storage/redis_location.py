@@ -28,7 +28,8 @@ only with the key, KEY_GRACE seconds after the last binding's expiry, so a
 version once read is never seen again on that key (no ABA).
 
 Reads and commits go through `run`: whatever every task asks of Redis in one
-loop turn goes in one pipeline, so under load one round trip carries the
+loop turn goes in one pipeline (on one server, over a connection of the
+node's own: storage/resp.py), so under load one round trip carries the
 commits of every REGISTER received in a turn. Each commit is still its own
 script, conditional on its own account's version: sharing a pipeline changes
 the cost, not the decision.
@@ -485,10 +486,11 @@ class RedisLocation:
         """The replies to the commands `queue` puts on a pipeline, in one round
         trip shared with every other `run` of this loop turn (not a transaction;
         on a Redis Cluster one pipeline per node, in parallel). Under load the
-        REGISTERs read in one turn make one round trip for their accounts' reads
-        and nonce claims, and one for their commits, instead of one each: redis-py's
-        cost per command and the socket writes were most of a clustered
-        registration's CPU. Queue reads and scripts only: a script Redis does not
+        REGISTERs read in one turn make one round trip for their commits instead
+        of one each. On one Redis server the pipeline is this node's own
+        (storage/resp.py: redis-py's cost per command was most of a clustered
+        registration's CPU); on a Redis Cluster or over TLS, redis-py's. Queue
+        reads and scripts only (`hgetall`, `evalsha`): a script Redis does not
         know (it restarted, a replica took over) is loaded and that caller's
         commands sent again, since its NOSCRIPT changed nothing."""
         if self._problem is not None:
