@@ -6,12 +6,18 @@
    bench/register.py. Goal: >= 0.7.
 2. `--workers 2` against `--workers 1` (both `--cluster`), next to Kamailio
    with 2 and 1 children, all unpinned on this 2-core machine (SIPp takes what
-   is left). Goal: regswitch >= 1.4x; the two scalings are reported.
+   is left). Goal: regswitch >= 1.4x; the two scalings are reported. SIPp
+   sends each call from a socket of its own (`--flows un`, a phone each): the
+   kernel gives each flow to one worker and it stays there (its transactions
+   and connections live in that worker), so traffic from one socket (`u1`,
+   every phone behind one address and port) reaches one worker only. Kamailio's
+   children read one shared socket and take either.
 
 A temporary PostgreSQL (tests/support/postgres.py) and redis-server
 (tests/support/redis.py) are started and stopped by the script.
 
     .venv-run/bin/python bench/cluster.py [--reps 1] [--duration 3] [--start 1000] [--only 1]
+        [--flows un]
 """
 
 from __future__ import annotations
@@ -33,8 +39,11 @@ from support.postgres import PgCluster
 from support.redis import RedisServer
 
 
-def sweep_of(a: argparse.Namespace) -> Sweep:
-    return Sweep("register_digest", start=a.start, factor=2, bisect=3, duration=a.duration)
+def sweep_of(a: argparse.Namespace, transport: str = "u1") -> Sweep:
+    return Sweep(
+        "register_digest", start=a.start, factor=2, bisect=3, duration=a.duration,
+        transport=transport,
+    )  # fmt: skip
 
 
 def regswitch_rate(label: str, sweep: Sweep, **server: Any) -> float:
@@ -79,6 +88,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--start", type=int, default=1000)
     parser.add_argument("--only", type=int, choices=(1, 2), help="run only part 1 or part 2")
+    parser.add_argument(
+        "--flows", choices=("un", "u1"), default="un",
+        help="part 2: SIPp's sockets, one per call (un) or one for all (u1)",
+    )  # fmt: skip
     a = parser.parse_args()
     sweep = sweep_of(a)
     pg, redis = PgCluster.start(), RedisServer.start()
@@ -102,6 +115,7 @@ def main() -> None:
             )
         if a.only == 1:
             return
+        sweep = sweep_of(a, a.flows)
         one = median_of(a.reps, lambda rep: regswitch_rate(
             f"--workers 1 rep{rep}", sweep, cpus=None, **cluster_args(f"w1-{rep}")))  # fmt: skip
         two = median_of(a.reps, lambda rep: regswitch_rate(

@@ -301,6 +301,10 @@ class Sweep:
     settle: float = 1.0
     pause_ms: int = 0  # call: between ACK and BYE
     rates: list[int] = field(default_factory=list)
+    # SIPp's UDP sockets: "u1" one for every call (every phone behind one address
+    # and port), "un" one per call (a phone each, as real traffic: the kernel
+    # spreads flows over the worker processes of `serve --workers`)
+    transport: str = "u1"
 
 
 @dataclass
@@ -369,6 +373,13 @@ def run_step(
         "-i",
         "127.0.0.1",
         "-p",
+        str(SIPP_PORT),
+        "-t",
+        sweep.transport,
+        # the Contact's port: the same for every call of a user, whatever socket
+        # sends it (register_digest: one device per user, refreshing)
+        "-key",
+        "contact_port",
         str(SIPP_PORT),
         "-r",
         str(rate),
