@@ -403,6 +403,9 @@ def run_step(
         "-l",
         str(max(1000, rate * 4)),
     ]
+    if sweep.transport == "un":
+        # one socket per call, up to this many open (then calls share them)
+        argv += ["-max_socket", "10000"]
     if sweep.scenario == "call":
         argv += ["-s", "uas", "-d", str(sweep.pause_ms)]
     for old in workdir.iterdir():
