@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,8 +29,13 @@ def settings(url: str) -> dict[str, Any]:
     return {"host": parts.hostname, "port": parts.port, "db": int(parts.path.strip("/") or 0)}
 
 
-async def connect(url: str, timeout: float = 5.0) -> Connection:
-    return await Connection.open(settings(url), timeout, 2.0)
+@asynccontextmanager
+async def connected(url: str, timeout: float = 5.0) -> AsyncIterator[Connection]:
+    connection = await Connection.open(settings(url), timeout, 2.0)
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 @pytest.fixture
@@ -43,8 +49,7 @@ def own_redis() -> Iterator[RedisServer]:
 
 
 async def test_replies_come_as_redis_py_gives_them(redis_url: str) -> None:
-    connection = await connect(redis_url)
-    try:
+    async with connected(redis_url) as connection:
         pipe = Pipeline()
         pipe.command("SET", "k", "välue")
         pipe.command("GET", "k")
@@ -56,13 +61,10 @@ async def test_replies_come_as_redis_py_gives_them(redis_url: str) -> None:
         assert await connection.execute(pipe) == [
             "OK", "välue", 1, 2, {"a": "1", "b": "2.5"}, None, [1, ["x", "y"]],
         ]  # fmt: skip
-    finally:
-        connection.close()
 
 
 async def test_an_error_reply_takes_its_place_and_spoils_nothing_else(redis_url: str) -> None:
-    connection = await connect(redis_url)
-    try:
+    async with connected(redis_url) as connection:
         pipe = Pipeline()
         pipe.command("SET", "k", "v")
         pipe.evalsha("0" * 40, 0)
@@ -73,15 +75,12 @@ async def test_an_error_reply_takes_its_place_and_spoils_nothing_else(redis_url:
         assert isinstance(noscript, NoScriptError)
         assert isinstance(wrong, ResponseError) and not isinstance(wrong, NoScriptError)
         assert connection.broken is None  # an error reply is no broken connection
-    finally:
-        connection.close()
 
 
 async def test_round_trips_in_flight_together_each_get_their_own_replies(
     redis_url: str,
 ) -> None:
-    connection = await connect(redis_url)
-    try:
+    async with connected(redis_url) as connection:
         pipes = []
         for n in range(200):
             pipe = Pipeline()
@@ -90,46 +89,41 @@ async def test_round_trips_in_flight_together_each_get_their_own_replies(
             pipes.append(pipe)
         replies = await asyncio.gather(*(connection.execute(p) for p in pipes))
         assert replies == [[f"{n}-{m}" for m in range(n % 5 + 1)] for n in range(200)]
-    finally:
-        connection.close()
 
 
 async def test_the_database_of_the_url_is_the_one_written(redis_url: str) -> None:
-    connection = await connect(redis_url)
-    try:
+    async with connected(redis_url) as connection:
         pipe = Pipeline()
         pipe.command("SET", "where", "here")
         await connection.execute(pipe)
         assert cli(redis_url, "GET", "where") == "here"
-    finally:
-        connection.close()
 
 
 async def test_a_server_that_dies_fails_every_waiter_at_once(own_redis: RedisServer) -> None:
-    connection = await connect(own_redis.url())
-    blocked = Pipeline()
-    blocked.command("BLPOP", "nothing", 30)  # no answer until the list gets an item
-    behind = Pipeline()
-    behind.command("PING")
-    first, second = connection.execute(blocked), connection.execute(behind)
-    own_redis.stop()
-    async with asyncio.timeout(5):
-        for waiting in (first, second):
-            with pytest.raises(RedisConnectionError):
-                await waiting
-    assert connection.broken is not None
-    with pytest.raises(RedisConnectionError):  # and what comes after, at once
-        await connection.execute(behind)
+    async with connected(own_redis.url()) as connection:
+        blocked = Pipeline()
+        blocked.command("BLPOP", "nothing", 30)  # no answer until the list gets an item
+        behind = Pipeline()
+        behind.command("PING")
+        first, second = connection.execute(blocked), connection.execute(behind)
+        own_redis.stop()
+        async with asyncio.timeout(5):
+            for waiting in (first, second):
+                with pytest.raises(RedisConnectionError):
+                    await waiting
+        assert connection.broken is not None
+        with pytest.raises(RedisConnectionError):  # and what comes after, at once
+            await connection.execute(behind)
 
 
 async def test_a_silent_server_times_the_round_trip_out(redis_url: str) -> None:
-    connection = await connect(redis_url, timeout=0.2)
-    blocked = Pipeline()
-    blocked.command("BLPOP", "nothing", 30)
-    async with asyncio.timeout(5):
-        with pytest.raises(RedisTimeoutError):
-            await connection.execute(blocked)
-    assert isinstance(connection.broken, RedisTimeoutError)
+    async with connected(redis_url, timeout=0.2) as connection:
+        blocked = Pipeline()
+        blocked.command("BLPOP", "nothing", 30)
+        async with asyncio.timeout(5):
+            with pytest.raises(RedisTimeoutError):
+                await connection.execute(blocked)
+        assert isinstance(connection.broken, RedisTimeoutError)
 
 
 async def test_the_location_connects_again_once_redis_is_back(own_redis: RedisServer) -> None:
@@ -155,12 +149,9 @@ def test_it_runs_on_uvloop_as_the_server_does(redis_url: str) -> None:
     """The server's loop is uvloop, whose transports are not asyncio's classes."""
 
     async def main() -> list[Any]:
-        connection = await connect(redis_url)
-        try:
+        async with connected(redis_url) as connection:
             pipe = Pipeline()
             pipe.command("PING")
             return await connection.execute(pipe)
-        finally:
-            connection.close()
 
     assert uvloop.run(main()) == ["PONG"]
