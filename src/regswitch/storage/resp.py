@@ -84,6 +84,14 @@ class Pipeline:
     def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
         self.command("EVALSHA", sha, numkeys, *args)
 
+    def xadd(
+        self, name: str, fields: dict[str, str], maxlen: int | None = None, approximate: bool = True
+    ) -> None:
+        trim: tuple[Any, ...] = ()
+        if maxlen is not None:
+            trim = ("MAXLEN", "~" if approximate else "=", maxlen)
+        self.command("XADD", name, *trim, "*", *(x for pair in fields.items() for x in pair))
+
 
 class _Waiter:
     __slots__ = ("converts", "future", "replies")
