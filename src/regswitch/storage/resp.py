@@ -1,4 +1,5 @@
-"""A lean pipeline to one Redis server: the REGISTER path's round trips.
+"""A lean pipeline to one Redis server: the REGISTER path's round trips and
+the change notices' appends (RedisLocation.run).
 
 redis-py's pipeline does per command what a node's hot path cannot afford
 at thousands of REGISTERs a second: a pool checkout, its own packing, a
