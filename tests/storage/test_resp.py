@@ -77,6 +77,25 @@ async def test_an_error_reply_takes_its_place_and_spoils_nothing_else(redis_url:
         assert connection.broken is None  # an error reply is no broken connection
 
 
+async def test_a_stream_entry_is_added_and_the_stream_trimmed_as_redis_py_does(
+    redis_url: str,
+) -> None:
+    connection = await connect(redis_url)
+    try:
+        pipe = Pipeline()
+        for n in range(3):
+            pipe.xadd("s", {"node": "n1", "changes": f"[{n}]"})
+        pipe.xadd("s", {"node": "n1", "changes": "[3]"}, maxlen=2, approximate=False)
+        ids = await connection.execute(pipe)
+        assert all(isinstance(i, str) and "-" in i for i in ids)
+        assert cli(redis_url, "XLEN", "s") == "2"  # trimmed exactly, as asked
+        entries = cli(redis_url, "XRANGE", "s", "-", "+").split()
+        assert entries == [ids[2], "node", "n1", "changes", "[2]", ids[3], "node", "n1",
+                           "changes", "[3]"]  # fmt: skip
+    finally:
+        connection.close()
+
+
 async def test_round_trips_in_flight_together_each_get_their_own_replies(
     redis_url: str,
 ) -> None:

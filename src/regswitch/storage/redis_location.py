@@ -490,9 +490,10 @@ class RedisLocation:
         of one each. On one Redis server the pipeline is this node's own
         (storage/resp.py: redis-py's cost per command was most of a clustered
         registration's CPU); on a Redis Cluster or over TLS, redis-py's. Queue
-        reads and scripts only (`hgetall`, `evalsha`): a script Redis does not
-        know (it restarted, a replica took over) is loaded and that caller's
-        commands sent again, since its NOSCRIPT changed nothing."""
+        reads and scripts only (`hgetall`, `evalsha`), and the change notices'
+        `xadd`: a script Redis does not know (it restarted, a replica took
+        over) is loaded and that caller's commands sent again, since its
+        NOSCRIPT changed nothing."""
         if self._problem is not None:
             raise StorageUnavailableError(self._problem)
         loop = asyncio.get_running_loop()
@@ -623,10 +624,14 @@ class RedisLocation:
                 for state, records in batch
             )
             fields = {"node": self.node, "changes": f"[{changes}]"}
+
+            # on `run`'s round trip (the turn's commits may share it): never
+            # sent again, since its own reply is no NOSCRIPT
+            def append(pipe: Any, fields: dict[str, str] = fields) -> None:
+                pipe.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
+
             try:
-                await self.call(
-                    self.client.xadd(CHANGES, fields, maxlen=CHANGES_KEPT, approximate=True)
-                )
+                await self.run(append)
             except StorageUnavailableError:
                 self._notices[:0] = batch  # written once Redis answers again
                 await self.wait_up()

@@ -1,4 +1,5 @@
-"""A lean pipeline to one Redis server: the REGISTER path's round trips.
+"""A lean pipeline to one Redis server: the REGISTER path's round trips and
+the change notices' appends (RedisLocation.run).
 
 redis-py's pipeline does per command what a node's hot path cannot afford
 at thousands of REGISTERs a second: a pool checkout, its own packing, a
@@ -83,6 +84,14 @@ class Pipeline:
 
     def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
         self.command("EVALSHA", sha, numkeys, *args)
+
+    def xadd(
+        self, name: str, fields: dict[str, str], maxlen: int | None = None, approximate: bool = True
+    ) -> None:
+        trim: tuple[Any, ...] = ()
+        if maxlen is not None:
+            trim = ("MAXLEN", "~" if approximate else "=", maxlen)
+        self.command("XADD", name, *trim, "*", *(x for pair in fields.items() for x in pair))
 
 
 class _Waiter:
