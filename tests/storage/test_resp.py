@@ -80,8 +80,7 @@ async def test_an_error_reply_takes_its_place_and_spoils_nothing_else(redis_url:
 async def test_a_stream_entry_is_added_and_the_stream_trimmed_as_redis_py_does(
     redis_url: str,
 ) -> None:
-    connection = await connect(redis_url)
-    try:
+    async with connected(redis_url) as connection:
         pipe = Pipeline()
         for n in range(3):
             pipe.xadd("s", {"node": "n1", "changes": f"[{n}]"})
@@ -92,8 +91,6 @@ async def test_a_stream_entry_is_added_and_the_stream_trimmed_as_redis_py_does(
         entries = cli(redis_url, "XRANGE", "s", "-", "+").split()
         assert entries == [ids[2], "node", "n1", "changes", "[2]", ids[3], "node", "n1",
                            "changes", "[3]"]  # fmt: skip
-    finally:
-        connection.close()
 
 
 async def test_round_trips_in_flight_together_each_get_their_own_replies(
