@@ -25,6 +25,12 @@ if [ "$REGSWITCH_MYPYC" != off ] && [ "$(id -u)" = 0 ] && command -v apt-get >/d
 fi
 
 scripts/ensure-venv.sh --bare
+# mypyc type-checks the compiled modules against the libraries they import
+# (redis, hiredis), found in the venv whose pip builds: they go there first
+mapfile -t deps < <("$VENV/bin/python" -c '
+import tomllib
+print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
+"$VENV/bin/python" -m pip --disable-pip-version-check install --quiet "${deps[@]}"
 mkdir -p dist build
 rm -f dist/regswitch-*.whl dist/.built
 log=build/wheel.log
