@@ -8,9 +8,9 @@ from a full snapshot once it is back.
 
 Changes are ordered per account by the account's version, not by their
 place in the stream (two nodes' appends may interleave): a change no newer
-than what the copy holds is skipped. An account read for a turn or an expiry
-counts as a change too, so a copy that missed one (its notice lost with the
-node that committed it) catches up there.
+than what the copy holds is skipped. A commit refused because the copy was
+behind, and an expiry's read, count as a change too, so a copy that missed
+one (its notice lost with the node that committed it) catches up there.
 
 The registrar decides a REGISTER on the copy (registrar/shared.py) and
 commits conditionally on the version the copy holds, the REGISTER's nonce
