@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import redis.asyncio
 import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
@@ -91,6 +92,39 @@ async def test_a_stream_entry_is_added_and_the_stream_trimmed_as_redis_py_does(
         entries = cli(redis_url, "XRANGE", "s", "-", "+").split()
         assert entries == [ids[2], "node", "n1", "changes", "[2]", ids[3], "node", "n1",
                            "changes", "[3]"]  # fmt: skip
+
+
+async def test_a_stream_is_read_as_redis_py_reads_it(redis_url: str) -> None:
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    async with connected(redis_url) as connection:
+        try:
+            first = await client.xadd("s", {"node": "n1", "changes": "[1]"})
+            await client.xadd("s", {"node": "n2", "changes": "[2]"})
+            pipe = Pipeline()
+            pipe.xread({"s": "0-0"}, count=10, block=100)
+            pipe.xread({"s": first}, count=10, block=100)
+            assert await connection.execute(pipe) == [
+                await client.xread({"s": "0-0"}, count=10, block=100),
+                await client.xread({"s": first}, count=10, block=100),
+            ]
+            pipe = Pipeline()  # nothing after the last: the wait ends empty
+            pipe.xread({"s": "$"}, count=10, block=50)
+            assert await connection.execute(pipe) == [None]
+        finally:
+            await client.aclose()
+
+
+async def test_a_waiting_stream_read_gets_the_entry_added_meanwhile(redis_url: str) -> None:
+    async with connected(redis_url) as reading, connected(redis_url) as writing:
+        pipe = Pipeline()
+        pipe.xread({"s": "$"}, count=10, block=5000)
+        waiting = reading.execute(pipe)
+        add = Pipeline()
+        add.xadd("s", {"node": "n1", "changes": "[1]"})
+        async with asyncio.timeout(2):  # well within the read's 5 s
+            (entry_id,) = await writing.execute(add)
+            (reply,) = await waiting
+        assert reply == [["s", [(entry_id, {"node": "n1", "changes": "[1]"})]]]
 
 
 async def test_round_trips_in_flight_together_each_get_their_own_replies(

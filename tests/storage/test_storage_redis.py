@@ -339,6 +339,16 @@ async def test_changes_come_in_commit_order(location: RedisLocation) -> None:
     assert states == [] and await location.changes(position, block_ms=10) == []
 
 
+async def test_a_waiting_read_of_the_changes_holds_up_no_commit(location: RedisLocation) -> None:
+    position, _ = await location.snapshot()
+    reading = asyncio.ensure_future(location.changes(position, block_ms=5000))
+    async with asyncio.timeout(2):  # well within the read's 5 s
+        await location.apply([BindingOp.upsert(record("b1"))])
+        await location.flush()
+        changes = await reading
+    assert [[r.id for r in state.records] for _, state in changes] == [["b1"]]
+
+
 async def test_unreachable_at_open_is_one_line() -> None:
     with socket_closed() as port:
         loc = RedisLocation(f"redis://127.0.0.1:{port}/0")

@@ -97,6 +97,8 @@ CONNECT_TIMEOUT = 2.0
 COMMAND_TIMEOUT = 5.0
 #: How long a blocking read of the change stream waits (ms); well under COMMAND_TIMEOUT.
 BLOCK_MS = 1000
+#: Stream entries (each one loop turn's changes of one node) read at most at once.
+CHANGES_READ = 1000
 #: Stream entries (batches of changes) kept, approximately: a node further behind resynchronises.
 CHANGES_KEPT = 100_000
 #: An account's hash outlives its last binding's expiry by this much (s), so an
@@ -354,6 +356,7 @@ class RedisLocation:
         # connection settings; None on a Redis Cluster or over TLS: redis-py's pipeline
         self._lean_settings: dict[str, Any] | None = None
         self._lean: resp.Connection | None = None
+        self._reading: resp.Connection | None = None  # the change stream's (`changes`)
         self._connecting = asyncio.Lock()
         self._round: list[tuple[Queue, asyncio.Future[list[Any]]]] = []  # `run`s of this turn
         self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
@@ -426,9 +429,10 @@ class RedisLocation:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
-        lean, self._lean = self._lean, None
-        if lean is not None:
-            lean.close()
+        for lean in (self._lean, self._reading):
+            if lean is not None:
+                lean.close()
+        self._lean = self._reading = None
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -684,7 +688,7 @@ class RedisLocation:
         """Commits after stream id `after` (each with the id of its entry, in
         order), waiting up to `block_ms` for the first; an entry of this node's
         own (`node`) comes as one None, undecoded: it applied them."""
-        reply = await self.call(self.client.xread({CHANGES: after}, count=100, block=block_ms))
+        reply = await self.call(self._read_changes(after, block_ms))
         out: list[tuple[str, AccountState | None]] = []
         for _stream, entries in reply or ():
             for entry_id, data in entries:
@@ -698,6 +702,26 @@ class RedisLocation:
                     )
                     out.append((entry, state))
         return out
+
+    async def _read_changes(self, after: str, block_ms: int) -> Any:
+        """XREAD of the change stream, as redis-py returns it. On one server it
+        goes over a lean connection (storage/resp.py) of its own, since a
+        blocking read holds its connection: under load the follower reads a few
+        hundred times a second, and redis-py's work per read was a tenth of a
+        second worker's CPU."""
+        if self._lean_settings is None:
+            return await self.client.xread({CHANGES: after}, count=CHANGES_READ, block=block_ms)
+        reading = self._reading
+        if reading is None or reading.broken is not None:
+            self._reading = reading = await resp.Connection.open(
+                self._lean_settings, block_ms / 1000 + COMMAND_TIMEOUT, CONNECT_TIMEOUT
+            )
+        pipe = resp.Pipeline()
+        pipe.xread({CHANGES: after}, count=CHANGES_READ, block=block_ms)
+        (reply,) = await reading.execute(pipe)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     # -- one account, optimistically
 

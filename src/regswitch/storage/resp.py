@@ -1,5 +1,6 @@
 """A lean pipeline to one Redis server: the REGISTER path's round trips and
-the change notices' appends (RedisLocation.run).
+the change notices' appends (RedisLocation.run), and, on a connection of its
+own, the reads of the change stream.
 
 redis-py's pipeline does per command what a node's hot path cannot afford
 at thousands of REGISTERs a second: a pool checkout, its own packing, a
@@ -39,6 +40,16 @@ Convert = Callable[[Any], Any] | None
 def _pairs(flat: list[Any]) -> dict[Any, Any]:
     """HGETALL's flat reply as redis-py gives it: a dict."""
     return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _entries(reply: Any) -> Any:
+    """XREAD's reply as redis-py gives it: [[stream, [(id, {field: value})]]], or None."""
+    if reply is None:
+        return None
+    return [
+        [stream, [(entry_id, _pairs(fields)) for entry_id, fields in entries]]
+        for stream, entries in reply
+    ]
 
 
 def _encode(arg: Any) -> bytes:
@@ -84,6 +95,14 @@ class Pipeline:
 
     def evalsha(self, sha: str, numkeys: int, *args: Any) -> None:
         self.command("EVALSHA", sha, numkeys, *args)
+
+    def xread(self, streams: dict[str, str], count: int, block: int) -> None:
+        """Read entries after each stream's id, waiting up to `block` ms for one:
+        the connection carries nothing else meanwhile (give it one of its own)."""
+        self.command(
+            "XREAD", "COUNT", count, "BLOCK", block, "STREAMS", *streams, *streams.values(),
+            convert=_entries,
+        )  # fmt: skip
 
     def xadd(
         self, name: str, fields: dict[str, str], maxlen: int | None = None, approximate: bool = True
