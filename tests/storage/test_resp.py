@@ -20,7 +20,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from regswitch.storage.base import BindingOp, StorageUnavailableError
 from regswitch.storage.redis_location import RedisLocation
-from regswitch.storage.resp import Connection, Pipeline
+from regswitch.storage.resp import Connection, Link, Pipeline
 from storage.test_storage_redis import record
 from support.redis import RedisServer, _require_redis, cli
 
@@ -193,6 +193,29 @@ async def test_the_location_connects_again_once_redis_is_back(own_redis: RedisSe
         assert state is not None and [r.id for r in state.records] == ["b3"]
     finally:
         await location.close()
+
+
+async def test_a_link_connects_once_for_many_and_again_after_a_break(
+    own_redis: RedisServer,
+) -> None:
+    def ping() -> Pipeline:
+        pipe = Pipeline()
+        pipe.command("PING")
+        return pipe
+
+    link = Link(settings(own_redis.url()), 5.0, 2.0)
+    try:
+        replies = await asyncio.gather(*(link.execute(ping()) for _ in range(20)))
+        assert replies == [["PONG"]] * 20
+        # the link's connection and redis-cli's own
+        assert len(cli(own_redis.url(), "CLIENT", "LIST").splitlines()) == 2
+        own_redis.stop()
+        with pytest.raises(RedisConnectionError):
+            await link.execute(ping())
+        own_redis.start_again()
+        assert await link.execute(ping()) == ["PONG"]
+    finally:
+        link.close()
 
 
 def test_it_runs_on_uvloop_as_the_server_does(redis_url: str) -> None:

@@ -354,10 +354,8 @@ class RedisLocation:
         self._writer: asyncio.Task[None] | None = None
         # the round trips' own connection (storage/resp.py), with redis-py's
         # connection settings; None on a Redis Cluster or over TLS: redis-py's pipeline
-        self._lean_settings: dict[str, Any] | None = None
-        self._lean: resp.Connection | None = None
-        self._reading: resp.Connection | None = None  # the change stream's (`changes`)
-        self._connecting = asyncio.Lock()
+        self._lean: resp.Link | None = None
+        self._reading: resp.Link | None = None  # the change stream's (`changes`)
         self._round: list[tuple[Queue, asyncio.Future[list[Any]]]] = []  # `run`s of this turn
         self._rounds: set[asyncio.Task[None]] = set()  # their round trips in flight
         self.conflicts = 0  # commits refused because another node came first
@@ -408,7 +406,12 @@ class RedisLocation:
         if isinstance(client, aioredis.Redis):
             pool = client.connection_pool
             if not issubclass(pool.connection_class, SSLConnection):
-                self._lean_settings = dict(pool.connection_kwargs)
+                settings = dict(pool.connection_kwargs)
+                self._lean = resp.Link(settings, COMMAND_TIMEOUT, CONNECT_TIMEOUT)
+                # a blocking read holds its connection, up to BLOCK_MS
+                self._reading = resp.Link(
+                    settings, BLOCK_MS / 1000 + COMMAND_TIMEOUT, CONNECT_TIMEOUT
+                )
         self._up.set()
 
     async def wait_up(self) -> None:
@@ -429,10 +432,9 @@ class RedisLocation:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
             self._probe = None
-        for lean in (self._lean, self._reading):
-            if lean is not None:
-                lean.close()
-        self._lean = self._reading = None
+        for link in (self._lean, self._reading):
+            if link is not None:
+                link.close()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -520,7 +522,7 @@ class RedisLocation:
             for attempt in range(2):
                 pipe: Any = (
                     resp.Pipeline()
-                    if self._lean_settings is not None
+                    if self._lean is not None
                     else self.client.pipeline(transaction=False)
                 )
                 sizes: list[int] = []
@@ -558,18 +560,9 @@ class RedisLocation:
 
     async def _execute(self, pipe: Any) -> list[Any]:
         """The replies to `pipe`, error replies among them as exceptions."""
-        if not isinstance(pipe, resp.Pipeline):
+        if self._lean is None:
             return list(await pipe.execute(raise_on_error=False))
-        lean = self._lean
-        if lean is None or lean.broken is not None:
-            async with self._connecting:  # one reconnection for the round trips waiting
-                lean = self._lean
-                if lean is None or lean.broken is not None:
-                    assert self._lean_settings is not None
-                    self._lean = lean = await resp.Connection.open(
-                        self._lean_settings, COMMAND_TIMEOUT, CONNECT_TIMEOUT
-                    )
-        return await lean.execute(pipe)
+        return await self._lean.execute(pipe)
 
     def _reply_error(self, reply: Exception) -> Exception:
         """What a caller gets for an error reply of its own (StorageError, or the error)."""
@@ -709,16 +702,11 @@ class RedisLocation:
         blocking read holds its connection: under load the follower reads a few
         hundred times a second, and redis-py's work per read was a tenth of a
         second worker's CPU."""
-        if self._lean_settings is None:
+        if self._reading is None:
             return await self.client.xread({CHANGES: after}, count=CHANGES_READ, block=block_ms)
-        reading = self._reading
-        if reading is None or reading.broken is not None:
-            self._reading = reading = await resp.Connection.open(
-                self._lean_settings, block_ms / 1000 + COMMAND_TIMEOUT, CONNECT_TIMEOUT
-            )
         pipe = resp.Pipeline()
-        pipe.xread({CHANGES: after}, count=CHANGES_READ, block=block_ms)
-        (reply,) = await reading.execute(pipe)
+        pipe.xread({CHANGES: after}, count=CHANGES_READ, block=min(block_ms, BLOCK_MS))
+        (reply,) = await self._reading.execute(pipe)
         if isinstance(reply, Exception):
             raise reply
         return reply

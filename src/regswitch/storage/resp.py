@@ -254,3 +254,31 @@ class Connection(asyncio.Protocol):
         transport, self._transport = self._transport, None
         if transport is not None:
             transport.abort()
+
+
+class Link:
+    """A connection opened on first use, and again on the first use after it
+    broke: one opening, however many round trips wait for it."""
+
+    def __init__(self, settings: dict[str, Any], timeout: float, connect_timeout: float) -> None:
+        self._settings = settings  # redis-py's connection kwargs (Connection.open)
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._connection: Connection | None = None
+        self._opening = asyncio.Lock()
+
+    async def execute(self, pipe: Pipeline) -> list[Any]:
+        connection = self._connection
+        if connection is None or connection.broken is not None:
+            async with self._opening:
+                connection = self._connection
+                if connection is None or connection.broken is not None:
+                    self._connection = connection = await Connection.open(
+                        self._settings, self._timeout, self._connect_timeout
+                    )
+        return await connection.execute(pipe)
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
