@@ -14,7 +14,7 @@ Error replies come back in the reply list, as exceptions (redis-py's
 `raise_on_error=False`): `NoScriptError` for NOSCRIPT, `ResponseError` for the
 rest. A broken, closed or silent connection fails every waiting round trip
 with redis-py's ConnectionError or TimeoutError (the location then says Redis
-is down), and the next round trip connects again.
+is down); a `Link` connects again for the next round trip.
 
 A Redis Cluster needs slot routing and redirections: redis-py's cluster
 pipeline does that, and the location uses it there (storage/redis_location.py).
@@ -205,6 +205,7 @@ class Connection(asyncio.Protocol):
             self._fail(RedisConnectionError(f"Redis sent garbage: {exc}"))
             return
         waiting = self._waiting
+        answered = False
         while reply is not False:
             if not waiting:
                 self._fail(RedisConnectionError("Redis sent a reply nobody asked for"))
@@ -220,12 +221,14 @@ class Connection(asyncio.Protocol):
                 waiting.popleft()
                 if not waiter.future.done():  # else its caller gave up: replies dropped
                     waiter.future.set_result(waiter.replies)
-                self._arm()  # the next round trip's time starts now
+                answered = True
             try:
                 reply = reader.gets()
             except hiredis.ProtocolError as exc:
                 self._fail(RedisConnectionError(f"Redis sent garbage: {exc}"))
                 return
+        if answered:
+            self._arm()  # the next round trip's time starts now: one timer per read, not per reply
 
     # -- failure
 
