@@ -169,6 +169,25 @@ async def test_a_batch_is_one_statement_that_keeps_the_last_write_of_a_row(pg_ur
         await storage.close()
 
 
+async def test_a_flood_of_events_is_bounded_by_the_queue_and_the_rest_written(
+    pg_url: str,
+) -> None:
+    """Rows written behind wait a little to share a statement; a flood (rejected
+    REGISTERs from strangers make events) still fills at most `max_pending`
+    rows: the rest are dropped and counted, never held."""
+    storage = PostgresStorage(pg_url, max_pending=100)
+    await storage.open()
+    try:
+        # one loop turn: the writer has not taken any of them yet
+        added = [storage.events.add(make_event("rejected", source=f"udp:{n}")) for n in range(150)]
+        assert storage.stats["events_dropped"] == 50
+        await asyncio.wait_for(storage.events.flush(), 10)
+        stored = await storage.events.query(EventFilter(limit=200))
+        assert sorted(e.id for e in stored) == sorted(e.id for e in added[:100])
+    finally:
+        await storage.close()
+
+
 async def test_a_row_the_database_refuses_is_dropped_alone(pg_url: str) -> None:
     storage = PostgresStorage(pg_url)
     await storage.open()
